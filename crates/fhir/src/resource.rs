@@ -1,0 +1,232 @@
+//! A FHIR resource as a JSON object whose `resourceType` R4 defines.
+
+use serde_json::{Map, Value};
+
+use crate::{Id, Instant, ResourceType};
+
+/// A parsed resource: a JSON object with a known `resourceType`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Resource {
+    /// Checked against the R4 definitions when parsed; never changes after.
+    resource_type: ResourceType,
+    body: Map<String, Value>,
+}
+
+/// Why a body is not a resource. All of these are the client's fault (400).
+#[derive(Clone, Debug, thiserror::Error, PartialEq, Eq)]
+pub enum ResourceError {
+    #[error("the body is not valid JSON: {0}")]
+    Json(String),
+    #[error("the body is not a JSON object")]
+    NotObject,
+    #[error("the body has no resourceType")]
+    NoResourceType,
+    #[error("'{0}' is not a FHIR R4 resource type")]
+    UnknownType(String),
+    #[error("the resource id is not valid: {0}")]
+    BadId(String),
+    #[error("'meta' must be an object")]
+    BadMeta,
+}
+
+impl Resource {
+    pub fn from_slice(bytes: &[u8]) -> Result<Self, ResourceError> {
+        let value: Value = serde_json::from_slice(bytes).map_err(|e| ResourceError::Json(e.to_string()))?;
+        Self::from_value(value)
+    }
+
+    pub fn from_value(value: Value) -> Result<Self, ResourceError> {
+        let Value::Object(body) = value else {
+            return Err(ResourceError::NotObject);
+        };
+        let name = body
+            .get("resourceType")
+            .and_then(Value::as_str)
+            .ok_or(ResourceError::NoResourceType)?;
+        let resource_type = ResourceType::parse(name).ok_or_else(|| ResourceError::UnknownType(name.to_owned()))?;
+        match body.get("id") {
+            None => {}
+            Some(Value::String(s)) => {
+                Id::parse(s).map_err(|e| ResourceError::BadId(e.to_string()))?;
+            }
+            Some(other) => return Err(ResourceError::BadId(format!("{other} is not a string"))),
+        }
+        if body.get("meta").is_some_and(|m| !m.is_object()) {
+            return Err(ResourceError::BadMeta);
+        }
+        Ok(Resource { resource_type, body })
+    }
+
+    pub fn resource_type(&self) -> ResourceType {
+        self.resource_type
+    }
+
+    pub fn id(&self) -> Option<&str> {
+        self.body.get("id").and_then(Value::as_str)
+    }
+
+    pub fn set_id(&mut self, id: &Id) {
+        self.body.insert("id".into(), Value::String(id.to_string()));
+    }
+
+    pub fn clear_id(&mut self) {
+        self.body.remove("id");
+    }
+
+    /// Sets the server-owned meta fields (http.html#versioning), keeping the
+    /// rest of `meta` (profiles, tags, security labels) as the client sent it.
+    pub fn set_meta(&mut self, version: u64, last_updated: Instant) {
+        let mut meta = match self.body.remove("meta") {
+            Some(Value::Object(m)) => m,
+            _ => Map::new(),
+        };
+        meta.insert("versionId".into(), Value::String(version.to_string()));
+        meta.insert("lastUpdated".into(), Value::String(last_updated.to_fhir()));
+        // `meta` conventionally follows `resourceType` and `id`; keep that
+        // order for human readers.
+        let old = std::mem::take(&mut self.body);
+        let mut meta = Some(Value::Object(meta));
+        for (key, value) in old {
+            let head = key == "resourceType" || key == "id";
+            if !head {
+                if let Some(m) = meta.take() {
+                    self.body.insert("meta".into(), m);
+                }
+            }
+            self.body.insert(key, value);
+        }
+        if let Some(m) = meta {
+            self.body.insert("meta".into(), m);
+        }
+    }
+
+    pub fn body(&self) -> &Map<String, Value> {
+        &self.body
+    }
+
+    pub fn body_mut(&mut self) -> &mut Map<String, Value> {
+        &mut self.body
+    }
+
+    pub fn into_value(self) -> Value {
+        Value::Object(self.body)
+    }
+
+    pub fn to_bytes(&self) -> Vec<u8> {
+        serde_json::to_vec(&self.body).unwrap_or_default()
+    }
+
+    /// Rewrites every `Reference.reference` (and every `uri`-typed value equal
+    /// to a bundle fullUrl) for which `map` gives a replacement. Used for
+    /// transaction `urn:uuid:` references (http.html#trules).
+    pub fn rewrite_references(&mut self, map: &dyn Fn(&str) -> Option<String>) {
+        for value in self.body.values_mut() {
+            rewrite(value, map);
+        }
+    }
+}
+
+fn rewrite(value: &mut Value, map: &dyn Fn(&str) -> Option<String>) {
+    match value {
+        Value::Object(obj) => {
+            for (key, v) in obj.iter_mut() {
+                if let Value::String(s) = v {
+                    if key == "reference" || s.starts_with("urn:") {
+                        if let Some(new) = map(s) {
+                            *s = new;
+                        }
+                    }
+                } else {
+                    rewrite(v, map);
+                }
+            }
+        }
+        Value::Array(items) => items.iter_mut().for_each(|v| match v {
+            Value::String(s) if s.starts_with("urn:") => {
+                if let Some(new) = map(s) {
+                    *s = new;
+                }
+            }
+            other => rewrite(other, map),
+        }),
+        _ => {}
+    }
+}
+
+/// Compares two resources as the specification's read-back does: equal but
+/// for the server-owned `meta.versionId` and `meta.lastUpdated` (and a `meta`
+/// left empty without them).
+pub fn equal_ignoring_meta(a: &Value, b: &Value) -> bool {
+    fn strip(v: &Value) -> Value {
+        let mut v = v.clone();
+        if let Some(obj) = v.as_object_mut() {
+            if let Some(Value::Object(meta)) = obj.get_mut("meta") {
+                meta.remove("versionId");
+                meta.remove("lastUpdated");
+                if meta.is_empty() {
+                    obj.remove("meta");
+                }
+            }
+        }
+        v
+    }
+    strip(a) == strip(b)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn bodies_that_are_not_resources_are_refused() {
+        let cases: [(&[u8], ResourceError); 5] = [
+            (b"{", ResourceError::Json(String::new())),
+            (b"[]", ResourceError::NotObject),
+            (b"{\"id\":\"a\"}", ResourceError::NoResourceType),
+            (b"{\"resourceType\":\"Pateint\"}", ResourceError::UnknownType("Pateint".into())),
+            (b"{\"resourceType\":\"Patient\",\"id\":\"a b\"}", ResourceError::BadId(String::new())),
+        ];
+        for (body, want) in cases {
+            let got = Resource::from_slice(body).err();
+            assert_eq!(
+                std::mem::discriminant(&got.clone().unwrap_or(ResourceError::NotObject)),
+                std::mem::discriminant(&want),
+                "{got:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn meta_is_set_after_id_and_keeps_client_content() {
+        let mut r = Resource::from_value(json!({"resourceType":"Patient","id":"p","active":true,"meta":{"tag":[{"code":"x"}]}}))
+            .unwrap_or_else(|e| panic!("{e}"));
+        r.set_meta(3, Instant::from_millis(0));
+        let text = String::from_utf8(r.to_bytes()).unwrap_or_default();
+        assert_eq!(
+            text,
+            r#"{"resourceType":"Patient","id":"p","meta":{"tag":[{"code":"x"}],"versionId":"3","lastUpdated":"1970-01-01T00:00:00.000Z"},"active":true}"#
+        );
+    }
+
+    #[test]
+    fn urn_references_are_rewritten_everywhere() {
+        let mut r = Resource::from_value(json!({
+            "resourceType":"Observation",
+            "subject":{"reference":"urn:uuid:1"},
+            "hasMember":[{"reference":"urn:uuid:2"},{"reference":"Patient/x"}],
+            "focus":[{"reference":"urn:uuid:3"}]
+        }))
+        .unwrap_or_else(|e| panic!("{e}"));
+        r.rewrite_references(&|s| match s {
+            "urn:uuid:1" => Some("Patient/a".into()),
+            "urn:uuid:2" => Some("Observation/b".into()),
+            _ => None,
+        });
+        let v = r.into_value();
+        assert_eq!(v["subject"]["reference"], "Patient/a");
+        assert_eq!(v["hasMember"][0]["reference"], "Observation/b");
+        assert_eq!(v["hasMember"][1]["reference"], "Patient/x");
+        assert_eq!(v["focus"][0]["reference"], "urn:uuid:3");
+    }
+}

@@ -1,0 +1,90 @@
+//! Project tasks, run as `cargo xtask <task>`.
+//!
+//! - `test`: everything the test suite needs on a fresh machine, then the
+//!   whole suite (formatting, lints, tests). This is the README's test command.
+//! - `fhir-package`: fetch the official FHIR R4 examples package (npm
+//!   `hl7.fhir.r4.examples@4.0.1`) into `target/fhir-packages/`.
+//! - `codegen`: derive `crates/fhir/data/*.json` from that package. The derived
+//!   files are committed, so the build itself never downloads anything.
+
+mod codegen;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use anyhow::{Context, Result, bail};
+
+/// The official R4 package: the specification's definitions and examples (CC0).
+const R4_PACKAGE: &str = "hl7.fhir.r4.examples@4.0.1";
+
+fn main() -> Result<()> {
+    let task = std::env::args().nth(1).unwrap_or_default();
+    let root = project_root();
+    match task.as_str() {
+        "fhir-package" => {
+            let dir = fhir_package(&root)?;
+            eprintln!("FHIR R4 package at {}", dir.display());
+        }
+        "codegen" => {
+            let dir = fhir_package(&root)?;
+            codegen::run(&dir, &root.join("crates/fhir/data"))?;
+        }
+        "test" => test(&root)?,
+        _ => bail!("usage: cargo xtask <test|fhir-package|codegen>"),
+    }
+    Ok(())
+}
+
+fn project_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .ancestors()
+        .nth(2)
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| PathBuf::from("."))
+}
+
+/// Runs the whole suite as CI does: formatting, lints, then every test.
+fn test(root: &Path) -> Result<()> {
+    let package = fhir_package(root)?;
+    run(Command::new("cargo").args(["fmt", "--all", "--", "--check"]).current_dir(root))?;
+    run(Command::new("cargo")
+        .args(["clippy", "--workspace", "--all-targets", "--", "-D", "warnings"])
+        .current_dir(root))?;
+    run(Command::new("cargo")
+        .args(["test", "--workspace", "--release"])
+        .env("OPENGP_R4_EXAMPLES", &package)
+        .env("OPENGP_SHARED_DATA", root.join("../shared/data"))
+        .current_dir(root))?;
+    Ok(())
+}
+
+/// Fetches and unpacks the R4 package once; later calls reuse it.
+fn fhir_package(root: &Path) -> Result<PathBuf> {
+    let base = root.join("target/fhir-packages");
+    let unpacked = base.join("hl7.fhir.r4.examples-4.0.1");
+    let package = unpacked.join("package");
+    if package.join("package.json").exists() {
+        return Ok(package);
+    }
+    std::fs::create_dir_all(&base)?;
+    run(Command::new("npm")
+        .args(["pack", "--silent", R4_PACKAGE])
+        .current_dir(&base))
+    .context("fetching the FHIR R4 package with npm (is Node.js installed?)")?;
+    let tgz = base.join("hl7.fhir.r4.examples-4.0.1.tgz");
+    let file = std::fs::File::open(&tgz).with_context(|| format!("opening {}", tgz.display()))?;
+    let partial = base.join("unpacking");
+    let _ = std::fs::remove_dir_all(&partial);
+    tar::Archive::new(flate2::read::GzDecoder::new(file)).unpack(&partial)?;
+    let _ = std::fs::remove_dir_all(&unpacked);
+    std::fs::rename(&partial, &unpacked)?;
+    Ok(package)
+}
+
+fn run(cmd: &mut Command) -> Result<()> {
+    let status = cmd.status().with_context(|| format!("starting {cmd:?}"))?;
+    if !status.success() {
+        bail!("{cmd:?} failed: {status}");
+    }
+    Ok(())
+}
