@@ -76,6 +76,29 @@ impl fmt::Debug for Id {
     }
 }
 
+/// An ODS code: the national identifier of an organisation such as a
+/// practice (`A81001`). Upper-case letters and digits, 3 to 10 characters.
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Debug)]
+pub struct OdsCode(String);
+
+impl OdsCode {
+    /// Parses a code, accepting lower case and normalising to upper case.
+    pub fn parse(s: &str) -> Option<Self> {
+        let ok = (3..=10).contains(&s.len()) && s.bytes().all(|b| b.is_ascii_alphanumeric());
+        ok.then(|| OdsCode(s.to_ascii_uppercase()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for OdsCode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -87,6 +110,14 @@ mod tests {
         }
         for bad in ["", "a b", "a_b", "é", "a/b", &"x".repeat(65)] {
             assert!(Id::parse(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn ods_codes() {
+        assert_eq!(OdsCode::parse("a81001").map(|c| c.to_string()), Some("A81001".into()));
+        for bad in ["", "A8", "A81-001", "A810011234567"] {
+            assert!(OdsCode::parse(bad).is_none(), "{bad}");
         }
     }
 

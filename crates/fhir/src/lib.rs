@@ -19,7 +19,7 @@ pub mod resource;
 pub mod search;
 pub mod view;
 
-pub use id::{Id, IdError, ResourceType};
+pub use id::{Id, IdError, OdsCode, ResourceType};
 pub use instant::{DateRange, Instant, InstantError};
 pub use outcome::{IssueType, OperationOutcome, Severity};
 pub use resource::{Resource, ResourceError};

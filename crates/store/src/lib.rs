@@ -1,1 +1,28 @@
-//! stub
+//! Storage for OpenGP: the traits every backend implements, and the FHIR
+//! interaction engine (create, read, update, patch, delete, conditional
+//! forms, history, search, batch and transaction) written once over them.
+//!
+//! API Boundary: the HTTP layer calls [`Store`]; backends implement
+//! [`Backend`], [`ReadTx`] and [`WriteTx`].
+//!
+//! Architecture invariants:
+//! - Every call names the practice and the acting user ([`Ctx`]); a backend
+//!   transaction is scoped to one practice and cannot see another's rows.
+//! - A write is acknowledged only after its transaction has committed
+//!   durably; an error leaves nothing behind (the job's savepoint is rolled back).
+//! - This crate contains no SQL and knows nothing about HTTP.
+
+mod backend;
+mod bundle;
+mod context;
+mod engine;
+mod error;
+pub mod render;
+mod target;
+
+pub use backend::{Backend, HistoryPage, HistoryQuery, HistoryScope, NewVersion, ReadTx, SearchPage, StoredVersion, WriteJob, WriteTx};
+pub use bundle::{EntryResponse, EntryResult, history_query};
+pub use context::{Actor, Ctx, Practice};
+pub use engine::{DeleteOutcome, Preconditions, Store, WriteOutcome};
+pub use error::StoreError;
+pub use target::Target;

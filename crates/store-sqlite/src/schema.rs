@@ -1,0 +1,81 @@
+//! Connection settings and the versioned schema (`PRAGMA user_version`).
+
+use rusqlite::Connection;
+
+use crate::db_err;
+use gp_store::StoreError;
+
+/// Settings every connection needs. Writers make the WAL durable at each
+/// commit (`synchronous=FULL`); readers only need the timeout.
+pub(crate) fn configure(conn: &Connection, read_only: bool) -> Result<(), StoreError> {
+    conn.busy_timeout(std::time::Duration::from_secs(10)).map_err(db_err)?;
+    let common = "PRAGMA cache_size = -65536; PRAGMA mmap_size = 268435456; PRAGMA temp_store = MEMORY;";
+    conn.execute_batch(common).map_err(db_err)?;
+    if !read_only {
+        conn.execute_batch("PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON;")
+            .map_err(db_err)?;
+    }
+    Ok(())
+}
+
+/// Each migration runs once, in order, inside a transaction; the schema
+/// version is the count applied. Never edit one that has shipped: add another.
+const MIGRATIONS: &[&str] = &[
+    // 1: practices, and every version of every resource.
+    "CREATE TABLE practice (
+        key INTEGER PRIMARY KEY,
+        ods TEXT NOT NULL UNIQUE,
+        name TEXT NOT NULL,
+        created_at INTEGER NOT NULL,
+        created_by TEXT NOT NULL
+    );
+    -- Every version ever written, deletions included (body empty). The rowid
+    -- orders versions as they were written, which history paging relies on.
+    CREATE TABLE resource_version (
+        practice INTEGER NOT NULL REFERENCES practice(key),
+        type TEXT NOT NULL,
+        id TEXT NOT NULL,
+        version INTEGER NOT NULL,
+        last_updated INTEGER NOT NULL,
+        deleted INTEGER NOT NULL,
+        author TEXT NOT NULL,
+        body BLOB NOT NULL,
+        UNIQUE (practice, type, id, version)
+    );
+    CREATE INDEX resource_version_by_time ON resource_version (practice, last_updated);
+    CREATE INDEX resource_version_by_type_time ON resource_version (practice, type, last_updated);
+    -- The current version of each resource, for search and listing.
+    CREATE TABLE resource_current (
+        practice INTEGER NOT NULL,
+        type TEXT NOT NULL,
+        id TEXT NOT NULL,
+        version INTEGER NOT NULL,
+        last_updated INTEGER NOT NULL,
+        deleted INTEGER NOT NULL,
+        vrow INTEGER NOT NULL,
+        PRIMARY KEY (practice, type, id)
+    ) WITHOUT ROWID;
+    CREATE INDEX resource_current_by_time ON resource_current (practice, type, last_updated);",
+];
+
+pub(crate) fn migrate(conn: &Connection) -> Result<(), StoreError> {
+    let current: usize = conn
+        .query_row("PRAGMA user_version", [], |r| r.get::<_, i64>(0))
+        .map_err(db_err)? as usize;
+    if current > MIGRATIONS.len() {
+        return Err(StoreError::Backend(format!(
+            "the database is at schema version {current}, newer than this OpenGP ({}); upgrade OpenGP",
+            MIGRATIONS.len()
+        )));
+    }
+    for (i, sql) in MIGRATIONS.iter().enumerate().skip(current) {
+        let version = i + 1;
+        let batch = format!("BEGIN IMMEDIATE; {sql}; PRAGMA user_version = {version}; COMMIT;");
+        if let Err(e) = conn.execute_batch(&batch) {
+            let _ = conn.execute_batch("ROLLBACK");
+            return Err(StoreError::Backend(format!("schema migration {version} failed: {e}")));
+        }
+        tracing::info!(version, "applied schema migration");
+    }
+    Ok(())
+}

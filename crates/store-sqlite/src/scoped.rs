@@ -1,0 +1,261 @@
+//! Reads and writes scoped to one practice. Every statement here binds the
+//! practice key as `?1`.
+
+use bytes::Bytes;
+use gp_fhir::search::{Criterion, Prefix, SearchQuery, SortField, Total};
+use gp_fhir::{Instant, ResourceType};
+use gp_store::{HistoryPage, HistoryQuery, HistoryScope, NewVersion, ReadTx, SearchPage, StoreError, StoredVersion, WriteTx};
+use rusqlite::types::Value as SqlValue;
+use rusqlite::{Connection, OptionalExtension, params, params_from_iter};
+
+use crate::db_err;
+
+/// A connection seen through one practice.
+pub(crate) struct Scoped<'c> {
+    pub conn: &'c Connection,
+    /// The practice every statement is filtered by.
+    pub practice: i64,
+}
+
+/// The writer's view: a scoped connection inside the open transaction, plus
+/// who is writing and the store's clock.
+pub(crate) struct ScopedWrite<'c> {
+    pub read: Scoped<'c>,
+    pub author: &'c str,
+    /// The last instant stamped, so that time never goes backwards.
+    pub clock: &'c mut i64,
+}
+
+fn version_row(ty: ResourceType, id: &str, row: &rusqlite::Row<'_>) -> rusqlite::Result<StoredVersion> {
+    let body: Vec<u8> = row.get(3)?;
+    Ok(StoredVersion {
+        resource_type: ty,
+        id: id.to_owned(),
+        version: row.get::<_, i64>(0)? as u64,
+        last_updated: Instant::from_millis(row.get(1)?),
+        deleted: row.get::<_, i64>(2)? != 0,
+        body: Bytes::from(body),
+    })
+}
+
+/// A row of `(type, id, version, last_updated, deleted, body)`.
+fn full_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<StoredVersion> {
+    let ty: String = row.get(0)?;
+    let id: String = row.get(1)?;
+    let ty = ResourceType::parse(&ty).ok_or_else(|| rusqlite::Error::InvalidColumnName(format!("stored type {ty}")))?;
+    let body: Vec<u8> = row.get(5)?;
+    Ok(StoredVersion {
+        resource_type: ty,
+        id,
+        version: row.get::<_, i64>(2)? as u64,
+        last_updated: Instant::from_millis(row.get(3)?),
+        deleted: row.get::<_, i64>(4)? != 0,
+        body: Bytes::from(body),
+    })
+}
+
+/// Adds the SQL for one `_lastUpdated` criterion on `col`.
+fn date_sql(col: &str, prefix: Prefix, low: i64, high: i64, args: &mut Vec<SqlValue>) -> String {
+    let mut arg = |v: i64| {
+        args.push(SqlValue::Integer(v));
+        format!("?{}", args.len())
+    };
+    match prefix {
+        Prefix::Eq | Prefix::Ap => format!("({col} >= {} AND {col} < {})", arg(low), arg(high)),
+        Prefix::Ne => format!("({col} < {} OR {col} >= {})", arg(low), arg(high)),
+        Prefix::Gt | Prefix::Sa => format!("{col} >= {}", arg(high)),
+        Prefix::Lt | Prefix::Eb => format!("{col} < {}", arg(low)),
+        Prefix::Ge => format!("{col} >= {}", arg(low)),
+        Prefix::Le => format!("{col} < {}", arg(high)),
+    }
+}
+
+impl ReadTx for Scoped<'_> {
+    fn latest(&mut self, ty: ResourceType, id: &str) -> Result<Option<StoredVersion>, StoreError> {
+        let mut s = self
+            .conn
+            .prepare_cached(
+                "SELECT c.version, c.last_updated, c.deleted, v.body
+                 FROM resource_current c JOIN resource_version v ON v.rowid = c.vrow AND v.practice = ?1
+                 WHERE c.practice = ?1 AND c.type = ?2 AND c.id = ?3",
+            )
+            .map_err(db_err)?;
+        s.query_row(params![self.practice, ty.as_str(), id], |r| version_row(ty, id, r)).optional().map_err(db_err)
+    }
+
+    fn version(&mut self, ty: ResourceType, id: &str, version: u64) -> Result<Option<StoredVersion>, StoreError> {
+        let mut s = self
+            .conn
+            .prepare_cached(
+                "SELECT version, last_updated, deleted, body FROM resource_version
+                 WHERE practice = ?1 AND type = ?2 AND id = ?3 AND version = ?4",
+            )
+            .map_err(db_err)?;
+        s.query_row(params![self.practice, ty.as_str(), id, version as i64], |r| version_row(ty, id, r))
+            .optional()
+            .map_err(db_err)
+    }
+
+    fn search(&mut self, ty: Option<ResourceType>, q: &SearchQuery) -> Result<SearchPage, StoreError> {
+        let mut args: Vec<SqlValue> = vec![SqlValue::Integer(self.practice)];
+        let mut wh = vec!["c.practice = ?1".to_owned(), "c.deleted = 0".to_owned()];
+        if let Some(t) = ty {
+            args.push(SqlValue::Text(t.as_str().to_owned()));
+            wh.push(format!("c.type = ?{}", args.len()));
+        }
+        for c in &q.criteria {
+            let ors: Vec<String> = match c {
+                Criterion::Id(ids) => ids
+                    .iter()
+                    .map(|id| {
+                        args.push(SqlValue::Text(id.to_string()));
+                        format!("c.id = ?{}", args.len())
+                    })
+                    .collect(),
+                Criterion::LastUpdated(dates) => dates
+                    .iter()
+                    .map(|d| date_sql("c.last_updated", d.prefix, d.range.low.millis(), d.range.high.millis(), &mut args))
+                    .collect(),
+            };
+            wh.push(format!("({})", ors.join(" OR ")));
+        }
+        let where_sql = wh.join(" AND ");
+        let total = if q.total == Total::None {
+            None
+        } else {
+            let sql = format!("SELECT count(*) FROM resource_current c WHERE {where_sql}");
+            let n: i64 = self.conn.prepare_cached(&sql).and_then(|mut s| s.query_row(params_from_iter(args.iter()), |r| r.get(0))).map_err(db_err)?;
+            Some(n as u64)
+        };
+        let mut order: Vec<String> = q
+            .sort
+            .iter()
+            .map(|(f, desc)| {
+                let col = match f {
+                    SortField::Id => "c.id",
+                    SortField::LastUpdated => "c.last_updated",
+                };
+                format!("{col} {}", if *desc { "DESC" } else { "ASC" })
+            })
+            .collect();
+        order.extend(["c.type ASC".to_owned(), "c.id ASC".to_owned()]);
+        let entries = if q.count == 0 {
+            Vec::new()
+        } else {
+            args.push(SqlValue::Integer(q.count as i64));
+            let limit = args.len();
+            args.push(SqlValue::Integer(q.offset as i64));
+            let offset = args.len();
+            let sql = format!(
+                "SELECT c.type, c.id, c.version, c.last_updated, c.deleted, v.body
+                 FROM resource_current c JOIN resource_version v ON v.rowid = c.vrow AND v.practice = ?1
+                 WHERE {where_sql} ORDER BY {} LIMIT ?{limit} OFFSET ?{offset}",
+                order.join(", ")
+            );
+            let mut s = self.conn.prepare_cached(&sql).map_err(db_err)?;
+            let rows = s.query_map(params_from_iter(args.iter()), full_row).map_err(db_err)?;
+            rows.collect::<Result<Vec<_>, _>>().map_err(db_err)?
+        };
+        Ok(SearchPage { total, entries })
+    }
+
+    fn history(&mut self, scope: &HistoryScope, q: &HistoryQuery) -> Result<HistoryPage, StoreError> {
+        let until: i64 = match q.until {
+            Some(u) => u,
+            None => self
+                .conn
+                .prepare_cached("SELECT coalesce(max(rowid), 0) FROM resource_version WHERE practice = ?1")
+                .and_then(|mut s| s.query_row(params![self.practice], |r| r.get(0)))
+                .map_err(db_err)?,
+        };
+        let mut args: Vec<SqlValue> = vec![SqlValue::Integer(self.practice), SqlValue::Integer(until)];
+        let mut wh = vec!["practice = ?1".to_owned(), "rowid <= ?2".to_owned()];
+        match scope {
+            HistoryScope::Practice => {}
+            HistoryScope::Type(t) => {
+                args.push(SqlValue::Text(t.as_str().to_owned()));
+                wh.push(format!("type = ?{}", args.len()));
+            }
+            HistoryScope::Instance(t, id) => {
+                args.push(SqlValue::Text(t.as_str().to_owned()));
+                wh.push(format!("type = ?{}", args.len()));
+                args.push(SqlValue::Text(id.clone()));
+                wh.push(format!("id = ?{}", args.len()));
+            }
+        }
+        if let Some(since) = q.since {
+            args.push(SqlValue::Integer(since.millis()));
+            wh.push(format!("last_updated >= ?{}", args.len()));
+        }
+        let where_sql = wh.join(" AND ");
+        let total: i64 = self
+            .conn
+            .prepare_cached(&format!("SELECT count(*) FROM resource_version WHERE {where_sql}"))
+            .and_then(|mut s| s.query_row(params_from_iter(args.iter()), |r| r.get(0)))
+            .map_err(db_err)?;
+        args.push(SqlValue::Integer(q.count as i64));
+        let limit = args.len();
+        args.push(SqlValue::Integer(q.offset as i64));
+        let offset = args.len();
+        let sql = format!(
+            "SELECT type, id, version, last_updated, deleted, body FROM resource_version
+             WHERE {where_sql} ORDER BY rowid DESC LIMIT ?{limit} OFFSET ?{offset}"
+        );
+        let mut s = self.conn.prepare_cached(&sql).map_err(db_err)?;
+        let rows = s.query_map(params_from_iter(args.iter()), full_row).map_err(db_err)?;
+        let entries = rows.collect::<Result<Vec<_>, _>>().map_err(db_err)?;
+        Ok(HistoryPage { total: total as u64, entries, until })
+    }
+}
+
+impl ReadTx for ScopedWrite<'_> {
+    fn latest(&mut self, ty: ResourceType, id: &str) -> Result<Option<StoredVersion>, StoreError> {
+        self.read.latest(ty, id)
+    }
+    fn version(&mut self, ty: ResourceType, id: &str, version: u64) -> Result<Option<StoredVersion>, StoreError> {
+        self.read.version(ty, id, version)
+    }
+    fn search(&mut self, ty: Option<ResourceType>, q: &SearchQuery) -> Result<SearchPage, StoreError> {
+        self.read.search(ty, q)
+    }
+    fn history(&mut self, scope: &HistoryScope, q: &HistoryQuery) -> Result<HistoryPage, StoreError> {
+        self.read.history(scope, q)
+    }
+}
+
+impl WriteTx for ScopedWrite<'_> {
+    fn now(&mut self) -> Instant {
+        let now = Instant::now().millis().max(*self.clock);
+        *self.clock = now;
+        Instant::from_millis(now)
+    }
+
+    fn insert(&mut self, v: &NewVersion) -> Result<(), StoreError> {
+        let conn = self.read.conn;
+        let practice = self.read.practice;
+        conn.prepare_cached(
+            "INSERT INTO resource_version (practice, type, id, version, last_updated, deleted, author, body)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+        )
+        .and_then(|mut s| {
+            s.execute(params![practice, v.resource_type.as_str(), v.id, v.version as i64, v.last_updated.millis(), v.deleted as i64, self.author, v.body])
+        })
+        .map_err(|e| match e {
+            rusqlite::Error::SqliteFailure(f, _) if f.code == rusqlite::ErrorCode::ConstraintViolation => {
+                StoreError::Conflict(format!("{}/{} version {} was written concurrently", v.resource_type, v.id, v.version))
+            }
+            other => db_err(other),
+        })?;
+        let vrow = conn.last_insert_rowid();
+        conn.prepare_cached(
+            "INSERT INTO resource_current (practice, type, id, version, last_updated, deleted, vrow)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
+             ON CONFLICT (practice, type, id) DO UPDATE SET
+               version = excluded.version, last_updated = excluded.last_updated,
+               deleted = excluded.deleted, vrow = excluded.vrow",
+        )
+        .and_then(|mut s| s.execute(params![practice, v.resource_type.as_str(), v.id, v.version as i64, v.last_updated.millis(), v.deleted as i64, vrow]))
+        .map_err(db_err)?;
+        Ok(())
+    }
+}

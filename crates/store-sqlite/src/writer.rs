@@ -1,0 +1,218 @@
+//! The single writer and its group commit.
+
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::{Receiver, Sender, channel};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+
+use gp_fhir::{Instant, OdsCode};
+use gp_store::{Actor, Ctx, Practice, StoreError, WriteJob};
+use rusqlite::{Connection, OptionalExtension, params};
+
+use crate::db_err;
+use crate::scoped::{Scoped, ScopedWrite};
+
+/// The most jobs one commit carries; bounds the latency a job can add to
+/// the others in its group.
+const MAX_GROUP: usize = 512;
+
+enum Msg {
+    Job { practice: i64, author: String, job: Box<dyn WriteJob> },
+    EnsurePractice { ods: OdsCode, name: String, actor: String, reply: Sender<Result<Practice, StoreError>> },
+    Close { reply: Sender<()> },
+}
+
+/// How well group commit is working: jobs per commit.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct WriterStats {
+    pub commits: u64,
+    pub jobs: u64,
+}
+
+#[derive(Default)]
+struct Counters {
+    commits: AtomicU64,
+    jobs: AtomicU64,
+}
+
+pub(crate) struct Writer {
+    tx: Mutex<Option<Sender<Msg>>>,
+    thread: Mutex<Option<JoinHandle<()>>>,
+    counters: Arc<Counters>,
+}
+
+impl Writer {
+    pub fn start(conn: Connection) -> Result<Self, StoreError> {
+        let (tx, rx) = channel();
+        let counters = Arc::new(Counters::default());
+        let c = counters.clone();
+        let thread = std::thread::Builder::new()
+            .name("sqlite-writer".into())
+            .spawn(move || run(conn, rx, &c))
+            .map_err(|e| StoreError::Backend(format!("starting the writer: {e}")))?;
+        Ok(Writer { tx: Mutex::new(Some(tx)), thread: Mutex::new(Some(thread)), counters })
+    }
+
+    fn send(&self, msg: Msg) -> Result<(), Msg> {
+        let guard = self.tx.lock().map_err(|_| ()).ok();
+        match guard.as_ref().and_then(|g| g.as_ref()) {
+            Some(tx) => tx.send(msg).map_err(|e| e.0),
+            None => Err(msg),
+        }
+    }
+
+    pub fn submit(&self, ctx: &Ctx, job: Box<dyn WriteJob>) {
+        let msg = Msg::Job { practice: ctx.practice.key, author: ctx.actor.id().to_owned(), job };
+        if let Err(Msg::Job { job, .. }) = self.send(msg) {
+            job.finish(Err(StoreError::Unavailable));
+        }
+    }
+
+    pub fn ensure_practice(&self, ods: &OdsCode, name: &str, actor: &Actor) -> Result<Practice, StoreError> {
+        let (reply, rx) = channel();
+        let msg = Msg::EnsurePractice { ods: ods.clone(), name: name.to_owned(), actor: actor.id().to_owned(), reply };
+        self.send(msg).map_err(|_| StoreError::Unavailable)?;
+        rx.recv().unwrap_or(Err(StoreError::Unavailable))
+    }
+
+    pub fn stats(&self) -> WriterStats {
+        WriterStats { commits: self.counters.commits.load(Ordering::Relaxed), jobs: self.counters.jobs.load(Ordering::Relaxed) }
+    }
+
+    /// Finishes every queued job, checkpoints the WAL and stops the thread.
+    pub fn close(&self) {
+        let (reply, rx) = channel();
+        if self.send(Msg::Close { reply }).is_ok() {
+            let _ = rx.recv();
+        }
+        if let Ok(mut tx) = self.tx.lock() {
+            tx.take();
+        }
+        if let Some(t) = self.thread.lock().ok().and_then(|mut t| t.take()) {
+            let _ = t.join();
+        }
+    }
+}
+
+impl Drop for Writer {
+    fn drop(&mut self) {
+        self.close();
+    }
+}
+
+fn run(conn: Connection, rx: Receiver<Msg>, counters: &Counters) {
+    // The last instant stamped; seeded from the store so that time never
+    // runs backwards across restarts either.
+    let mut clock: i64 = conn
+        .query_row("SELECT coalesce(max(last_updated), 0) FROM resource_version", [], |r| r.get(0))
+        .unwrap_or(0);
+    while let Ok(first) = rx.recv() {
+        let mut group = vec![first];
+        while group.len() < MAX_GROUP {
+            match rx.try_recv() {
+                Ok(m) => group.push(m),
+                Err(_) => break,
+            }
+        }
+        let mut jobs = Vec::with_capacity(group.len());
+        let mut closing = None;
+        for msg in group {
+            match msg {
+                Msg::Job { practice, author, job } => jobs.push((practice, author, job)),
+                Msg::EnsurePractice { ods, name, actor, reply } => {
+                    let _ = reply.send(ensure_practice(&conn, &ods, &name, &actor));
+                }
+                Msg::Close { reply } => closing = Some(reply),
+            }
+        }
+        if !jobs.is_empty() {
+            commit_group(&conn, jobs, &mut clock, counters);
+        }
+        if let Some(reply) = closing {
+            // Drain what was queued behind the close request, then stop.
+            let rest: Vec<_> = rx
+                .try_iter()
+                .filter_map(|m| match m {
+                    Msg::Job { practice, author, job } => Some((practice, author, job)),
+                    _ => None,
+                })
+                .collect();
+            if !rest.is_empty() {
+                commit_group(&conn, rest, &mut clock, counters);
+            }
+            if let Err(e) = conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE);") {
+                tracing::warn!(error = %e, "checkpoint on close failed; the WAL will be replayed on next open");
+            }
+            let _ = reply.send(());
+            return;
+        }
+    }
+}
+
+/// Runs a group of jobs in one transaction, each in its own savepoint, and
+/// tells each job the outcome only after the commit is durable.
+fn commit_group(conn: &Connection, jobs: Vec<(i64, String, Box<dyn WriteJob>)>, clock: &mut i64, counters: &Counters) {
+    if let Err(e) = conn.execute_batch("BEGIN IMMEDIATE") {
+        let msg = e.to_string();
+        for (_, _, job) in jobs {
+            job.finish(Err(StoreError::Backend(msg.clone())));
+        }
+        return;
+    }
+    let mut done = Vec::with_capacity(jobs.len());
+    let mut broken: Option<String> = None;
+    for (practice, author, mut job) in jobs {
+        if broken.is_some() {
+            done.push(job);
+            continue;
+        }
+        if let Err(e) = conn.execute_batch("SAVEPOINT job") {
+            broken = Some(e.to_string());
+            done.push(job);
+            continue;
+        }
+        let saved_clock = *clock;
+        let keep = {
+            let mut tx = ScopedWrite { read: Scoped { conn, practice }, author: &author, clock };
+            // A panic in a job must not take the writer down with it.
+            catch_unwind(AssertUnwindSafe(|| job.run(&mut tx))).unwrap_or(false)
+        };
+        let end = if keep { "RELEASE job" } else { "ROLLBACK TO job; RELEASE job" };
+        if !keep {
+            *clock = saved_clock;
+        }
+        if let Err(e) = conn.execute_batch(end) {
+            broken = Some(e.to_string());
+        }
+        done.push(job);
+    }
+    let committed = match broken {
+        None => conn.execute_batch("COMMIT").map_err(|e| e.to_string()),
+        Some(e) => Err(e),
+    };
+    counters.commits.fetch_add(1, Ordering::Relaxed);
+    counters.jobs.fetch_add(done.len() as u64, Ordering::Relaxed);
+    match committed {
+        Ok(()) => done.into_iter().for_each(|j| j.finish(Ok(()))),
+        Err(e) => {
+            let _ = conn.execute_batch("ROLLBACK");
+            tracing::error!(error = %e, "a write transaction failed and was rolled back");
+            done.into_iter().for_each(|j| j.finish(Err(StoreError::Backend(e.clone()))));
+        }
+    }
+}
+
+fn ensure_practice(conn: &Connection, ods: &OdsCode, name: &str, actor: &str) -> Result<Practice, StoreError> {
+    conn.execute(
+        "INSERT INTO practice (ods, name, created_at, created_by) VALUES (?1, ?2, ?3, ?4) ON CONFLICT (ods) DO NOTHING",
+        params![ods.as_str(), name, Instant::now().millis(), actor],
+    )
+    .map_err(db_err)?;
+    let row: Option<(i64, String)> = conn
+        .query_row("SELECT key, name FROM practice WHERE ods = ?1", params![ods.as_str()], |r| Ok((r.get(0)?, r.get(1)?)))
+        .optional()
+        .map_err(db_err)?;
+    let (key, name) = row.ok_or_else(|| StoreError::Backend("the practice vanished after insert".into()))?;
+    Ok(Practice { key, ods: ods.clone(), name })
+}

@@ -1,0 +1,116 @@
+//! The traits a storage backend implements. They are synchronous: a backend
+//! runs them on its own threads (SQLite's single writer, a pool of readers)
+//! and [`crate::Store`] bridges to async.
+
+use bytes::Bytes;
+use gp_fhir::search::SearchQuery;
+use gp_fhir::{Instant, OdsCode, ResourceType};
+
+use crate::{Actor, Ctx, Practice, StoreError};
+
+/// One stored version of a resource.
+#[derive(Clone, Debug)]
+pub struct StoredVersion {
+    pub resource_type: ResourceType,
+    pub id: String,
+    pub version: u64,
+    pub last_updated: Instant,
+    /// A deletion marker: no body.
+    pub deleted: bool,
+    /// The resource JSON exactly as stored (with its `meta`), served as is.
+    pub body: Bytes,
+}
+
+/// A version to write. The engine has already set `meta` in `body`.
+#[derive(Clone, Debug)]
+pub struct NewVersion {
+    pub resource_type: ResourceType,
+    pub id: String,
+    pub version: u64,
+    pub last_updated: Instant,
+    pub deleted: bool,
+    pub body: Vec<u8>,
+}
+
+/// A page of search results.
+#[derive(Clone, Debug, Default)]
+pub struct SearchPage {
+    /// The number of matches, when the query asked for it.
+    pub total: Option<u64>,
+    pub entries: Vec<StoredVersion>,
+}
+
+/// Which versions a history covers (http.html#history).
+#[derive(Clone, Debug)]
+pub enum HistoryScope {
+    Practice,
+    Type(ResourceType),
+    Instance(ResourceType, String),
+}
+
+/// History parameters.
+#[derive(Clone, Debug)]
+pub struct HistoryQuery {
+    /// `_since`: versions written at or after this instant.
+    pub since: Option<Instant>,
+    pub count: usize,
+    pub offset: usize,
+    /// Versions written after this point are left out, so that pages stay
+    /// stable while writes go on. `None` on the first page.
+    pub until: Option<i64>,
+}
+
+/// A page of history, newest first.
+#[derive(Clone, Debug, Default)]
+pub struct HistoryPage {
+    pub total: u64,
+    pub entries: Vec<StoredVersion>,
+    /// The high-water mark to pass as [`HistoryQuery::until`] for later pages.
+    pub until: i64,
+}
+
+/// Reads within one practice, inside one consistent snapshot.
+pub trait ReadTx {
+    /// The latest version (possibly a deletion) of a resource.
+    fn latest(&mut self, ty: ResourceType, id: &str) -> Result<Option<StoredVersion>, StoreError>;
+    /// A specific version.
+    fn version(&mut self, ty: ResourceType, id: &str, version: u64) -> Result<Option<StoredVersion>, StoreError>;
+    /// Current, non-deleted resources matching a query (all types if `ty` is `None`).
+    fn search(&mut self, ty: Option<ResourceType>, query: &SearchQuery) -> Result<SearchPage, StoreError>;
+    fn history(&mut self, scope: &HistoryScope, query: &HistoryQuery) -> Result<HistoryPage, StoreError>;
+}
+
+/// Writes within one practice, inside the writer's transaction.
+pub trait WriteTx: ReadTx {
+    /// The instant to stamp on versions written now; never earlier than any
+    /// instant this store has stamped before.
+    fn now(&mut self) -> Instant;
+    /// Appends a version and makes it the current one.
+    fn insert(&mut self, version: &NewVersion) -> Result<(), StoreError>;
+}
+
+/// Work for the writer: `run` inside the transaction, returning whether to
+/// keep its changes (`false` rolls back just this job, which keeps its own
+/// error to report); then `finish`, once the transaction has committed
+/// durably, or with the error that stopped the commit.
+pub trait WriteJob: Send {
+    fn run(&mut self, tx: &mut dyn WriteTx) -> bool;
+    fn finish(self: Box<Self>, committed: Result<(), StoreError>);
+}
+
+/// A storage backend.
+pub trait Backend: Send + Sync + 'static {
+    /// The practice with this ODS code, if the deployment serves it.
+    fn practice(&self, ods: &OdsCode, actor: &Actor) -> Result<Option<Practice>, StoreError>;
+    /// Creates the practice if it does not exist yet.
+    fn ensure_practice(&self, ods: &OdsCode, name: &str, actor: &Actor) -> Result<Practice, StoreError>;
+    /// Every practice the deployment serves.
+    fn practices(&self, actor: &Actor) -> Result<Vec<Practice>, StoreError>;
+    /// Runs `job` against a consistent snapshot of the practice's data.
+    /// Blocks: call it off the async executor.
+    fn read(&self, ctx: &Ctx, job: &mut dyn FnMut(&mut dyn ReadTx) -> Result<(), StoreError>) -> Result<(), StoreError>;
+    /// Queues `job` for the writer. Never blocks; the job's `finish` reports.
+    fn submit(&self, ctx: &Ctx, job: Box<dyn WriteJob>);
+    /// Finishes queued writes and closes cleanly (checkpointing, for SQLite).
+    fn close(&self);
+}

@@ -1,0 +1,429 @@
+//! The FHIR interactions (http.html), written once over the backend traits.
+//!
+//! Each write interaction is a synchronous function over a [`WriteTx`], so
+//! that a single request and a transaction Bundle run exactly the same code;
+//! [`Store`] wraps them as writer jobs and awaits their durable commit.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use gp_fhir::search::{self, SearchQuery, Total};
+use gp_fhir::{Id, IssueType, OdsCode, Resource, ResourceType};
+use tokio::sync::oneshot;
+
+use crate::backend::{Backend, HistoryPage, HistoryQuery, HistoryScope, NewVersion, ReadTx, SearchPage, StoredVersion, WriteJob, WriteTx};
+use crate::bundle::{self, EntryResult};
+use crate::target::serde_urlencoded_pairs;
+use crate::{Actor, Ctx, Practice, StoreError};
+
+/// Conditions on a write (http.html#concurrency, http.html#ccreate).
+#[derive(Clone, Debug, Default)]
+pub struct Preconditions {
+    /// `If-Match`: the version the client last saw.
+    pub if_match: Option<u64>,
+}
+
+/// The result of a create or update.
+#[derive(Clone, Debug)]
+pub struct WriteOutcome {
+    /// True when a new resource came into being (201), false when an
+    /// existing one was updated or a conditional create matched (200).
+    pub created: bool,
+    /// False when a conditional create matched and nothing was written.
+    pub written: bool,
+    pub version: StoredVersion,
+}
+
+/// The result of a delete.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum DeleteOutcome {
+    /// A deletion was recorded as this version.
+    Deleted { version: u64 },
+    /// There was nothing (or nothing current) to delete.
+    NothingToDelete,
+}
+
+/// The storage façade the API calls.
+#[derive(Clone)]
+pub struct Store {
+    backend: Arc<dyn Backend>,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Store")
+    }
+}
+
+impl Store {
+    pub fn new(backend: Arc<dyn Backend>) -> Self {
+        Store { backend }
+    }
+
+    /// Finishes queued writes and closes the backend.
+    pub fn close(&self) {
+        self.backend.close();
+    }
+
+    pub async fn practice(&self, ods: &OdsCode, actor: &Actor) -> Result<Option<Practice>, StoreError> {
+        let (backend, ods, actor) = (self.backend.clone(), ods.clone(), actor.clone());
+        blocking(move || backend.practice(&ods, &actor)).await
+    }
+
+    pub async fn ensure_practice(&self, ods: &OdsCode, name: &str, actor: &Actor) -> Result<Practice, StoreError> {
+        let (backend, ods, name, actor) = (self.backend.clone(), ods.clone(), name.to_owned(), actor.clone());
+        blocking(move || backend.ensure_practice(&ods, &name, &actor)).await
+    }
+
+    pub async fn practices(&self, actor: &Actor) -> Result<Vec<Practice>, StoreError> {
+        let (backend, actor) = (self.backend.clone(), actor.clone());
+        blocking(move || backend.practices(&actor)).await
+    }
+
+    /// Runs a read-only closure against a consistent snapshot.
+    pub async fn read_with<R, F>(&self, ctx: &Ctx, f: F) -> Result<R, StoreError>
+    where
+        R: Send + 'static,
+        F: FnOnce(&mut dyn ReadTx) -> Result<R, StoreError> + Send + 'static,
+    {
+        let (backend, ctx) = (self.backend.clone(), ctx.clone());
+        blocking(move || {
+            let mut f = Some(f);
+            let mut out = None;
+            backend.read(&ctx, &mut |tx| {
+                if let Some(f) = f.take() {
+                    out = Some(f(tx));
+                }
+                Ok(())
+            })?;
+            out.unwrap_or(Err(StoreError::Unavailable))
+        })
+        .await
+    }
+
+    /// Runs a closure in the writer's transaction and waits for its durable
+    /// commit. An error rolls back everything the closure did.
+    pub async fn write_with<R, F>(&self, ctx: &Ctx, f: F) -> Result<R, StoreError>
+    where
+        R: Send + 'static,
+        F: FnOnce(&mut dyn WriteTx) -> Result<R, StoreError> + Send + 'static,
+    {
+        self.submit(ctx, f).await.unwrap_or(Err(StoreError::Unavailable))
+    }
+
+    /// Queues a write without waiting, so that several can share a commit.
+    fn submit<R, F>(&self, ctx: &Ctx, f: F) -> oneshot::Receiver<Result<R, StoreError>>
+    where
+        R: Send + 'static,
+        F: FnOnce(&mut dyn WriteTx) -> Result<R, StoreError> + Send + 'static,
+    {
+        let (reply, rx) = oneshot::channel();
+        self.backend.submit(ctx, Box::new(Job { f: Some(f), result: None, reply }));
+        rx
+    }
+
+    pub async fn read(&self, ctx: &Ctx, ty: ResourceType, id: Id) -> Result<StoredVersion, StoreError> {
+        self.read_with(ctx, move |tx| read_in(tx, ty, &id)).await
+    }
+
+    pub async fn vread(&self, ctx: &Ctx, ty: ResourceType, id: Id, version: u64) -> Result<StoredVersion, StoreError> {
+        self.read_with(ctx, move |tx| vread_in(tx, ty, &id, version)).await
+    }
+
+    pub async fn search(&self, ctx: &Ctx, ty: Option<ResourceType>, query: SearchQuery) -> Result<SearchPage, StoreError> {
+        self.read_with(ctx, move |tx| tx.search(ty, &query)).await
+    }
+
+    pub async fn history(&self, ctx: &Ctx, scope: HistoryScope, query: HistoryQuery) -> Result<HistoryPage, StoreError> {
+        self.read_with(ctx, move |tx| history_in(tx, &scope, &query)).await
+    }
+
+    pub async fn create(&self, ctx: &Ctx, resource: Resource, if_none_exist: Option<String>) -> Result<WriteOutcome, StoreError> {
+        self.write_with(ctx, move |tx| create_in(tx, resource, if_none_exist.as_deref(), None)).await
+    }
+
+    pub async fn update(&self, ctx: &Ctx, ty: ResourceType, id: Id, resource: Resource, pre: Preconditions) -> Result<WriteOutcome, StoreError> {
+        self.write_with(ctx, move |tx| update_in(tx, ty, &id, resource, &pre)).await
+    }
+
+    pub async fn conditional_update(&self, ctx: &Ctx, ty: ResourceType, query: Vec<(String, String)>, resource: Resource, pre: Preconditions) -> Result<WriteOutcome, StoreError> {
+        self.write_with(ctx, move |tx| conditional_update_in(tx, ty, &query, resource, &pre, None)).await
+    }
+
+    pub async fn patch(&self, ctx: &Ctx, ty: ResourceType, id: Id, patch: json_patch::Patch, pre: Preconditions) -> Result<WriteOutcome, StoreError> {
+        self.write_with(ctx, move |tx| patch_in(tx, ty, &id, &patch, &pre)).await
+    }
+
+    pub async fn delete(&self, ctx: &Ctx, ty: ResourceType, id: Id) -> Result<DeleteOutcome, StoreError> {
+        self.write_with(ctx, move |tx| delete_in(tx, ty, &id)).await
+    }
+
+    pub async fn conditional_delete(&self, ctx: &Ctx, ty: ResourceType, query: Vec<(String, String)>) -> Result<DeleteOutcome, StoreError> {
+        self.write_with(ctx, move |tx| conditional_delete_in(tx, ty, &query)).await
+    }
+
+    /// Processes a batch or transaction Bundle (http.html#transaction).
+    /// For a transaction the result is all or nothing; for a batch each
+    /// entry succeeds or fails alone.
+    pub async fn bundle(&self, ctx: &Ctx, bundle: &serde_json::Value, base: &str) -> Result<(gp_fhir::bundle::BundleKind, Vec<EntryResult>), StoreError> {
+        let (kind, entries) = gp_fhir::bundle::parse_request(bundle).map_err(StoreError::BadRequest)?;
+        let base = base.to_owned();
+        match kind {
+            gp_fhir::bundle::BundleKind::Transaction => {
+                let results = self.write_with(ctx, move |tx| bundle::transaction_in(tx, entries, &base)).await?;
+                Ok((kind, results.into_iter().map(Ok).collect()))
+            }
+            gp_fhir::bundle::BundleKind::Batch => {
+                // Writes are queued together so that they share commits;
+                // reads run after them, each against its own snapshot.
+                let mut pending = Vec::with_capacity(entries.len());
+                for entry in entries {
+                    if bundle::is_read(&entry) {
+                        pending.push(Pending::Read(entry));
+                    } else {
+                        let b = base.clone();
+                        pending.push(Pending::Write(self.submit(ctx, move |tx| bundle::entry_in(tx, entry, &b))));
+                    }
+                }
+                let mut results = Vec::with_capacity(pending.len());
+                for p in pending {
+                    results.push(match p {
+                        Pending::Write(rx) => rx.await.unwrap_or(Err(StoreError::Unavailable)),
+                        Pending::Read(entry) => {
+                            let b = base.clone();
+                            self.read_with(ctx, move |tx| bundle::read_entry_in(tx, &entry, &b)).await
+                        }
+                    });
+                }
+                Ok((kind, results))
+            }
+        }
+    }
+}
+
+enum Pending {
+    Write(oneshot::Receiver<EntryResult>),
+    Read(gp_fhir::bundle::RequestEntry),
+}
+
+/// Runs blocking storage work off the async executor.
+async fn blocking<R: Send + 'static>(f: impl FnOnce() -> Result<R, StoreError> + Send + 'static) -> Result<R, StoreError> {
+    tokio::task::spawn_blocking(f).await.unwrap_or(Err(StoreError::Unavailable))
+}
+
+/// A closure as a writer job, replying on a channel after the commit.
+struct Job<F, R> {
+    f: Option<F>,
+    result: Option<Result<R, StoreError>>,
+    reply: oneshot::Sender<Result<R, StoreError>>,
+}
+
+impl<F, R> WriteJob for Job<F, R>
+where
+    R: Send,
+    F: FnOnce(&mut dyn WriteTx) -> Result<R, StoreError> + Send,
+{
+    fn run(&mut self, tx: &mut dyn WriteTx) -> bool {
+        let Some(f) = self.f.take() else { return false };
+        let result = f(tx);
+        let ok = result.is_ok();
+        self.result = Some(result);
+        ok
+    }
+
+    fn finish(self: Box<Self>, committed: Result<(), StoreError>) {
+        let out = match (self.result, committed) {
+            (Some(Err(e)), _) => Err(e),
+            (Some(Ok(_)), Err(e)) => Err(e),
+            (Some(Ok(r)), Ok(())) => Ok(r),
+            (None, Err(e)) => Err(e),
+            (None, Ok(())) => Err(StoreError::Unavailable),
+        };
+        // The client may have gone away; the write stands regardless.
+        let _ = self.reply.send(out);
+    }
+}
+
+// ---- The interactions, over a transaction ----
+
+pub(crate) fn read_in(tx: &mut dyn ReadTx, ty: ResourceType, id: &Id) -> Result<StoredVersion, StoreError> {
+    match tx.latest(ty, id.as_str())? {
+        None => Err(StoreError::NotFound(format!("{ty}/{id} is not known"))),
+        Some(v) if v.deleted => Err(StoreError::Gone { what: format!("{ty}/{id}"), version: v.version, last_updated: v.last_updated }),
+        Some(v) => Ok(v),
+    }
+}
+
+pub(crate) fn vread_in(tx: &mut dyn ReadTx, ty: ResourceType, id: &Id, version: u64) -> Result<StoredVersion, StoreError> {
+    match tx.version(ty, id.as_str(), version)? {
+        None => Err(StoreError::NotFound(format!("{ty}/{id} has no version {version}"))),
+        Some(v) if v.deleted => Err(StoreError::Gone { what: format!("{ty}/{id} version {version}"), version, last_updated: v.last_updated }),
+        Some(v) => Ok(v),
+    }
+}
+
+fn history_in(tx: &mut dyn ReadTx, scope: &HistoryScope, query: &HistoryQuery) -> Result<HistoryPage, StoreError> {
+    if let HistoryScope::Instance(ty, id) = scope {
+        if tx.latest(*ty, id)?.is_none() {
+            return Err(StoreError::NotFound(format!("{ty}/{id} is not known")));
+        }
+    }
+    tx.history(scope, query)
+}
+
+/// Finds the resources a conditional operation's criteria match (at most
+/// two: enough to tell none, one and many apart).
+pub(crate) fn matches(tx: &mut dyn ReadTx, ty: ResourceType, query: &[(String, String)]) -> Result<Vec<StoredVersion>, StoreError> {
+    // Conditional criteria must be understood in full: ignoring one would
+    // match resources the client did not mean (http.html#cond-update).
+    let mut q = search::parse(query, true).map_err(StoreError::BadRequest)?;
+    if q.criteria.is_empty() {
+        return Err(StoreError::bad_request(IssueType::Invalid, "a conditional request needs search criteria"));
+    }
+    q.count = 2;
+    q.offset = 0;
+    q.total = Total::None;
+    Ok(tx.search(Some(ty), &q)?.entries)
+}
+
+/// Stamps and stores a version of `resource` as `ty/id`.
+fn write_version(tx: &mut dyn WriteTx, id: &Id, version: u64, mut resource: Resource) -> Result<StoredVersion, StoreError> {
+    let ty = resource.resource_type();
+    let now = tx.now();
+    resource.set_id(id);
+    resource.set_meta(version, now);
+    let body = resource.to_bytes();
+    tx.insert(&NewVersion { resource_type: ty, id: id.to_string(), version, last_updated: now, deleted: false, body: body.clone() })?;
+    Ok(StoredVersion { resource_type: ty, id: id.to_string(), version, last_updated: now, deleted: false, body: Bytes::from(body) })
+}
+
+pub(crate) fn new_id() -> Id {
+    Id::generate(uuid::Uuid::new_v4())
+}
+
+/// `POST [type]`, optionally with `If-None-Exist` (http.html#ccreate).
+/// `assigned` is an id a transaction already reserved for this entry.
+pub(crate) fn create_in(tx: &mut dyn WriteTx, mut resource: Resource, if_none_exist: Option<&str>, assigned: Option<Id>) -> Result<WriteOutcome, StoreError> {
+    let ty = resource.resource_type();
+    if let Some(cond) = if_none_exist {
+        let found = matches(tx, ty, &serde_urlencoded_pairs(cond.trim_start_matches('?')))?;
+        match found.len() {
+            0 => {}
+            1 => return Ok(WriteOutcome { created: false, written: false, version: found.into_iter().next().ok_or(StoreError::Unavailable)? }),
+            _ => return Err(StoreError::PreconditionFailed(format!("If-None-Exist '{cond}' matches more than one {ty}"))),
+        }
+    }
+    // A create ignores any id the client sent (http.html#create).
+    resource.clear_id();
+    let id = assigned.unwrap_or_else(new_id);
+    let version = write_version(tx, &id, 1, resource)?;
+    Ok(WriteOutcome { created: true, written: true, version })
+}
+
+fn check_body(resource: &Resource, ty: ResourceType, id: Option<&Id>) -> Result<(), StoreError> {
+    if resource.resource_type() != ty {
+        return Err(StoreError::unprocessable(
+            IssueType::Invalid,
+            format!("the body is a {} but the URL is for {ty}", resource.resource_type()),
+        ));
+    }
+    if let Some(id) = id {
+        match resource.id() {
+            None => return Err(StoreError::bad_request(IssueType::Required, format!("the body has no id; an update must carry id '{id}'"))),
+            Some(body_id) if body_id != id.as_str() => {
+                return Err(StoreError::unprocessable(IssueType::Invalid, format!("the body's id '{body_id}' does not match the URL's id '{id}'")));
+            }
+            Some(_) => {}
+        }
+    }
+    Ok(())
+}
+
+/// `PUT [type]/[id]`, including update-as-create (http.html#update).
+pub(crate) fn update_in(tx: &mut dyn WriteTx, ty: ResourceType, id: &Id, resource: Resource, pre: &Preconditions) -> Result<WriteOutcome, StoreError> {
+    check_body(&resource, ty, Some(id))?;
+    let current = tx.latest(ty, id.as_str())?;
+    if let Some(expected) = pre.if_match {
+        match &current {
+            Some(c) if !c.deleted && c.version == expected => {}
+            Some(c) if !c.deleted => {
+                return Err(StoreError::PreconditionFailed(format!(
+                    "{ty}/{id} is at version {}, not {expected}: it has changed since you read it",
+                    c.version
+                )));
+            }
+            _ => return Err(StoreError::PreconditionFailed(format!("{ty}/{id} does not exist, so it cannot be at version {expected}"))),
+        }
+    }
+    let (next, created) = match &current {
+        None => (1, true),
+        Some(c) => (c.version + 1, c.deleted),
+    };
+    let version = write_version(tx, id, next, resource)?;
+    Ok(WriteOutcome { created, written: true, version })
+}
+
+/// `PUT [type]?criteria` (http.html#cond-update).
+pub(crate) fn conditional_update_in(tx: &mut dyn WriteTx, ty: ResourceType, query: &[(String, String)], resource: Resource, pre: &Preconditions, assigned: Option<Id>) -> Result<WriteOutcome, StoreError> {
+    check_body(&resource, ty, None)?;
+    let found = matches(tx, ty, query)?;
+    match found.as_slice() {
+        [] => {
+            let id = match resource.id() {
+                Some(id) => Id::parse(id).map_err(|e| StoreError::bad_request(IssueType::Invalid, e.to_string()))?,
+                None => assigned.unwrap_or_else(new_id),
+            };
+            update_in(tx, ty, &id, with_id(resource, &id), pre)
+        }
+        [one] => {
+            let id = Id::parse(&one.id).map_err(|e| StoreError::Backend(e.to_string()))?;
+            if resource.id().is_some_and(|b| b != one.id) {
+                return Err(StoreError::bad_request(IssueType::Invalid, format!("the body's id does not match the resource the criteria found ({ty}/{id})")));
+            }
+            update_in(tx, ty, &id, with_id(resource, &id), pre)
+        }
+        _ => Err(StoreError::PreconditionFailed(format!("the criteria match more than one {ty}"))),
+    }
+}
+
+fn with_id(mut r: Resource, id: &Id) -> Resource {
+    r.set_id(id);
+    r
+}
+
+/// `PATCH [type]/[id]` with a JSON Patch (http.html#patch).
+pub(crate) fn patch_in(tx: &mut dyn WriteTx, ty: ResourceType, id: &Id, patch: &json_patch::Patch, pre: &Preconditions) -> Result<WriteOutcome, StoreError> {
+    let current = read_in(tx, ty, id)?;
+    let value: serde_json::Value = serde_json::from_slice(&current.body).map_err(|e| StoreError::Backend(e.to_string()))?;
+    let patched = gp_fhir::patch::apply(&value, patch).map_err(|e| StoreError::unprocessable(IssueType::Processing, e.to_string()))?;
+    let resource = Resource::from_value(patched).map_err(|e| StoreError::unprocessable(IssueType::Invalid, format!("the patched resource is not valid: {e}")))?;
+    check_body(&resource, ty, Some(id))?;
+    update_in(tx, ty, id, resource, &Preconditions { if_match: pre.if_match.or(Some(current.version)) })
+}
+
+/// `DELETE [type]/[id]` (http.html#delete): recorded as a version.
+pub(crate) fn delete_in(tx: &mut dyn WriteTx, ty: ResourceType, id: &Id) -> Result<DeleteOutcome, StoreError> {
+    match tx.latest(ty, id.as_str())? {
+        None => Ok(DeleteOutcome::NothingToDelete),
+        Some(c) if c.deleted => Ok(DeleteOutcome::NothingToDelete),
+        Some(c) => {
+            let version = c.version + 1;
+            let now = tx.now();
+            tx.insert(&NewVersion { resource_type: ty, id: id.to_string(), version, last_updated: now, deleted: true, body: Vec::new() })?;
+            Ok(DeleteOutcome::Deleted { version })
+        }
+    }
+}
+
+/// `DELETE [type]?criteria` (http.html#cdelete): one match at most.
+pub(crate) fn conditional_delete_in(tx: &mut dyn WriteTx, ty: ResourceType, query: &[(String, String)]) -> Result<DeleteOutcome, StoreError> {
+    let found = matches(tx, ty, query)?;
+    match found.as_slice() {
+        [] => Ok(DeleteOutcome::NothingToDelete),
+        [one] => {
+            let id = Id::parse(&one.id).map_err(|e| StoreError::Backend(e.to_string()))?;
+            delete_in(tx, ty, &id)
+        }
+        _ => Err(StoreError::PreconditionFailed(format!("the criteria match more than one {ty}; delete them one at a time"))),
+    }
+}
