@@ -1,1 +1,135 @@
-//! stub
+//! The FHIR RESTful API (http.html) over HTTP, with axum.
+//!
+//! Each practice has its own FHIR base at `/practices/{ODS code}/fhir`.
+//! Handlers are thin: they extract the request ([`call::Call`]), call the
+//! store, and shape the response; the FHIR semantics live in `gp-store`.
+//!
+//! API Boundary: [`app`] builds the router from an [`AppState`].
+//!
+//! Architecture invariants: this crate contains no SQL; every error leaves
+//! as an OperationOutcome with the status [`error`] assigns; a request body
+//! is never trusted to be small, JSON or FHIR until checked.
+
+mod call;
+mod capability;
+pub mod error;
+mod negotiate;
+mod rest;
+
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::http::StatusCode;
+use axum::routing::get;
+use gp_fhir::{IssueType, OdsCode};
+use gp_store::{Actor, Practice, Store, StoreError};
+use tower_http::compression::CompressionLayer;
+use tower_http::trace::TraceLayer;
+
+use crate::error::ApiError;
+
+/// Settings of the HTTP API.
+#[derive(Clone, Debug)]
+pub struct ApiConfig {
+    /// The largest request body accepted; larger ones get 413.
+    pub max_body_bytes: usize,
+    /// The URL clients reach the server at (`https://gp.example.org`), for
+    /// `Location` headers and `fullUrl`s. Without it the request's `Host` is used.
+    pub public_url: Option<String>,
+}
+
+impl Default for ApiConfig {
+    fn default() -> Self {
+        ApiConfig {
+            max_body_bytes: 32 * 1024 * 1024,
+            public_url: None,
+        }
+    }
+}
+
+/// Shared state of every request.
+#[derive(Clone)]
+pub struct AppState {
+    pub store: Store,
+    pub config: Arc<ApiConfig>,
+    /// Practices seen so far, by ODS code; a practice never goes away
+    /// while the server runs, so entries never go stale.
+    practices: Arc<RwLock<HashMap<OdsCode, Practice>>>,
+}
+
+impl AppState {
+    pub fn new(store: Store, config: ApiConfig) -> Self {
+        AppState {
+            store,
+            config: Arc::new(config),
+            practices: Arc::default(),
+        }
+    }
+
+    /// The practice an ODS code in a URL names; 404 if this server does
+    /// not serve it.
+    async fn practice(&self, ods: &str) -> Result<Practice, ApiError> {
+        let unknown = || ApiError::not_found(format!("this server has no practice '{ods}'"));
+        let code = OdsCode::parse(ods).ok_or_else(unknown)?;
+        if let Some(p) = self
+            .practices
+            .read()
+            .ok()
+            .and_then(|m| m.get(&code).cloned())
+        {
+            return Ok(p);
+        }
+        let p = self
+            .store
+            .practice(&code, &Actor::system())
+            .await
+            .map_err(ApiError::from)?
+            .ok_or_else(unknown)?;
+        if let Ok(mut m) = self.practices.write() {
+            m.insert(code, p.clone());
+        }
+        Ok(p)
+    }
+}
+
+/// The whole HTTP application.
+pub fn app(state: AppState) -> Router {
+    let fhir = rest::routes();
+    Router::new()
+        .route("/", get(rest::home))
+        .route("/health", get(|| async { "ok" }))
+        .nest("/practices/{ods}/fhir", fhir)
+        .fallback(|| async { ApiError::not_found("there is nothing at this URL; a practice's FHIR API is at /practices/{ODS code}/fhir") })
+        // Bodies are limited by our own extractor so that the limit answers
+        // with an OperationOutcome.
+        .layer(DefaultBodyLimit::disable())
+        .layer(CompressionLayer::new())
+        .layer(TraceLayer::new_for_http())
+        .with_state(state)
+}
+
+/// Serves `state` on `listener` until `shutdown` completes; then stops
+/// accepting connections and waits for requests in flight to finish.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    state: AppState,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(listener, app(state))
+        .with_graceful_shutdown(shutdown)
+        .await
+}
+
+pub(crate) fn method_not_allowed() -> ApiError {
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        IssueType::NotSupported,
+        "this HTTP method is not supported on this URL",
+    )
+}
+
+pub(crate) fn store_err(e: StoreError) -> ApiError {
+    ApiError::from(e)
+}

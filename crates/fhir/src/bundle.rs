@@ -73,7 +73,11 @@ pub fn parse_request(bundle: &Value) -> Result<(BundleKind, Vec<RequestEntry>), 
     let kind = match bundle["type"].as_str() {
         Some("batch") => BundleKind::Batch,
         Some("transaction") => BundleKind::Transaction,
-        Some(other) => return Err(bad(format!("a Bundle of type '{other}' cannot be processed; use batch or transaction"))),
+        Some(other) => {
+            return Err(bad(format!(
+                "a Bundle of type '{other}' cannot be processed; use batch or transaction"
+            )));
+        }
         None => return Err(bad("the Bundle has no type".into())),
     };
     let mut entries = Vec::new();
@@ -83,10 +87,15 @@ pub fn parse_request(bundle: &Value) -> Result<(BundleKind, Vec<RequestEntry>), 
         let method = req["method"]
             .as_str()
             .and_then(Method::parse)
-            .ok_or_else(|| bad(format!("{at}.request.method is missing or not an HTTP verb")).at(format!("{at}.request.method")))?;
-        let url = req["url"]
-            .as_str()
-            .ok_or_else(|| bad(format!("{at}.request.url is missing")).at(format!("{at}.request.url")))?;
+            .ok_or_else(|| {
+                bad(format!(
+                    "{at}.request.method is missing or not an HTTP verb"
+                ))
+                .at(format!("{at}.request.method"))
+            })?;
+        let url = req["url"].as_str().ok_or_else(|| {
+            bad(format!("{at}.request.url is missing")).at(format!("{at}.request.url"))
+        })?;
         let text = |v: &Value| v.as_str().map(str::to_owned);
         entries.push(RequestEntry {
             index,
@@ -138,7 +147,11 @@ impl BundleWriter {
     }
 
     pub fn push(&mut self, e: EntryParts<'_>) {
-        self.buf.extend_from_slice(if self.entries == 0 { b",\"entry\":[{" } else { b",{" });
+        self.buf.extend_from_slice(if self.entries == 0 {
+            b",\"entry\":[{"
+        } else {
+            b",{"
+        });
         self.entries += 1;
         let mut first = true;
         let mut field = |buf: &mut Vec<u8>, name: &str, raw: &[u8]| {
@@ -157,7 +170,11 @@ impl BundleWriter {
         if let Some(r) = e.resource {
             field(&mut self.buf, "resource", r);
         }
-        for (name, v) in [("search", e.search), ("request", e.request), ("response", e.response)] {
+        for (name, v) in [
+            ("search", e.search),
+            ("request", e.request),
+            ("response", e.response),
+        ] {
             if let Some(v) = v {
                 field(&mut self.buf, name, v.to_string().as_bytes());
             }
@@ -189,8 +206,16 @@ mod tests {
         assert_eq!(v["total"], 0);
 
         let mut w = BundleWriter::new("b", header);
-        w.push(EntryParts { full_url: Some("http://x/Patient/1"), resource: Some(br#"{"resourceType":"Patient","id":"1"}"#), search: Some(json!({"mode":"match"})), ..Default::default() });
-        w.push(EntryParts { response: Some(json!({"status":"200 OK"})), ..Default::default() });
+        w.push(EntryParts {
+            full_url: Some("http://x/Patient/1"),
+            resource: Some(br#"{"resourceType":"Patient","id":"1"}"#),
+            search: Some(json!({"mode":"match"})),
+            ..Default::default()
+        });
+        w.push(EntryParts {
+            response: Some(json!({"status":"200 OK"})),
+            ..Default::default()
+        });
         let v: Value = serde_json::from_slice(&w.finish()).unwrap_or_default();
         assert_eq!(v["entry"][0]["resource"]["id"], "1");
         assert_eq!(v["entry"][1]["response"]["status"], "200 OK");

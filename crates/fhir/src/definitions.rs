@@ -110,7 +110,10 @@ fn element(e: &Value) -> Element {
         .flatten()
         .map(|t| match t {
             Value::Array(pair) => (
-                pair.first().and_then(Value::as_str).unwrap_or_default().to_owned(),
+                pair.first()
+                    .and_then(Value::as_str)
+                    .unwrap_or_default()
+                    .to_owned(),
                 pair.get(1)
                     .and_then(Value::as_array)
                     .into_iter()

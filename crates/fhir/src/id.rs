@@ -21,7 +21,9 @@ impl ResourceType {
 
     /// Every concrete resource type, in alphabetical order.
     pub fn all() -> impl Iterator<Item = ResourceType> {
-        definitions::resource_types().iter().map(|t| ResourceType(t))
+        definitions::resource_types()
+            .iter()
+            .map(|t| ResourceType(t))
     }
 }
 
@@ -49,8 +51,13 @@ impl Id {
     pub fn parse(s: &str) -> Result<Self, IdError> {
         let ok = !s.is_empty()
             && s.len() <= 64
-            && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.');
-        if ok { Ok(Id(s.to_owned())) } else { Err(IdError(s.to_owned())) }
+            && s.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.');
+        if ok {
+            Ok(Id(s.to_owned()))
+        } else {
+            Err(IdError(s.to_owned()))
+        }
     }
 
     /// A fresh server-assigned id: a random UUID, so that no id sequence is
@@ -115,7 +122,10 @@ mod tests {
 
     #[test]
     fn ods_codes() {
-        assert_eq!(OdsCode::parse("a81001").map(|c| c.to_string()), Some("A81001".into()));
+        assert_eq!(
+            OdsCode::parse("a81001").map(|c| c.to_string()),
+            Some("A81001".into())
+        );
         for bad in ["", "A8", "A81-001", "A810011234567"] {
             assert!(OdsCode::parse(bad).is_none(), "{bad}");
         }

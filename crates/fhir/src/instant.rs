@@ -100,7 +100,11 @@ impl DateRange {
             1 => (ymd(year, 1, 1), ymd(year + 1, 1, 1)),
             2 => {
                 let m = parts.get(1).and_then(|p| num(p, 2)).ok_or_else(err)?;
-                let next = if m == 12 { ymd(year + 1, 1, 1) } else { ymd(year, m + 1, 1) };
+                let next = if m == 12 {
+                    ymd(year + 1, 1, 1)
+                } else {
+                    ymd(year, m + 1, 1)
+                };
                 (ymd(year, m, 1), next)
             }
             3 => {
@@ -112,7 +116,10 @@ impl DateRange {
             _ => return Err(err()),
         };
         match (low, high) {
-            (Some(l), Some(h)) => Ok(DateRange { low: midnight(l), high: midnight(h) }),
+            (Some(l), Some(h)) => Ok(DateRange {
+                low: midnight(l),
+                high: midnight(h),
+            }),
             _ => Err(err()),
         }
     }
@@ -141,7 +148,10 @@ fn parse_datetime(s: &str) -> Option<DateRange> {
             2 => 10,
             _ => 1,
         };
-        return Some(DateRange { low, high: Instant(low.0 + width) });
+        return Some(DateRange {
+            low,
+            high: Instant(low.0 + width),
+        });
     }
     // Forms without seconds or without a zone: `2013-01-14T10:00`,
     // `2013-01-14T10:00:00`, `2013-01-14T10:00+01:00`.
@@ -159,7 +169,10 @@ fn parse_datetime(s: &str) -> Option<DateRange> {
         return None;
     }
     let low = date.0 + (hh * 3600 + mm * 60) * 1000 + (ss * 1000.0) as i64 - offset * 1000;
-    Some(DateRange { low: Instant(low), high: Instant(low + width) })
+    Some(DateRange {
+        low: Instant(low),
+        high: Instant(low + width),
+    })
 }
 
 fn split_zone(s: &str) -> Option<(&str, i64)> {
@@ -170,7 +183,9 @@ fn split_zone(s: &str) -> Option<(&str, i64)> {
     if let Some(pos) = s[t..].rfind(['+', '-']).map(|p| p + t) {
         let zone = &s[pos + 1..];
         let (h, m) = zone.split_once(':')?;
-        let secs = UtcOffset::from_hms(h.parse().ok()?, m.parse().ok()?, 0).ok()?.whole_seconds();
+        let secs = UtcOffset::from_hms(h.parse().ok()?, m.parse().ok()?, 0)
+            .ok()?
+            .whole_seconds();
         let sign = if s.as_bytes()[pos] == b'-' { -1 } else { 1 };
         return Some((&s[..pos], sign * i64::from(secs)));
     }
@@ -190,17 +205,49 @@ mod tests {
     fn date_precision_gives_ranges() {
         // search.html#date: a value covers the whole range of its precision.
         let cases = [
-            ("2013", "2013-01-01T00:00:00.000Z", "2014-01-01T00:00:00.000Z"),
-            ("2013-12", "2013-12-01T00:00:00.000Z", "2014-01-01T00:00:00.000Z"),
-            ("2013-02-28", "2013-02-28T00:00:00.000Z", "2013-03-01T00:00:00.000Z"),
-            ("2013-02-28T10:00", "2013-02-28T10:00:00.000Z", "2013-02-28T10:01:00.000Z"),
-            ("2013-02-28T10:00:05Z", "2013-02-28T10:00:05.000Z", "2013-02-28T10:00:06.000Z"),
-            ("2013-02-28T10:00:05.5+01:00", "2013-02-28T09:00:05.500Z", "2013-02-28T09:00:05.600Z"),
+            (
+                "2013",
+                "2013-01-01T00:00:00.000Z",
+                "2014-01-01T00:00:00.000Z",
+            ),
+            (
+                "2013-12",
+                "2013-12-01T00:00:00.000Z",
+                "2014-01-01T00:00:00.000Z",
+            ),
+            (
+                "2013-02-28",
+                "2013-02-28T00:00:00.000Z",
+                "2013-03-01T00:00:00.000Z",
+            ),
+            (
+                "2013-02-28T10:00",
+                "2013-02-28T10:00:00.000Z",
+                "2013-02-28T10:01:00.000Z",
+            ),
+            (
+                "2013-02-28T10:00:05Z",
+                "2013-02-28T10:00:05.000Z",
+                "2013-02-28T10:00:06.000Z",
+            ),
+            (
+                "2013-02-28T10:00:05.5+01:00",
+                "2013-02-28T09:00:05.500Z",
+                "2013-02-28T09:00:05.600Z",
+            ),
         ];
         for (input, low, high) in cases {
             assert_eq!(range(input), (low.to_owned(), high.to_owned()), "{input}");
         }
-        for bad in ["", "13", "2013-13", "2013-02-30", "2013-1-01", "x2013", "2013-01-01T25:00"] {
+        for bad in [
+            "",
+            "13",
+            "2013-13",
+            "2013-02-30",
+            "2013-1-01",
+            "x2013",
+            "2013-01-01T25:00",
+        ] {
             assert!(DateRange::parse(bad).is_err(), "{bad}");
         }
     }
@@ -209,6 +256,9 @@ mod tests {
     fn http_dates_round_trip_at_second_precision() {
         let t = Instant::from_millis(784_111_777_123);
         assert_eq!(t.to_http_date(), "Sun, 06 Nov 1994 08:49:37 GMT");
-        assert_eq!(Instant::parse_http_date(&t.to_http_date()), Some(t.truncate_to_second()));
+        assert_eq!(
+            Instant::parse_http_date(&t.to_http_date()),
+            Some(t.truncate_to_second())
+        );
     }
 }

@@ -98,7 +98,12 @@ pub struct OperationOutcome {
 impl OperationOutcome {
     pub fn new(severity: Severity, code: IssueType, diagnostics: impl Into<String>) -> Self {
         OperationOutcome {
-            issues: vec![Issue { severity, code, diagnostics: diagnostics.into(), expression: Vec::new() }],
+            issues: vec![Issue {
+                severity,
+                code,
+                diagnostics: diagnostics.into(),
+                expression: Vec::new(),
+            }],
         }
     }
 

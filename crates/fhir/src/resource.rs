@@ -31,7 +31,8 @@ pub enum ResourceError {
 
 impl Resource {
     pub fn from_slice(bytes: &[u8]) -> Result<Self, ResourceError> {
-        let value: Value = serde_json::from_slice(bytes).map_err(|e| ResourceError::Json(e.to_string()))?;
+        let value: Value =
+            serde_json::from_slice(bytes).map_err(|e| ResourceError::Json(e.to_string()))?;
         Self::from_value(value)
     }
 
@@ -43,7 +44,8 @@ impl Resource {
             .get("resourceType")
             .and_then(Value::as_str)
             .ok_or(ResourceError::NoResourceType)?;
-        let resource_type = ResourceType::parse(name).ok_or_else(|| ResourceError::UnknownType(name.to_owned()))?;
+        let resource_type =
+            ResourceType::parse(name).ok_or_else(|| ResourceError::UnknownType(name.to_owned()))?;
         match body.get("id") {
             None => {}
             Some(Value::String(s)) => {
@@ -54,7 +56,10 @@ impl Resource {
         if body.get("meta").is_some_and(|m| !m.is_object()) {
             return Err(ResourceError::BadMeta);
         }
-        Ok(Resource { resource_type, body })
+        Ok(Resource {
+            resource_type,
+            body,
+        })
     }
 
     pub fn resource_type(&self) -> ResourceType {
@@ -67,6 +72,7 @@ impl Resource {
 
     pub fn set_id(&mut self, id: &Id) {
         self.body.insert("id".into(), Value::String(id.to_string()));
+        self.order_head();
     }
 
     pub fn clear_id(&mut self) {
@@ -76,28 +82,42 @@ impl Resource {
     /// Sets the server-owned meta fields (http.html#versioning), keeping the
     /// rest of `meta` (profiles, tags, security labels) as the client sent it.
     pub fn set_meta(&mut self, version: u64, last_updated: Instant) {
-        let mut meta = match self.body.remove("meta") {
-            Some(Value::Object(m)) => m,
-            _ => Map::new(),
-        };
-        meta.insert("versionId".into(), Value::String(version.to_string()));
-        meta.insert("lastUpdated".into(), Value::String(last_updated.to_fhir()));
-        // `meta` conventionally follows `resourceType` and `id`; keep that
-        // order for human readers.
+        let meta = self
+            .body
+            .entry("meta")
+            .or_insert_with(|| Value::Object(Map::new()));
+        if !meta.is_object() {
+            *meta = Value::Object(Map::new());
+        }
+        if let Value::Object(m) = meta {
+            m.insert("versionId".into(), Value::String(version.to_string()));
+            m.insert("lastUpdated".into(), Value::String(last_updated.to_fhir()));
+        }
+        self.order_head();
+    }
+
+    /// Puts `resourceType`, `id` and `meta` first, in that order, as people
+    /// reading the JSON expect; the rest keeps the client's order.
+    fn order_head(&mut self) {
         let old = std::mem::take(&mut self.body);
-        let mut meta = Some(Value::Object(meta));
+        let mut rest = Map::new();
+        let mut head: [Option<Value>; 3] = [None, None, None];
         for (key, value) in old {
-            let head = key == "resourceType" || key == "id";
-            if !head {
-                if let Some(m) = meta.take() {
-                    self.body.insert("meta".into(), m);
+            match key.as_str() {
+                "resourceType" => head[0] = Some(value),
+                "id" => head[1] = Some(value),
+                "meta" => head[2] = Some(value),
+                _ => {
+                    rest.insert(key, value);
                 }
             }
-            self.body.insert(key, value);
         }
-        if let Some(m) = meta {
-            self.body.insert("meta".into(), m);
+        for (key, value) in ["resourceType", "id", "meta"].into_iter().zip(head) {
+            if let Some(v) = value {
+                self.body.insert(key.to_owned(), v);
+            }
         }
+        self.body.extend(rest);
     }
 
     pub fn body(&self) -> &Map<String, Value> {
@@ -184,8 +204,14 @@ mod tests {
             (b"{", ResourceError::Json(String::new())),
             (b"[]", ResourceError::NotObject),
             (b"{\"id\":\"a\"}", ResourceError::NoResourceType),
-            (b"{\"resourceType\":\"Pateint\"}", ResourceError::UnknownType("Pateint".into())),
-            (b"{\"resourceType\":\"Patient\",\"id\":\"a b\"}", ResourceError::BadId(String::new())),
+            (
+                b"{\"resourceType\":\"Pateint\"}",
+                ResourceError::UnknownType("Pateint".into()),
+            ),
+            (
+                b"{\"resourceType\":\"Patient\",\"id\":\"a b\"}",
+                ResourceError::BadId(String::new()),
+            ),
         ];
         for (body, want) in cases {
             let got = Resource::from_slice(body).err();
@@ -199,8 +225,10 @@ mod tests {
 
     #[test]
     fn meta_is_set_after_id_and_keeps_client_content() {
-        let mut r = Resource::from_value(json!({"resourceType":"Patient","id":"p","active":true,"meta":{"tag":[{"code":"x"}]}}))
-            .unwrap_or_else(|e| panic!("{e}"));
+        let mut r = Resource::from_value(
+            json!({"resourceType":"Patient","id":"p","active":true,"meta":{"tag":[{"code":"x"}]}}),
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
         r.set_meta(3, Instant::from_millis(0));
         let text = String::from_utf8(r.to_bytes()).unwrap_or_default();
         assert_eq!(

@@ -103,6 +103,25 @@ impl Default for SearchQuery {
     }
 }
 
+/// Decodes a query string (`a=1&b=x%2Cy`, `+` for space) into pairs, in
+/// order, keeping repeats (search.html#combining: repeats are ANDed).
+pub fn parse_query_string(query: &str) -> Vec<(String, String)> {
+    let decode = |s: &str| {
+        let s = s.replace('+', " ");
+        percent_encoding::percent_decode_str(&s)
+            .decode_utf8_lossy()
+            .into_owned()
+    };
+    query
+        .split('&')
+        .filter(|kv| !kv.is_empty())
+        .map(|kv| {
+            let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
+            (decode(k), decode(v))
+        })
+        .collect()
+}
+
 /// Parameters the HTTP layer handles, which search neither uses nor reports.
 const TRANSPORT_PARAMS: [&str; 2] = ["_format", "_pretty"];
 
@@ -130,11 +149,15 @@ pub fn parse(params: &[(String, String)], strict: bool) -> Result<SearchQuery, O
                 q.criteria.push(Criterion::LastUpdated(dates));
             }
             "_count" => {
-                let n: usize = value.parse().map_err(|_| bad(format!("_count must be a whole number, not '{value}'")))?;
+                let n: usize = value
+                    .parse()
+                    .map_err(|_| bad(format!("_count must be a whole number, not '{value}'")))?;
                 q.count = n.min(MAX_COUNT);
             }
             "_offset" => {
-                q.offset = value.parse().map_err(|_| bad(format!("_offset must be a whole number, not '{value}'")))?;
+                q.offset = value
+                    .parse()
+                    .map_err(|_| bad(format!("_offset must be a whole number, not '{value}'")))?;
                 continue;
             }
             "_sort" => {
@@ -162,12 +185,18 @@ pub fn parse(params: &[(String, String)], strict: bool) -> Result<SearchQuery, O
                     "none" => Total::None,
                     "estimate" => Total::Estimate,
                     "accurate" => Total::Accurate,
-                    other => return Err(bad(format!("_total must be none, estimate or accurate, not '{other}'"))),
+                    other => {
+                        return Err(bad(format!(
+                            "_total must be none, estimate or accurate, not '{other}'"
+                        )));
+                    }
                 };
             }
             "_summary" => {
-                q.view.summary =
-                    Some(Summary::parse(value).ok_or_else(|| bad(format!("_summary cannot be '{value}'")))?);
+                q.view.summary = Some(
+                    Summary::parse(value)
+                        .ok_or_else(|| bad(format!("_summary cannot be '{value}'")))?,
+                );
             }
             "_elements" => {
                 q.view.elements = Some(value.split(',').map(|s| s.trim().to_owned()).collect());
@@ -227,7 +256,11 @@ mod tests {
     #[test]
     fn prefixes_on_last_updated() {
         // search.html#prefix, on a point in time.
-        let t = Instant::from_millis(DateRange::parse("2020-06-15T12:00:00Z").map(|r| r.low.millis()).unwrap_or(0));
+        let t = Instant::from_millis(
+            DateRange::parse("2020-06-15T12:00:00Z")
+                .map(|r| r.low.millis())
+                .unwrap_or(0),
+        );
         let cases = [
             ("2020-06", true),
             ("eq2020-06-15", true),
@@ -242,7 +275,9 @@ mod tests {
         ];
         for (value, want) in cases {
             let q = p(&format!("_lastUpdated={value}")).unwrap_or_default();
-            let Some(Criterion::LastUpdated(c)) = q.criteria.first() else { panic!("{value}") };
+            let Some(Criterion::LastUpdated(c)) = q.criteria.first() else {
+                panic!("{value}")
+            };
             assert_eq!(c[0].matches(t), want, "{value}");
         }
     }

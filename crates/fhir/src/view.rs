@@ -47,19 +47,34 @@ impl View {
         let Value::Object(body) = resource else {
             return resource;
         };
-        let rt = body.get("resourceType").and_then(Value::as_str).unwrap_or_default().to_owned();
+        let rt = body
+            .get("resourceType")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_owned();
         let keep: Option<Vec<String>> = match (&self.elements, self.summary) {
             (Some(elements), _) => {
                 let mut k: Vec<String> = elements.clone();
-                k.extend(definitions::mandatory_elements(&rt).into_iter().map(str::to_owned));
+                k.extend(
+                    definitions::mandatory_elements(&rt)
+                        .into_iter()
+                        .map(str::to_owned),
+                );
                 Some(k)
             }
-            (None, Some(Summary::True)) => {
-                Some(definitions::summary_elements(&rt).into_iter().map(str::to_owned).collect())
-            }
+            (None, Some(Summary::True)) => Some(
+                definitions::summary_elements(&rt)
+                    .into_iter()
+                    .map(str::to_owned)
+                    .collect(),
+            ),
             (None, Some(Summary::Text)) => {
                 let mut k: Vec<String> = vec!["text".into()];
-                k.extend(definitions::mandatory_elements(&rt).into_iter().map(str::to_owned));
+                k.extend(
+                    definitions::mandatory_elements(&rt)
+                        .into_iter()
+                        .map(str::to_owned),
+                );
                 Some(k)
             }
             (None, Some(Summary::Data)) => {
@@ -73,7 +88,9 @@ impl View {
         let mut out = Map::new();
         for (key, value) in body {
             let stem_kept = keep.iter().any(|k| {
-                key == *k || (key.starts_with(k.as_str()) && key[k.len()..].starts_with(|c: char| c.is_ascii_uppercase()))
+                key == *k
+                    || (key.starts_with(k.as_str())
+                        && key[k.len()..].starts_with(|c: char| c.is_ascii_uppercase()))
             });
             if key == "resourceType" || key == "id" || key == "meta" || stem_kept {
                 out.insert(key, value);
@@ -110,7 +127,11 @@ mod tests {
 
     #[test]
     fn summary_true_keeps_summary_elements_and_tags_the_subset() {
-        let v = View { summary: Some(Summary::True), elements: None }.apply(patient());
+        let v = View {
+            summary: Some(Summary::True),
+            elements: None,
+        }
+        .apply(patient());
         assert!(v.get("text").is_none() && v.get("contact").is_none());
         assert_eq!(v["deceasedBoolean"], false);
         assert_eq!(v["name"][0]["family"], "Smith");
@@ -119,7 +140,11 @@ mod tests {
 
     #[test]
     fn elements_keeps_asked_elements_only() {
-        let v = View { summary: None, elements: Some(vec!["active".into()]) }.apply(patient());
+        let v = View {
+            summary: None,
+            elements: Some(vec!["active".into()]),
+        }
+        .apply(patient());
         assert_eq!(v["active"], true);
         assert!(v.get("name").is_none() && v.get("text").is_none());
         assert_eq!(v["id"], "p");
@@ -127,7 +152,11 @@ mod tests {
 
     #[test]
     fn summary_data_drops_the_narrative() {
-        let v = View { summary: Some(Summary::Data), elements: None }.apply(patient());
+        let v = View {
+            summary: Some(Summary::Data),
+            elements: None,
+        }
+        .apply(patient());
         assert!(v.get("text").is_none());
         assert!(v.get("contact").is_some());
     }

@@ -1,1 +1,236 @@
-fn main() {}
+//! `opengp`: the command line. Parses arguments, sets up logging, and hands
+//! over to the library crates.
+
+use std::io::Write;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use anyhow::{Context, Result};
+use clap::{Args, Parser, Subcommand};
+use opengp::config::{self, FileConfig, ServerConfig};
+use opengp::server::{Server, shutdown_signal};
+
+#[derive(Parser)]
+#[command(
+    name = "opengp",
+    version,
+    about = "OpenGP: an open clinical system for UK general practice, with a FHIR R4 API."
+)]
+struct Cli {
+    /// A TOML configuration file; flags and OPENGP_* variables override it.
+    #[arg(long, global = true, env = "OPENGP_CONFIG")]
+    config: Option<PathBuf>,
+    /// Log format: `text` for people, `json` for log collectors.
+    #[arg(long, global = true, env = "OPENGP_LOG_FORMAT")]
+    log_format: Option<String>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve the FHIR API, creating the data directory and practice on first start.
+    Serve(ServeArgs),
+    /// Serve a demo practice with sample data (in ./opengp-demo unless --data says otherwise).
+    Demo(ServeArgs),
+    /// Run the benchmarks against a fresh server and print the figures.
+    Bench(BenchArgs),
+}
+
+#[derive(Args, Clone)]
+struct ServeArgs {
+    /// Where the data lives (the SQLite file and its write-ahead log).
+    #[arg(long, env = "OPENGP_DATA")]
+    data: Option<PathBuf>,
+    /// The address to listen on.
+    #[arg(long, env = "OPENGP_LISTEN")]
+    listen: Option<SocketAddr>,
+    /// The URL clients reach this server at, when behind a proxy.
+    #[arg(long, env = "OPENGP_PUBLIC_URL")]
+    public_url: Option<String>,
+    /// The ODS code of the practice to create on first start.
+    #[arg(long, env = "OPENGP_PRACTICE")]
+    practice: Option<String>,
+    /// The name of that practice.
+    #[arg(long, env = "OPENGP_PRACTICE_NAME")]
+    practice_name: Option<String>,
+    /// The largest request body accepted, in bytes.
+    #[arg(long, env = "OPENGP_MAX_BODY_BYTES")]
+    max_body_bytes: Option<usize>,
+}
+
+#[derive(Args)]
+struct BenchArgs {
+    /// The folder of Synthea transaction bundles (*.json.gz) to ingest.
+    #[arg(long, default_value = "../shared/data/synthea")]
+    synthea: PathBuf,
+    /// Concurrent clients for the ingest scenario.
+    #[arg(long, default_value_t = 4)]
+    clients: usize,
+    /// Reads in the read-latency scenario.
+    #[arg(long, default_value_t = 20_000)]
+    reads: usize,
+    /// Where the benchmark's store lives (a fresh temporary folder by default).
+    #[arg(long)]
+    data: Option<PathBuf>,
+}
+
+fn main() {
+    let cli = Cli::parse();
+    if let Err(e) = run(cli) {
+        // The whole chain of causes, for a person to read.
+        let _ = writeln!(std::io::stderr(), "error: {e:#}");
+        std::process::exit(1);
+    }
+}
+
+fn run(cli: Cli) -> Result<()> {
+    let file = FileConfig::load(cli.config.as_deref())?;
+    init_logging(cli.log_format.as_deref().or(file.log_format.as_deref()))?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    match cli.command {
+        Command::Serve(args) => {
+            runtime.block_on(serve(resolve(args, &file, "./opengp-data"), false))
+        }
+        Command::Demo(args) => {
+            let mut cfg = resolve(args.clone(), &file, "./opengp-demo");
+            if args.practice.is_none() && file.practice.is_none() {
+                cfg.practice = "Y90001".into();
+                cfg.practice_name = "OpenGP Demo Surgery".into();
+            }
+            runtime.block_on(serve(cfg, true))
+        }
+        Command::Bench(args) => runtime.block_on(bench(args)),
+    }
+}
+
+fn resolve(args: ServeArgs, file: &FileConfig, default_data: &str) -> ServerConfig {
+    ServerConfig {
+        data: args
+            .data
+            .or_else(|| file.data.clone())
+            .unwrap_or_else(|| PathBuf::from(default_data)),
+        listen: args.listen.or(file.listen).unwrap_or_else(|| {
+            config::DEFAULT_LISTEN
+                .parse()
+                .unwrap_or_else(|_| SocketAddr::from(([127, 0, 0, 1], 8080)))
+        }),
+        public_url: args.public_url.or_else(|| file.public_url.clone()),
+        max_body_bytes: args
+            .max_body_bytes
+            .or(file.max_body_bytes)
+            .unwrap_or(config::DEFAULT_MAX_BODY),
+        practice: args
+            .practice
+            .or_else(|| file.practice.clone())
+            .unwrap_or_else(|| config::DEFAULT_PRACTICE.into()),
+        practice_name: args
+            .practice_name
+            .or_else(|| file.practice_name.clone())
+            .unwrap_or_else(|| config::DEFAULT_PRACTICE_NAME.into()),
+    }
+}
+
+fn init_logging(format: Option<&str>) -> Result<()> {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("OPENGP_LOG")
+        .unwrap_or_else(|_| "info,tower_http=warn".into());
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format.unwrap_or("text") {
+        "json" => builder.json().init(),
+        "text" => builder.init(),
+        other => anyhow::bail!("log format '{other}' is not known; use text or json"),
+    }
+    Ok(())
+}
+
+async fn serve(cfg: ServerConfig, demo: bool) -> Result<()> {
+    let server = Server::bind(&cfg).await?;
+    if demo {
+        let ctx = gp_store::Ctx::new(server.practice.clone(), gp_store::Actor::system());
+        let n = opengp::demo::seed(&server.store, &ctx)
+            .await
+            .context("seeding the demo practice")?;
+        if n > 0 {
+            tracing::info!(resources = n, "seeded the demo practice");
+        }
+    }
+    let mut out = std::io::stdout().lock();
+    writeln!(
+        out,
+        "OpenGP is serving {} ({}), data in {}",
+        server.practice.name,
+        server.practice.ods,
+        cfg.data.display()
+    )?;
+    writeln!(out, "  FHIR API:            {}", server.base_url())?;
+    writeln!(out, "  CapabilityStatement: {}/metadata", server.base_url())?;
+    writeln!(
+        out,
+        "  Try:                 curl {}/Patient",
+        server.base_url()
+    )?;
+    writeln!(out, "Press Ctrl-C to stop.")?;
+    drop(out);
+    server.run(shutdown_signal()).await
+}
+
+async fn bench(args: BenchArgs) -> Result<()> {
+    let temp;
+    let data = match args.data {
+        Some(d) => d,
+        None => {
+            temp = TempDir::new()?;
+            temp.path.clone()
+        }
+    };
+    let cfg = ServerConfig {
+        data,
+        listen: "127.0.0.1:0".parse()?,
+        public_url: None,
+        max_body_bytes: config::DEFAULT_MAX_BODY,
+        practice: config::DEFAULT_PRACTICE.into(),
+        practice_name: "Benchmark Practice".into(),
+    };
+    let server = Server::bind(&cfg).await?;
+    let base = server.base_url();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let running = tokio::spawn(server.run(async move {
+        let _ = stopped.await;
+    }));
+    let report = gp_bench::run(&gp_bench::Plan {
+        base,
+        synthea: args.synthea,
+        clients: args.clients,
+        reads: args.reads,
+    })
+    .await;
+    let _ = stop.send(());
+    running.await??;
+    let report = report?;
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "{report}")?;
+    Ok(())
+}
+
+/// A temporary directory removed on drop (the benchmark's store).
+struct TempDir {
+    path: PathBuf,
+}
+
+impl TempDir {
+    fn new() -> Result<Self> {
+        let path = std::env::temp_dir().join(format!("opengp-bench-{}", std::process::id()));
+        std::fs::create_dir_all(&path)?;
+        Ok(TempDir { path })
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.path);
+    }
+}

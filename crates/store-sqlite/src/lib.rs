@@ -41,13 +41,18 @@ pub(crate) fn db_err(e: rusqlite::Error) -> StoreError {
 impl SqliteBackend {
     /// Opens (creating if needed) the store in `dir`, as `dir/opengp.db`.
     pub fn open(dir: &Path) -> Result<Arc<Self>, StoreError> {
-        std::fs::create_dir_all(dir).map_err(|e| StoreError::Backend(format!("creating {}: {e}", dir.display())))?;
+        std::fs::create_dir_all(dir)
+            .map_err(|e| StoreError::Backend(format!("creating {}: {e}", dir.display())))?;
         let path = dir.join("opengp.db");
         let conn = Connection::open(&path).map_err(db_err)?;
         schema::configure(&conn, false)?;
         schema::migrate(&conn)?;
         let writer = writer::Writer::start(conn)?;
-        Ok(Arc::new(SqliteBackend { path, writer, readers: Mutex::new(Vec::new()) }))
+        Ok(Arc::new(SqliteBackend {
+            path,
+            writer,
+            readers: Mutex::new(Vec::new()),
+        }))
     }
 
     pub fn path(&self) -> &Path {
@@ -62,7 +67,9 @@ impl SqliteBackend {
         if let Some(c) = self.readers.lock().ok().and_then(|mut r| r.pop()) {
             return Ok(c);
         }
-        let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX | OpenFlags::SQLITE_OPEN_URI;
+        let flags = OpenFlags::SQLITE_OPEN_READ_ONLY
+            | OpenFlags::SQLITE_OPEN_NO_MUTEX
+            | OpenFlags::SQLITE_OPEN_URI;
         let conn = Connection::open_with_flags(&self.path, flags).map_err(db_err)?;
         schema::configure(&conn, true)?;
         Ok(conn)
@@ -76,7 +83,10 @@ impl SqliteBackend {
         }
     }
 
-    fn with_reader<R>(&self, f: impl FnOnce(&Connection) -> Result<R, StoreError>) -> Result<R, StoreError> {
+    fn with_reader<R>(
+        &self,
+        f: impl FnOnce(&Connection) -> Result<R, StoreError>,
+    ) -> Result<R, StoreError> {
         let conn = self.reader()?;
         let out = f(&conn);
         self.give_back(conn);
@@ -89,7 +99,11 @@ fn practice_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<(i64, String, Strin
 }
 
 fn to_practice((key, ods, name): (i64, String, String)) -> Option<Practice> {
-    Some(Practice { key, ods: OdsCode::parse(&ods)?, name })
+    Some(Practice {
+        key,
+        ods: OdsCode::parse(&ods)?,
+        name,
+    })
 }
 
 impl Backend for SqliteBackend {
@@ -103,24 +117,41 @@ impl Backend for SqliteBackend {
         })
     }
 
-    fn ensure_practice(&self, ods: &OdsCode, name: &str, actor: &Actor) -> Result<Practice, StoreError> {
+    fn ensure_practice(
+        &self,
+        ods: &OdsCode,
+        name: &str,
+        actor: &Actor,
+    ) -> Result<Practice, StoreError> {
         self.writer.ensure_practice(ods, name, actor)
     }
 
     fn practices(&self, _actor: &Actor) -> Result<Vec<Practice>, StoreError> {
         self.with_reader(|c| {
-            let mut s = c.prepare_cached("SELECT key, ods, name FROM practice ORDER BY ods").map_err(db_err)?;
+            let mut s = c
+                .prepare_cached("SELECT key, ods, name FROM practice ORDER BY ods")
+                .map_err(db_err)?;
             let rows = s.query_map([], practice_row).map_err(db_err)?;
-            Ok(rows.filter_map(Result::ok).filter_map(to_practice).collect())
+            Ok(rows
+                .filter_map(Result::ok)
+                .filter_map(to_practice)
+                .collect())
         })
     }
 
-    fn read(&self, ctx: &Ctx, job: &mut dyn FnMut(&mut dyn ReadTx) -> Result<(), StoreError>) -> Result<(), StoreError> {
+    fn read(
+        &self,
+        ctx: &Ctx,
+        job: &mut dyn FnMut(&mut dyn ReadTx) -> Result<(), StoreError>,
+    ) -> Result<(), StoreError> {
         self.with_reader(|c| {
             // A read transaction pins one WAL snapshot for all of the job's
             // statements.
             c.execute_batch("BEGIN").map_err(db_err)?;
-            let mut tx = scoped::Scoped { conn: c, practice: ctx.practice.key };
+            let mut tx = scoped::Scoped {
+                conn: c,
+                practice: ctx.practice.key,
+            };
             let out = job(&mut tx);
             let _ = c.execute_batch("COMMIT");
             out

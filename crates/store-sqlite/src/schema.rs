@@ -8,12 +8,16 @@ use gp_store::StoreError;
 /// Settings every connection needs. Writers make the WAL durable at each
 /// commit (`synchronous=FULL`); readers only need the timeout.
 pub(crate) fn configure(conn: &Connection, read_only: bool) -> Result<(), StoreError> {
-    conn.busy_timeout(std::time::Duration::from_secs(10)).map_err(db_err)?;
-    let common = "PRAGMA cache_size = -65536; PRAGMA mmap_size = 268435456; PRAGMA temp_store = MEMORY;";
+    conn.busy_timeout(std::time::Duration::from_secs(10))
+        .map_err(db_err)?;
+    let common =
+        "PRAGMA cache_size = -65536; PRAGMA mmap_size = 268435456; PRAGMA temp_store = MEMORY;";
     conn.execute_batch(common).map_err(db_err)?;
     if !read_only {
-        conn.execute_batch("PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON;")
-            .map_err(db_err)?;
+        conn.execute_batch(
+            "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON;",
+        )
+        .map_err(db_err)?;
     }
     Ok(())
 }
@@ -73,7 +77,9 @@ pub(crate) fn migrate(conn: &Connection) -> Result<(), StoreError> {
         let batch = format!("BEGIN IMMEDIATE; {sql}; PRAGMA user_version = {version}; COMMIT;");
         if let Err(e) = conn.execute_batch(&batch) {
             let _ = conn.execute_batch("ROLLBACK");
-            return Err(StoreError::Backend(format!("schema migration {version} failed: {e}")));
+            return Err(StoreError::Backend(format!(
+                "schema migration {version} failed: {e}"
+            )));
         }
         tracing::info!(version, "applied schema migration");
     }

@@ -4,7 +4,10 @@
 use bytes::Bytes;
 use gp_fhir::search::{Criterion, Prefix, SearchQuery, SortField, Total};
 use gp_fhir::{Instant, ResourceType};
-use gp_store::{HistoryPage, HistoryQuery, HistoryScope, NewVersion, ReadTx, SearchPage, StoreError, StoredVersion, WriteTx};
+use gp_store::{
+    HistoryPage, HistoryQuery, HistoryScope, NewVersion, ReadTx, SearchPage, StoreError,
+    StoredVersion, WriteTx,
+};
 use rusqlite::types::Value as SqlValue;
 use rusqlite::{Connection, OptionalExtension, params, params_from_iter};
 
@@ -26,7 +29,11 @@ pub(crate) struct ScopedWrite<'c> {
     pub clock: &'c mut i64,
 }
 
-fn version_row(ty: ResourceType, id: &str, row: &rusqlite::Row<'_>) -> rusqlite::Result<StoredVersion> {
+fn version_row(
+    ty: ResourceType,
+    id: &str,
+    row: &rusqlite::Row<'_>,
+) -> rusqlite::Result<StoredVersion> {
     let body: Vec<u8> = row.get(3)?;
     Ok(StoredVersion {
         resource_type: ty,
@@ -42,7 +49,8 @@ fn version_row(ty: ResourceType, id: &str, row: &rusqlite::Row<'_>) -> rusqlite:
 fn full_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<StoredVersion> {
     let ty: String = row.get(0)?;
     let id: String = row.get(1)?;
-    let ty = ResourceType::parse(&ty).ok_or_else(|| rusqlite::Error::InvalidColumnName(format!("stored type {ty}")))?;
+    let ty = ResourceType::parse(&ty)
+        .ok_or_else(|| rusqlite::Error::InvalidColumnName(format!("stored type {ty}")))?;
     let body: Vec<u8> = row.get(5)?;
     Ok(StoredVersion {
         resource_type: ty,
@@ -80,10 +88,19 @@ impl ReadTx for Scoped<'_> {
                  WHERE c.practice = ?1 AND c.type = ?2 AND c.id = ?3",
             )
             .map_err(db_err)?;
-        s.query_row(params![self.practice, ty.as_str(), id], |r| version_row(ty, id, r)).optional().map_err(db_err)
+        s.query_row(params![self.practice, ty.as_str(), id], |r| {
+            version_row(ty, id, r)
+        })
+        .optional()
+        .map_err(db_err)
     }
 
-    fn version(&mut self, ty: ResourceType, id: &str, version: u64) -> Result<Option<StoredVersion>, StoreError> {
+    fn version(
+        &mut self,
+        ty: ResourceType,
+        id: &str,
+        version: u64,
+    ) -> Result<Option<StoredVersion>, StoreError> {
         let mut s = self
             .conn
             .prepare_cached(
@@ -91,12 +108,19 @@ impl ReadTx for Scoped<'_> {
                  WHERE practice = ?1 AND type = ?2 AND id = ?3 AND version = ?4",
             )
             .map_err(db_err)?;
-        s.query_row(params![self.practice, ty.as_str(), id, version as i64], |r| version_row(ty, id, r))
-            .optional()
-            .map_err(db_err)
+        s.query_row(
+            params![self.practice, ty.as_str(), id, version as i64],
+            |r| version_row(ty, id, r),
+        )
+        .optional()
+        .map_err(db_err)
     }
 
-    fn search(&mut self, ty: Option<ResourceType>, q: &SearchQuery) -> Result<SearchPage, StoreError> {
+    fn search(
+        &mut self,
+        ty: Option<ResourceType>,
+        q: &SearchQuery,
+    ) -> Result<SearchPage, StoreError> {
         let mut args: Vec<SqlValue> = vec![SqlValue::Integer(self.practice)];
         let mut wh = vec!["c.practice = ?1".to_owned(), "c.deleted = 0".to_owned()];
         if let Some(t) = ty {
@@ -114,7 +138,15 @@ impl ReadTx for Scoped<'_> {
                     .collect(),
                 Criterion::LastUpdated(dates) => dates
                     .iter()
-                    .map(|d| date_sql("c.last_updated", d.prefix, d.range.low.millis(), d.range.high.millis(), &mut args))
+                    .map(|d| {
+                        date_sql(
+                            "c.last_updated",
+                            d.prefix,
+                            d.range.low.millis(),
+                            d.range.high.millis(),
+                            &mut args,
+                        )
+                    })
                     .collect(),
             };
             wh.push(format!("({})", ors.join(" OR ")));
@@ -124,7 +156,11 @@ impl ReadTx for Scoped<'_> {
             None
         } else {
             let sql = format!("SELECT count(*) FROM resource_current c WHERE {where_sql}");
-            let n: i64 = self.conn.prepare_cached(&sql).and_then(|mut s| s.query_row(params_from_iter(args.iter()), |r| r.get(0))).map_err(db_err)?;
+            let n: i64 = self
+                .conn
+                .prepare_cached(&sql)
+                .and_then(|mut s| s.query_row(params_from_iter(args.iter()), |r| r.get(0)))
+                .map_err(db_err)?;
             Some(n as u64)
         };
         let mut order: Vec<String> = q
@@ -153,22 +189,31 @@ impl ReadTx for Scoped<'_> {
                 order.join(", ")
             );
             let mut s = self.conn.prepare_cached(&sql).map_err(db_err)?;
-            let rows = s.query_map(params_from_iter(args.iter()), full_row).map_err(db_err)?;
+            let rows = s
+                .query_map(params_from_iter(args.iter()), full_row)
+                .map_err(db_err)?;
             rows.collect::<Result<Vec<_>, _>>().map_err(db_err)?
         };
         Ok(SearchPage { total, entries })
     }
 
-    fn history(&mut self, scope: &HistoryScope, q: &HistoryQuery) -> Result<HistoryPage, StoreError> {
+    fn history(
+        &mut self,
+        scope: &HistoryScope,
+        q: &HistoryQuery,
+    ) -> Result<HistoryPage, StoreError> {
         let until: i64 = match q.until {
             Some(u) => u,
             None => self
                 .conn
-                .prepare_cached("SELECT coalesce(max(rowid), 0) FROM resource_version WHERE practice = ?1")
+                .prepare_cached(
+                    "SELECT coalesce(max(rowid), 0) FROM resource_version WHERE practice = ?1",
+                )
                 .and_then(|mut s| s.query_row(params![self.practice], |r| r.get(0)))
                 .map_err(db_err)?,
         };
-        let mut args: Vec<SqlValue> = vec![SqlValue::Integer(self.practice), SqlValue::Integer(until)];
+        let mut args: Vec<SqlValue> =
+            vec![SqlValue::Integer(self.practice), SqlValue::Integer(until)];
         let mut wh = vec!["practice = ?1".to_owned(), "rowid <= ?2".to_owned()];
         match scope {
             HistoryScope::Practice => {}
@@ -190,7 +235,9 @@ impl ReadTx for Scoped<'_> {
         let where_sql = wh.join(" AND ");
         let total: i64 = self
             .conn
-            .prepare_cached(&format!("SELECT count(*) FROM resource_version WHERE {where_sql}"))
+            .prepare_cached(&format!(
+                "SELECT count(*) FROM resource_version WHERE {where_sql}"
+            ))
             .and_then(|mut s| s.query_row(params_from_iter(args.iter()), |r| r.get(0)))
             .map_err(db_err)?;
         args.push(SqlValue::Integer(q.count as i64));
@@ -202,9 +249,15 @@ impl ReadTx for Scoped<'_> {
              WHERE {where_sql} ORDER BY rowid DESC LIMIT ?{limit} OFFSET ?{offset}"
         );
         let mut s = self.conn.prepare_cached(&sql).map_err(db_err)?;
-        let rows = s.query_map(params_from_iter(args.iter()), full_row).map_err(db_err)?;
+        let rows = s
+            .query_map(params_from_iter(args.iter()), full_row)
+            .map_err(db_err)?;
         let entries = rows.collect::<Result<Vec<_>, _>>().map_err(db_err)?;
-        Ok(HistoryPage { total: total as u64, entries, until })
+        Ok(HistoryPage {
+            total: total as u64,
+            entries,
+            until,
+        })
     }
 }
 
@@ -212,13 +265,26 @@ impl ReadTx for ScopedWrite<'_> {
     fn latest(&mut self, ty: ResourceType, id: &str) -> Result<Option<StoredVersion>, StoreError> {
         self.read.latest(ty, id)
     }
-    fn version(&mut self, ty: ResourceType, id: &str, version: u64) -> Result<Option<StoredVersion>, StoreError> {
+    fn version(
+        &mut self,
+        ty: ResourceType,
+        id: &str,
+        version: u64,
+    ) -> Result<Option<StoredVersion>, StoreError> {
         self.read.version(ty, id, version)
     }
-    fn search(&mut self, ty: Option<ResourceType>, q: &SearchQuery) -> Result<SearchPage, StoreError> {
+    fn search(
+        &mut self,
+        ty: Option<ResourceType>,
+        q: &SearchQuery,
+    ) -> Result<SearchPage, StoreError> {
         self.read.search(ty, q)
     }
-    fn history(&mut self, scope: &HistoryScope, q: &HistoryQuery) -> Result<HistoryPage, StoreError> {
+    fn history(
+        &mut self,
+        scope: &HistoryScope,
+        q: &HistoryQuery,
+    ) -> Result<HistoryPage, StoreError> {
         self.read.history(scope, q)
     }
 }

@@ -18,9 +18,20 @@ use crate::scoped::{Scoped, ScopedWrite};
 const MAX_GROUP: usize = 512;
 
 enum Msg {
-    Job { practice: i64, author: String, job: Box<dyn WriteJob> },
-    EnsurePractice { ods: OdsCode, name: String, actor: String, reply: Sender<Result<Practice, StoreError>> },
-    Close { reply: Sender<()> },
+    Job {
+        practice: i64,
+        author: String,
+        job: Box<dyn WriteJob>,
+    },
+    EnsurePractice {
+        ods: OdsCode,
+        name: String,
+        actor: String,
+        reply: Sender<Result<Practice, StoreError>>,
+    },
+    Close {
+        reply: Sender<()>,
+    },
 }
 
 /// How well group commit is working: jobs per commit.
@@ -51,7 +62,11 @@ impl Writer {
             .name("sqlite-writer".into())
             .spawn(move || run(conn, rx, &c))
             .map_err(|e| StoreError::Backend(format!("starting the writer: {e}")))?;
-        Ok(Writer { tx: Mutex::new(Some(tx)), thread: Mutex::new(Some(thread)), counters })
+        Ok(Writer {
+            tx: Mutex::new(Some(tx)),
+            thread: Mutex::new(Some(thread)),
+            counters,
+        })
     }
 
     fn send(&self, msg: Msg) -> Result<(), Msg> {
@@ -63,21 +78,38 @@ impl Writer {
     }
 
     pub fn submit(&self, ctx: &Ctx, job: Box<dyn WriteJob>) {
-        let msg = Msg::Job { practice: ctx.practice.key, author: ctx.actor.id().to_owned(), job };
+        let msg = Msg::Job {
+            practice: ctx.practice.key,
+            author: ctx.actor.id().to_owned(),
+            job,
+        };
         if let Err(Msg::Job { job, .. }) = self.send(msg) {
             job.finish(Err(StoreError::Unavailable));
         }
     }
 
-    pub fn ensure_practice(&self, ods: &OdsCode, name: &str, actor: &Actor) -> Result<Practice, StoreError> {
+    pub fn ensure_practice(
+        &self,
+        ods: &OdsCode,
+        name: &str,
+        actor: &Actor,
+    ) -> Result<Practice, StoreError> {
         let (reply, rx) = channel();
-        let msg = Msg::EnsurePractice { ods: ods.clone(), name: name.to_owned(), actor: actor.id().to_owned(), reply };
+        let msg = Msg::EnsurePractice {
+            ods: ods.clone(),
+            name: name.to_owned(),
+            actor: actor.id().to_owned(),
+            reply,
+        };
         self.send(msg).map_err(|_| StoreError::Unavailable)?;
         rx.recv().unwrap_or(Err(StoreError::Unavailable))
     }
 
     pub fn stats(&self) -> WriterStats {
-        WriterStats { commits: self.counters.commits.load(Ordering::Relaxed), jobs: self.counters.jobs.load(Ordering::Relaxed) }
+        WriterStats {
+            commits: self.counters.commits.load(Ordering::Relaxed),
+            jobs: self.counters.jobs.load(Ordering::Relaxed),
+        }
     }
 
     /// Finishes every queued job, checkpoints the WAL and stops the thread.
@@ -105,7 +137,11 @@ fn run(conn: Connection, rx: Receiver<Msg>, counters: &Counters) {
     // The last instant stamped; seeded from the store so that time never
     // runs backwards across restarts either.
     let mut clock: i64 = conn
-        .query_row("SELECT coalesce(max(last_updated), 0) FROM resource_version", [], |r| r.get(0))
+        .query_row(
+            "SELECT coalesce(max(last_updated), 0) FROM resource_version",
+            [],
+            |r| r.get(0),
+        )
         .unwrap_or(0);
     while let Ok(first) = rx.recv() {
         let mut group = vec![first];
@@ -119,8 +155,17 @@ fn run(conn: Connection, rx: Receiver<Msg>, counters: &Counters) {
         let mut closing = None;
         for msg in group {
             match msg {
-                Msg::Job { practice, author, job } => jobs.push((practice, author, job)),
-                Msg::EnsurePractice { ods, name, actor, reply } => {
+                Msg::Job {
+                    practice,
+                    author,
+                    job,
+                } => jobs.push((practice, author, job)),
+                Msg::EnsurePractice {
+                    ods,
+                    name,
+                    actor,
+                    reply,
+                } => {
                     let _ = reply.send(ensure_practice(&conn, &ods, &name, &actor));
                 }
                 Msg::Close { reply } => closing = Some(reply),
@@ -134,7 +179,11 @@ fn run(conn: Connection, rx: Receiver<Msg>, counters: &Counters) {
             let rest: Vec<_> = rx
                 .try_iter()
                 .filter_map(|m| match m {
-                    Msg::Job { practice, author, job } => Some((practice, author, job)),
+                    Msg::Job {
+                        practice,
+                        author,
+                        job,
+                    } => Some((practice, author, job)),
                     _ => None,
                 })
                 .collect();
@@ -152,7 +201,12 @@ fn run(conn: Connection, rx: Receiver<Msg>, counters: &Counters) {
 
 /// Runs a group of jobs in one transaction, each in its own savepoint, and
 /// tells each job the outcome only after the commit is durable.
-fn commit_group(conn: &Connection, jobs: Vec<(i64, String, Box<dyn WriteJob>)>, clock: &mut i64, counters: &Counters) {
+fn commit_group(
+    conn: &Connection,
+    jobs: Vec<(i64, String, Box<dyn WriteJob>)>,
+    clock: &mut i64,
+    counters: &Counters,
+) {
     if let Err(e) = conn.execute_batch("BEGIN IMMEDIATE") {
         let msg = e.to_string();
         for (_, _, job) in jobs {
@@ -174,11 +228,19 @@ fn commit_group(conn: &Connection, jobs: Vec<(i64, String, Box<dyn WriteJob>)>, 
         }
         let saved_clock = *clock;
         let keep = {
-            let mut tx = ScopedWrite { read: Scoped { conn, practice }, author: &author, clock };
+            let mut tx = ScopedWrite {
+                read: Scoped { conn, practice },
+                author: &author,
+                clock,
+            };
             // A panic in a job must not take the writer down with it.
             catch_unwind(AssertUnwindSafe(|| job.run(&mut tx))).unwrap_or(false)
         };
-        let end = if keep { "RELEASE job" } else { "ROLLBACK TO job; RELEASE job" };
+        let end = if keep {
+            "RELEASE job"
+        } else {
+            "ROLLBACK TO job; RELEASE job"
+        };
         if !keep {
             *clock = saved_clock;
         }
@@ -192,27 +254,44 @@ fn commit_group(conn: &Connection, jobs: Vec<(i64, String, Box<dyn WriteJob>)>, 
         Some(e) => Err(e),
     };
     counters.commits.fetch_add(1, Ordering::Relaxed);
-    counters.jobs.fetch_add(done.len() as u64, Ordering::Relaxed);
+    counters
+        .jobs
+        .fetch_add(done.len() as u64, Ordering::Relaxed);
     match committed {
         Ok(()) => done.into_iter().for_each(|j| j.finish(Ok(()))),
         Err(e) => {
             let _ = conn.execute_batch("ROLLBACK");
             tracing::error!(error = %e, "a write transaction failed and was rolled back");
-            done.into_iter().for_each(|j| j.finish(Err(StoreError::Backend(e.clone()))));
+            done.into_iter()
+                .for_each(|j| j.finish(Err(StoreError::Backend(e.clone()))));
         }
     }
 }
 
-fn ensure_practice(conn: &Connection, ods: &OdsCode, name: &str, actor: &str) -> Result<Practice, StoreError> {
+fn ensure_practice(
+    conn: &Connection,
+    ods: &OdsCode,
+    name: &str,
+    actor: &str,
+) -> Result<Practice, StoreError> {
     conn.execute(
         "INSERT INTO practice (ods, name, created_at, created_by) VALUES (?1, ?2, ?3, ?4) ON CONFLICT (ods) DO NOTHING",
         params![ods.as_str(), name, Instant::now().millis(), actor],
     )
     .map_err(db_err)?;
     let row: Option<(i64, String)> = conn
-        .query_row("SELECT key, name FROM practice WHERE ods = ?1", params![ods.as_str()], |r| Ok((r.get(0)?, r.get(1)?)))
+        .query_row(
+            "SELECT key, name FROM practice WHERE ods = ?1",
+            params![ods.as_str()],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
         .optional()
         .map_err(db_err)?;
-    let (key, name) = row.ok_or_else(|| StoreError::Backend("the practice vanished after insert".into()))?;
-    Ok(Practice { key, ods: ods.clone(), name })
+    let (key, name) =
+        row.ok_or_else(|| StoreError::Backend("the practice vanished after insert".into()))?;
+    Ok(Practice {
+        key,
+        ods: ods.clone(),
+        name,
+    })
 }

@@ -74,10 +74,23 @@ pub trait ReadTx {
     /// The latest version (possibly a deletion) of a resource.
     fn latest(&mut self, ty: ResourceType, id: &str) -> Result<Option<StoredVersion>, StoreError>;
     /// A specific version.
-    fn version(&mut self, ty: ResourceType, id: &str, version: u64) -> Result<Option<StoredVersion>, StoreError>;
+    fn version(
+        &mut self,
+        ty: ResourceType,
+        id: &str,
+        version: u64,
+    ) -> Result<Option<StoredVersion>, StoreError>;
     /// Current, non-deleted resources matching a query (all types if `ty` is `None`).
-    fn search(&mut self, ty: Option<ResourceType>, query: &SearchQuery) -> Result<SearchPage, StoreError>;
-    fn history(&mut self, scope: &HistoryScope, query: &HistoryQuery) -> Result<HistoryPage, StoreError>;
+    fn search(
+        &mut self,
+        ty: Option<ResourceType>,
+        query: &SearchQuery,
+    ) -> Result<SearchPage, StoreError>;
+    fn history(
+        &mut self,
+        scope: &HistoryScope,
+        query: &HistoryQuery,
+    ) -> Result<HistoryPage, StoreError>;
 }
 
 /// Writes within one practice, inside the writer's transaction.
@@ -103,12 +116,21 @@ pub trait Backend: Send + Sync + 'static {
     /// The practice with this ODS code, if the deployment serves it.
     fn practice(&self, ods: &OdsCode, actor: &Actor) -> Result<Option<Practice>, StoreError>;
     /// Creates the practice if it does not exist yet.
-    fn ensure_practice(&self, ods: &OdsCode, name: &str, actor: &Actor) -> Result<Practice, StoreError>;
+    fn ensure_practice(
+        &self,
+        ods: &OdsCode,
+        name: &str,
+        actor: &Actor,
+    ) -> Result<Practice, StoreError>;
     /// Every practice the deployment serves.
     fn practices(&self, actor: &Actor) -> Result<Vec<Practice>, StoreError>;
     /// Runs `job` against a consistent snapshot of the practice's data.
     /// Blocks: call it off the async executor.
-    fn read(&self, ctx: &Ctx, job: &mut dyn FnMut(&mut dyn ReadTx) -> Result<(), StoreError>) -> Result<(), StoreError>;
+    fn read(
+        &self,
+        ctx: &Ctx,
+        job: &mut dyn FnMut(&mut dyn ReadTx) -> Result<(), StoreError>,
+    ) -> Result<(), StoreError>;
     /// Queues `job` for the writer. Never blocks; the job's `finish` reports.
     fn submit(&self, ctx: &Ctx, job: Box<dyn WriteJob>);
     /// Finishes queued writes and closes cleanly (checkpointing, for SQLite).

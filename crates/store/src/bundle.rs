@@ -7,11 +7,11 @@ use gp_fhir::bundle::{Method, RequestEntry};
 use gp_fhir::search;
 use gp_fhir::{Id, Instant, IssueType, OperationOutcome, Resource, ResourceType};
 
+use crate::StoreError;
 use crate::backend::{HistoryQuery, HistoryScope, ReadTx, WriteTx};
 use crate::engine::{self, DeleteOutcome, Preconditions, WriteOutcome};
 use crate::render;
 use crate::target::Target;
-use crate::StoreError;
 
 /// The response to one entry, as `Bundle.entry.response` describes it.
 #[derive(Clone, Debug)]
@@ -32,7 +32,10 @@ fn written(w: WriteOutcome) -> EntryResponse {
     let v = w.version;
     EntryResponse {
         status: if w.created { 201 } else { 200 },
-        location: Some(format!("{}/{}/_history/{}", v.resource_type, v.id, v.version)),
+        location: Some(format!(
+            "{}/{}/_history/{}",
+            v.resource_type, v.id, v.version
+        )),
         etag: Some(format!("W/\"{}\"", v.version)),
         last_modified: Some(v.last_updated),
         resource: Some(v.body),
@@ -45,7 +48,14 @@ fn deleted(d: DeleteOutcome) -> EntryResponse {
         DeleteOutcome::Deleted { version } => Some(format!("W/\"{version}\"")),
         DeleteOutcome::NothingToDelete => None,
     };
-    EntryResponse { status: 204, location: None, etag, last_modified: None, resource: None, outcome: None }
+    EntryResponse {
+        status: 204,
+        location: None,
+        etag,
+        last_modified: None,
+        resource: None,
+        outcome: None,
+    }
 }
 
 pub(crate) fn is_read(e: &RequestEntry) -> bool {
@@ -53,20 +63,34 @@ pub(crate) fn is_read(e: &RequestEntry) -> bool {
 }
 
 fn parse_version_tag(s: &str) -> Result<u64, StoreError> {
-    s.trim().trim_start_matches("W/").trim_matches('"').parse().map_err(|_| {
-        StoreError::bad_request(IssueType::Invalid, format!("'{s}' is not an ETag of the form W/\"version\""))
-    })
+    s.trim()
+        .trim_start_matches("W/")
+        .trim_matches('"')
+        .parse()
+        .map_err(|_| {
+            StoreError::bad_request(
+                IssueType::Invalid,
+                format!("'{s}' is not an ETag of the form W/\"version\""),
+            )
+        })
 }
 
 fn resource_of(e: &RequestEntry) -> Result<Resource, StoreError> {
     let body = e.resource.clone().ok_or_else(|| {
-        StoreError::bad_request(IssueType::Required, format!("entry {} needs a resource for {:?}", e.index, e.method))
+        StoreError::bad_request(
+            IssueType::Required,
+            format!("entry {} needs a resource for {:?}", e.index, e.method),
+        )
     })?;
-    Resource::from_value(body).map_err(|err| StoreError::bad_request(IssueType::Invalid, format!("entry {}: {err}", e.index)))
+    Resource::from_value(body).map_err(|err| {
+        StoreError::bad_request(IssueType::Invalid, format!("entry {}: {err}", e.index))
+    })
 }
 
 fn preconditions(e: &RequestEntry) -> Result<Preconditions, StoreError> {
-    Ok(Preconditions { if_match: e.if_match.as_deref().map(parse_version_tag).transpose()? })
+    Ok(Preconditions {
+        if_match: e.if_match.as_deref().map(parse_version_tag).transpose()?,
+    })
 }
 
 /// A write entry of a batch, alone in its own job.
@@ -74,7 +98,12 @@ pub(crate) fn entry_in(tx: &mut dyn WriteTx, e: RequestEntry, base: &str) -> Ent
     write_entry(tx, &e, base, None)
 }
 
-fn write_entry(tx: &mut dyn WriteTx, e: &RequestEntry, base: &str, resolved: Option<(Resource, Option<Id>)>) -> EntryResult {
+fn write_entry(
+    tx: &mut dyn WriteTx,
+    e: &RequestEntry,
+    base: &str,
+    resolved: Option<(Resource, Option<Id>)>,
+) -> EntryResult {
     let target = Target::parse(&e.url, base)?;
     let resource = |r: &Option<(Resource, Option<Id>)>| match r {
         Some((res, _)) => Ok(res.clone()),
@@ -85,33 +114,68 @@ fn write_entry(tx: &mut dyn WriteTx, e: &RequestEntry, base: &str, resolved: Opt
         (Method::Post, Target::Type { ty, .. }) => {
             let r = resource(&resolved)?;
             if r.resource_type() != ty {
-                return Err(StoreError::unprocessable(IssueType::Invalid, format!("entry {} is a {} posted to {ty}", e.index, r.resource_type())));
+                return Err(StoreError::unprocessable(
+                    IssueType::Invalid,
+                    format!(
+                        "entry {} is a {} posted to {ty}",
+                        e.index,
+                        r.resource_type()
+                    ),
+                ));
             }
             engine::create_in(tx, r, e.if_none_exist.as_deref(), assigned).map(written)
         }
-        (Method::Put, Target::Instance { ty, id }) => engine::update_in(tx, ty, &id, resource(&resolved)?, &preconditions(e)?).map(written),
+        (Method::Put, Target::Instance { ty, id }) => {
+            engine::update_in(tx, ty, &id, resource(&resolved)?, &preconditions(e)?).map(written)
+        }
         (Method::Put, Target::Type { ty, query }) if !query.is_empty() => {
-            engine::conditional_update_in(tx, ty, &query, resource(&resolved)?, &preconditions(e)?, assigned).map(written)
+            engine::conditional_update_in(
+                tx,
+                ty,
+                &query,
+                resource(&resolved)?,
+                &preconditions(e)?,
+                assigned,
+            )
+            .map(written)
         }
         (Method::Patch, Target::Instance { ty, id }) => {
             let patch = patch_of(e)?;
             engine::patch_in(tx, ty, &id, &patch, &preconditions(e)?).map(written)
         }
-        (Method::Delete, Target::Instance { ty, id }) => engine::delete_in(tx, ty, &id).map(deleted),
-        (Method::Delete, Target::Type { ty, query }) if !query.is_empty() => engine::conditional_delete_in(tx, ty, &query).map(deleted),
+        (Method::Delete, Target::Instance { ty, id }) => {
+            engine::delete_in(tx, ty, &id).map(deleted)
+        }
+        (Method::Delete, Target::Type { ty, query }) if !query.is_empty() => {
+            engine::conditional_delete_in(tx, ty, &query).map(deleted)
+        }
         (Method::Get | Method::Head, _) => read_entry_in(tx, e, base),
-        (m, _) => Err(StoreError::bad_request(IssueType::NotSupported, format!("entry {}: {m:?} {} is not an interaction this server supports", e.index, e.url))),
+        (m, _) => Err(StoreError::bad_request(
+            IssueType::NotSupported,
+            format!(
+                "entry {}: {m:?} {} is not an interaction this server supports",
+                e.index, e.url
+            ),
+        )),
     }
 }
 
 /// A JSON Patch carried as a Binary resource (http.html#patch in bundles).
 fn patch_of(e: &RequestEntry) -> Result<json_patch::Patch, StoreError> {
-    let bad = |m: String| StoreError::bad_request(IssueType::Invalid, format!("entry {}: {m}", e.index));
-    let r = e.resource.as_ref().ok_or_else(|| bad("a PATCH entry needs a Binary holding a JSON Patch".into()))?;
+    let bad =
+        |m: String| StoreError::bad_request(IssueType::Invalid, format!("entry {}: {m}", e.index));
+    let r = e
+        .resource
+        .as_ref()
+        .ok_or_else(|| bad("a PATCH entry needs a Binary holding a JSON Patch".into()))?;
     if r["resourceType"] != "Binary" {
-        return Err(bad("only JSON Patch in a Binary is supported for PATCH entries".into()));
+        return Err(bad(
+            "only JSON Patch in a Binary is supported for PATCH entries".into(),
+        ));
     }
-    let data = r["data"].as_str().ok_or_else(|| bad("the Binary has no data".into()))?;
+    let data = r["data"]
+        .as_str()
+        .ok_or_else(|| bad("the Binary has no data".into()))?;
     let bytes = base64_decode(data).ok_or_else(|| bad("the Binary data is not base64".into()))?;
     gp_fhir::patch::parse(&bytes).map_err(|err| bad(err.to_string()))
 }
@@ -140,11 +204,21 @@ fn base64_decode(s: &str) -> Option<Vec<u8>> {
 
 /// A GET entry: read, vread, search or history.
 pub(crate) fn read_entry_in(tx: &mut dyn ReadTx, e: &RequestEntry, base: &str) -> EntryResult {
-    let ok = |body: Vec<u8>| EntryResponse { status: 200, location: None, etag: None, last_modified: None, resource: Some(Bytes::from(body)), outcome: None };
+    let ok = |body: Vec<u8>| EntryResponse {
+        status: 200,
+        location: None,
+        etag: None,
+        last_modified: None,
+        resource: Some(Bytes::from(body)),
+        outcome: None,
+    };
     match Target::parse(&e.url, base)? {
         Target::Instance { ty, id } => {
             let v = engine::read_in(tx, ty, &id)?;
-            let not_modified = e.if_none_match.as_deref().is_some_and(|t| parse_version_tag(t).ok() == Some(v.version));
+            let not_modified = e
+                .if_none_match
+                .as_deref()
+                .is_some_and(|t| parse_version_tag(t).ok() == Some(v.version));
             Ok(EntryResponse {
                 status: if not_modified { 304 } else { 200 },
                 location: None,
@@ -156,12 +230,21 @@ pub(crate) fn read_entry_in(tx: &mut dyn ReadTx, e: &RequestEntry, base: &str) -
         }
         Target::Version { ty, id, version } => {
             let v = engine::vread_in(tx, ty, &id, version)?;
-            Ok(EntryResponse { etag: Some(format!("W/\"{}\"", v.version)), last_modified: Some(v.last_updated), ..ok(v.body.to_vec()) })
+            Ok(EntryResponse {
+                etag: Some(format!("W/\"{}\"", v.version)),
+                last_modified: Some(v.last_updated),
+                ..ok(v.body.to_vec())
+            })
         }
         Target::Type { ty, query } => {
             let q = search::parse(&query, false).map_err(StoreError::BadRequest)?;
             let page = tx.search(Some(ty), &q)?;
-            Ok(ok(render::searchset(base, &render::search_path(base, Some(ty)), &q, &page)))
+            Ok(ok(render::searchset(
+                base,
+                &render::search_path(base, Some(ty)),
+                &q,
+                &page,
+            )))
         }
         Target::System { query } => {
             let q = search::parse(&query, false).map_err(StoreError::BadRequest)?;
@@ -170,7 +253,10 @@ pub(crate) fn read_entry_in(tx: &mut dyn ReadTx, e: &RequestEntry, base: &str) -
         }
         Target::History { ty, id, query } => {
             let (scope, path) = match (ty, id) {
-                (Some(t), Some(i)) => (HistoryScope::Instance(t, i.to_string()), format!("{base}/{t}/{i}/_history")),
+                (Some(t), Some(i)) => (
+                    HistoryScope::Instance(t, i.to_string()),
+                    format!("{base}/{t}/{i}/_history"),
+                ),
                 (Some(t), None) => (HistoryScope::Type(t), format!("{base}/{t}/_history")),
                 _ => (HistoryScope::Practice, format!("{base}/_history")),
             };
@@ -183,14 +269,39 @@ pub(crate) fn read_entry_in(tx: &mut dyn ReadTx, e: &RequestEntry, base: &str) -
 
 /// Reads `_since`, `_count`, `_offset` and the paging mark `_until`.
 pub fn history_query(query: &[(String, String)]) -> Result<HistoryQuery, StoreError> {
-    let mut q = HistoryQuery { since: None, count: search::DEFAULT_COUNT, offset: 0, until: None };
+    let mut q = HistoryQuery {
+        since: None,
+        count: search::DEFAULT_COUNT,
+        offset: 0,
+        until: None,
+    };
     let bad = |m: String| StoreError::bad_request(IssueType::Invalid, m);
     for (k, v) in query {
         match k.as_str() {
-            "_since" => q.since = Some(gp_fhir::DateRange::parse(v).map_err(|e| bad(format!("_since: {e}")))?.low),
-            "_count" => q.count = v.parse::<usize>().map_err(|_| bad(format!("_count must be a whole number, not '{v}'")))?.min(search::MAX_COUNT),
-            "_offset" => q.offset = v.parse().map_err(|_| bad(format!("_offset must be a whole number, not '{v}'")))?,
-            "_until" => q.until = Some(v.parse().map_err(|_| bad(format!("_until must be a whole number, not '{v}'")))?),
+            "_since" => {
+                q.since = Some(
+                    gp_fhir::DateRange::parse(v)
+                        .map_err(|e| bad(format!("_since: {e}")))?
+                        .low,
+                )
+            }
+            "_count" => {
+                q.count = v
+                    .parse::<usize>()
+                    .map_err(|_| bad(format!("_count must be a whole number, not '{v}'")))?
+                    .min(search::MAX_COUNT)
+            }
+            "_offset" => {
+                q.offset = v
+                    .parse()
+                    .map_err(|_| bad(format!("_offset must be a whole number, not '{v}'")))?
+            }
+            "_until" => {
+                q.until = Some(
+                    v.parse()
+                        .map_err(|_| bad(format!("_until must be a whole number, not '{v}'")))?,
+                )
+            }
             _ => {}
         }
     }
@@ -198,10 +309,17 @@ pub fn history_query(query: &[(String, String)]) -> Result<HistoryQuery, StoreEr
 }
 
 /// A whole transaction in one job: all entries or none (http.html#trules).
-pub(crate) fn transaction_in(tx: &mut dyn WriteTx, entries: Vec<RequestEntry>, base: &str) -> Result<Vec<EntryResponse>, StoreError> {
+pub(crate) fn transaction_in(
+    tx: &mut dyn WriteTx,
+    entries: Vec<RequestEntry>,
+    base: &str,
+) -> Result<Vec<EntryResponse>, StoreError> {
     let fail = |e: &RequestEntry, err: StoreError| -> StoreError {
         // Say which entry failed; keep the error's kind (and so its status).
-        let prefix = format!("transaction failed at entry {} ({:?} {}): ", e.index, e.method, e.url);
+        let prefix = format!(
+            "transaction failed at entry {} ({:?} {}): ",
+            e.index, e.method, e.url
+        );
         match err {
             StoreError::BadRequest(mut o) => {
                 prefix_issue(&mut o, &prefix);
@@ -241,8 +359,18 @@ pub(crate) fn transaction_in(tx: &mut dyn WriteTx, entries: Vec<RequestEntry>, b
                 let found = engine::matches(tx, *ty, query).map_err(|err| fail(e, err))?;
                 match found.as_slice() {
                     [] => None,
-                    [one] => Some((*ty, Id::parse(&one.id).map_err(|err| StoreError::Backend(err.to_string()))?)),
-                    _ => return Err(fail(e, StoreError::PreconditionFailed("the criteria match more than one resource".into()))),
+                    [one] => Some((
+                        *ty,
+                        Id::parse(&one.id).map_err(|err| StoreError::Backend(err.to_string()))?,
+                    )),
+                    _ => {
+                        return Err(fail(
+                            e,
+                            StoreError::PreconditionFailed(
+                                "the criteria match more than one resource".into(),
+                            ),
+                        ));
+                    }
                 }
                 .or_else(|| Some((*ty, engine::new_id())))
             }
@@ -251,7 +379,10 @@ pub(crate) fn transaction_in(tx: &mut dyn WriteTx, entries: Vec<RequestEntry>, b
         };
         if let Some((ty, id)) = &identity {
             if !touched.insert(format!("{ty}/{id}")) {
-                return Err(fail(e, StoreError::Conflict(format!("{ty}/{id} is the target of more than one entry"))));
+                return Err(fail(
+                    e,
+                    StoreError::Conflict(format!("{ty}/{id} is the target of more than one entry")),
+                ));
             }
             if let Some(full) = &e.full_url {
                 ids.insert(full.clone(), format!("{ty}/{id}"));
@@ -273,7 +404,8 @@ pub(crate) fn transaction_in(tx: &mut dyn WriteTx, entries: Vec<RequestEntry>, b
     order.sort_by_key(|e| (e.method.transaction_order(), e.index));
     let mut responses: Vec<Option<EntryResponse>> = vec![None; entries.len()];
     for e in order {
-        let res = write_entry(tx, e, base, resolved.remove(&e.index)).map_err(|err| fail(e, err))?;
+        let res =
+            write_entry(tx, e, base, resolved.remove(&e.index)).map_err(|err| fail(e, err))?;
         responses[e.index] = Some(res);
     }
     Ok(responses.into_iter().flatten().collect())
@@ -286,12 +418,20 @@ fn prefix_issue(o: &mut OperationOutcome, prefix: &str) {
 }
 
 /// For `ifNoneExist`: the id of the one existing match, if any.
-fn single_match(tx: &mut dyn ReadTx, ty: ResourceType, cond: &str) -> Result<Option<Id>, StoreError> {
-    let query = crate::target::serde_urlencoded_pairs(cond.trim_start_matches('?'));
+fn single_match(
+    tx: &mut dyn ReadTx,
+    ty: ResourceType,
+    cond: &str,
+) -> Result<Option<Id>, StoreError> {
+    let query = gp_fhir::search::parse_query_string(cond.trim_start_matches('?'));
     let found = engine::matches(tx, ty, &query)?;
     match found.as_slice() {
         [] => Ok(None),
-        [one] => Ok(Some(Id::parse(&one.id).map_err(|e| StoreError::Backend(e.to_string()))?)),
-        _ => Err(StoreError::PreconditionFailed(format!("ifNoneExist '{cond}' matches more than one {ty}"))),
+        [one] => Ok(Some(
+            Id::parse(&one.id).map_err(|e| StoreError::Backend(e.to_string()))?,
+        )),
+        _ => Err(StoreError::PreconditionFailed(format!(
+            "ifNoneExist '{cond}' matches more than one {ty}"
+        ))),
     }
 }

@@ -11,9 +11,11 @@ use gp_fhir::search::{self, SearchQuery, Total};
 use gp_fhir::{Id, IssueType, OdsCode, Resource, ResourceType};
 use tokio::sync::oneshot;
 
-use crate::backend::{Backend, HistoryPage, HistoryQuery, HistoryScope, NewVersion, ReadTx, SearchPage, StoredVersion, WriteJob, WriteTx};
+use crate::backend::{
+    Backend, HistoryPage, HistoryQuery, HistoryScope, NewVersion, ReadTx, SearchPage,
+    StoredVersion, WriteJob, WriteTx,
+};
 use crate::bundle::{self, EntryResult};
-use crate::target::serde_urlencoded_pairs;
 use crate::{Actor, Ctx, Practice, StoreError};
 
 /// Conditions on a write (http.html#concurrency, http.html#ccreate).
@@ -65,13 +67,27 @@ impl Store {
         self.backend.close();
     }
 
-    pub async fn practice(&self, ods: &OdsCode, actor: &Actor) -> Result<Option<Practice>, StoreError> {
+    pub async fn practice(
+        &self,
+        ods: &OdsCode,
+        actor: &Actor,
+    ) -> Result<Option<Practice>, StoreError> {
         let (backend, ods, actor) = (self.backend.clone(), ods.clone(), actor.clone());
         blocking(move || backend.practice(&ods, &actor)).await
     }
 
-    pub async fn ensure_practice(&self, ods: &OdsCode, name: &str, actor: &Actor) -> Result<Practice, StoreError> {
-        let (backend, ods, name, actor) = (self.backend.clone(), ods.clone(), name.to_owned(), actor.clone());
+    pub async fn ensure_practice(
+        &self,
+        ods: &OdsCode,
+        name: &str,
+        actor: &Actor,
+    ) -> Result<Practice, StoreError> {
+        let (backend, ods, name, actor) = (
+            self.backend.clone(),
+            ods.clone(),
+            name.to_owned(),
+            actor.clone(),
+        );
         blocking(move || backend.ensure_practice(&ods, &name, &actor)).await
     }
 
@@ -108,7 +124,9 @@ impl Store {
         R: Send + 'static,
         F: FnOnce(&mut dyn WriteTx) -> Result<R, StoreError> + Send + 'static,
     {
-        self.submit(ctx, f).await.unwrap_or(Err(StoreError::Unavailable))
+        self.submit(ctx, f)
+            .await
+            .unwrap_or(Err(StoreError::Unavailable))
     }
 
     /// Queues a write without waiting, so that several can share a commit.
@@ -118,59 +136,142 @@ impl Store {
         F: FnOnce(&mut dyn WriteTx) -> Result<R, StoreError> + Send + 'static,
     {
         let (reply, rx) = oneshot::channel();
-        self.backend.submit(ctx, Box::new(Job { f: Some(f), result: None, reply }));
+        self.backend.submit(
+            ctx,
+            Box::new(Job {
+                f: Some(f),
+                result: None,
+                reply,
+            }),
+        );
         rx
     }
 
-    pub async fn read(&self, ctx: &Ctx, ty: ResourceType, id: Id) -> Result<StoredVersion, StoreError> {
+    pub async fn read(
+        &self,
+        ctx: &Ctx,
+        ty: ResourceType,
+        id: Id,
+    ) -> Result<StoredVersion, StoreError> {
         self.read_with(ctx, move |tx| read_in(tx, ty, &id)).await
     }
 
-    pub async fn vread(&self, ctx: &Ctx, ty: ResourceType, id: Id, version: u64) -> Result<StoredVersion, StoreError> {
-        self.read_with(ctx, move |tx| vread_in(tx, ty, &id, version)).await
+    pub async fn vread(
+        &self,
+        ctx: &Ctx,
+        ty: ResourceType,
+        id: Id,
+        version: u64,
+    ) -> Result<StoredVersion, StoreError> {
+        self.read_with(ctx, move |tx| vread_in(tx, ty, &id, version))
+            .await
     }
 
-    pub async fn search(&self, ctx: &Ctx, ty: Option<ResourceType>, query: SearchQuery) -> Result<SearchPage, StoreError> {
+    pub async fn search(
+        &self,
+        ctx: &Ctx,
+        ty: Option<ResourceType>,
+        query: SearchQuery,
+    ) -> Result<SearchPage, StoreError> {
         self.read_with(ctx, move |tx| tx.search(ty, &query)).await
     }
 
-    pub async fn history(&self, ctx: &Ctx, scope: HistoryScope, query: HistoryQuery) -> Result<HistoryPage, StoreError> {
-        self.read_with(ctx, move |tx| history_in(tx, &scope, &query)).await
+    pub async fn history(
+        &self,
+        ctx: &Ctx,
+        scope: HistoryScope,
+        query: HistoryQuery,
+    ) -> Result<HistoryPage, StoreError> {
+        self.read_with(ctx, move |tx| history_in(tx, &scope, &query))
+            .await
     }
 
-    pub async fn create(&self, ctx: &Ctx, resource: Resource, if_none_exist: Option<String>) -> Result<WriteOutcome, StoreError> {
-        self.write_with(ctx, move |tx| create_in(tx, resource, if_none_exist.as_deref(), None)).await
+    pub async fn create(
+        &self,
+        ctx: &Ctx,
+        resource: Resource,
+        if_none_exist: Option<String>,
+    ) -> Result<WriteOutcome, StoreError> {
+        self.write_with(ctx, move |tx| {
+            create_in(tx, resource, if_none_exist.as_deref(), None)
+        })
+        .await
     }
 
-    pub async fn update(&self, ctx: &Ctx, ty: ResourceType, id: Id, resource: Resource, pre: Preconditions) -> Result<WriteOutcome, StoreError> {
-        self.write_with(ctx, move |tx| update_in(tx, ty, &id, resource, &pre)).await
+    pub async fn update(
+        &self,
+        ctx: &Ctx,
+        ty: ResourceType,
+        id: Id,
+        resource: Resource,
+        pre: Preconditions,
+    ) -> Result<WriteOutcome, StoreError> {
+        self.write_with(ctx, move |tx| update_in(tx, ty, &id, resource, &pre))
+            .await
     }
 
-    pub async fn conditional_update(&self, ctx: &Ctx, ty: ResourceType, query: Vec<(String, String)>, resource: Resource, pre: Preconditions) -> Result<WriteOutcome, StoreError> {
-        self.write_with(ctx, move |tx| conditional_update_in(tx, ty, &query, resource, &pre, None)).await
+    pub async fn conditional_update(
+        &self,
+        ctx: &Ctx,
+        ty: ResourceType,
+        query: Vec<(String, String)>,
+        resource: Resource,
+        pre: Preconditions,
+    ) -> Result<WriteOutcome, StoreError> {
+        self.write_with(ctx, move |tx| {
+            conditional_update_in(tx, ty, &query, resource, &pre, None)
+        })
+        .await
     }
 
-    pub async fn patch(&self, ctx: &Ctx, ty: ResourceType, id: Id, patch: json_patch::Patch, pre: Preconditions) -> Result<WriteOutcome, StoreError> {
-        self.write_with(ctx, move |tx| patch_in(tx, ty, &id, &patch, &pre)).await
+    pub async fn patch(
+        &self,
+        ctx: &Ctx,
+        ty: ResourceType,
+        id: Id,
+        patch: json_patch::Patch,
+        pre: Preconditions,
+    ) -> Result<WriteOutcome, StoreError> {
+        self.write_with(ctx, move |tx| patch_in(tx, ty, &id, &patch, &pre))
+            .await
     }
 
-    pub async fn delete(&self, ctx: &Ctx, ty: ResourceType, id: Id) -> Result<DeleteOutcome, StoreError> {
+    pub async fn delete(
+        &self,
+        ctx: &Ctx,
+        ty: ResourceType,
+        id: Id,
+    ) -> Result<DeleteOutcome, StoreError> {
         self.write_with(ctx, move |tx| delete_in(tx, ty, &id)).await
     }
 
-    pub async fn conditional_delete(&self, ctx: &Ctx, ty: ResourceType, query: Vec<(String, String)>) -> Result<DeleteOutcome, StoreError> {
-        self.write_with(ctx, move |tx| conditional_delete_in(tx, ty, &query)).await
+    pub async fn conditional_delete(
+        &self,
+        ctx: &Ctx,
+        ty: ResourceType,
+        query: Vec<(String, String)>,
+    ) -> Result<DeleteOutcome, StoreError> {
+        self.write_with(ctx, move |tx| conditional_delete_in(tx, ty, &query))
+            .await
     }
 
     /// Processes a batch or transaction Bundle (http.html#transaction).
     /// For a transaction the result is all or nothing; for a batch each
     /// entry succeeds or fails alone.
-    pub async fn bundle(&self, ctx: &Ctx, bundle: &serde_json::Value, base: &str) -> Result<(gp_fhir::bundle::BundleKind, Vec<EntryResult>), StoreError> {
-        let (kind, entries) = gp_fhir::bundle::parse_request(bundle).map_err(StoreError::BadRequest)?;
+    pub async fn bundle(
+        &self,
+        ctx: &Ctx,
+        bundle: &serde_json::Value,
+        base: &str,
+    ) -> Result<(gp_fhir::bundle::BundleKind, Vec<EntryResult>), StoreError> {
+        let (kind, entries) =
+            gp_fhir::bundle::parse_request(bundle).map_err(StoreError::BadRequest)?;
         let base = base.to_owned();
         match kind {
             gp_fhir::bundle::BundleKind::Transaction => {
-                let results = self.write_with(ctx, move |tx| bundle::transaction_in(tx, entries, &base)).await?;
+                let results = self
+                    .write_with(ctx, move |tx| bundle::transaction_in(tx, entries, &base))
+                    .await?;
                 Ok((kind, results.into_iter().map(Ok).collect()))
             }
             gp_fhir::bundle::BundleKind::Batch => {
@@ -182,7 +283,9 @@ impl Store {
                         pending.push(Pending::Read(entry));
                     } else {
                         let b = base.clone();
-                        pending.push(Pending::Write(self.submit(ctx, move |tx| bundle::entry_in(tx, entry, &b))));
+                        pending.push(Pending::Write(
+                            self.submit(ctx, move |tx| bundle::entry_in(tx, entry, &b)),
+                        ));
                     }
                 }
                 let mut results = Vec::with_capacity(pending.len());
@@ -191,7 +294,8 @@ impl Store {
                         Pending::Write(rx) => rx.await.unwrap_or(Err(StoreError::Unavailable)),
                         Pending::Read(entry) => {
                             let b = base.clone();
-                            self.read_with(ctx, move |tx| bundle::read_entry_in(tx, &entry, &b)).await
+                            self.read_with(ctx, move |tx| bundle::read_entry_in(tx, &entry, &b))
+                                .await
                         }
                     });
                 }
@@ -207,8 +311,12 @@ enum Pending {
 }
 
 /// Runs blocking storage work off the async executor.
-async fn blocking<R: Send + 'static>(f: impl FnOnce() -> Result<R, StoreError> + Send + 'static) -> Result<R, StoreError> {
-    tokio::task::spawn_blocking(f).await.unwrap_or(Err(StoreError::Unavailable))
+async fn blocking<R: Send + 'static>(
+    f: impl FnOnce() -> Result<R, StoreError> + Send + 'static,
+) -> Result<R, StoreError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .unwrap_or(Err(StoreError::Unavailable))
 }
 
 /// A closure as a writer job, replying on a channel after the commit.
@@ -246,23 +354,46 @@ where
 
 // ---- The interactions, over a transaction ----
 
-pub(crate) fn read_in(tx: &mut dyn ReadTx, ty: ResourceType, id: &Id) -> Result<StoredVersion, StoreError> {
+pub(crate) fn read_in(
+    tx: &mut dyn ReadTx,
+    ty: ResourceType,
+    id: &Id,
+) -> Result<StoredVersion, StoreError> {
     match tx.latest(ty, id.as_str())? {
         None => Err(StoreError::NotFound(format!("{ty}/{id} is not known"))),
-        Some(v) if v.deleted => Err(StoreError::Gone { what: format!("{ty}/{id}"), version: v.version, last_updated: v.last_updated }),
+        Some(v) if v.deleted => Err(StoreError::Gone {
+            what: format!("{ty}/{id}"),
+            version: v.version,
+            last_updated: v.last_updated,
+        }),
         Some(v) => Ok(v),
     }
 }
 
-pub(crate) fn vread_in(tx: &mut dyn ReadTx, ty: ResourceType, id: &Id, version: u64) -> Result<StoredVersion, StoreError> {
+pub(crate) fn vread_in(
+    tx: &mut dyn ReadTx,
+    ty: ResourceType,
+    id: &Id,
+    version: u64,
+) -> Result<StoredVersion, StoreError> {
     match tx.version(ty, id.as_str(), version)? {
-        None => Err(StoreError::NotFound(format!("{ty}/{id} has no version {version}"))),
-        Some(v) if v.deleted => Err(StoreError::Gone { what: format!("{ty}/{id} version {version}"), version, last_updated: v.last_updated }),
+        None => Err(StoreError::NotFound(format!(
+            "{ty}/{id} has no version {version}"
+        ))),
+        Some(v) if v.deleted => Err(StoreError::Gone {
+            what: format!("{ty}/{id} version {version}"),
+            version,
+            last_updated: v.last_updated,
+        }),
         Some(v) => Ok(v),
     }
 }
 
-fn history_in(tx: &mut dyn ReadTx, scope: &HistoryScope, query: &HistoryQuery) -> Result<HistoryPage, StoreError> {
+fn history_in(
+    tx: &mut dyn ReadTx,
+    scope: &HistoryScope,
+    query: &HistoryQuery,
+) -> Result<HistoryPage, StoreError> {
     if let HistoryScope::Instance(ty, id) = scope {
         if tx.latest(*ty, id)?.is_none() {
             return Err(StoreError::NotFound(format!("{ty}/{id} is not known")));
@@ -273,12 +404,19 @@ fn history_in(tx: &mut dyn ReadTx, scope: &HistoryScope, query: &HistoryQuery) -
 
 /// Finds the resources a conditional operation's criteria match (at most
 /// two: enough to tell none, one and many apart).
-pub(crate) fn matches(tx: &mut dyn ReadTx, ty: ResourceType, query: &[(String, String)]) -> Result<Vec<StoredVersion>, StoreError> {
+pub(crate) fn matches(
+    tx: &mut dyn ReadTx,
+    ty: ResourceType,
+    query: &[(String, String)],
+) -> Result<Vec<StoredVersion>, StoreError> {
     // Conditional criteria must be understood in full: ignoring one would
     // match resources the client did not mean (http.html#cond-update).
     let mut q = search::parse(query, true).map_err(StoreError::BadRequest)?;
     if q.criteria.is_empty() {
-        return Err(StoreError::bad_request(IssueType::Invalid, "a conditional request needs search criteria"));
+        return Err(StoreError::bad_request(
+            IssueType::Invalid,
+            "a conditional request needs search criteria",
+        ));
     }
     q.count = 2;
     q.offset = 0;
@@ -287,14 +425,33 @@ pub(crate) fn matches(tx: &mut dyn ReadTx, ty: ResourceType, query: &[(String, S
 }
 
 /// Stamps and stores a version of `resource` as `ty/id`.
-fn write_version(tx: &mut dyn WriteTx, id: &Id, version: u64, mut resource: Resource) -> Result<StoredVersion, StoreError> {
+fn write_version(
+    tx: &mut dyn WriteTx,
+    id: &Id,
+    version: u64,
+    mut resource: Resource,
+) -> Result<StoredVersion, StoreError> {
     let ty = resource.resource_type();
     let now = tx.now();
     resource.set_id(id);
     resource.set_meta(version, now);
     let body = resource.to_bytes();
-    tx.insert(&NewVersion { resource_type: ty, id: id.to_string(), version, last_updated: now, deleted: false, body: body.clone() })?;
-    Ok(StoredVersion { resource_type: ty, id: id.to_string(), version, last_updated: now, deleted: false, body: Bytes::from(body) })
+    tx.insert(&NewVersion {
+        resource_type: ty,
+        id: id.to_string(),
+        version,
+        last_updated: now,
+        deleted: false,
+        body: body.clone(),
+    })?;
+    Ok(StoredVersion {
+        resource_type: ty,
+        id: id.to_string(),
+        version,
+        last_updated: now,
+        deleted: false,
+        body: Bytes::from(body),
+    })
 }
 
 pub(crate) fn new_id() -> Id {
@@ -303,35 +460,69 @@ pub(crate) fn new_id() -> Id {
 
 /// `POST [type]`, optionally with `If-None-Exist` (http.html#ccreate).
 /// `assigned` is an id a transaction already reserved for this entry.
-pub(crate) fn create_in(tx: &mut dyn WriteTx, mut resource: Resource, if_none_exist: Option<&str>, assigned: Option<Id>) -> Result<WriteOutcome, StoreError> {
+pub(crate) fn create_in(
+    tx: &mut dyn WriteTx,
+    mut resource: Resource,
+    if_none_exist: Option<&str>,
+    assigned: Option<Id>,
+) -> Result<WriteOutcome, StoreError> {
     let ty = resource.resource_type();
     if let Some(cond) = if_none_exist {
-        let found = matches(tx, ty, &serde_urlencoded_pairs(cond.trim_start_matches('?')))?;
+        let found = matches(
+            tx,
+            ty,
+            &gp_fhir::search::parse_query_string(cond.trim_start_matches('?')),
+        )?;
         match found.len() {
             0 => {}
-            1 => return Ok(WriteOutcome { created: false, written: false, version: found.into_iter().next().ok_or(StoreError::Unavailable)? }),
-            _ => return Err(StoreError::PreconditionFailed(format!("If-None-Exist '{cond}' matches more than one {ty}"))),
+            1 => {
+                return Ok(WriteOutcome {
+                    created: false,
+                    written: false,
+                    version: found.into_iter().next().ok_or(StoreError::Unavailable)?,
+                });
+            }
+            _ => {
+                return Err(StoreError::PreconditionFailed(format!(
+                    "If-None-Exist '{cond}' matches more than one {ty}"
+                )));
+            }
         }
     }
     // A create ignores any id the client sent (http.html#create).
     resource.clear_id();
     let id = assigned.unwrap_or_else(new_id);
     let version = write_version(tx, &id, 1, resource)?;
-    Ok(WriteOutcome { created: true, written: true, version })
+    Ok(WriteOutcome {
+        created: true,
+        written: true,
+        version,
+    })
 }
 
 fn check_body(resource: &Resource, ty: ResourceType, id: Option<&Id>) -> Result<(), StoreError> {
     if resource.resource_type() != ty {
         return Err(StoreError::unprocessable(
             IssueType::Invalid,
-            format!("the body is a {} but the URL is for {ty}", resource.resource_type()),
+            format!(
+                "the body is a {} but the URL is for {ty}",
+                resource.resource_type()
+            ),
         ));
     }
     if let Some(id) = id {
         match resource.id() {
-            None => return Err(StoreError::bad_request(IssueType::Required, format!("the body has no id; an update must carry id '{id}'"))),
+            None => {
+                return Err(StoreError::bad_request(
+                    IssueType::Required,
+                    format!("the body has no id; an update must carry id '{id}'"),
+                ));
+            }
             Some(body_id) if body_id != id.as_str() => {
-                return Err(StoreError::unprocessable(IssueType::Invalid, format!("the body's id '{body_id}' does not match the URL's id '{id}'")));
+                return Err(StoreError::unprocessable(
+                    IssueType::Invalid,
+                    format!("the body's id '{body_id}' does not match the URL's id '{id}'"),
+                ));
             }
             Some(_) => {}
         }
@@ -340,7 +531,13 @@ fn check_body(resource: &Resource, ty: ResourceType, id: Option<&Id>) -> Result<
 }
 
 /// `PUT [type]/[id]`, including update-as-create (http.html#update).
-pub(crate) fn update_in(tx: &mut dyn WriteTx, ty: ResourceType, id: &Id, resource: Resource, pre: &Preconditions) -> Result<WriteOutcome, StoreError> {
+pub(crate) fn update_in(
+    tx: &mut dyn WriteTx,
+    ty: ResourceType,
+    id: &Id,
+    resource: Resource,
+    pre: &Preconditions,
+) -> Result<WriteOutcome, StoreError> {
     check_body(&resource, ty, Some(id))?;
     let current = tx.latest(ty, id.as_str())?;
     if let Some(expected) = pre.if_match {
@@ -352,7 +549,11 @@ pub(crate) fn update_in(tx: &mut dyn WriteTx, ty: ResourceType, id: &Id, resourc
                     c.version
                 )));
             }
-            _ => return Err(StoreError::PreconditionFailed(format!("{ty}/{id} does not exist, so it cannot be at version {expected}"))),
+            _ => {
+                return Err(StoreError::PreconditionFailed(format!(
+                    "{ty}/{id} does not exist, so it cannot be at version {expected}"
+                )));
+            }
         }
     }
     let (next, created) = match &current {
@@ -360,17 +561,29 @@ pub(crate) fn update_in(tx: &mut dyn WriteTx, ty: ResourceType, id: &Id, resourc
         Some(c) => (c.version + 1, c.deleted),
     };
     let version = write_version(tx, id, next, resource)?;
-    Ok(WriteOutcome { created, written: true, version })
+    Ok(WriteOutcome {
+        created,
+        written: true,
+        version,
+    })
 }
 
 /// `PUT [type]?criteria` (http.html#cond-update).
-pub(crate) fn conditional_update_in(tx: &mut dyn WriteTx, ty: ResourceType, query: &[(String, String)], resource: Resource, pre: &Preconditions, assigned: Option<Id>) -> Result<WriteOutcome, StoreError> {
+pub(crate) fn conditional_update_in(
+    tx: &mut dyn WriteTx,
+    ty: ResourceType,
+    query: &[(String, String)],
+    resource: Resource,
+    pre: &Preconditions,
+    assigned: Option<Id>,
+) -> Result<WriteOutcome, StoreError> {
     check_body(&resource, ty, None)?;
     let found = matches(tx, ty, query)?;
     match found.as_slice() {
         [] => {
             let id = match resource.id() {
-                Some(id) => Id::parse(id).map_err(|e| StoreError::bad_request(IssueType::Invalid, e.to_string()))?,
+                Some(id) => Id::parse(id)
+                    .map_err(|e| StoreError::bad_request(IssueType::Invalid, e.to_string()))?,
                 None => assigned.unwrap_or_else(new_id),
             };
             update_in(tx, ty, &id, with_id(resource, &id), pre)
@@ -378,11 +591,18 @@ pub(crate) fn conditional_update_in(tx: &mut dyn WriteTx, ty: ResourceType, quer
         [one] => {
             let id = Id::parse(&one.id).map_err(|e| StoreError::Backend(e.to_string()))?;
             if resource.id().is_some_and(|b| b != one.id) {
-                return Err(StoreError::bad_request(IssueType::Invalid, format!("the body's id does not match the resource the criteria found ({ty}/{id})")));
+                return Err(StoreError::bad_request(
+                    IssueType::Invalid,
+                    format!(
+                        "the body's id does not match the resource the criteria found ({ty}/{id})"
+                    ),
+                ));
             }
             update_in(tx, ty, &id, with_id(resource, &id), pre)
         }
-        _ => Err(StoreError::PreconditionFailed(format!("the criteria match more than one {ty}"))),
+        _ => Err(StoreError::PreconditionFailed(format!(
+            "the criteria match more than one {ty}"
+        ))),
     }
 }
 
@@ -392,31 +612,67 @@ fn with_id(mut r: Resource, id: &Id) -> Resource {
 }
 
 /// `PATCH [type]/[id]` with a JSON Patch (http.html#patch).
-pub(crate) fn patch_in(tx: &mut dyn WriteTx, ty: ResourceType, id: &Id, patch: &json_patch::Patch, pre: &Preconditions) -> Result<WriteOutcome, StoreError> {
+pub(crate) fn patch_in(
+    tx: &mut dyn WriteTx,
+    ty: ResourceType,
+    id: &Id,
+    patch: &json_patch::Patch,
+    pre: &Preconditions,
+) -> Result<WriteOutcome, StoreError> {
     let current = read_in(tx, ty, id)?;
-    let value: serde_json::Value = serde_json::from_slice(&current.body).map_err(|e| StoreError::Backend(e.to_string()))?;
-    let patched = gp_fhir::patch::apply(&value, patch).map_err(|e| StoreError::unprocessable(IssueType::Processing, e.to_string()))?;
-    let resource = Resource::from_value(patched).map_err(|e| StoreError::unprocessable(IssueType::Invalid, format!("the patched resource is not valid: {e}")))?;
+    let value: serde_json::Value =
+        serde_json::from_slice(&current.body).map_err(|e| StoreError::Backend(e.to_string()))?;
+    let patched = gp_fhir::patch::apply(&value, patch)
+        .map_err(|e| StoreError::unprocessable(IssueType::Processing, e.to_string()))?;
+    let resource = Resource::from_value(patched).map_err(|e| {
+        StoreError::unprocessable(
+            IssueType::Invalid,
+            format!("the patched resource is not valid: {e}"),
+        )
+    })?;
     check_body(&resource, ty, Some(id))?;
-    update_in(tx, ty, id, resource, &Preconditions { if_match: pre.if_match.or(Some(current.version)) })
+    update_in(
+        tx,
+        ty,
+        id,
+        resource,
+        &Preconditions {
+            if_match: pre.if_match.or(Some(current.version)),
+        },
+    )
 }
 
 /// `DELETE [type]/[id]` (http.html#delete): recorded as a version.
-pub(crate) fn delete_in(tx: &mut dyn WriteTx, ty: ResourceType, id: &Id) -> Result<DeleteOutcome, StoreError> {
+pub(crate) fn delete_in(
+    tx: &mut dyn WriteTx,
+    ty: ResourceType,
+    id: &Id,
+) -> Result<DeleteOutcome, StoreError> {
     match tx.latest(ty, id.as_str())? {
         None => Ok(DeleteOutcome::NothingToDelete),
         Some(c) if c.deleted => Ok(DeleteOutcome::NothingToDelete),
         Some(c) => {
             let version = c.version + 1;
             let now = tx.now();
-            tx.insert(&NewVersion { resource_type: ty, id: id.to_string(), version, last_updated: now, deleted: true, body: Vec::new() })?;
+            tx.insert(&NewVersion {
+                resource_type: ty,
+                id: id.to_string(),
+                version,
+                last_updated: now,
+                deleted: true,
+                body: Vec::new(),
+            })?;
             Ok(DeleteOutcome::Deleted { version })
         }
     }
 }
 
 /// `DELETE [type]?criteria` (http.html#cdelete): one match at most.
-pub(crate) fn conditional_delete_in(tx: &mut dyn WriteTx, ty: ResourceType, query: &[(String, String)]) -> Result<DeleteOutcome, StoreError> {
+pub(crate) fn conditional_delete_in(
+    tx: &mut dyn WriteTx,
+    ty: ResourceType,
+    query: &[(String, String)],
+) -> Result<DeleteOutcome, StoreError> {
     let found = matches(tx, ty, query)?;
     match found.as_slice() {
         [] => Ok(DeleteOutcome::NothingToDelete),
@@ -424,6 +680,8 @@ pub(crate) fn conditional_delete_in(tx: &mut dyn WriteTx, ty: ResourceType, quer
             let id = Id::parse(&one.id).map_err(|e| StoreError::Backend(e.to_string()))?;
             delete_in(tx, ty, &id)
         }
-        _ => Err(StoreError::PreconditionFailed(format!("the criteria match more than one {ty}; delete them one at a time"))),
+        _ => Err(StoreError::PreconditionFailed(format!(
+            "the criteria match more than one {ty}; delete them one at a time"
+        ))),
     }
 }

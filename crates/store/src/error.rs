@@ -3,7 +3,7 @@
 
 use gp_fhir::{Instant, OperationOutcome};
 
-#[derive(Debug, thiserror::Error)]
+#[derive(Clone, Debug, thiserror::Error)]
 pub enum StoreError {
     /// The resource, version or practice does not exist (or is another
     /// practice's, which must look the same).
@@ -11,7 +11,11 @@ pub enum StoreError {
     NotFound(String),
     /// The resource exists but its latest version is a deletion.
     #[error("{what} was deleted")]
-    Gone { what: String, version: u64, last_updated: Instant },
+    Gone {
+        what: String,
+        version: u64,
+        last_updated: Instant,
+    },
     /// The client's input is malformed: not JSON, not a resource, a bad
     /// parameter (400).
     #[error("{}", first_diagnostic(.0))]
@@ -40,7 +44,10 @@ pub enum StoreError {
 }
 
 fn first_diagnostic(o: &OperationOutcome) -> String {
-    o.issues.first().map(|i| i.diagnostics.clone()).unwrap_or_default()
+    o.issues
+        .first()
+        .map(|i| i.diagnostics.clone())
+        .unwrap_or_default()
 }
 
 impl StoreError {

@@ -20,7 +20,10 @@ mod error;
 pub mod render;
 mod target;
 
-pub use backend::{Backend, HistoryPage, HistoryQuery, HistoryScope, NewVersion, ReadTx, SearchPage, StoredVersion, WriteJob, WriteTx};
+pub use backend::{
+    Backend, HistoryPage, HistoryQuery, HistoryScope, NewVersion, ReadTx, SearchPage,
+    StoredVersion, WriteJob, WriteTx,
+};
 pub use bundle::{EntryResponse, EntryResult, history_query};
 pub use context::{Actor, Ctx, Practice};
 pub use engine::{DeleteOutcome, Preconditions, Store, WriteOutcome};

@@ -9,22 +9,39 @@ use serde_json::{Map, Value, json};
 
 use crate::backend::{HistoryPage, HistoryQuery, SearchPage, StoredVersion};
 
+/// Characters escaped in query values: all but RFC 3986's unreserved ones.
+const QUERY: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'~');
+
 fn encode(s: &str) -> String {
-    percent_encoding::utf8_percent_encode(s, percent_encoding::NON_ALPHANUMERIC).to_string()
+    percent_encoding::utf8_percent_encode(s, QUERY).to_string()
 }
 
 fn query_string(params: &[(String, String)]) -> String {
-    params.iter().map(|(k, v)| format!("{}={}", encode(k), encode(v))).collect::<Vec<_>>().join("&")
+    params
+        .iter()
+        .map(|(k, v)| format!("{}={}", encode(k), encode(v)))
+        .collect::<Vec<_>>()
+        .join("&")
 }
 
 fn header(kind: &str, total: Option<u64>, links: Vec<(&str, String)>) -> Map<String, Value> {
     let mut h = Map::new();
-    h.insert("meta".into(), json!({ "lastUpdated": Instant::now().to_fhir() }));
+    h.insert(
+        "meta".into(),
+        json!({ "lastUpdated": Instant::now().to_fhir() }),
+    );
     h.insert("type".into(), json!(kind));
     if let Some(t) = total {
         h.insert("total".into(), json!(t));
     }
-    let links: Vec<Value> = links.into_iter().map(|(rel, url)| json!({ "relation": rel, "url": url })).collect();
+    let links: Vec<Value> = links
+        .into_iter()
+        .map(|(rel, url)| json!({ "relation": rel, "url": url }))
+        .collect();
     h.insert("link".into(), Value::Array(links));
     h
 }
@@ -57,8 +74,15 @@ pub fn searchset(base: &str, path: &str, query: &SearchQuery, page: &SearchPage)
     if more {
         links.push(("next", link(query.offset + query.count)));
     }
-    let total = if query.total == Total::None { None } else { page.total };
-    let mut w = BundleWriter::new(&uuid::Uuid::new_v4().to_string(), header("searchset", total, links));
+    let total = if query.total == Total::None {
+        None
+    } else {
+        page.total
+    };
+    let mut w = BundleWriter::new(
+        &uuid::Uuid::new_v4().to_string(),
+        header("searchset", total, links),
+    );
     for v in &page.entries {
         let full = resource_url(base, v);
         let shaped;
@@ -69,17 +93,29 @@ pub fn searchset(base: &str, path: &str, query: &SearchQuery, page: &SearchPage)
             shaped = serde_json::to_vec(&query.view.apply(value)).unwrap_or_default();
             &shaped
         };
-        w.push(EntryParts { full_url: Some(&full), resource: Some(body), search: Some(json!({ "mode": "match" })), ..Default::default() });
+        w.push(EntryParts {
+            full_url: Some(&full),
+            resource: Some(body),
+            search: Some(json!({ "mode": "match" })),
+            ..Default::default()
+        });
     }
     if !query.ignored.is_empty() {
         // search.html#errors: parameters the server ignored are reported.
         let outcome = OperationOutcome::new(
             gp_fhir::Severity::Warning,
             gp_fhir::IssueType::NotSupported,
-            format!("these search parameters were not used: {}", query.ignored.join(", ")),
+            format!(
+                "these search parameters were not used: {}",
+                query.ignored.join(", ")
+            ),
         );
         let body = outcome.to_json().to_string();
-        w.push(EntryParts { resource: Some(body.as_bytes()), search: Some(json!({ "mode": "outcome" })), ..Default::default() });
+        w.push(EntryParts {
+            resource: Some(body.as_bytes()),
+            search: Some(json!({ "mode": "outcome" })),
+            ..Default::default()
+        });
     }
     w.finish()
 }
@@ -105,7 +141,10 @@ pub fn history(base: &str, path: &str, query: &HistoryQuery, page: &HistoryPage)
     if ((query.offset + page.entries.len()) as u64) < page.total {
         links.push(("next", link(query.offset + query.count)));
     }
-    let mut w = BundleWriter::new(&uuid::Uuid::new_v4().to_string(), header("history", Some(page.total), links));
+    let mut w = BundleWriter::new(
+        &uuid::Uuid::new_v4().to_string(),
+        header("history", Some(page.total), links),
+    );
     for v in &page.entries {
         let full = resource_url(base, v);
         let rel = format!("{}/{}", v.resource_type, v.id);

@@ -30,7 +30,10 @@ pub fn run(package: &Path, out: &Path) -> Result<()> {
         let name = str_of(sd, "type");
         structures.insert(name.to_owned(), structure(sd));
     }
-    write(&out.join("structures.json"), &Value::Object(structures.into_iter().collect()))?;
+    write(
+        &out.join("structures.json"),
+        &Value::Object(structures.into_iter().collect()),
+    )?;
 
     let mut params: Vec<Value> = search
         .iter()
@@ -138,7 +141,20 @@ fn structure(sd: &Value) -> Value {
 
 fn search_parameter(sp: &Value) -> Value {
     let mut out = Map::new();
-    for key in ["url", "code", "base", "type", "expression", "target", "multipleOr", "multipleAnd", "comparator", "modifier", "chain", "component"] {
+    for key in [
+        "url",
+        "code",
+        "base",
+        "type",
+        "expression",
+        "target",
+        "multipleOr",
+        "multipleAnd",
+        "comparator",
+        "modifier",
+        "chain",
+        "component",
+    ] {
         if let Some(v) = sp.get(key) {
             out.insert(key.into(), v.clone());
         }
@@ -155,7 +171,12 @@ fn write(path: &Path, value: &Value) -> Result<()> {
             text.push_str("{\n");
             let n = map.len();
             for (i, (k, v)) in map.iter().enumerate() {
-                text.push_str(&format!("{}:{}{}\n", json!(k), v, if i + 1 < n { "," } else { "" }));
+                text.push_str(&format!(
+                    "{}:{}{}\n",
+                    json!(k),
+                    v,
+                    if i + 1 < n { "," } else { "" }
+                ));
             }
             text.push('}');
         }

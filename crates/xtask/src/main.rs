@@ -46,9 +46,18 @@ fn project_root() -> PathBuf {
 /// Runs the whole suite as CI does: formatting, lints, then every test.
 fn test(root: &Path) -> Result<()> {
     let package = fhir_package(root)?;
-    run(Command::new("cargo").args(["fmt", "--all", "--", "--check"]).current_dir(root))?;
     run(Command::new("cargo")
-        .args(["clippy", "--workspace", "--all-targets", "--", "-D", "warnings"])
+        .args(["fmt", "--all", "--", "--check"])
+        .current_dir(root))?;
+    run(Command::new("cargo")
+        .args([
+            "clippy",
+            "--workspace",
+            "--all-targets",
+            "--",
+            "-D",
+            "warnings",
+        ])
         .current_dir(root))?;
     run(Command::new("cargo")
         .args(["test", "--workspace", "--release"])

@@ -1,0 +1,146 @@
+//! What every FHIR request carries, extracted once: the practice and acting
+//! user, the base URL, the response format, `Prefer`, and the query.
+
+use std::collections::HashMap;
+
+use axum::body::Body;
+use axum::extract::{FromRequestParts, Path};
+use axum::http::request::Parts;
+use axum::http::{HeaderMap, StatusCode, header};
+use bytes::Bytes;
+use gp_fhir::{Id, IssueType, ResourceType};
+use gp_store::{Actor, Ctx};
+
+use crate::AppState;
+use crate::error::ApiError;
+use crate::negotiate::{Format, Prefer};
+
+/// A FHIR request, ready for a handler.
+pub struct Call {
+    pub ctx: Ctx,
+    /// The practice's FHIR base URL, e.g. `http://host/practices/A81001/fhir`.
+    pub base: String,
+    pub format: Format,
+    pub prefer: Prefer,
+    /// The query parameters in order, repeats kept.
+    pub query: Vec<(String, String)>,
+    pub headers: HeaderMap,
+    params: HashMap<String, String>,
+    max_body: usize,
+}
+
+impl FromRequestParts<AppState> for Call {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        let Path(params) = Path::<HashMap<String, String>>::from_request_parts(parts, state)
+            .await
+            .map_err(|e| ApiError::bad_request(format!("the URL could not be read: {e}")))?;
+        let ods = params.get("ods").cloned().unwrap_or_default();
+        let practice = state.practice(&ods).await?;
+        let query = gp_fhir::search::parse_query_string(parts.uri.query().unwrap_or(""));
+        let format = Format::from_request(&query, &parts.headers)?;
+        let root = match &state.config.public_url {
+            Some(u) => u.trim_end_matches('/').to_owned(),
+            None => {
+                let host = parts
+                    .headers
+                    .get(header::HOST)
+                    .and_then(|h| h.to_str().ok())
+                    .unwrap_or("localhost");
+                let proto = parts
+                    .headers
+                    .get("x-forwarded-proto")
+                    .and_then(|h| h.to_str().ok())
+                    .unwrap_or("http");
+                format!("{proto}://{host}")
+            }
+        };
+        let base = format!("{root}/practices/{}/fhir", practice.ods);
+        Ok(Call {
+            // Until sign-in exists (the identity issue), requests act as an
+            // unauthenticated user, recorded as such on every version.
+            ctx: Ctx::new(practice, Actor::new("unauthenticated")),
+            base,
+            format,
+            prefer: Prefer::from_headers(&parts.headers),
+            query,
+            headers: parts.headers.clone(),
+            params,
+            max_body: state.config.max_body_bytes,
+        })
+    }
+}
+
+impl Call {
+    /// The `{type}` path segment, which must name an R4 resource type.
+    pub fn ty(&self) -> Result<ResourceType, ApiError> {
+        let t = self
+            .params
+            .get("type")
+            .map(String::as_str)
+            .unwrap_or_default();
+        ResourceType::parse(t).ok_or_else(|| {
+            ApiError::not_found(format!("'{t}' is not a resource type this server supports"))
+        })
+    }
+
+    /// The `{id}` path segment.
+    pub fn id(&self) -> Result<Id, ApiError> {
+        let id = self
+            .params
+            .get("id")
+            .map(String::as_str)
+            .unwrap_or_default();
+        Id::parse(id).map_err(|e| ApiError::bad_request(e.to_string()))
+    }
+
+    /// The `{vid}` path segment.
+    pub fn version(&self) -> Result<u64, ApiError> {
+        let v = self
+            .params
+            .get("vid")
+            .map(String::as_str)
+            .unwrap_or_default();
+        v.parse()
+            .map_err(|_| ApiError::not_found(format!("'{v}' is not a version id")))
+    }
+
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+
+    /// Reads the body, refusing one over the configured limit (413).
+    pub async fn body(&self, body: Body) -> Result<Bytes, ApiError> {
+        let too_long = || {
+            ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                IssueType::TooLong,
+                format!(
+                    "the body is larger than this server accepts ({} bytes)",
+                    self.max_body
+                ),
+            )
+        };
+        let declared = self
+            .header("content-length")
+            .and_then(|v| v.parse::<usize>().ok());
+        if declared.is_some_and(|n| n > self.max_body) {
+            return Err(too_long());
+        }
+        axum::body::to_bytes(body, self.max_body)
+            .await
+            .map_err(|e| {
+                let limit = std::error::Error::source(&e)
+                    .is_some_and(|s| s.is::<http_body_util::LengthLimitError>());
+                if limit {
+                    too_long()
+                } else {
+                    ApiError::bad_request(format!("the body could not be read: {e}"))
+                }
+            })
+    }
+}

@@ -1,0 +1,109 @@
+//! The one mapping from errors to HTTP statuses and OperationOutcomes.
+//!
+//! | error                               | status | issue code     |
+//! |-------------------------------------|--------|----------------|
+//! | body not JSON / not a resource      | 400    | structure/invalid |
+//! | bad parameter or header             | 400    | invalid        |
+//! | unknown type, id, version, practice | 404    | not-found      |
+//! | method not allowed on the URL       | 405    | not-supported  |
+//! | media type not acceptable           | 406    | not-supported  |
+//! | `If-Match` mismatch, ambiguous condition | 412 | conflict / multiple-matches |
+//! | state conflict                      | 409    | conflict       |
+//! | deleted resource                    | 410    | deleted        |
+//! | body over the configured limit      | 413    | too-long       |
+//! | body media type not JSON            | 415    | not-supported  |
+//! | resourceType/id contradicts the URL, patch fails | 422 | invalid/processing |
+//! | interaction not implemented         | 501    | not-supported  |
+//! | storage failure                     | 500    | exception (cause logged, not sent) |
+//! | store closing                       | 503    | transient      |
+
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use gp_fhir::{IssueType, OperationOutcome};
+use gp_store::StoreError;
+
+use crate::negotiate::FHIR_JSON;
+
+/// An error on its way to the client.
+#[derive(Debug)]
+pub struct ApiError {
+    pub status: StatusCode,
+    pub outcome: OperationOutcome,
+    /// Extra headers (the ETag of a deleted version, for example).
+    pub etag: Option<String>,
+}
+
+impl ApiError {
+    pub fn new(status: StatusCode, code: IssueType, msg: impl Into<String>) -> Self {
+        ApiError {
+            status,
+            outcome: OperationOutcome::error(code, msg),
+            etag: None,
+        }
+    }
+
+    pub fn bad_request(msg: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, IssueType::Invalid, msg)
+    }
+
+    pub fn not_found(msg: impl Into<String>) -> Self {
+        Self::new(StatusCode::NOT_FOUND, IssueType::NotFound, msg)
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> Self {
+        let (status, code) = status_of(&e);
+        match e {
+            StoreError::BadRequest(o) | StoreError::Unprocessable(o) => ApiError {
+                status,
+                outcome: o,
+                etag: None,
+            },
+            StoreError::Gone { version, .. } => ApiError {
+                status,
+                outcome: OperationOutcome::error(code, e.to_string()),
+                etag: Some(format!("W/\"{version}\"")),
+            },
+            StoreError::Backend(cause) => {
+                // The cause may name tables or paths: log it, do not send it.
+                tracing::error!(%cause, "storage failure");
+                ApiError::new(
+                    status,
+                    code,
+                    "the server could not complete the request because of a storage failure",
+                )
+            }
+            other => ApiError::new(status, code, other.to_string()),
+        }
+    }
+}
+
+/// The status and issue code of a store error; also used for the responses
+/// of failed batch entries.
+pub fn status_of(e: &StoreError) -> (StatusCode, IssueType) {
+    match e {
+        StoreError::NotFound(_) => (StatusCode::NOT_FOUND, IssueType::NotFound),
+        StoreError::Gone { .. } => (StatusCode::GONE, IssueType::Deleted),
+        StoreError::BadRequest(_) => (StatusCode::BAD_REQUEST, IssueType::Invalid),
+        StoreError::Unprocessable(_) => (StatusCode::UNPROCESSABLE_ENTITY, IssueType::Invalid),
+        StoreError::PreconditionFailed(_) => (StatusCode::PRECONDITION_FAILED, IssueType::Conflict),
+        StoreError::Conflict(_) => (StatusCode::CONFLICT, IssueType::Conflict),
+        StoreError::NotSupported(_) => (StatusCode::NOT_IMPLEMENTED, IssueType::NotSupported),
+        StoreError::Backend(_) => (StatusCode::INTERNAL_SERVER_ERROR, IssueType::Exception),
+        StoreError::Unavailable => (StatusCode::SERVICE_UNAVAILABLE, IssueType::Transient),
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let body = self.outcome.to_json().to_string();
+        let mut res = (self.status, body).into_response();
+        res.headers_mut()
+            .insert(header::CONTENT_TYPE, HeaderValue::from_static(FHIR_JSON));
+        if let Some(tag) = self.etag.and_then(|t| HeaderValue::from_str(&t).ok()) {
+            res.headers_mut().insert(header::ETAG, tag);
+        }
+        res
+    }
+}

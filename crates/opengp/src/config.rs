@@ -1,0 +1,51 @@
+//! Configuration: command-line flags, then `OPENGP_*` environment
+//! variables, then a TOML file (`--config`), then defaults.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+use serde::Deserialize;
+
+/// What a configuration file may say. Every field is optional.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileConfig {
+    pub data: Option<PathBuf>,
+    pub listen: Option<SocketAddr>,
+    pub public_url: Option<String>,
+    pub max_body_bytes: Option<usize>,
+    pub practice: Option<String>,
+    pub practice_name: Option<String>,
+    pub log_format: Option<String>,
+}
+
+impl FileConfig {
+    pub fn load(path: Option<&Path>) -> Result<FileConfig> {
+        let Some(path) = path else {
+            return Ok(FileConfig::default());
+        };
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("reading the configuration file {}", path.display()))?;
+        toml::from_str(&text)
+            .with_context(|| format!("the configuration file {} is not valid", path.display()))
+    }
+}
+
+/// The settings a server runs with, all decided.
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    /// The data directory: the SQLite file and its WAL live here.
+    pub data: PathBuf,
+    pub listen: SocketAddr,
+    pub public_url: Option<String>,
+    pub max_body_bytes: usize,
+    /// The practice to create on first start.
+    pub practice: String,
+    pub practice_name: String,
+}
+
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
+pub const DEFAULT_PRACTICE: &str = "A81001";
+pub const DEFAULT_PRACTICE_NAME: &str = "OpenGP Practice";
+pub const DEFAULT_MAX_BODY: usize = 32 * 1024 * 1024;

@@ -1,0 +1,147 @@
+//! Assembling and running a server: the store, the API, the listener, and
+//! a graceful shutdown that lets requests in flight finish and closes the
+//! store cleanly.
+
+use std::future::Future;
+use std::net::SocketAddr;
+
+use anyhow::{Context, Result};
+use gp_api::{ApiConfig, AppState};
+use gp_fhir::OdsCode;
+use gp_store::{Actor, Practice, Store};
+use gp_store_sqlite::SqliteBackend;
+use tokio::net::TcpListener;
+
+use crate::config::ServerConfig;
+
+/// A bound, ready server.
+pub struct Server {
+    pub addr: SocketAddr,
+    pub store: Store,
+    pub practice: Practice,
+    listener: TcpListener,
+    state: AppState,
+}
+
+impl Server {
+    /// Opens the store (creating the data directory and the practice on
+    /// first start) and binds the listener.
+    pub async fn bind(cfg: &ServerConfig) -> Result<Server> {
+        let backend = SqliteBackend::open(&cfg.data)
+            .with_context(|| format!("opening the data directory {}", cfg.data.display()))?;
+        let store = Store::new(backend);
+        let ods = OdsCode::parse(&cfg.practice).with_context(|| {
+            format!(
+                "'{}' is not an ODS code (3 to 10 letters and digits)",
+                cfg.practice
+            )
+        })?;
+        let practice = store
+            .ensure_practice(&ods, &cfg.practice_name, &Actor::system())
+            .await?;
+        let listener = TcpListener::bind(cfg.listen)
+            .await
+            .with_context(|| format!("listening on {}", cfg.listen))?;
+        let addr = listener.local_addr()?;
+        let api = ApiConfig {
+            max_body_bytes: cfg.max_body_bytes,
+            public_url: cfg.public_url.clone(),
+        };
+        let state = AppState::new(store.clone(), api);
+        Ok(Server {
+            addr,
+            store,
+            practice,
+            listener,
+            state,
+        })
+    }
+
+    /// The FHIR base URL of the practice.
+    pub fn base_url(&self) -> String {
+        format!("http://{}/practices/{}/fhir", self.addr, self.practice.ods)
+    }
+
+    /// Serves until `shutdown` completes, then finishes requests in flight
+    /// and closes the store.
+    pub async fn run(self, shutdown: impl Future<Output = ()> + Send + 'static) -> Result<()> {
+        let store = self.store.clone();
+        gp_api::serve(self.listener, self.state, shutdown).await?;
+        tracing::info!("requests finished; closing the store");
+        tokio::task::spawn_blocking(move || store.close()).await?;
+        Ok(())
+    }
+}
+
+/// Completes on SIGINT or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = term => {},
+    }
+    tracing::info!("shutdown requested");
+}
+
+/// For tests: a server on a free loopback port over a fresh data directory,
+/// running until the returned handle is dropped.
+pub async fn spawn_for_test(data: &std::path::Path, max_body_bytes: usize) -> Result<TestServer> {
+    let cfg = ServerConfig {
+        data: data.to_path_buf(),
+        listen: "127.0.0.1:0".parse()?,
+        public_url: None,
+        max_body_bytes,
+        practice: crate::config::DEFAULT_PRACTICE.into(),
+        practice_name: "Test Practice".into(),
+    };
+    let server = Server::bind(&cfg).await?;
+    let base = server.base_url();
+    let addr = server.addr;
+    let store = server.store.clone();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let handle = tokio::spawn(server.run(async move {
+        let _ = stopped.await;
+    }));
+    Ok(TestServer {
+        base,
+        addr,
+        store,
+        stop: Some(stop),
+        handle: Some(handle),
+    })
+}
+
+/// A running test server.
+pub struct TestServer {
+    pub base: String,
+    pub addr: SocketAddr,
+    pub store: Store,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    handle: Option<tokio::task::JoinHandle<Result<()>>>,
+}
+
+impl TestServer {
+    /// Stops gracefully and waits for the store to close.
+    pub async fn stop(mut self) -> Result<()> {
+        if let Some(s) = self.stop.take() {
+            let _ = s.send(());
+        }
+        if let Some(h) = self.handle.take() {
+            h.await??;
+        }
+        Ok(())
+    }
+}
