@@ -134,9 +134,18 @@ fn shaped(body: &Bytes, view: &View) -> Bytes {
     Bytes::from(serde_json::to_vec(&view.apply(value)).unwrap_or_default())
 }
 
-fn parse_resource(call: &Call, bytes: &[u8]) -> Result<Resource, ApiError> {
+fn parse_resource(call: &Call, bytes: &[u8], for_create: bool) -> Result<Resource, ApiError> {
     negotiate::check_content_type(&call.headers, negotiate::RESOURCE_TYPES)?;
-    Resource::from_slice(bytes).map_err(|e| {
+    let parsed = serde_json::from_slice::<Value>(bytes)
+        .map_err(|e| gp_fhir::ResourceError::Json(e.to_string()))
+        .and_then(|v| {
+            if for_create {
+                Resource::from_value_for_create(v)
+            } else {
+                Resource::from_value(v)
+            }
+        });
+    parsed.map_err(|e| {
         let code = if matches!(e, gp_fhir::ResourceError::Json(_)) {
             IssueType::Structure
         } else {
@@ -242,7 +251,7 @@ async fn vread(State(st): State<AppState>, call: Call) -> Res {
 async fn update(State(st): State<AppState>, call: Call, body: Body) -> Res {
     let (ty, id) = (call.ty()?, call.id()?);
     let bytes = call.body(body).await?;
-    let resource = parse_resource(&call, &bytes)?;
+    let resource = parse_resource(&call, &bytes, false)?;
     let w = st
         .store
         .update(&call.ctx, ty, id, resource, if_match(&call)?)
@@ -297,7 +306,7 @@ fn deleted(call: &Call, d: DeleteOutcome) -> Response {
 async fn create(State(st): State<AppState>, call: Call, body: Body) -> Res {
     let ty = call.ty()?;
     let bytes = call.body(body).await?;
-    let resource = parse_resource(&call, &bytes)?;
+    let resource = parse_resource(&call, &bytes, true)?;
     if resource.resource_type() != ty {
         return Err(ApiError::new(
             StatusCode::UNPROCESSABLE_ENTITY,
@@ -328,7 +337,7 @@ fn criteria(call: &Call) -> Vec<(String, String)> {
 async fn conditional_update(State(st): State<AppState>, call: Call, body: Body) -> Res {
     let ty = call.ty()?;
     let bytes = call.body(body).await?;
-    let resource = parse_resource(&call, &bytes)?;
+    let resource = parse_resource(&call, &bytes, false)?;
     let w = st
         .store
         .conditional_update(&call.ctx, ty, criteria(&call), resource, if_match(&call)?)

@@ -36,6 +36,15 @@ impl Resource {
         Self::from_value(value)
     }
 
+    /// Parses a body for a create, which ignores any client id
+    /// (http.html#create), valid or not.
+    pub fn from_value_for_create(mut value: Value) -> Result<Self, ResourceError> {
+        if let Value::Object(body) = &mut value {
+            body.remove("id");
+        }
+        Self::from_value(value)
+    }
+
     pub fn from_value(value: Value) -> Result<Self, ResourceError> {
         let Value::Object(body) = value else {
             return Err(ResourceError::NotObject);

@@ -174,6 +174,11 @@ impl ReadTx for Scoped<'_> {
                 format!("{col} {}", if *desc { "DESC" } else { "ASC" })
             })
             .collect();
+        // Versions stamped in the same millisecond keep the order they were
+        // written in (vrow), in the direction of the last sort key.
+        if let Some((SortField::LastUpdated, desc)) = q.sort.last() {
+            order.push(format!("c.vrow {}", if *desc { "DESC" } else { "ASC" }));
+        }
         order.extend(["c.type ASC".to_owned(), "c.id ASC".to_owned()]);
         let entries = if q.count == 0 {
             Vec::new()

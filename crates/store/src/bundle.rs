@@ -82,7 +82,12 @@ fn resource_of(e: &RequestEntry) -> Result<Resource, StoreError> {
             format!("entry {} needs a resource for {:?}", e.index, e.method),
         )
     })?;
-    Resource::from_value(body).map_err(|err| {
+    let parsed = if e.method == Method::Post {
+        Resource::from_value_for_create(body)
+    } else {
+        Resource::from_value(body)
+    };
+    parsed.map_err(|err| {
         StoreError::bad_request(IssueType::Invalid, format!("entry {}: {err}", e.index))
     })
 }
@@ -309,11 +314,13 @@ pub fn history_query(query: &[(String, String)]) -> Result<HistoryQuery, StoreEr
 }
 
 /// A whole transaction in one job: all entries or none (http.html#trules).
+/// Reads inside a transaction answer with their own status (a 404 or 410
+/// read does not undo the writes); any failing write fails the whole.
 pub(crate) fn transaction_in(
     tx: &mut dyn WriteTx,
     entries: Vec<RequestEntry>,
     base: &str,
-) -> Result<Vec<EntryResponse>, StoreError> {
+) -> Result<Vec<EntryResult>, StoreError> {
     let fail = |e: &RequestEntry, err: StoreError| -> StoreError {
         // Say which entry failed; keep the error's kind (and so its status).
         let prefix = format!(
@@ -347,12 +354,16 @@ pub(crate) fn transaction_in(
             continue;
         }
         let target = Target::parse(&e.url, base).map_err(|err| fail(e, err))?;
+        // A conditional create that matches writes nothing, so its identity
+        // cannot collide with another entry's.
+        let mut writes = true;
         let identity: Option<(ResourceType, Id)> = match (e.method, &target) {
             (Method::Post, Target::Type { ty, .. }) => {
                 let existing = match &e.if_none_exist {
                     Some(cond) => single_match(tx, *ty, cond).map_err(|err| fail(e, err))?,
                     None => None,
                 };
+                writes = existing.is_none();
                 Some((*ty, existing.unwrap_or_else(engine::new_id)))
             }
             (Method::Put, Target::Type { ty, query }) if !query.is_empty() => {
@@ -378,7 +389,7 @@ pub(crate) fn transaction_in(
             _ => None,
         };
         if let Some((ty, id)) = &identity {
-            if !touched.insert(format!("{ty}/{id}")) {
+            if writes && !touched.insert(format!("{ty}/{id}")) {
                 return Err(fail(
                     e,
                     StoreError::Conflict(format!("{ty}/{id} is the target of more than one entry")),
@@ -402,10 +413,13 @@ pub(crate) fn transaction_in(
     // 3. Process in the specification's order; answer in request order.
     let mut order: Vec<&RequestEntry> = entries.iter().collect();
     order.sort_by_key(|e| (e.method.transaction_order(), e.index));
-    let mut responses: Vec<Option<EntryResponse>> = vec![None; entries.len()];
+    let mut responses: Vec<Option<EntryResult>> = vec![None; entries.len()];
     for e in order {
-        let res =
-            write_entry(tx, e, base, resolved.remove(&e.index)).map_err(|err| fail(e, err))?;
+        let res = if is_read(e) {
+            read_entry_in(tx, e, base)
+        } else {
+            Ok(write_entry(tx, e, base, resolved.remove(&e.index)).map_err(|err| fail(e, err))?)
+        };
         responses[e.index] = Some(res);
     }
     Ok(responses.into_iter().flatten().collect())

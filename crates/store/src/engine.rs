@@ -272,42 +272,44 @@ impl Store {
                 let results = self
                     .write_with(ctx, move |tx| bundle::transaction_in(tx, entries, &base))
                     .await?;
-                Ok((kind, results.into_iter().map(Ok).collect()))
+                Ok((kind, results))
             }
             gp_fhir::bundle::BundleKind::Batch => {
-                // Writes are queued together so that they share commits;
-                // reads run after them, each against its own snapshot.
-                let mut pending = Vec::with_capacity(entries.len());
+                // Consecutive writes are queued together so that they share
+                // commits; a read waits for the writes before it, so entries
+                // take effect in the order the Bundle gives them.
+                let mut results: Vec<Option<EntryResult>> = vec![None; entries.len()];
+                let mut pending: Vec<(usize, oneshot::Receiver<EntryResult>)> = Vec::new();
                 for entry in entries {
+                    let i = entry.index;
                     if bundle::is_read(&entry) {
-                        pending.push(Pending::Read(entry));
+                        for (j, rx) in pending.drain(..) {
+                            results[j] = Some(rx.await.unwrap_or(Err(StoreError::Unavailable)));
+                        }
+                        let b = base.clone();
+                        results[i] = Some(
+                            self.read_with(ctx, move |tx| bundle::read_entry_in(tx, &entry, &b))
+                                .await,
+                        );
                     } else {
                         let b = base.clone();
-                        pending.push(Pending::Write(
+                        pending.push((
+                            i,
                             self.submit(ctx, move |tx| bundle::entry_in(tx, entry, &b)),
                         ));
                     }
                 }
-                let mut results = Vec::with_capacity(pending.len());
-                for p in pending {
-                    results.push(match p {
-                        Pending::Write(rx) => rx.await.unwrap_or(Err(StoreError::Unavailable)),
-                        Pending::Read(entry) => {
-                            let b = base.clone();
-                            self.read_with(ctx, move |tx| bundle::read_entry_in(tx, &entry, &b))
-                                .await
-                        }
-                    });
+                for (j, rx) in pending {
+                    results[j] = Some(rx.await.unwrap_or(Err(StoreError::Unavailable)));
                 }
+                let results = results
+                    .into_iter()
+                    .map(|r| r.unwrap_or(Err(StoreError::Unavailable)))
+                    .collect();
                 Ok((kind, results))
             }
         }
     }
-}
-
-enum Pending {
-    Write(oneshot::Receiver<EntryResult>),
-    Read(gp_fhir::bundle::RequestEntry),
 }
 
 /// Runs blocking storage work off the async executor.

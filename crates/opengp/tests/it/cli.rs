@@ -1,0 +1,115 @@
+//! The command line as a user types it.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::support::opengp_bin;
+
+fn run(args: &[&str]) -> (bool, String, String) {
+    let out = Command::new(opengp_bin())
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("running opengp: {e}"));
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn help_lists_the_commands() {
+    let (ok, out, _) = run(&["--help"]);
+    assert!(ok);
+    for cmd in ["serve", "demo", "bench"] {
+        assert!(out.contains(cmd), "{out}");
+    }
+    let (ok, out, _) = run(&["serve", "--help"]);
+    assert!(
+        ok && out.contains("--data") && out.contains("--listen"),
+        "{out}"
+    );
+}
+
+#[test]
+fn mistakes_get_clear_messages() {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let (ok, _, err) = run(&[
+        "serve",
+        "--data",
+        &dir.path().to_string_lossy(),
+        "--practice",
+        "not-an-ods!",
+    ]);
+    assert!(!ok);
+    assert!(err.contains("is not an ODS code"), "{err}");
+    let cfg = dir.path().join("bad.toml");
+    std::fs::write(&cfg, "listen = 12\n").unwrap_or_else(|e| panic!("{e}"));
+    let (ok, _, err) = run(&["--config", &cfg.to_string_lossy(), "serve"]);
+    assert!(!ok && err.contains("is not valid"), "{err}");
+}
+
+/// `opengp serve` creates the data directory and the practice on first
+/// start, prints where it serves, and stops cleanly on SIGTERM.
+#[test]
+fn serve_starts_prints_urls_and_stops_on_sigterm() {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let data = dir.path().join("fresh");
+    let cfg = dir.path().join("opengp.toml");
+    std::fs::write(
+        &cfg,
+        "practice = \"B82005\"\npractice_name = \"Config Surgery\"\nlisten = \"127.0.0.1:0\"\n",
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    let mut child = Command::new(opengp_bin())
+        .args([
+            "--config",
+            &cfg.to_string_lossy(),
+            "serve",
+            "--data",
+            &data.to_string_lossy(),
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap_or_else(|e| panic!("{e}"));
+    let stdout = child.stdout.take().unwrap_or_else(|| panic!("no stdout"));
+    let mut lines = BufReader::new(stdout).lines();
+    let mut printed = String::new();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut base = String::new();
+    while Instant::now() < deadline {
+        let Some(Ok(line)) = lines.next() else { break };
+        printed.push_str(&line);
+        printed.push('\n');
+        if let Some(url) = line.split("FHIR API:").nth(1) {
+            base = url.trim().to_owned();
+            break;
+        }
+    }
+    assert!(printed.contains("Config Surgery (B82005)"), "{printed}");
+    assert!(
+        base.starts_with("http://127.0.0.1:") && base.ends_with("/practices/B82005/fhir"),
+        "{printed}"
+    );
+    assert!(data.join("opengp.db").exists());
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap_or_else(|e| panic!("{e}"));
+    let status = rt.block_on(async {
+        reqwest::get(format!("{base}/metadata"))
+            .await
+            .map(|r| r.status().as_u16())
+    });
+    assert_eq!(status.ok(), Some(200));
+    let pid = child.id().to_string();
+    let killed = Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(killed.success());
+    let exit = child.wait().unwrap_or_else(|e| panic!("{e}"));
+    assert!(exit.success(), "a graceful shutdown exits 0, got {exit}");
+}

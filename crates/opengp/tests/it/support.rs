@@ -1,0 +1,161 @@
+//! Shared test fixtures: a fresh server per test, and where test data lives.
+
+use std::path::PathBuf;
+
+use opengp::server::{TestServer, spawn_for_test};
+use serde_json::Value;
+
+/// The body limit of test servers: above the largest Synthea bundle
+/// (6.9 MB), low enough to test 413 cheaply.
+pub const TEST_MAX_BODY: usize = 8 * 1024 * 1024;
+
+/// A server on a free loopback port over its own temporary data directory.
+pub struct App {
+    pub server: TestServer,
+    pub client: reqwest::Client,
+    /// Kept so that the directory lives as long as the server.
+    _dir: tempfile::TempDir,
+}
+
+pub async fn spawn_app() -> App {
+    spawn_app_with_limit(TEST_MAX_BODY).await
+}
+
+/// A server accepting bodies up to `max_body_bytes`.
+pub async fn spawn_app_with_limit(max_body_bytes: usize) -> App {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("temp dir: {e}"));
+    let server = spawn_for_test(dir.path(), max_body_bytes)
+        .await
+        .unwrap_or_else(|e| panic!("server: {e:#}"));
+    App {
+        server,
+        client: reqwest::Client::new(),
+        _dir: dir,
+    }
+}
+
+impl App {
+    pub fn url(&self, path: &str) -> String {
+        if path.is_empty() || path.starts_with('?') {
+            format!("{}{path}", self.server.base)
+        } else {
+            format!("{}/{}", self.server.base, path.trim_start_matches('/'))
+        }
+    }
+
+    pub async fn post(&self, path: &str, body: &Value) -> reqwest::Response {
+        self.client
+            .post(self.url(path))
+            .header("content-type", "application/fhir+json")
+            .body(body.to_string())
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("POST {path}: {e}"))
+    }
+
+    pub async fn put(&self, path: &str, body: &Value) -> reqwest::Response {
+        self.client
+            .put(self.url(path))
+            .header("content-type", "application/fhir+json")
+            .body(body.to_string())
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("PUT {path}: {e}"))
+    }
+
+    pub async fn get(&self, path: &str) -> reqwest::Response {
+        self.client
+            .get(self.url(path))
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("GET {path}: {e}"))
+    }
+
+    pub async fn delete(&self, path: &str) -> reqwest::Response {
+        self.client
+            .delete(self.url(path))
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("DELETE {path}: {e}"))
+    }
+
+    /// Creates a resource and returns its id.
+    pub async fn create(&self, body: &Value) -> String {
+        let ty = body["resourceType"].as_str().unwrap_or_default().to_owned();
+        let res = self.post(&ty, body).await;
+        assert_eq!(res.status(), 201, "create {ty}");
+        let v = json(res).await;
+        v["id"].as_str().unwrap_or_default().to_owned()
+    }
+
+    pub async fn stop(self) {
+        self.server
+            .stop()
+            .await
+            .unwrap_or_else(|e| panic!("stop: {e:#}"));
+    }
+}
+
+/// The body of a response as JSON.
+pub async fn json(res: reqwest::Response) -> Value {
+    let bytes = res.bytes().await.unwrap_or_default();
+    serde_json::from_slice(&bytes)
+        .unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(&bytes)))
+}
+
+/// Asserts an OperationOutcome with at least one error issue of `code`.
+pub async fn assert_outcome(res: reqwest::Response, status: u16, code: &str) -> Value {
+    assert_eq!(res.status().as_u16(), status, "status");
+    let ct = res
+        .headers()
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_owned();
+    assert!(ct.starts_with("application/fhir+json"), "content type {ct}");
+    let v = json(res).await;
+    assert_eq!(v["resourceType"], "OperationOutcome", "{v}");
+    let codes: Vec<&str> = v["issue"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|i| i["code"].as_str())
+        .collect();
+    assert!(
+        codes.contains(&code),
+        "issue codes {codes:?}, expected {code}: {v}"
+    );
+    v
+}
+
+fn workspace_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+/// `../shared/data` beside the repository (or `OPENGP_SHARED_DATA`).
+pub fn shared_data() -> PathBuf {
+    std::env::var_os("OPENGP_SHARED_DATA")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| workspace_root().join("../shared/data"))
+}
+
+/// The unpacked `hl7.fhir.r4.examples` package, fetched by
+/// `cargo xtask fhir-package` (the README's test command does it).
+pub fn r4_examples() -> PathBuf {
+    let dir = std::env::var_os("OPENGP_R4_EXAMPLES")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            workspace_root().join("target/fhir-packages/hl7.fhir.r4.examples-4.0.1/package")
+        });
+    assert!(
+        dir.join("package.json").exists(),
+        "the FHIR R4 examples package is not at {}; run `cargo xtask fhir-package` (or the README's test command)",
+        dir.display()
+    );
+    dir
+}
+
+/// The path of the built `opengp` binary.
+pub fn opengp_bin() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_opengp"))
+}
