@@ -115,13 +115,35 @@ async fn every_synthea_bundle_posts_as_a_transaction() {
         let entries = out["entry"].as_array().cloned().unwrap_or_default();
         assert_eq!(entries.len(), n);
         resources += n;
+        // Every urn:uuid fullUrl now has a server id (http.html#trules).
+        let ids: std::collections::HashMap<String, String> = sent["entry"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .zip(&entries)
+            .map(|(s, g)| {
+                let loc = g["response"]["location"].as_str().unwrap_or_default();
+                (
+                    s["fullUrl"].as_str().unwrap_or_default().to_owned(),
+                    loc.split("/_history").next().unwrap_or_default().to_owned(),
+                )
+            })
+            .collect();
         for (sent_entry, got) in sent["entry"].as_array().into_iter().flatten().zip(&entries) {
             assert_eq!(got["response"]["status"], "201 Created");
-            let loc = got["response"]["location"].as_str().unwrap_or_default();
-            let current = loc.split("/_history").next().unwrap_or_default();
+            let current = &ids[sent_entry["fullUrl"].as_str().unwrap_or_default()];
             let back = json(app.get(current).await).await;
-            assert_eq!(back["resourceType"], sent_entry["resource"]["resourceType"]);
-            // The content is what was sent but for the rewritten references.
+            // The content is exactly what was sent, but for the id and the
+            // references to other entries, now rewritten to server ids.
+            let mut expected = gp_fhir::Resource::from_value(sent_entry["resource"].clone())
+                .unwrap_or_else(|e| panic!("{e}"));
+            expected.rewrite_references(&|r| ids.get(r).cloned());
+            let mut expected = expected.into_value();
+            expected["id"] = back["id"].clone();
+            assert!(
+                equal_ignoring_meta(&expected, &back),
+                "{current} differs from what was sent"
+            );
             assert_eq!(back["meta"]["versionId"], "1");
             read_back += 1;
         }
