@@ -216,18 +216,17 @@ async fn read(State(st): State<AppState>, call: Call) -> Res {
     let v = st.store.read(&call.ctx, ty, id).await.map_err(store_err)?;
     let h = version_headers(&v);
     // http.html#cread: conditional reads answer 304 when nothing changed.
-    if let Some(tag) = call.header("if-none-match") {
-        if tag.trim() == "*" || version_tag(tag).ok() == Some(v.version) {
-            return Ok((StatusCode::NOT_MODIFIED, h).into_response());
-        }
+    if let Some(tag) = call.header("if-none-match")
+        && (tag.trim() == "*" || version_tag(tag).ok() == Some(v.version))
+    {
+        return Ok((StatusCode::NOT_MODIFIED, h).into_response());
     }
     if let Some(since) = call
         .header("if-modified-since")
         .and_then(Instant::parse_http_date)
+        && v.last_updated.truncate_to_second() <= since
     {
-        if v.last_updated.truncate_to_second() <= since {
-            return Ok((StatusCode::NOT_MODIFIED, h).into_response());
-        }
+        return Ok((StatusCode::NOT_MODIFIED, h).into_response());
     }
     Ok(fhir(StatusCode::OK, call.format, h, shaped(&v.body, &view)))
 }

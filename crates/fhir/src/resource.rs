@@ -160,10 +160,10 @@ fn rewrite(value: &mut Value, map: &dyn Fn(&str) -> Option<String>) {
         Value::Object(obj) => {
             for (key, v) in obj.iter_mut() {
                 if let Value::String(s) = v {
-                    if key == "reference" || s.starts_with("urn:") {
-                        if let Some(new) = map(s) {
-                            *s = new;
-                        }
+                    if (key == "reference" || s.starts_with("urn:"))
+                        && let Some(new) = map(s)
+                    {
+                        *s = new;
                     }
                 } else {
                     rewrite(v, map);
@@ -188,13 +188,13 @@ fn rewrite(value: &mut Value, map: &dyn Fn(&str) -> Option<String>) {
 pub fn equal_ignoring_meta(a: &Value, b: &Value) -> bool {
     fn strip(v: &Value) -> Value {
         let mut v = v.clone();
-        if let Some(obj) = v.as_object_mut() {
-            if let Some(Value::Object(meta)) = obj.get_mut("meta") {
-                meta.remove("versionId");
-                meta.remove("lastUpdated");
-                if meta.is_empty() {
-                    obj.remove("meta");
-                }
+        if let Some(obj) = v.as_object_mut()
+            && let Some(Value::Object(meta)) = obj.get_mut("meta")
+        {
+            meta.remove("versionId");
+            meta.remove("lastUpdated");
+            if meta.is_empty() {
+                obj.remove("meta");
             }
         }
         v

@@ -76,10 +76,10 @@ impl SqliteBackend {
     }
 
     fn give_back(&self, conn: Connection) {
-        if let Ok(mut r) = self.readers.lock() {
-            if r.len() < 16 {
-                r.push(conn);
-            }
+        if let Ok(mut r) = self.readers.lock()
+            && r.len() < 16
+        {
+            r.push(conn);
         }
     }
 

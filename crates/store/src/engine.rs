@@ -396,10 +396,10 @@ fn history_in(
     scope: &HistoryScope,
     query: &HistoryQuery,
 ) -> Result<HistoryPage, StoreError> {
-    if let HistoryScope::Instance(ty, id) = scope {
-        if tx.latest(*ty, id)?.is_none() {
-            return Err(StoreError::NotFound(format!("{ty}/{id} is not known")));
-        }
+    if let HistoryScope::Instance(ty, id) = scope
+        && tx.latest(*ty, id)?.is_none()
+    {
+        return Err(StoreError::NotFound(format!("{ty}/{id} is not known")));
     }
     tx.history(scope, query)
 }

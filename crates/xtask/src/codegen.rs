@@ -121,12 +121,11 @@ fn structure(sd: &Value) -> Value {
             if let Some(r) = e.get("contentReference").and_then(Value::as_str) {
                 flags.insert("ref".into(), json!(r.trim_start_matches('#')));
             }
-            if let Some(b) = e.get("binding") {
-                if b["strength"] == "required" {
-                    if let Some(vs) = b.get("valueSet").and_then(Value::as_str) {
-                        flags.insert("required".into(), json!(vs));
-                    }
-                }
+            if let Some(b) = e.get("binding")
+                && b["strength"] == "required"
+                && let Some(vs) = b.get("valueSet").and_then(Value::as_str)
+            {
+                flags.insert("required".into(), json!(vs));
             }
             json!([e["path"], e["min"], e["max"], types, flags])
         })
