@@ -803,7 +803,9 @@ async fn bad_input_statuses() {
     };
     use reqwest::Method as M;
     let fhir = Some("application/fhir+json");
-    let cases: Vec<(M, &str, Option<&str>, &str, u16, &str)> = vec![
+    // (method, path, content type, body, status, issue code)
+    type Case<'a> = (M, &'a str, Option<&'a str>, &'a str, u16, &'a str);
+    let cases: Vec<Case> = vec![
         (M::POST, "Patient", fhir, "{not json", 400, "structure"),
         (M::POST, "Patient", fhir, "[1,2]", 400, "invalid"),
         (M::POST, "Patient", fhir, r#"{"name":[]}"#, 400, "invalid"),
