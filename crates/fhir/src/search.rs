@@ -50,8 +50,11 @@ impl DateCriterion {
     }
 }
 
-/// One search criterion; the values inside are ORed.
+/// One search criterion; the values inside are ORed. More kinds arrive
+/// with the full search engine, so backends must refuse what they do not
+/// know (`non_exhaustive`).
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Criterion {
     Id(Vec<Id>),
     LastUpdated(Vec<DateCriterion>),

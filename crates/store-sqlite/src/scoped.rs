@@ -148,6 +148,11 @@ impl ReadTx for Scoped<'_> {
                         )
                     })
                     .collect(),
+                other => {
+                    return Err(StoreError::NotSupported(format!(
+                        "this store cannot search by {other:?}"
+                    )));
+                }
             };
             wh.push(format!("({})", ors.join(" OR ")));
         }
