@@ -173,12 +173,13 @@ pub(crate) fn children<'a>(item: &Item<'a>, name: &str, out: &mut Items<'a>) -> 
         return Ok(());
     };
     let Some(info) = model::element(&parent, name) else {
-        if let Some(v) = obj.get(name) {
-            push_values(v, obj.get(&format!("_{name}")), None, out);
-        } else if is_choice_spelling(&parent, name) {
+        if is_choice_spelling(&parent, name) {
             return Err(EvalError::new(format!(
                 "'{name}' is a JSON spelling of a choice element; use the element name with as() or ofType()"
             )));
+        }
+        if let Some(v) = obj.get(name) {
+            push_values(v, obj.get(&format!("_{name}")), None, out);
         }
         return Ok(());
     };

@@ -179,6 +179,21 @@ pub(crate) fn call<'a>(
             Ok(out)
         }
         "trace" => Ok(input),
+        "join" => {
+            let sep = match ops::singleton(&arg(0)?)? {
+                Some(Item::String(s)) => s,
+                None => String::new(),
+                Some(_) => return Err(EvalError::new("join() needs a string separator")),
+            };
+            let mut parts = Vec::with_capacity(input.len());
+            for item in &input {
+                match item.to_system() {
+                    Some(Item::String(s)) => parts.push(s),
+                    _ => return Err(EvalError::new("join() needs strings")),
+                }
+            }
+            Ok(vec![Item::String(parts.join(&sep))])
+        }
         "aggregate" => {
             arity(name, args, 1, 2)?;
             let mut total = arg(1)?;
@@ -296,7 +311,13 @@ fn iif<'a>(ev: &Evaluator<'a, '_>, input: Items<'a>, args: &[Ast], frame: &Frame
         return Err(EvalError::new("iif() on a collection of several items"));
     }
     let (focus, f) = match input.first() {
-        Some(item) => (input.clone(), iteration(frame, item, 0)),
+        Some(item) => (
+            input.clone(),
+            Frame {
+                this: Some(item.clone()),
+                ..frame.clone()
+            },
+        ),
         None => (frame.this_items(), frame.clone()),
     };
     let criterion = ev.eval(&args[0], &focus, &f)?;
@@ -334,10 +355,11 @@ fn sort<'a>(ev: &Evaluator<'a, '_>, input: Items<'a>, args: &[Ast], frame: &Fram
     let mut error = None;
     keyed.sort_by(|(ka, _), (kb, _)| {
         for ((a, desc), (b, _)) in ka.iter().zip(kb) {
+            // An empty key sorts first in either direction.
             let o = match (a, b) {
                 (None, None) => std::cmp::Ordering::Equal,
-                (None, Some(_)) => std::cmp::Ordering::Less,
-                (Some(_), None) => std::cmp::Ordering::Greater,
+                (None, Some(_)) => return std::cmp::Ordering::Less,
+                (Some(_), None) => return std::cmp::Ordering::Greater,
                 (Some(a), Some(b)) => match ops::compare(a, b) {
                     Ok(o) => o.unwrap_or(std::cmp::Ordering::Equal),
                     Err(e) => {
@@ -416,7 +438,12 @@ fn has_type(item: &Item<'_>, spec: &TypeSpec, inherit: bool) -> Result<bool, Eva
         Some(_) => false,
     };
     if !known {
-        return Err(EvalError::new(format!("unknown type {}", spec.name)));
+        // An unqualified name that is no type at all is an error; a type
+        // asked for in a namespace that lacks it is simply not matched.
+        if ns.is_none() || ns.is_some_and(|n| n != "System" && n != "FHIR") {
+            return Err(EvalError::new(format!("unknown type {}", spec.name)));
+        }
+        return Ok(false);
     }
     Ok(match item {
         Item::Node(n) => {

@@ -26,6 +26,7 @@
 //! This crate is pure: no IO, no async, no SQL, no HTTP. A bad expression
 //! is a [`ParseError`]; evaluation never panics, whatever the input.
 
+mod check;
 mod codec;
 mod eval;
 mod functions;
@@ -88,6 +89,15 @@ impl Expr {
     /// The expression as written.
     pub fn source(&self) -> &str {
         &self.source
+    }
+
+    /// Checks the expression against a resource type, as FHIRPath's strict
+    /// mode does: every path name must be defined for the type it is taken
+    /// from, a leading type name must be the context's, an `iif()`
+    /// criterion must be able to be Boolean, and ordered functions must not
+    /// follow `children()` or `descendants()`.
+    pub fn check(&self, resource_type: &str) -> Result<(), EvalError> {
+        check::check(&self.ast, resource_type)
     }
 }
 

@@ -350,7 +350,7 @@ fn math_function<'a>(name: &str, value: Item<'static>, args: &[Items<'a>]) -> Re
             match value {
                 Item::Temporal(t) => one(t.boundary(digits, high).map(Item::Temporal)),
                 Item::Quantity(q) => one(
-                    decimal_boundary(q.value, 0, digits, high).map(|v| Item::Quantity(Quantity::new(v, &q.unit))),
+                    decimal_boundary(q.value, q.value.scale(), digits, high).map(|v| Item::Quantity(Quantity::new(v, &q.unit))),
                 ),
                 Item::Integer(_) => decimal(decimal_boundary(dec, 0, digits, high)),
                 _ => decimal(decimal_boundary(dec, dec.scale(), digits, high)),

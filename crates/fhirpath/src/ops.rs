@@ -112,6 +112,8 @@ pub(crate) fn negate(items: Items<'_>) -> Res<'_> {
     };
     Ok(vec![match item {
         Item::Integer(i) => Item::Integer(-i),
+        // Negating zero gives zero, not a signed zero.
+        Item::Decimal(d) if d.is_zero() => Item::Decimal(d.abs()),
         Item::Decimal(d) => Item::Decimal(-d),
         Item::Quantity(mut q) => {
             q.value = -q.value;

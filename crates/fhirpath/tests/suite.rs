@@ -45,7 +45,8 @@ fn cases(xml: &str) -> Vec<Case> {
                 input: t.attribute("inputfile").map(str::to_owned),
                 invalid: expr.attribute("invalid").is_some(),
                 predicate: t.attribute("predicate") == Some("true"),
-                strict: t.attribute("mode") == Some("strict"),
+                strict: t.attribute("mode") == Some("strict")
+                    || expr.attribute("mode") == Some("strict"),
                 ordered: t.attribute("ordered") != Some("false"),
                 outputs: t
                     .children()
@@ -116,10 +117,15 @@ fn run(case: &Case, inputs: &mut HashMap<String, Value>) -> Result<(), String> {
                 .clone()
         }
     };
-    let _ = case.strict;
+    let root_type = resource["resourceType"].as_str().unwrap_or("Resource");
     let result = parse(&case.expression)
         .map_err(|e| e.to_string())
-        .and_then(|expr| evaluate(&expr, &resource, &EvalContext::default()).map_err(|e| e.to_string()));
+        .and_then(|expr| {
+            if case.strict {
+                expr.check(root_type).map_err(|e| e.to_string())?;
+            }
+            evaluate(&expr, &resource, &EvalContext::default()).map_err(|e| e.to_string())
+        });
     let items = match (result, case.invalid) {
         (Err(_), true) => return Ok(()),
         (Err(e), false) => return Err(e),
