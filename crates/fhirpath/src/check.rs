@@ -62,12 +62,12 @@ fn infer(ast: &Ast, input: &Ty, this: &Ty) -> Result<Ty, EvalError> {
                 && model::is_fhir_type(name)
                 && !model::derives_from(name, "Element");
             if is_type_name {
-                if let Some(types) = &input.fhir {
-                    if !types.iter().any(|t| model::derives_from(t.code, name)) {
-                        return Err(EvalError::new(format!(
-                            "{name} is not the type of the context"
-                        )));
-                    }
+                if let Some(types) = &input.fhir
+                    && !types.iter().any(|t| model::derives_from(t.code, name))
+                {
+                    return Err(EvalError::new(format!(
+                        "{name} is not the type of the context"
+                    )));
                 }
                 return Ok(input.clone());
             }
@@ -213,5 +213,9 @@ fn member(input: &Ty, name: &str) -> Result<Ty, EvalError> {
             names.join(" | ")
         )));
     }
-    Ok(if untyped { Ty::unknown() } else { Ty::fhir(out) })
+    Ok(if untyped {
+        Ty::unknown()
+    } else {
+        Ty::fhir(out)
+    })
 }

@@ -16,7 +16,11 @@ pub(crate) fn encode(bytes: &[u8], format: &str) -> Option<String> {
 fn base64(bytes: &[u8]) -> String {
     let mut out = String::new();
     for chunk in bytes.chunks(3) {
-        let b = [chunk[0], *chunk.get(1).unwrap_or(&0), *chunk.get(2).unwrap_or(&0)];
+        let b = [
+            chunk[0],
+            *chunk.get(1).unwrap_or(&0),
+            *chunk.get(2).unwrap_or(&0),
+        ];
         let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
         for i in 0..4 {
             if i <= chunk.len() {
@@ -32,7 +36,7 @@ fn base64(bytes: &[u8]) -> String {
 pub(crate) fn decode(text: &str, format: &str) -> Option<Vec<u8>> {
     match format {
         "hex" => {
-            if text.len() % 2 != 0 {
+            if !text.len().is_multiple_of(2) {
                 return None;
             }
             (0..text.len())

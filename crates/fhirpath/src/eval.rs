@@ -140,7 +140,11 @@ fn is_type_name_of(name: &str, item: &Item<'_>) -> bool {
 /// Appends the children of `item` called `name` to `out`
 /// (http://hl7.org/fhirpath/N1/#path-selection, with FHIR's choice
 /// elements and primitive extensions).
-pub(crate) fn children<'a>(item: &Item<'a>, name: &str, out: &mut Items<'a>) -> Result<(), EvalError> {
+pub(crate) fn children<'a>(
+    item: &Item<'a>,
+    name: &str,
+    out: &mut Items<'a>,
+) -> Result<(), EvalError> {
     let node = match item {
         Item::Node(n) => n,
         Item::Type(t) => {
@@ -155,14 +159,14 @@ pub(crate) fn children<'a>(item: &Item<'a>, name: &str, out: &mut Items<'a>) -> 
     };
     let Value::Object(obj) = node.value else {
         // A primitive's id and extensions live in its `_name` sibling.
-        if let Some(Value::Object(extra)) = node.extra {
-            if let Some(v) = extra.get(name) {
-                let ty = node
-                    .ty
-                    .and_then(|t| model::element(&t, name))
-                    .map(|info| model::child_type(info, info.types.first().copied().unwrap_or("")));
-                push_values(v, None, ty, out);
-            }
+        if let Some(Value::Object(extra)) = node.extra
+            && let Some(v) = extra.get(name)
+        {
+            let ty = node
+                .ty
+                .and_then(|t| model::element(&t, name))
+                .map(|info| model::child_type(info, info.types.first().copied().unwrap_or("")));
+            push_values(v, None, ty, out);
         }
         return Ok(());
     };
@@ -229,7 +233,12 @@ fn capitalise(code: &str) -> String {
 
 /// Pushes a JSON value (flattening arrays) with its `_name` sibling; a
 /// node typed `None` that holds a resource takes the resource's type.
-fn push_values<'a>(v: &'a Value, extra: Option<&'a Value>, ty: Option<TypeRef>, out: &mut Items<'a>) {
+fn push_values<'a>(
+    v: &'a Value,
+    extra: Option<&'a Value>,
+    ty: Option<TypeRef>,
+    out: &mut Items<'a>,
+) {
     let node = |value: &'a Value, extra: Option<&'a Value>| {
         let is_resource = value.get("resourceType").is_some();
         if ty.is_none() && is_resource {

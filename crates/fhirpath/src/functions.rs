@@ -4,20 +4,21 @@
 //! tree navigation, utilities. String, math and conversion functions are
 //! in `library`.
 
-use rust_decimal::Decimal;
 use serde_json::Value;
 
+use crate::EvalError;
 use crate::eval::{Evaluator, Frame, Items, Res, children};
 use crate::library;
 use crate::model;
 use crate::ops::{self, contains_item, to_bool, union};
 use crate::parser::{Ast, TypeSpec};
 use crate::value::{Item, Node, TypeInfo};
-use crate::EvalError;
 
 fn arity(name: &str, args: &[Ast], min: usize, max: usize) -> Result<(), EvalError> {
     if args.len() < min || args.len() > max {
-        return Err(EvalError::new(format!("wrong number of arguments to {name}()")));
+        return Err(EvalError::new(format!(
+            "wrong number of arguments to {name}()"
+        )));
     }
     Ok(())
 }
@@ -50,7 +51,11 @@ pub(crate) fn call<'a>(
         "all" => {
             arity(name, args, 1, 1)?;
             for (i, item) in input.iter().enumerate() {
-                let r = ev.eval(&args[0], std::slice::from_ref(item), &iteration(frame, item, i))?;
+                let r = ev.eval(
+                    &args[0],
+                    std::slice::from_ref(item),
+                    &iteration(frame, item, i),
+                )?;
                 if to_bool(&r)? != Some(true) {
                     return boolean(false);
                 }
@@ -94,7 +99,11 @@ pub(crate) fn call<'a>(
             arity(name, args, 1, 1)?;
             let mut out = Vec::new();
             for (i, item) in input.iter().enumerate() {
-                out.extend(ev.eval(&args[0], std::slice::from_ref(item), &iteration(frame, item, i))?);
+                out.extend(ev.eval(
+                    &args[0],
+                    std::slice::from_ref(item),
+                    &iteration(frame, item, i),
+                )?);
             }
             Ok(out)
         }
@@ -105,7 +114,11 @@ pub(crate) fn call<'a>(
             while !queue.is_empty() {
                 let mut next = Vec::new();
                 for (i, item) in queue.iter().enumerate() {
-                    for r in ev.eval(&args[0], std::slice::from_ref(item), &iteration(frame, item, i))? {
+                    for r in ev.eval(
+                        &args[0],
+                        std::slice::from_ref(item),
+                        &iteration(frame, item, i),
+                    )? {
                         if !contains_item(&out, &r) {
                             out.push(r.clone());
                             next.push(r);
@@ -140,12 +153,18 @@ pub(crate) fn call<'a>(
         }
         "intersect" => {
             let other = arg(0)?;
-            let kept = input.into_iter().filter(|x| contains_item(&other, x)).collect();
+            let kept = input
+                .into_iter()
+                .filter(|x| contains_item(&other, x))
+                .collect();
             Ok(union(kept, Vec::new()))
         }
         "exclude" => {
             let other = arg(0)?;
-            Ok(input.into_iter().filter(|x| !contains_item(&other, x)).collect())
+            Ok(input
+                .into_iter()
+                .filter(|x| !contains_item(&other, x))
+                .collect())
         }
         "union" => Ok(union(input, arg(0)?)),
         "combine" => {
@@ -205,7 +224,9 @@ pub(crate) fn call<'a>(
             Ok(total)
         }
         "sort" => sort(ev, input, args, frame),
-        "hasValue" => boolean(matches!(&input[..], [Item::Node(n)] if !n.json().is_null() && !n.json().is_object())),
+        "hasValue" => boolean(
+            matches!(&input[..], [Item::Node(n)] if !n.json().is_null() && !n.json().is_object()),
+        ),
         "getValue" => Ok(input
             .iter()
             .filter(|i| matches!(i, Item::Node(n) if !n.json().is_object()))
@@ -221,7 +242,8 @@ pub(crate) fn call<'a>(
                 let mut exts = Vec::new();
                 children(item, "extension", &mut exts)?;
                 for e in exts {
-                    if matches!(&e, Item::Node(n) if n.json().get("url").and_then(Value::as_str) == Some(url.as_str())) {
+                    if matches!(&e, Item::Node(n) if n.json().get("url").and_then(Value::as_str) == Some(url.as_str()))
+                    {
                         out.push(e);
                     }
                 }
@@ -294,10 +316,19 @@ fn iteration<'a>(frame: &Frame<'a>, item: &Item<'a>, index: usize) -> Frame<'a> 
     }
 }
 
-fn filter<'a>(ev: &Evaluator<'a, '_>, input: &[Item<'a>], criteria: &Ast, frame: &Frame<'a>) -> Res<'a> {
+fn filter<'a>(
+    ev: &Evaluator<'a, '_>,
+    input: &[Item<'a>],
+    criteria: &Ast,
+    frame: &Frame<'a>,
+) -> Res<'a> {
     let mut out = Vec::new();
     for (i, item) in input.iter().enumerate() {
-        let r = ev.eval(criteria, std::slice::from_ref(item), &iteration(frame, item, i))?;
+        let r = ev.eval(
+            criteria,
+            std::slice::from_ref(item),
+            &iteration(frame, item, i),
+        )?;
         if to_bool(&r)? == Some(true) {
             out.push(item.clone());
         }
@@ -347,7 +378,11 @@ fn sort<'a>(ev: &Evaluator<'a, '_>, input: Items<'a>, args: &[Ast], frame: &Fram
                 Ast::Negate(inner) => (&**inner, true),
                 other => (other, false),
             };
-            let r = ev.eval(expr, std::slice::from_ref(&item), &iteration(frame, &item, i))?;
+            let r = ev.eval(
+                expr,
+                std::slice::from_ref(&item),
+                &iteration(frame, &item, i),
+            )?;
             keys.push((ops::singleton(&r)?, desc));
         }
         keyed.push((keys, item));
@@ -419,7 +454,9 @@ fn choice_stem<'k>(parent: &model::TypeRef, key: &'k str) -> &'k str {
 
 fn type_arg(args: &[Ast]) -> Result<TypeSpec, EvalError> {
     match args {
-        [a] => a.as_type_spec().ok_or_else(|| EvalError::new("expected a type name")),
+        [a] => a
+            .as_type_spec()
+            .ok_or_else(|| EvalError::new("expected a type name")),
         _ => Err(EvalError::new("expected one type argument")),
     }
 }
@@ -428,7 +465,9 @@ fn type_arg(args: &[Ast]) -> Result<TypeSpec, EvalError> {
 /// `inherit` (`is`) and exactly for primitives otherwise (`as`, `ofType`).
 fn has_type(item: &Item<'_>, spec: &TypeSpec, inherit: bool) -> Result<bool, EvalError> {
     let ns = spec.namespace.as_deref();
-    let system_names = ["Boolean", "String", "Integer", "Decimal", "Date", "DateTime", "Time", "Quantity"];
+    let system_names = [
+        "Boolean", "String", "Integer", "Decimal", "Date", "DateTime", "Time", "Quantity",
+    ];
     let is_system = system_names.contains(&spec.name.as_str());
     let is_fhir = model::is_fhir_type(&spec.name);
     let known = match ns {
@@ -450,10 +489,19 @@ fn has_type(item: &Item<'_>, spec: &TypeSpec, inherit: bool) -> Result<bool, Eva
             let Some(code) = n.fhir_type() else {
                 return Ok(false);
             };
+            let primitive = n.type_ref().is_some_and(|t| t.is_primitive());
+            // R4 search parameters write `Condition.onset.as(DateTime)` for
+            // the FHIR `dateTime`, so `as`/`ofType` with an unqualified
+            // System name take the FHIR primitive it corresponds to; `is`
+            // keeps the two apart (`Patient.active.is(Boolean)` is false).
+            if !inherit && ns.is_none() && is_system && primitive {
+                let mut lower = spec.name.clone();
+                lower[..1].make_ascii_lowercase();
+                return Ok(code == lower);
+            }
             if ns == Some("System") || (ns.is_none() && !is_fhir) {
                 return Ok(false);
             }
-            let primitive = n.type_ref().is_some_and(|t| t.is_primitive());
             if inherit || !primitive {
                 model::derives_from(code, &spec.name)
             } else {
@@ -498,7 +546,9 @@ fn type_of<'a>(item: &Item<'a>) -> Item<'a> {
         }),
         other => Item::Type(TypeInfo {
             namespace: "System",
-            name: other.to_system().map_or_else(String::new, |s| s.system_type().to_owned()),
+            name: other
+                .to_system()
+                .map_or_else(String::new, |s| s.system_type().to_owned()),
         }),
     }
 }
@@ -535,7 +585,9 @@ fn resolve<'a>(ev: &Evaluator<'a, '_>, item: &Item<'a>) -> Option<Item<'a>> {
             res.get("resourceType")?.as_str()?,
             res.get("id").and_then(Value::as_str).unwrap_or("")
         );
-        let hit = full == Some(reference) || reference == typed || reference.ends_with(&format!("/{typed}"));
+        let hit = full == Some(reference)
+            || reference == typed
+            || reference.ends_with(&format!("/{typed}"));
         hit.then(|| Item::Node(Node::resource(res)))
     })
 }
@@ -563,6 +615,3 @@ fn member_of(term: &dyn crate::Terminology, item: &Item<'_>, vs: &str) -> Option
         _ => None,
     }
 }
-
-#[allow(dead_code)]
-fn unused(_: Decimal) {}

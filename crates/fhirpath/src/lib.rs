@@ -172,3 +172,6 @@ pub fn evaluate<'a>(
     let input: Vec<Item<'a>> = root.into_iter().collect();
     ev.eval(&expr.ast, &input, &frame)
 }
+
+#[cfg(test)]
+mod tests;

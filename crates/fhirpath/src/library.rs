@@ -56,24 +56,67 @@ pub(crate) fn call<'a>(name: &str, input: Items<'a>, args: Vec<Items<'a>>) -> Re
     let value = item
         .to_system()
         .ok_or_else(|| err(format!("{name}() needs a primitive value")))?;
-    if let Item::String(s) = &value {
-        if let Some(r) = string_function(name, s, &args)? {
-            return Ok(r);
-        }
+    if let Item::String(s) = &value
+        && let Some(r) = string_function(name, s, &args)?
+    {
+        return Ok(r);
     }
     math_function(name, value, &args)
 }
 
 fn is_known(name: &str) -> bool {
     const NAMES: &[&str] = &[
-        "toBoolean", "convertsToBoolean", "toInteger", "convertsToInteger", "toDecimal",
-        "convertsToDecimal", "toString", "convertsToString", "toDate", "convertsToDate",
-        "toDateTime", "convertsToDateTime", "toTime", "convertsToTime", "toQuantity",
-        "convertsToQuantity", "indexOf", "lastIndexOf", "substring", "startsWith", "endsWith",
-        "contains", "upper", "lower", "replace", "matches", "matchesFull", "replaceMatches",
-        "length", "toChars", "split", "join", "trim", "encode", "decode", "escape", "unescape",
-        "abs", "ceiling", "exp", "floor", "ln", "log", "power", "round", "sqrt", "truncate",
-        "lowBoundary", "highBoundary", "precision", "comparable",
+        "toBoolean",
+        "convertsToBoolean",
+        "toInteger",
+        "convertsToInteger",
+        "toDecimal",
+        "convertsToDecimal",
+        "toString",
+        "convertsToString",
+        "toDate",
+        "convertsToDate",
+        "toDateTime",
+        "convertsToDateTime",
+        "toTime",
+        "convertsToTime",
+        "toQuantity",
+        "convertsToQuantity",
+        "indexOf",
+        "lastIndexOf",
+        "substring",
+        "startsWith",
+        "endsWith",
+        "contains",
+        "upper",
+        "lower",
+        "replace",
+        "matches",
+        "matchesFull",
+        "replaceMatches",
+        "length",
+        "toChars",
+        "split",
+        "join",
+        "trim",
+        "encode",
+        "decode",
+        "escape",
+        "unescape",
+        "abs",
+        "ceiling",
+        "exp",
+        "floor",
+        "ln",
+        "log",
+        "power",
+        "round",
+        "sqrt",
+        "truncate",
+        "lowBoundary",
+        "highBoundary",
+        "precision",
+        "comparable",
     ];
     NAMES.contains(&name)
 }
@@ -88,7 +131,11 @@ fn conversion<'a>(name: &str, item: &Item<'_>) -> Result<Option<Items<'a>>, Eval
         },
     };
     let Some(value) = item.to_system() else {
-        return Ok(Some(if test { vec![Item::Boolean(false)] } else { Vec::new() }));
+        return Ok(Some(if test {
+            vec![Item::Boolean(false)]
+        } else {
+            Vec::new()
+        }));
     };
     let converted: Option<Item<'static>> = match target {
         "Boolean" => match &value {
@@ -131,7 +178,9 @@ fn conversion<'a>(name: &str, item: &Item<'_>) -> Result<Option<Items<'a>>, Eval
             };
             match &value {
                 Item::Temporal(t) if t.kind == kind => Some(value.clone()),
-                Item::Temporal(t) if kind == TemporalKind::DateTime && t.kind == TemporalKind::Date => {
+                Item::Temporal(t)
+                    if kind == TemporalKind::DateTime && t.kind == TemporalKind::Date =>
+                {
                     let mut t = t.clone();
                     t.kind = kind;
                     Some(Item::Temporal(t))
@@ -143,7 +192,10 @@ fn conversion<'a>(name: &str, item: &Item<'_>) -> Result<Option<Items<'a>>, Eval
         "Quantity" => match &value {
             Item::Integer(i) => Some(Item::Quantity(Quantity::new(Decimal::from(*i), "1"))),
             Item::Decimal(d) => Some(Item::Quantity(Quantity::new(*d, "1"))),
-            Item::Boolean(b) => Some(Item::Quantity(Quantity::new(Decimal::from(i64::from(*b)), "1"))),
+            Item::Boolean(b) => Some(Item::Quantity(Quantity::new(
+                Decimal::from(i64::from(*b)),
+                "1",
+            ))),
             Item::Quantity(q) => Some(Item::Quantity(q.clone())),
             Item::String(s) => Quantity::parse(s).map(Item::Quantity),
             _ => None,
@@ -182,7 +234,11 @@ pub(crate) fn to_text(item: &Item<'_>) -> String {
 }
 
 fn regex(pattern: &str, full: bool) -> Result<regex::Regex, EvalError> {
-    let p = if full { format!("^(?:{pattern})$") } else { pattern.to_owned() };
+    let p = if full {
+        format!("^(?:{pattern})$")
+    } else {
+        pattern.to_owned()
+    };
     regex::RegexBuilder::new(&p)
         .dot_matches_new_line(true)
         .size_limit(1 << 20)
@@ -190,20 +246,32 @@ fn regex(pattern: &str, full: bool) -> Result<regex::Regex, EvalError> {
         .map_err(|e| err(format!("invalid regular expression: {e}")))
 }
 
-fn string_function<'a>(name: &str, s: &str, args: &[Items<'a>]) -> Result<Option<Items<'a>>, EvalError> {
+fn string_function<'a>(
+    name: &str,
+    s: &str,
+    args: &[Items<'a>],
+) -> Result<Option<Items<'a>>, EvalError> {
     let text = |t: String| Ok(Some(vec![Item::String(t)]));
     let boolean = |b: bool| Ok(Some(vec![Item::Boolean(b)]));
     let none = || Ok(Some(Vec::new()));
     let chars: Vec<char> = s.chars().collect();
     match name {
         "indexOf" | "lastIndexOf" => {
-            let Some(sub) = string_arg(args, 0)? else { return none() };
-            let found = if name == "indexOf" { s.find(&sub) } else { s.rfind(&sub) };
+            let Some(sub) = string_arg(args, 0)? else {
+                return none();
+            };
+            let found = if name == "indexOf" {
+                s.find(&sub)
+            } else {
+                s.rfind(&sub)
+            };
             let idx = found.map_or(-1, |b| s[..b].chars().count() as i64);
             Ok(Some(vec![Item::Integer(idx)]))
         }
         "substring" => {
-            let Some(start) = int_arg(args, 0)? else { return none() };
+            let Some(start) = int_arg(args, 0)? else {
+                return none();
+            };
             let len = int_arg(args, 1)?;
             if start < 0 || start as usize >= chars.len() {
                 return none();
@@ -252,19 +320,31 @@ fn string_function<'a>(name: &str, s: &str, args: &[Items<'a>]) -> Result<Option
                 let _ = with;
                 text(s.to_owned())
             }
-            (Some(p), Some(with)) => text(regex(&p, false)?.replace_all(s, with.as_str()).into_owned()),
+            (Some(p), Some(with)) => {
+                text(regex(&p, false)?.replace_all(s, with.as_str()).into_owned())
+            }
             _ => none(),
         },
         "length" => Ok(Some(vec![Item::Integer(chars.len() as i64)])),
-        "toChars" => Ok(Some(chars.iter().map(|c| Item::String(c.to_string())).collect())),
+        "toChars" => Ok(Some(
+            chars.iter().map(|c| Item::String(c.to_string())).collect(),
+        )),
         "split" => match string_arg(args, 0)? {
-            Some(sep) if !sep.is_empty() => Ok(Some(s.split(sep.as_str()).map(|p| Item::String(p.to_owned())).collect())),
-            Some(_) => Ok(Some(chars.iter().map(|c| Item::String(c.to_string())).collect())),
+            Some(sep) if !sep.is_empty() => Ok(Some(
+                s.split(sep.as_str())
+                    .map(|p| Item::String(p.to_owned()))
+                    .collect(),
+            )),
+            Some(_) => Ok(Some(
+                chars.iter().map(|c| Item::String(c.to_string())).collect(),
+            )),
             None => none(),
         },
         "trim" => text(s.trim().to_owned()),
         "encode" | "decode" => {
-            let Some(format) = string_arg(args, 0)? else { return none() };
+            let Some(format) = string_arg(args, 0)? else {
+                return none();
+            };
             let out = if name == "encode" {
                 crate::codec::encode(s.as_bytes(), &format)
             } else {
@@ -273,7 +353,9 @@ fn string_function<'a>(name: &str, s: &str, args: &[Items<'a>]) -> Result<Option
             Ok(Some(out.map(Item::String).into_iter().collect()))
         }
         "escape" | "unescape" => {
-            let Some(format) = string_arg(args, 0)? else { return none() };
+            let Some(format) = string_arg(args, 0)? else {
+                return none();
+            };
             let out = if name == "escape" {
                 crate::codec::escape(s, &format)
             } else {
@@ -299,14 +381,21 @@ fn math_function<'a>(name: &str, value: Item<'static>, args: &[Items<'a>]) -> Re
         Item::Decimal(d) => *d,
         Item::Quantity(q) => q.value,
         Item::Temporal(_) => Decimal::ZERO,
-        _ => return Err(err(format!("{name}() cannot apply to {}", value.system_type()))),
+        _ => {
+            return Err(err(format!(
+                "{name}() cannot apply to {}",
+                value.system_type()
+            )));
+        }
     };
     let int = matches!(value, Item::Integer(_));
     let f = dec.to_f64().unwrap_or(f64::NAN);
     let decimal = |d: Option<Decimal>| one(d.map(Item::Decimal));
     let integer = |d: Decimal| one(d.to_i64().map(Item::Integer));
     match (name, &value) {
-        ("abs", Item::Quantity(q)) => one(Some(Item::Quantity(Quantity::new(q.value.abs(), &q.unit)))),
+        ("abs", Item::Quantity(q)) => {
+            one(Some(Item::Quantity(Quantity::new(q.value.abs(), &q.unit))))
+        }
         ("abs", Item::Integer(i)) => one(i.checked_abs().map(Item::Integer)),
         ("abs", _) => decimal(Some(dec.abs())),
         ("ceiling", _) => integer(dec.ceil()),
@@ -314,8 +403,12 @@ fn math_function<'a>(name: &str, value: Item<'static>, args: &[Items<'a>]) -> Re
         ("truncate", _) => integer(dec.trunc()),
         ("round", _) => {
             let places = int_arg(args, 0)?.unwrap_or(0);
-            let places = u32::try_from(places).map_err(|_| err("round() needs a non-negative precision"))?;
-            decimal(Some(dec.round_dp_with_strategy(places, RoundingStrategy::MidpointAwayFromZero)))
+            let places =
+                u32::try_from(places).map_err(|_| err("round() needs a non-negative precision"))?;
+            decimal(Some(dec.round_dp_with_strategy(
+                places,
+                RoundingStrategy::MidpointAwayFromZero,
+            )))
         }
         ("sqrt", _) => decimal(from_f64(f.sqrt())),
         ("exp", _) => decimal(from_f64(f.exp())),
@@ -329,13 +422,16 @@ fn math_function<'a>(name: &str, value: Item<'static>, args: &[Items<'a>]) -> Re
             decimal(from_f64(f.ln() / base.ln()))
         }
         ("power", _) => match args.first().map(|a| singleton(a)).transpose()?.flatten() {
-            Some(Item::Integer(e)) if int => {
-                one(u32::try_from(e).ok().and_then(|e| dec.to_i64()?.checked_pow(e)).map(Item::Integer))
-            }
+            Some(Item::Integer(e)) if int => one(u32::try_from(e)
+                .ok()
+                .and_then(|e| dec.to_i64()?.checked_pow(e))
+                .map(Item::Integer)),
             Some(Item::Integer(e)) if (0..=64).contains(&e) => {
                 let mut acc = Decimal::ONE;
                 for _ in 0..e {
-                    let Some(next) = acc.checked_mul(dec) else { return Ok(Vec::new()) };
+                    let Some(next) = acc.checked_mul(dec) else {
+                        return Ok(Vec::new());
+                    };
                     acc = next;
                 }
                 decimal(Some(acc))
@@ -349,20 +445,24 @@ fn math_function<'a>(name: &str, value: Item<'static>, args: &[Items<'a>]) -> Re
             let digits = int_arg(args, 0)?;
             match value {
                 Item::Temporal(t) => one(t.boundary(digits, high).map(Item::Temporal)),
-                Item::Quantity(q) => one(
-                    decimal_boundary(q.value, q.value.scale(), digits, high).map(|v| Item::Quantity(Quantity::new(v, &q.unit))),
-                ),
+                Item::Quantity(q) => one(decimal_boundary(q.value, q.value.scale(), digits, high)
+                    .map(|v| Item::Quantity(Quantity::new(v, &q.unit)))),
                 Item::Integer(_) => decimal(decimal_boundary(dec, 0, digits, high)),
                 _ => decimal(decimal_boundary(dec, dec.scale(), digits, high)),
             }
         }
         ("precision", Item::Temporal(t)) => one(Some(Item::Integer(t.precision_digits()))),
         ("precision", Item::Decimal(d)) => one(Some(Item::Integer(i64::from(d.scale())))),
-        ("comparable", Item::Quantity(q)) => match args.first().map(|a| singleton(a)).transpose()?.flatten() {
-            Some(Item::Quantity(other)) => one(Some(Item::Boolean(q.comparable(&other)))),
-            _ => Err(err("comparable() needs a quantity")),
-        },
-        _ => Err(err(format!("{name}() cannot apply to {}", value.system_type()))),
+        ("comparable", Item::Quantity(q)) => {
+            match args.first().map(|a| singleton(a)).transpose()?.flatten() {
+                Some(Item::Quantity(other)) => one(Some(Item::Boolean(q.comparable(&other)))),
+                _ => Err(err("comparable() needs a quantity")),
+            }
+        }
+        _ => Err(err(format!(
+            "{name}() cannot apply to {}",
+            value.system_type()
+        ))),
     }
 }
 
@@ -370,14 +470,20 @@ fn math_function<'a>(name: &str, value: Item<'static>, args: &[Items<'a>]) -> Re
 /// last place below (low) or above (high), cut to `digits` places (8 by
 /// default). Negative values mirror positive ones.
 fn decimal_boundary(d: Decimal, scale: u32, digits: Option<i64>, high: bool) -> Option<Decimal> {
-    let digits = u32::try_from(digits.unwrap_or(8)).ok().filter(|p| *p <= 28)?;
+    let digits = u32::try_from(digits.unwrap_or(8))
+        .ok()
+        .filter(|p| *p <= 28)?;
     if d.is_sign_negative() {
         let mut b = decimal_boundary(-d, scale, Some(i64::from(digits)), !high)?;
         b.set_sign_negative(true);
         return Some(b);
     }
     let half = Decimal::try_new(5, scale + 1).unwrap_or(Decimal::ZERO);
-    let edge = if high { d.checked_add(half)? } else { d.checked_sub(half)? };
+    let edge = if high {
+        d.checked_add(half)?
+    } else {
+        d.checked_sub(half)?
+    };
     let mut out = if high {
         edge.round_dp_with_strategy(digits, RoundingStrategy::MidpointAwayFromZero)
     } else {

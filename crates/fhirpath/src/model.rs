@@ -85,7 +85,9 @@ fn add(
         .iter()
         .map(|(code, _)| system_to_fhir(s, own, code.as_str()))
         .collect::<Vec<_>>();
-    let inline = types.iter().any(|t| *t == "BackboneElement" || *t == "Element");
+    let inline = types
+        .iter()
+        .any(|t| *t == "BackboneElement" || *t == "Element");
     let inline_path = match &e.content_ref {
         Some(r) => Some(r.trim_start_matches('#')),
         None if inline || types.is_empty() => Some(key),

@@ -7,11 +7,11 @@ use std::cmp::Ordering;
 use rust_decimal::{Decimal, RoundingStrategy};
 use serde_json::Value;
 
+use crate::EvalError;
 use crate::eval::{Evaluator, Frame, Items, Res};
 use crate::parser::{Ast, BinOp};
 use crate::temporal::TemporalKind;
 use crate::value::Item;
-use crate::EvalError;
 
 pub(crate) fn binary<'a>(
     ev: &Evaluator<'a, '_>,
@@ -102,7 +102,9 @@ pub(crate) fn to_bool(items: &[Item<'_>]) -> Result<Option<bool>, EvalError> {
             Some(Item::Boolean(b)) => Ok(Some(b)),
             _ => Ok(Some(true)),
         },
-        _ => Err(EvalError::new("expected a single Boolean, found a collection")),
+        _ => Err(EvalError::new(
+            "expected a single Boolean, found a collection",
+        )),
     }
 }
 
@@ -131,19 +133,33 @@ fn as_decimal(item: &Item<'_>) -> Option<Decimal> {
     }
 }
 
-fn arithmetic(op: BinOp, a: Item<'static>, b: Item<'static>) -> Result<Option<Item<'static>>, EvalError> {
-    let bad = || EvalError::new(format!("{op:?} cannot combine {} and {}", a.system_type(), b.system_type()));
+fn arithmetic(
+    op: BinOp,
+    a: Item<'static>,
+    b: Item<'static>,
+) -> Result<Option<Item<'static>>, EvalError> {
+    let bad = || {
+        EvalError::new(format!(
+            "{op:?} cannot combine {} and {}",
+            a.system_type(),
+            b.system_type()
+        ))
+    };
     let out = match (&a, &b) {
         (Item::Integer(x), Item::Integer(y)) => match op {
             BinOp::Add => x.checked_add(*y).map(Item::Integer),
             BinOp::Sub => x.checked_sub(*y).map(Item::Integer),
             BinOp::Mul => x.checked_mul(*y).map(Item::Integer),
-            BinOp::Div => Decimal::from(*x).checked_div(Decimal::from(*y)).map(Item::Decimal),
+            BinOp::Div => Decimal::from(*x)
+                .checked_div(Decimal::from(*y))
+                .map(Item::Decimal),
             BinOp::IntDiv => x.checked_div(*y).map(Item::Integer),
             BinOp::Mod => x.checked_rem(*y).map(Item::Integer),
             _ => return Err(bad()),
         },
-        (Item::String(x), Item::String(y)) if op == BinOp::Add => Some(Item::String(format!("{x}{y}"))),
+        (Item::String(x), Item::String(y)) if op == BinOp::Add => {
+            Some(Item::String(format!("{x}{y}")))
+        }
         (Item::Temporal(t), Item::Quantity(q)) if matches!(op, BinOp::Add | BinOp::Sub) => {
             let unit = q.calendar().ok_or_else(bad)?;
             let amount = i64::try_from(q.value.trunc()).map_err(|_| bad())?;
@@ -155,10 +171,24 @@ fn arithmetic(op: BinOp, a: Item<'static>, b: Item<'static>) -> Result<Option<It
         }
         (Item::Quantity(x), Item::Quantity(y)) => match op {
             BinOp::Add | BinOp::Sub => {
-                let Some((p, r)) = x.common(y) else { return Ok(None) };
-                let (p, r) = if x.unit == y.unit { (x.value, y.value) } else { (p, r) };
-                let v = if op == BinOp::Add { p.checked_add(r) } else { p.checked_sub(r) };
-                let unit = if x.unit == y.unit { x.unit.clone() } else { return Ok(None) };
+                let Some((p, r)) = x.common(y) else {
+                    return Ok(None);
+                };
+                let (p, r) = if x.unit == y.unit {
+                    (x.value, y.value)
+                } else {
+                    (p, r)
+                };
+                let v = if op == BinOp::Add {
+                    p.checked_add(r)
+                } else {
+                    p.checked_sub(r)
+                };
+                let unit = if x.unit == y.unit {
+                    x.unit.clone()
+                } else {
+                    return Ok(None);
+                };
                 v.map(|v| Item::Quantity(crate::quantity::Quantity::new(v, &unit)))
             }
             BinOp::Mul => x.multiply(y).map(Item::Quantity),
@@ -167,12 +197,18 @@ fn arithmetic(op: BinOp, a: Item<'static>, b: Item<'static>) -> Result<Option<It
         },
         (Item::Quantity(x), n) if matches!(op, BinOp::Mul | BinOp::Div) => {
             let n = as_decimal(n).ok_or_else(bad)?;
-            let v = if op == BinOp::Mul { x.value.checked_mul(n) } else { x.value.checked_div(n) };
+            let v = if op == BinOp::Mul {
+                x.value.checked_mul(n)
+            } else {
+                x.value.checked_div(n)
+            };
             v.map(|v| Item::Quantity(crate::quantity::Quantity::new(v, &x.unit)))
         }
         (n, Item::Quantity(y)) if op == BinOp::Mul => {
             let n = as_decimal(n).ok_or_else(bad)?;
-            y.value.checked_mul(n).map(|v| Item::Quantity(crate::quantity::Quantity::new(v, &y.unit)))
+            y.value
+                .checked_mul(n)
+                .map(|v| Item::Quantity(crate::quantity::Quantity::new(v, &y.unit)))
         }
         _ => {
             let (Some(x), Some(y)) = (as_decimal(&a), as_decimal(&b)) else {
@@ -245,7 +281,9 @@ pub(crate) fn item_equal(a: &Item<'_>, b: &Item<'_>) -> Option<bool> {
 fn json_equal(a: &Value, b: &Value) -> bool {
     match (a, b) {
         (Value::Object(x), Value::Object(y)) => {
-            x.len() == y.len() && x.iter().all(|(k, v)| y.get(k).is_some_and(|w| json_equal(v, w)))
+            x.len() == y.len()
+                && x.iter()
+                    .all(|(k, v)| y.get(k).is_some_and(|w| json_equal(v, w)))
         }
         (Value::Number(_), Value::Number(_)) => crate::value::number(a) == crate::value::number(b),
         (Value::Array(x), Value::Array(y)) => {
@@ -275,7 +313,10 @@ pub(crate) fn equal(l: &[Item<'_>], r: &[Item<'_>]) -> Option<bool> {
 }
 
 fn normalise_text(s: &str) -> String {
-    s.split_whitespace().collect::<Vec<_>>().join(" ").to_lowercase()
+    s.split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ")
+        .to_lowercase()
 }
 
 fn round_to(d: Decimal, scale: u32) -> Decimal {
@@ -295,7 +336,8 @@ pub(crate) fn item_equivalent(a: &Item<'_>, b: &Item<'_>) -> bool {
             (Item::Temporal(p), Item::Temporal(q)) => p.compare(q) == Some(Ordering::Equal),
             (Item::Quantity(p), Item::Quantity(q)) => {
                 let scale = p.value.normalize().scale().min(q.value.normalize().scale());
-                p.common(q).is_some_and(|(u, v)| round_to(u, scale) == round_to(v, scale))
+                p.common(q)
+                    .is_some_and(|(u, v)| round_to(u, scale) == round_to(v, scale))
             }
             _ => match (as_decimal(&x), as_decimal(&y)) {
                 (Some(p), Some(q)) => decimals_equivalent(p, q),

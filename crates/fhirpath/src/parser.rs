@@ -217,7 +217,9 @@ impl Parser {
     fn ident(&mut self) -> Result<String, ParseError> {
         match self.next()? {
             Tok::Ident(s, _) => Ok(s),
-            t => Err(ParseError::new(format!("expected an identifier, found {t:?}"))),
+            t => Err(ParseError::new(format!(
+                "expected an identifier, found {t:?}"
+            ))),
         }
     }
 

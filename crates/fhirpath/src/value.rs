@@ -77,10 +77,9 @@ impl Item<'_> {
     /// System type name (`Integer`, `DateTime`, `Quantity`...) otherwise.
     pub fn type_name(&self) -> String {
         match self {
-            Item::Node(n) => n.fhir_type().map_or_else(
-                || json_kind_name(n.value).to_owned(),
-                str::to_owned,
-            ),
+            Item::Node(n) => n
+                .fhir_type()
+                .map_or_else(|| json_kind_name(n.value).to_owned(), str::to_owned),
             other => other.system_type().to_owned(),
         }
     }
@@ -131,7 +130,7 @@ impl Item<'_> {
                     .or_else(|| o.get("unit"))
                     .and_then(Value::as_str)
                     .unwrap_or("1");
-                Some(Item::Quantity(Quantity::new(value, &fhir_unit(unit))))
+                Some(Item::Quantity(Quantity::new(value, unit)))
             }
             Value::Bool(b) => Some(Item::Boolean(*b)),
             Value::Number(_) => {
@@ -157,12 +156,6 @@ impl Item<'_> {
             }),
         }
     }
-}
-
-/// A UCUM code in a FHIR Quantity stands for itself; the calendar words
-/// FHIR examples use as units keep their FHIRPath meaning.
-fn fhir_unit(unit: &str) -> String {
-    unit.to_owned()
 }
 
 /// A JSON number as an exact decimal (through its shortest text form).

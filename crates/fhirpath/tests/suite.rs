@@ -142,7 +142,9 @@ fn run(case: &Case, inputs: &mut HashMap<String, Value>) -> Result<(), String> {
         && if case.ordered {
             items.iter().zip(&case.outputs).all(|(i, o)| matches(o, i))
         } else {
-            case.outputs.iter().all(|o| items.iter().any(|i| matches(o, i)))
+            case.outputs
+                .iter()
+                .all(|o| items.iter().any(|i| matches(o, i)))
         };
     if ok {
         Ok(())
@@ -160,8 +162,9 @@ fn official_r4_suite() {
     let mut passed = 0;
     let mut failures = Vec::new();
     for case in &cases {
-        let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| run(case, &mut inputs)))
-            .unwrap_or_else(|_| Err("panicked".to_owned()));
+        let outcome =
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| run(case, &mut inputs)))
+                .unwrap_or_else(|_| Err("panicked".to_owned()));
         match outcome {
             Ok(()) => passed += 1,
             Err(why) if !SKIPPED.iter().any(|(n, _)| *n == case.name) => {

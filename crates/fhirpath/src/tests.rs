@@ -1,0 +1,176 @@
+//! The expressions search indexing evaluates (R4 SearchParameter
+//! expressions), the FHIR types of their results, and robustness on bad
+//! input. The specification's own cases are in `tests/suite.rs`.
+
+use serde_json::{Value, json};
+
+use crate::{EvalContext, Item, evaluate, parse};
+
+fn observation() -> Value {
+    json!({
+        "resourceType": "Observation",
+        "status": "final",
+        "code": {"coding": [{"system": "http://loinc.org", "code": "29463-7"}]},
+        "valueQuantity": {"value": 185, "unit": "lbs", "system": "http://unitsofmeasure.org", "code": "[lb_av]"},
+        "component": [{"code": {"text": "a"}}, {"code": {"text": "b"}}],
+        "meta": {"lastUpdated": "2024-01-02T03:04:05Z"}
+    })
+}
+
+/// Evaluates `expr` on `resource` and gives each result's type and JSON.
+fn check(resource: &Value, expr: &str, expected: &[(&str, Value)]) {
+    let parsed = parse(expr).unwrap_or_else(|e| panic!("{expr}: {e}"));
+    let items = evaluate(&parsed, resource, &EvalContext::default())
+        .unwrap_or_else(|e| panic!("{expr}: {e}"));
+    let got: Vec<(String, Value)> = items
+        .iter()
+        .map(|i| match i {
+            Item::Node(n) => (i.type_name(), n.json().clone()),
+            other => (other.type_name(), Value::Null),
+        })
+        .collect();
+    let expected: Vec<(String, Value)> = expected
+        .iter()
+        .map(|(t, v)| ((*t).to_owned(), v.clone()))
+        .collect();
+    assert_eq!(got, expected, "{expr}");
+}
+
+#[test]
+fn search_parameter_expressions_give_typed_nodes() {
+    let obs = observation();
+    let qty = obs["valueQuantity"].clone();
+    check(
+        &obs,
+        "Observation.value as Quantity",
+        &[("Quantity", qty.clone())],
+    );
+    check(
+        &obs,
+        "(Observation.value as Quantity) | (Observation.value as SampledData)",
+        &[("Quantity", qty)],
+    );
+    check(
+        &obs,
+        "Observation.component.code",
+        &[
+            ("CodeableConcept", json!({"text": "a"})),
+            ("CodeableConcept", json!({"text": "b"})),
+        ],
+    );
+    check(
+        &obs,
+        "Resource.meta.lastUpdated",
+        &[("instant", json!("2024-01-02T03:04:05Z"))],
+    );
+    let patient = json!({
+        "resourceType": "Patient",
+        "name": [{"family": "Smith"}],
+        "telecom": [{"system": "email", "value": "a@b"}, {"system": "phone", "value": "1"}],
+        "deceasedDateTime": "2020-01-01"
+    });
+    check(
+        &patient,
+        "Patient.name",
+        &[("HumanName", json!({"family": "Smith"}))],
+    );
+    check(
+        &patient,
+        "Patient.telecom.where(system='phone')",
+        &[("ContactPoint", json!({"system": "phone", "value": "1"}))],
+    );
+    check(
+        &patient,
+        "Patient.deceased.as(DateTime)",
+        &[("dateTime", json!("2020-01-01"))],
+    );
+    check(
+        &patient,
+        "Patient.deceased.ofType(dateTime)",
+        &[("dateTime", json!("2020-01-01"))],
+    );
+}
+
+#[test]
+fn bundle_entries_take_their_resource_type() {
+    let bundle = json!({
+        "resourceType": "Bundle",
+        "entry": [{"fullUrl": "urn:uuid:1", "resource": {"resourceType": "Patient", "id": "p"}}]
+    });
+    check(
+        &bundle,
+        "Bundle.entry[0].resource",
+        &[("Patient", bundle["entry"][0]["resource"].clone())],
+    );
+    let qr = json!({
+        "resourceType": "QuestionnaireResponse",
+        "item": [{"linkId": "1", "answer": [{"valueReference": {"reference": "Patient/p"}}, {"valueString": "x"}]}]
+    });
+    check(
+        &qr,
+        "QuestionnaireResponse.item.answer.value.ofType(Reference)",
+        &[("Reference", json!({"reference": "Patient/p"}))],
+    );
+}
+
+#[test]
+fn resolve_finds_contained_resources() {
+    let obs = json!({
+        "resourceType": "Observation",
+        "contained": [{"resourceType": "Patient", "id": "p1"}],
+        "subject": {"reference": "#p1"}
+    });
+    check(
+        &obs,
+        "Observation.subject.resolve()",
+        &[("Patient", obs["contained"][0].clone())],
+    );
+}
+
+#[test]
+fn bad_input_is_an_error_never_a_panic() {
+    for bad in [
+        "",
+        "(",
+        ")",
+        "a.",
+        "1 +",
+        "@",
+        "@T25",
+        "@2020-13",
+        "'abc",
+        "`x",
+        "%",
+        "a[",
+        "f(,)",
+        "1.2.3.4",
+        "$nope",
+        "{",
+        "a is",
+        "a as 1",
+        "/* x",
+        "!",
+        "1 'a' 'b'",
+    ] {
+        assert!(parse(bad).is_err(), "{bad:?} should not parse");
+    }
+    let obs = observation();
+    for expr in [
+        "1 / 0",
+        "9223372036854775807 + 1",
+        "(-9223372036854775807 - 1) div -1",
+        "Observation.value.power(1000)",
+        "'a'.substring(999999999999)",
+        "1.lowBoundary(99)",
+        "'x'.matches('(')",
+        "Observation.value.unit.toQuantity() * 1 'zz'",
+        "@2020 + 1000000000000 years",
+        "(1|2).aggregate($total + $this, 0)",
+        "79228162514264337593543950335.0 * 10",
+        "'x'.decode('base64')",
+        "Observation.code.children().descendants().count()",
+    ] {
+        let parsed = parse(expr).unwrap_or_else(|e| panic!("{expr}: {e}"));
+        let _ = evaluate(&parsed, &obs, &EvalContext::default());
+    }
+}
