@@ -170,27 +170,16 @@ fn arithmetic(
             t.add(amount, unit).map(Item::Temporal)
         }
         (Item::Quantity(x), Item::Quantity(y)) => match op {
-            BinOp::Add | BinOp::Sub => {
-                let Some((p, r)) = x.common(y) else {
-                    return Ok(None);
-                };
-                let (p, r) = if x.unit == y.unit {
-                    (x.value, y.value)
-                } else {
-                    (p, r)
-                };
+            // Sums need one unit; quantities in different units give empty.
+            BinOp::Add | BinOp::Sub if x.unit == y.unit => {
                 let v = if op == BinOp::Add {
-                    p.checked_add(r)
+                    x.value.checked_add(y.value)
                 } else {
-                    p.checked_sub(r)
+                    x.value.checked_sub(y.value)
                 };
-                let unit = if x.unit == y.unit {
-                    x.unit.clone()
-                } else {
-                    return Ok(None);
-                };
-                v.map(|v| Item::Quantity(crate::quantity::Quantity::new(v, &unit)))
+                v.map(|v| Item::Quantity(crate::quantity::Quantity::new(v, &x.unit)))
             }
+            BinOp::Add | BinOp::Sub => None,
             BinOp::Mul => x.multiply(y).map(Item::Quantity),
             BinOp::Div => x.divide(y).map(Item::Quantity),
             _ => return Err(bad()),
