@@ -12,6 +12,7 @@ use serde::Deserialize;
 #[serde(deny_unknown_fields)]
 pub struct FileConfig {
     pub data: Option<PathBuf>,
+    pub database: Option<String>,
     pub listen: Option<SocketAddr>,
     pub public_url: Option<String>,
     pub max_body_bytes: Option<usize>,
@@ -37,6 +38,9 @@ impl FileConfig {
 pub struct ServerConfig {
     /// The data directory: the SQLite file and its WAL live here.
     pub data: PathBuf,
+    /// A PostgreSQL URL (`postgres://user@host/db`): when set, the store is
+    /// that database instead of the embedded SQLite file in `data`.
+    pub database: Option<String>,
     pub listen: SocketAddr,
     pub public_url: Option<String>,
     pub max_body_bytes: usize,

@@ -42,6 +42,10 @@ struct ServeArgs {
     /// Where the data lives (the SQLite file and its write-ahead log).
     #[arg(long, env = "OPENGP_DATA")]
     data: Option<PathBuf>,
+    /// A PostgreSQL database to use instead of the embedded SQLite store
+    /// (`postgres://user:password@host:5432/opengp`).
+    #[arg(long, env = "OPENGP_DATABASE")]
+    database: Option<String>,
     /// The address to listen on.
     #[arg(long, env = "OPENGP_LISTEN")]
     listen: Option<SocketAddr>,
@@ -73,6 +77,9 @@ struct BenchArgs {
     /// Where the benchmark's store lives (a fresh temporary folder by default).
     #[arg(long)]
     data: Option<PathBuf>,
+    /// Benchmark a PostgreSQL database instead (it should be empty).
+    #[arg(long, env = "OPENGP_DATABASE")]
+    database: Option<String>,
 }
 
 fn main() {
@@ -112,6 +119,7 @@ fn resolve(args: ServeArgs, file: &FileConfig, default_data: &str) -> ServerConf
             .data
             .or_else(|| file.data.clone())
             .unwrap_or_else(|| PathBuf::from(default_data)),
+        database: args.database.or_else(|| file.database.clone()),
         listen: args.listen.or(file.listen).unwrap_or_else(|| {
             config::DEFAULT_LISTEN
                 .parse()
@@ -159,12 +167,15 @@ async fn serve(cfg: ServerConfig, demo: bool) -> Result<()> {
         }
     }
     let mut out = std::io::stdout().lock();
+    let place = match cfg.database {
+        // The URL may carry a password: name the kind of store only.
+        Some(_) => "a PostgreSQL database".to_owned(),
+        None => cfg.data.display().to_string(),
+    };
     writeln!(
         out,
-        "OpenGP is serving {} ({}), data in {}",
-        server.practice.name,
-        server.practice.ods,
-        cfg.data.display()
+        "OpenGP is serving {} ({}), data in {place}",
+        server.practice.name, server.practice.ods,
     )?;
     writeln!(out, "  FHIR API:            {}", server.base_url())?;
     writeln!(out, "  CapabilityStatement: {}/metadata", server.base_url())?;
@@ -189,6 +200,7 @@ async fn bench(args: BenchArgs) -> Result<()> {
     };
     let cfg = ServerConfig {
         data,
+        database: args.database,
         listen: "127.0.0.1:0".parse()?,
         public_url: None,
         max_body_bytes: config::DEFAULT_MAX_BODY,

@@ -4,11 +4,13 @@
 
 use std::future::Future;
 use std::net::SocketAddr;
+use std::sync::Arc;
 
 use anyhow::{Context, Result};
 use gp_api::{ApiConfig, AppState};
 use gp_fhir::OdsCode;
-use gp_store::{Actor, Practice, Store};
+use gp_store::{Actor, Backend, Practice, Store};
+use gp_store_postgres::{PgBackend, PgOptions};
 use gp_store_sqlite::SqliteBackend;
 use tokio::net::TcpListener;
 
@@ -27,8 +29,12 @@ impl Server {
     /// Opens the store (creating the data directory and the practice on
     /// first start) and binds the listener.
     pub async fn bind(cfg: &ServerConfig) -> Result<Server> {
-        let backend = SqliteBackend::open(&cfg.data)
-            .with_context(|| format!("opening the data directory {}", cfg.data.display()))?;
+        let backend = open_backend(cfg).await?;
+        Server::bind_with(cfg, backend).await
+    }
+
+    /// As [`Server::bind`], over a backend the caller opened.
+    pub async fn bind_with(cfg: &ServerConfig, backend: Arc<dyn Backend>) -> Result<Server> {
         let store = Store::new(backend);
         let ods = OdsCode::parse(&cfg.practice).with_context(|| {
             format!(
@@ -73,6 +79,27 @@ impl Server {
     }
 }
 
+/// The backend the configuration names: PostgreSQL when a database URL is
+/// given, otherwise the embedded SQLite file in the data directory.
+pub async fn open_backend(cfg: &ServerConfig) -> Result<Arc<dyn Backend>> {
+    match &cfg.database {
+        Some(url) => {
+            let url = url.clone();
+            // The PostgreSQL client blocks; keep it off the async executor.
+            let backend =
+                tokio::task::spawn_blocking(move || PgBackend::connect(&url, PgOptions::default()))
+                    .await?
+                    .context("opening the PostgreSQL database")?;
+            Ok(backend)
+        }
+        None => {
+            let backend = SqliteBackend::open(&cfg.data)
+                .with_context(|| format!("opening the data directory {}", cfg.data.display()))?;
+            Ok(backend)
+        }
+    }
+}
+
 /// Completes on SIGINT or SIGTERM.
 pub async fn shutdown_signal() {
     let ctrl_c = async {
@@ -99,15 +126,29 @@ pub async fn shutdown_signal() {
 /// For tests: a server on a free loopback port over a fresh data directory,
 /// running until the returned handle is dropped.
 pub async fn spawn_for_test(data: &std::path::Path, max_body_bytes: usize) -> Result<TestServer> {
+    spawn_for_test_with(data, max_body_bytes, None).await
+}
+
+/// As [`spawn_for_test`], over `backend` when given (a PostgreSQL test
+/// database, say) instead of SQLite in `data`.
+pub async fn spawn_for_test_with(
+    data: &std::path::Path,
+    max_body_bytes: usize,
+    backend: Option<Arc<dyn Backend>>,
+) -> Result<TestServer> {
     let cfg = ServerConfig {
         data: data.to_path_buf(),
+        database: None,
         listen: "127.0.0.1:0".parse()?,
         public_url: None,
         max_body_bytes,
         practice: crate::config::DEFAULT_PRACTICE.into(),
         practice_name: "Test Practice".into(),
     };
-    let server = Server::bind(&cfg).await?;
+    let server = match backend {
+        Some(b) => Server::bind_with(&cfg, b).await?,
+        None => Server::bind(&cfg).await?,
+    };
     let base = server.base_url();
     let addr = server.addr;
     let store = server.store.clone();

@@ -1,7 +1,9 @@
 //! Project tasks, run as `cargo xtask <task>`.
 //!
-//! - `test`: everything the test suite needs on a fresh machine, then the
-//!   whole suite (formatting, lints, tests). This is the README's test command.
+//! - `test`: everything the test suite needs on a fresh machine (the FHIR
+//!   package; PostgreSQL's `initdb` and `pg_ctl`, from the Debian package
+//!   `postgresql` if missing), then the whole suite (formatting, lints,
+//!   tests). This is the README's test command.
 //! - `fhir-package`: fetch the official FHIR R4 examples package (npm
 //!   `hl7.fhir.r4.examples@4.0.1`) into `target/fhir-packages/`.
 //! - `codegen`: derive `crates/fhir/data/*.json` from that package. The derived
@@ -59,12 +61,66 @@ fn test(root: &Path) -> Result<()> {
             "warnings",
         ])
         .current_dir(root))?;
-    run(Command::new("cargo")
-        .args(["test", "--workspace", "--release"])
+    let mut tests = Command::new("cargo");
+    tests.args(["test", "--workspace", "--release"]);
+    // Tests start their own PostgreSQL cluster unless DATABASE_URL names one.
+    if std::env::var_os("DATABASE_URL").is_none() {
+        tests.env("OPENGP_PG_BIN", postgres_bin()?);
+    }
+    run(tests
         .env("OPENGP_R4_EXAMPLES", &package)
         .env("OPENGP_SHARED_DATA", root.join("../shared/data"))
         .current_dir(root))?;
     Ok(())
+}
+
+/// The newest `/usr/lib/postgresql/N/bin` holding `initdb` and `pg_ctl`.
+fn find_postgres_bin() -> Option<PathBuf> {
+    let mut found: Vec<(u32, PathBuf)> = std::fs::read_dir("/usr/lib/postgresql")
+        .ok()?
+        .filter_map(|e| {
+            let e = e.ok()?;
+            let version = e.file_name().to_str()?.parse().ok()?;
+            let bin = e.path().join("bin");
+            (bin.join("initdb").exists() && bin.join("pg_ctl").exists()).then_some((version, bin))
+        })
+        .collect();
+    found.sort();
+    found.pop().map(|(_, bin)| bin)
+}
+
+/// PostgreSQL's server programs, installing the Debian package `postgresql`
+/// when they are missing (as root, or through sudo).
+fn postgres_bin() -> Result<PathBuf> {
+    if let Some(bin) = find_postgres_bin() {
+        return Ok(bin);
+    }
+    eprintln!("xtask: installing PostgreSQL (Debian package postgresql) for the tests");
+    let root = {
+        use std::os::unix::fs::MetadataExt;
+        std::fs::metadata("/proc/self").is_ok_and(|m| m.uid() == 0)
+    };
+    let apt = |args: &[&str]| {
+        let mut c = if root {
+            Command::new("apt-get")
+        } else {
+            let mut c = Command::new("sudo");
+            c.arg("apt-get");
+            c
+        };
+        c.args(args).env("DEBIAN_FRONTEND", "noninteractive");
+        c
+    };
+    run(&mut apt(&["update"]))?;
+    run(&mut apt(&[
+        "install",
+        "-y",
+        "--no-install-recommends",
+        "postgresql",
+    ]))
+    .context("installing the Debian package postgresql")?;
+    find_postgres_bin()
+        .context("the postgresql package installed no /usr/lib/postgresql/*/bin/initdb")
 }
 
 /// Fetches and unpacks the R4 package once; later calls reuse it.

@@ -1,8 +1,16 @@
-//! Batch and transaction Bundles (http.html#transaction).
+//! Batch and transaction Bundles (http.html#transaction), on each storage
+//! backend.
 
 use serde_json::{Value, json};
 
-use crate::support::{assert_outcome, json, spawn_app};
+use crate::support::{App, assert_outcome, json};
+
+crate::on_both_backends!(
+    transaction_rewrites_references,
+    transaction_is_all_or_nothing,
+    transaction_processing_order,
+    batch_entries_succeed_or_fail_alone,
+);
 
 fn entry(method: &str, url: &str, full_url: Option<&str>, resource: Option<Value>) -> Value {
     let mut e = json!({ "request": { "method": method, "url": url } });
@@ -21,9 +29,7 @@ fn bundle(kind: &str, entries: Vec<Value>) -> Value {
 
 /// http.html#trules: `urn:uuid:` references are rewritten to the ids the
 /// server assigns, and responses come back in request order.
-#[tokio::test(flavor = "multi_thread")]
-async fn transaction_rewrites_references() {
-    let app = spawn_app().await;
+async fn transaction_rewrites_references(app: App) {
     let b = bundle(
         "transaction",
         vec![
@@ -73,9 +79,7 @@ async fn transaction_rewrites_references() {
 
 /// http.html#transaction: all or nothing. A failing entry anywhere leaves
 /// no trace of the others.
-#[tokio::test(flavor = "multi_thread")]
-async fn transaction_is_all_or_nothing() {
-    let app = spawn_app().await;
+async fn transaction_is_all_or_nothing(app: App) {
     let existing = app
         .create(&json!({ "resourceType": "Patient", "name": [{ "family": "Keep" }] }))
         .await;
@@ -158,9 +162,7 @@ async fn transaction_is_all_or_nothing() {
 
 /// http.html#trules: deletes, then creates, then updates, then reads,
 /// whatever the order in the Bundle; conditional creates inside.
-#[tokio::test(flavor = "multi_thread")]
-async fn transaction_processing_order() {
-    let app = spawn_app().await;
+async fn transaction_processing_order(app: App) {
     let doomed = app
         .create(&json!({ "resourceType": "Patient", "name": [{ "family": "Doomed" }] }))
         .await;
@@ -192,9 +194,7 @@ async fn transaction_processing_order() {
 }
 
 /// http.html#transaction: in a batch each entry stands alone.
-#[tokio::test(flavor = "multi_thread")]
-async fn batch_entries_succeed_or_fail_alone() {
-    let app = spawn_app().await;
+async fn batch_entries_succeed_or_fail_alone(app: App) {
     let id = app.create(&json!({ "resourceType": "Patient" })).await;
     let b = bundle(
         "batch",

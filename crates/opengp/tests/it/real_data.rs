@@ -1,21 +1,25 @@
 //! Real data through the API: every example resource of the official R4
 //! package created and read back equal, and every Synthea bundle posted as
-//! a transaction with every resource readable afterwards.
+//! a transaction with every resource readable afterwards; on each storage
+//! backend.
 
 use std::io::Read;
 
 use gp_fhir::resource::equal_ignoring_meta;
 use serde_json::Value;
 
-use crate::support::{json, r4_examples, shared_data, spawn_app, spawn_app_with_limit};
+use crate::support::{App, json, r4_examples, shared_data};
+
+crate::on_both_backends!(
+    // The largest examples are definition Bundles of up to 35 MB.
+    every_r4_example_round_trips: 64 * 1024 * 1024,
+    every_synthea_bundle_posts_as_a_transaction,
+);
 
 /// Every example in `hl7.fhir.r4.examples` (http.html#create, #read): the
 /// read-back equals what was sent, but for `id` and the server's meta.
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn every_r4_example_round_trips() {
+async fn every_r4_example_round_trips(app: App) {
     let dir = r4_examples();
-    // The largest examples are definition Bundles of up to 35 MB.
-    let app = spawn_app_with_limit(64 * 1024 * 1024).await;
     let mut files: Vec<_> = std::fs::read_dir(&dir)
         .unwrap_or_else(|e| panic!("{e}"))
         .filter_map(|e| e.ok().map(|e| e.path()))
@@ -84,9 +88,7 @@ async fn every_r4_example_round_trips() {
 }
 
 /// Every Synthea bundle in `../shared/data/synthea` as a transaction.
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn every_synthea_bundle_posts_as_a_transaction() {
-    let app = spawn_app().await;
+async fn every_synthea_bundle_posts_as_a_transaction(app: App) {
     let mut files: Vec<_> = std::fs::read_dir(shared_data().join("synthea"))
         .unwrap_or_else(|e| panic!("the Synthea data: {e}"))
         .filter_map(|e| e.ok().map(|e| e.path()))

@@ -1,36 +1,88 @@
 //! Shared test fixtures: a fresh server per test, and where test data lives.
 
 use std::path::PathBuf;
+use std::sync::Arc;
 
-use opengp::server::{TestServer, spawn_for_test};
+use opengp::server::{TestServer, spawn_for_test_with};
 use serde_json::Value;
+
+use crate::pg::TestDatabase;
+
+/// The storage backends every conformance test runs on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Db {
+    Sqlite,
+    Postgres,
+}
+
+/// Turns `async fn name(app: App)` test cases into one test per backend:
+/// `sqlite::name` and `postgres::name`. `name: limit` gives the server a
+/// larger body limit than [`TEST_MAX_BODY`].
+#[macro_export]
+macro_rules! on_both_backends {
+    ($($name:ident $(: $limit:expr)?),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+                async fn $name() {
+                    let limit = $crate::support::body_limit(&[$($limit)?]);
+                    let app = $crate::support::spawn_app_on($crate::support::Db::Sqlite, limit).await;
+                    super::$name(app).await;
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+                async fn $name() {
+                    let limit = $crate::support::body_limit(&[$($limit)?]);
+                    let app = $crate::support::spawn_app_on($crate::support::Db::Postgres, limit).await;
+                    super::$name(app).await;
+                }
+            )*
+        }
+    };
+}
+
+/// The body limit a case asked for, or the default.
+pub fn body_limit(asked: &[usize]) -> usize {
+    asked.first().copied().unwrap_or(TEST_MAX_BODY)
+}
 
 /// The body limit of test servers: above the largest Synthea bundle
 /// (6.9 MB), low enough to test 413 cheaply.
 pub const TEST_MAX_BODY: usize = 8 * 1024 * 1024;
 
-/// A server on a free loopback port over its own temporary data directory.
+/// A server on a free loopback port over its own temporary data directory
+/// or its own PostgreSQL database.
 pub struct App {
     pub server: TestServer,
     pub client: reqwest::Client,
     /// Kept so that the directory lives as long as the server.
     _dir: tempfile::TempDir,
+    /// The test's PostgreSQL database, checked and dropped at `stop`.
+    pg: Option<TestDatabase>,
 }
 
-pub async fn spawn_app() -> App {
-    spawn_app_with_limit(TEST_MAX_BODY).await
-}
-
-/// A server accepting bodies up to `max_body_bytes`.
-pub async fn spawn_app_with_limit(max_body_bytes: usize) -> App {
+/// A server on `db` accepting bodies up to `max_body_bytes`.
+pub async fn spawn_app_on(db: Db, max_body_bytes: usize) -> App {
     let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("temp dir: {e}"));
-    let server = spawn_for_test(dir.path(), max_body_bytes)
+    let (backend, pg) = match db {
+        Db::Sqlite => (None, None),
+        Db::Postgres => {
+            let pg = TestDatabase::create();
+            let backend: Arc<dyn gp_store::Backend> = pg.backend();
+            (Some(backend), Some(pg))
+        }
+    };
+    let server = spawn_for_test_with(dir.path(), max_body_bytes, backend)
         .await
         .unwrap_or_else(|e| panic!("server: {e:#}"));
     App {
         server,
         client: reqwest::Client::new(),
         _dir: dir,
+        pg,
     }
 }
 
@@ -93,6 +145,9 @@ impl App {
             .stop()
             .await
             .unwrap_or_else(|e| panic!("stop: {e:#}"));
+        if let Some(pg) = self.pg {
+            pg.finish();
+        }
     }
 }
 

@@ -1,0 +1,267 @@
+//! Reads and writes scoped to one practice. Every statement here binds the
+//! practice key as `$1` and filters every table it reads by it.
+
+use bytes::Bytes;
+use gp_fhir::search::{Criterion, Prefix, SearchQuery, SortField, Total};
+use gp_fhir::{Instant, ResourceType};
+use gp_store::{
+    HistoryPage, HistoryQuery, HistoryScope, ReadTx, SearchPage, StoreError, StoredVersion,
+};
+use postgres::Row;
+use postgres::types::ToSql;
+
+use crate::conn::{Conn, db_err};
+
+/// A connection seen through one practice.
+pub(crate) struct Scoped<'c> {
+    pub conn: &'c mut Conn,
+    /// The practice every statement is filtered by.
+    pub practice: i64,
+    /// In the writer: lock the current row read by `latest`, so that a
+    /// version-aware update holds what it checked until it commits.
+    pub for_update: bool,
+}
+
+/// `(type, id, version, last_updated, deleted, body)` as a version.
+fn full_row(row: &Row) -> Result<StoredVersion, StoreError> {
+    let ty: &str = row.try_get(0).map_err(db_err)?;
+    let ty = ResourceType::parse(ty)
+        .ok_or_else(|| StoreError::Backend(format!("stored type '{ty}' is not known")))?;
+    let body: Vec<u8> = row.try_get(5).map_err(db_err)?;
+    Ok(StoredVersion {
+        resource_type: ty,
+        id: row.try_get(1).map_err(db_err)?,
+        version: row.try_get::<_, i64>(2).map_err(db_err)? as u64,
+        last_updated: Instant::from_millis(row.try_get(3).map_err(db_err)?),
+        deleted: row.try_get(4).map_err(db_err)?,
+        body: Bytes::from(body),
+    })
+}
+
+type Args = Vec<Box<dyn ToSql + Sync>>;
+
+fn refs(args: &Args) -> Vec<&(dyn ToSql + Sync)> {
+    args.iter()
+        .map(|a| a.as_ref() as &(dyn ToSql + Sync))
+        .collect()
+}
+
+fn arg(args: &mut Args, v: impl ToSql + Sync + 'static) -> String {
+    args.push(Box::new(v));
+    format!("${}", args.len())
+}
+
+/// The SQL for one `_lastUpdated` criterion on `col`.
+fn date_sql(col: &str, prefix: Prefix, low: i64, high: i64, args: &mut Args) -> String {
+    match prefix {
+        Prefix::Eq | Prefix::Ap => {
+            format!(
+                "({col} >= {} AND {col} < {})",
+                arg(args, low),
+                arg(args, high)
+            )
+        }
+        Prefix::Ne => format!(
+            "({col} < {} OR {col} >= {})",
+            arg(args, low),
+            arg(args, high)
+        ),
+        Prefix::Gt | Prefix::Sa => format!("{col} >= {}", arg(args, high)),
+        Prefix::Lt | Prefix::Eb => format!("{col} < {}", arg(args, low)),
+        Prefix::Ge => format!("{col} >= {}", arg(args, low)),
+        Prefix::Le => format!("{col} < {}", arg(args, high)),
+    }
+}
+
+const SELECT_CURRENT: &str = "SELECT c.type, c.id, c.version, c.last_updated, c.deleted, v.body
+     FROM resource_current c JOIN resource_version v
+       ON v.practice = $1 AND v.type = c.type AND v.id = c.id AND v.version = c.version";
+
+const LATEST: &str = "SELECT c.type, c.id, c.version, c.last_updated, c.deleted, v.body
+     FROM resource_current c JOIN resource_version v
+       ON v.practice = $1 AND v.type = c.type AND v.id = c.id AND v.version = c.version
+     WHERE c.practice = $1 AND c.type = $2 AND c.id = $3";
+
+/// The writer's form: the current row stays locked until the commit, so no
+/// other writer (in this process or another) can slip a version in between
+/// an `If-Match` check and the update it guards.
+const LATEST_FOR_UPDATE: &str = "SELECT c.type, c.id, c.version, c.last_updated, c.deleted, v.body
+     FROM resource_current c JOIN resource_version v
+       ON v.practice = $1 AND v.type = c.type AND v.id = c.id AND v.version = c.version
+     WHERE c.practice = $1 AND c.type = $2 AND c.id = $3
+     FOR UPDATE OF c";
+
+impl ReadTx for Scoped<'_> {
+    fn latest(&mut self, ty: ResourceType, id: &str) -> Result<Option<StoredVersion>, StoreError> {
+        let sql = if self.for_update {
+            LATEST_FOR_UPDATE
+        } else {
+            LATEST
+        };
+        let row = self
+            .conn
+            .query_opt(sql, &[&self.practice, &ty.as_str(), &id])
+            .map_err(db_err)?;
+        row.as_ref().map(full_row).transpose()
+    }
+
+    fn version(
+        &mut self,
+        ty: ResourceType,
+        id: &str,
+        version: u64,
+    ) -> Result<Option<StoredVersion>, StoreError> {
+        let row = self
+            .conn
+            .query_opt(
+                "SELECT type, id, version, last_updated, deleted, body FROM resource_version
+                 WHERE practice = $1 AND type = $2 AND id = $3 AND version = $4",
+                &[&self.practice, &ty.as_str(), &id, &(version as i64)],
+            )
+            .map_err(db_err)?;
+        row.as_ref().map(full_row).transpose()
+    }
+
+    fn search(
+        &mut self,
+        ty: Option<ResourceType>,
+        q: &SearchQuery,
+    ) -> Result<SearchPage, StoreError> {
+        let mut args: Args = vec![Box::new(self.practice)];
+        let mut wh = vec!["c.practice = $1".to_owned(), "NOT c.deleted".to_owned()];
+        if let Some(t) = ty {
+            let p = arg(&mut args, t.as_str());
+            wh.push(format!("c.type = {p}"));
+        }
+        for c in &q.criteria {
+            let ors: Vec<String> = match c {
+                Criterion::Id(ids) => ids
+                    .iter()
+                    .map(|id| format!("c.id = {}", arg(&mut args, id.to_string())))
+                    .collect(),
+                Criterion::LastUpdated(dates) => dates
+                    .iter()
+                    .map(|d| {
+                        date_sql(
+                            "c.last_updated",
+                            d.prefix,
+                            d.range.low.millis(),
+                            d.range.high.millis(),
+                            &mut args,
+                        )
+                    })
+                    .collect(),
+                other => {
+                    return Err(StoreError::NotSupported(format!(
+                        "this store cannot search by {other:?}"
+                    )));
+                }
+            };
+            wh.push(format!("({})", ors.join(" OR ")));
+        }
+        let where_sql = wh.join(" AND ");
+        let total = if q.total == Total::None {
+            None
+        } else {
+            let sql = format!("SELECT count(*) FROM resource_current c WHERE {where_sql}");
+            let n: i64 = self
+                .conn
+                .query_one(&sql, &refs(&args))
+                .and_then(|r| r.try_get(0))
+                .map_err(db_err)?;
+            Some(n as u64)
+        };
+        let mut order: Vec<String> = q
+            .sort
+            .iter()
+            .map(|(f, desc)| {
+                let col = match f {
+                    SortField::Id => "c.id",
+                    SortField::LastUpdated => "c.last_updated",
+                };
+                format!("{col} {}", if *desc { "DESC" } else { "ASC" })
+            })
+            .collect();
+        // Versions stamped in the same millisecond keep the order they were
+        // written in (the practice's sequence), in the direction of the last
+        // sort key.
+        if let Some((SortField::LastUpdated, desc)) = q.sort.last() {
+            order.push(format!("c.seq {}", if *desc { "DESC" } else { "ASC" }));
+        }
+        order.extend(["c.type ASC".to_owned(), "c.id ASC".to_owned()]);
+        let entries = if q.count == 0 {
+            Vec::new()
+        } else {
+            let limit = arg(&mut args, q.count as i64);
+            let offset = arg(&mut args, q.offset as i64);
+            let sql = format!(
+                "{SELECT_CURRENT} WHERE {where_sql} ORDER BY {} LIMIT {limit} OFFSET {offset}",
+                order.join(", ")
+            );
+            let rows = self.conn.query(&sql, &refs(&args)).map_err(db_err)?;
+            rows.iter().map(full_row).collect::<Result<Vec<_>, _>>()?
+        };
+        Ok(SearchPage { total, entries })
+    }
+
+    fn history(
+        &mut self,
+        scope: &HistoryScope,
+        q: &HistoryQuery,
+    ) -> Result<HistoryPage, StoreError> {
+        // The practice's sequence commits in order (see the counter row), so
+        // everything at or below the mark seen now is already visible and
+        // later pages, bounded by the same mark, stay stable.
+        let until: i64 = match q.until {
+            Some(u) => u,
+            None => self
+                .conn
+                .query_one(
+                    "SELECT coalesce(max(seq), 0) FROM resource_version WHERE practice = $1",
+                    &[&self.practice],
+                )
+                .and_then(|r| r.try_get(0))
+                .map_err(db_err)?,
+        };
+        let mut args: Args = vec![Box::new(self.practice), Box::new(until)];
+        let mut wh = vec!["practice = $1".to_owned(), "seq <= $2".to_owned()];
+        match scope {
+            HistoryScope::Practice => {}
+            HistoryScope::Type(t) => {
+                wh.push(format!("type = {}", arg(&mut args, t.as_str())));
+            }
+            HistoryScope::Instance(t, id) => {
+                wh.push(format!("type = {}", arg(&mut args, t.as_str())));
+                wh.push(format!("id = {}", arg(&mut args, id.clone())));
+            }
+        }
+        if let Some(since) = q.since {
+            wh.push(format!(
+                "last_updated >= {}",
+                arg(&mut args, since.millis())
+            ));
+        }
+        let where_sql = wh.join(" AND ");
+        let total: i64 = self
+            .conn
+            .query_one(
+                &format!("SELECT count(*) FROM resource_version WHERE {where_sql}"),
+                &refs(&args),
+            )
+            .and_then(|r| r.try_get(0))
+            .map_err(db_err)?;
+        let limit = arg(&mut args, q.count as i64);
+        let offset = arg(&mut args, q.offset as i64);
+        let sql = format!(
+            "SELECT type, id, version, last_updated, deleted, body FROM resource_version
+             WHERE {where_sql} ORDER BY seq DESC LIMIT {limit} OFFSET {offset}"
+        );
+        let rows = self.conn.query(&sql, &refs(&args)).map_err(db_err)?;
+        let entries = rows.iter().map(full_row).collect::<Result<Vec<_>, _>>()?;
+        Ok(HistoryPage {
+            total: total as u64,
+            entries,
+            until,
+        })
+    }
+}

@@ -1,0 +1,200 @@
+//! The writer's view of one practice inside its transaction: versions are
+//! buffered and sent as multi-row inserts (one statement per table for a
+//! whole transaction Bundle), stamped with the practice's own sequence and
+//! clock.
+
+use std::collections::HashSet;
+
+use gp_fhir::search::SearchQuery;
+use gp_fhir::{Instant, ResourceType};
+use gp_store::{
+    HistoryPage, HistoryQuery, HistoryScope, NewVersion, ReadTx, SearchPage, StoreError,
+    StoredVersion, WriteTx,
+};
+
+use crate::conn::{db_err, is_unique_violation};
+use crate::scoped::Scoped;
+
+/// A practice's counter row as the writer holds it (locked) during a group.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Counter {
+    /// The last sequence number given out: the practice's write order.
+    pub seq: i64,
+    /// The last instant stamped, so that the practice's time never runs back.
+    pub stamped: i64,
+}
+
+/// Buffered versions are sent once this many are waiting, to bound memory.
+const FLUSH_AT: usize = 2000;
+
+struct Pending {
+    ty: &'static str,
+    id: String,
+    version: i64,
+    seq: i64,
+    last_updated: i64,
+    deleted: bool,
+    body: Vec<u8>,
+}
+
+pub(crate) struct ScopedWrite<'c> {
+    pub read: Scoped<'c>,
+    pub author: &'c str,
+    pub counter: &'c mut Counter,
+    /// Versions inserted but not sent yet. Every read flushes first, so the
+    /// job always reads its own writes.
+    pending: Vec<Pending>,
+}
+
+const INSERT_VERSIONS: &str = "INSERT INTO resource_version
+       (practice, type, id, version, seq, last_updated, deleted, author, body)
+     SELECT $1, t.type, t.id, t.version, t.seq, t.last_updated, t.deleted, $2, t.body
+     FROM unnest($3::text[], $4::text[], $5::int8[], $6::int8[], $7::int8[], $8::bool[], $9::bytea[])
+       AS t(type, id, version, seq, last_updated, deleted, body)";
+
+const UPSERT_CURRENT: &str = "INSERT INTO resource_current
+       (practice, type, id, version, seq, last_updated, deleted)
+     SELECT $1, t.type, t.id, t.version, t.seq, t.last_updated, t.deleted
+     FROM unnest($2::text[], $3::text[], $4::int8[], $5::int8[], $6::int8[], $7::bool[])
+       AS t(type, id, version, seq, last_updated, deleted)
+     ON CONFLICT (practice, type, id) DO UPDATE SET
+       version = excluded.version, seq = excluded.seq,
+       last_updated = excluded.last_updated, deleted = excluded.deleted";
+
+impl<'c> ScopedWrite<'c> {
+    pub fn new(read: Scoped<'c>, author: &'c str, counter: &'c mut Counter) -> Self {
+        ScopedWrite {
+            read,
+            author,
+            counter,
+            pending: Vec::new(),
+        }
+    }
+
+    /// Sends the buffered versions: one statement for the versions, one for
+    /// the current rows.
+    pub fn flush(&mut self) -> Result<(), StoreError> {
+        if self.pending.is_empty() {
+            return Ok(());
+        }
+        let pending = std::mem::take(&mut self.pending);
+        let col = |f: fn(&Pending) -> i64| pending.iter().map(f).collect::<Vec<i64>>();
+        let types: Vec<&str> = pending.iter().map(|p| p.ty).collect();
+        let ids: Vec<&str> = pending.iter().map(|p| p.id.as_str()).collect();
+        let versions = col(|p| p.version);
+        let seqs = col(|p| p.seq);
+        let stamps = col(|p| p.last_updated);
+        let deleted: Vec<bool> = pending.iter().map(|p| p.deleted).collect();
+        let bodies: Vec<&[u8]> = pending.iter().map(|p| p.body.as_slice()).collect();
+        let practice = self.read.practice;
+        self.read
+            .conn
+            .execute(
+                INSERT_VERSIONS,
+                &[
+                    &practice,
+                    &self.author,
+                    &types,
+                    &ids,
+                    &versions,
+                    &seqs,
+                    &stamps,
+                    &deleted,
+                    &bodies,
+                ],
+            )
+            .map_err(|e| {
+                if is_unique_violation(&e) {
+                    StoreError::Conflict(
+                        "a version of this resource was written concurrently".into(),
+                    )
+                } else {
+                    db_err(e)
+                }
+            })?;
+        // One upsert may not touch a row twice: keep each resource's last
+        // version only.
+        let mut seen = HashSet::new();
+        let last: Vec<usize> = (0..pending.len())
+            .rev()
+            .filter(|&i| seen.insert((pending[i].ty, pending[i].id.as_str())))
+            .collect();
+        let pick = |v: &[i64]| last.iter().map(|&i| v[i]).collect::<Vec<i64>>();
+        let c_types: Vec<&str> = last.iter().map(|&i| types[i]).collect();
+        let c_ids: Vec<&str> = last.iter().map(|&i| ids[i]).collect();
+        let c_deleted: Vec<bool> = last.iter().map(|&i| deleted[i]).collect();
+        self.read
+            .conn
+            .execute(
+                UPSERT_CURRENT,
+                &[
+                    &practice,
+                    &c_types,
+                    &c_ids,
+                    &pick(&versions),
+                    &pick(&seqs),
+                    &pick(&stamps),
+                    &c_deleted,
+                ],
+            )
+            .map_err(db_err)?;
+        Ok(())
+    }
+}
+
+impl ReadTx for ScopedWrite<'_> {
+    fn latest(&mut self, ty: ResourceType, id: &str) -> Result<Option<StoredVersion>, StoreError> {
+        self.flush()?;
+        self.read.latest(ty, id)
+    }
+    fn version(
+        &mut self,
+        ty: ResourceType,
+        id: &str,
+        version: u64,
+    ) -> Result<Option<StoredVersion>, StoreError> {
+        self.flush()?;
+        self.read.version(ty, id, version)
+    }
+    fn search(
+        &mut self,
+        ty: Option<ResourceType>,
+        q: &SearchQuery,
+    ) -> Result<SearchPage, StoreError> {
+        self.flush()?;
+        self.read.search(ty, q)
+    }
+    fn history(
+        &mut self,
+        scope: &HistoryScope,
+        q: &HistoryQuery,
+    ) -> Result<HistoryPage, StoreError> {
+        self.flush()?;
+        self.read.history(scope, q)
+    }
+}
+
+impl WriteTx for ScopedWrite<'_> {
+    fn now(&mut self) -> Instant {
+        let now = Instant::now().millis().max(self.counter.stamped);
+        self.counter.stamped = now;
+        Instant::from_millis(now)
+    }
+
+    fn insert(&mut self, v: &NewVersion) -> Result<(), StoreError> {
+        self.counter.seq += 1;
+        self.pending.push(Pending {
+            ty: v.resource_type.as_str(),
+            id: v.id.clone(),
+            version: v.version as i64,
+            seq: self.counter.seq,
+            last_updated: v.last_updated.millis(),
+            deleted: v.deleted,
+            body: v.body.clone(),
+        });
+        if self.pending.len() >= FLUSH_AT {
+            self.flush()?;
+        }
+        Ok(())
+    }
+}
