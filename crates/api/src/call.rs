@@ -109,6 +109,11 @@ impl Call {
             .map_err(|_| ApiError::not_found(format!("'{v}' is not a version id")))
     }
 
+    /// A path segment by name.
+    pub fn param(&self, name: &str) -> Option<&str> {
+        self.params.get(name).map(String::as_str)
+    }
+
     pub fn header(&self, name: &str) -> Option<&str> {
         self.headers.get(name).and_then(|v| v.to_str().ok())
     }

@@ -1,10 +1,13 @@
 //! `GET [base]/metadata`: a CapabilityStatement that says exactly what this
 //! server does (http.html#capabilities).
 
+use std::sync::LazyLock;
+
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 use bytes::Bytes;
+use gp_fhir::search::registry::{self, ParamKind};
 use gp_fhir::{FHIR_VERSION, Instant, ResourceType};
 use serde_json::{Value, json};
 
@@ -13,8 +16,40 @@ use crate::call::Call;
 use crate::error::ApiError;
 use crate::negotiate::fhir;
 
-/// The search parameters every resource type supports in this release.
-const COMMON_SEARCH: [(&str, &str, &str); 2] = [
+/// The search parameters of a type that search really supports
+/// (search.html#conformance): the same registry the parser uses.
+fn search_params(ty: ResourceType) -> Vec<Value> {
+    registry::params(ty)
+        .iter()
+        .filter(|p| p.is_searchable())
+        .map(|p| {
+            let kind = match p.kind {
+                ParamKind::Number => "number",
+                ParamKind::Date => "date",
+                ParamKind::String => "string",
+                ParamKind::Token => "token",
+                ParamKind::Reference => "reference",
+                ParamKind::Composite => "composite",
+                ParamKind::Quantity => "quantity",
+                ParamKind::Uri => "uri",
+                ParamKind::Special => "special",
+            };
+            json!({ "name": p.code, "definition": p.url, "type": kind })
+        })
+        .collect()
+}
+
+/// `_include` values a type supports: each of its reference parameters.
+fn includes(ty: ResourceType) -> Vec<String> {
+    registry::params(ty)
+        .iter()
+        .filter(|p| p.kind == ParamKind::Reference && p.is_searchable())
+        .map(|p| format!("{ty}:{}", p.code))
+        .collect()
+}
+
+/// Search parameters on the whole practice (`GET [base]?...`).
+const SYSTEM_SEARCH: [(&str, &str, &str); 3] = [
     (
         "_id",
         "http://hl7.org/fhir/SearchParameter/Resource-id",
@@ -25,13 +60,16 @@ const COMMON_SEARCH: [(&str, &str, &str); 2] = [
         "http://hl7.org/fhir/SearchParameter/Resource-lastUpdated",
         "date",
     ),
+    (
+        "_type",
+        "http://hl7.org/fhir/SearchParameter/Resource-type",
+        "token",
+    ),
 ];
 
-pub async fn metadata(State(_st): State<AppState>, call: Call) -> Result<Response, ApiError> {
-    let search: Vec<Value> = COMMON_SEARCH
-        .iter()
-        .map(|(name, def, ty)| json!({ "name": name, "definition": def, "type": ty }))
-        .collect();
+/// `rest.resource` for every type; it depends on nothing but the
+/// specification, so it is built once.
+static RESOURCES: LazyLock<Vec<Value>> = LazyLock::new(|| {
     let interactions = [
         "read",
         "vread",
@@ -43,7 +81,21 @@ pub async fn metadata(State(_st): State<AppState>, call: Call) -> Result<Respons
         "create",
         "search-type",
     ];
-    let resources: Vec<Value> = ResourceType::all()
+    let mut revincludes: std::collections::BTreeMap<ResourceType, Vec<String>> = Default::default();
+    for source in ResourceType::all() {
+        for p in registry::params(source)
+            .iter()
+            .filter(|p| p.kind == ParamKind::Reference && p.is_searchable())
+        {
+            for target in &p.targets {
+                revincludes
+                    .entry(*target)
+                    .or_default()
+                    .push(format!("{source}:{}", p.code));
+            }
+        }
+    }
+    ResourceType::all()
         .map(|t| {
             json!({
                 "type": t.as_str(),
@@ -55,10 +107,20 @@ pub async fn metadata(State(_st): State<AppState>, call: Call) -> Result<Respons
                 "conditionalRead": "not-supported",
                 "conditionalUpdate": true,
                 "conditionalDelete": "single",
-                "searchParam": search,
+                "searchInclude": includes(t),
+                "searchRevInclude": revincludes.remove(&t).unwrap_or_default(),
+                "searchParam": search_params(t),
             })
         })
+        .collect()
+});
+
+pub async fn metadata(State(_st): State<AppState>, call: Call) -> Result<Response, ApiError> {
+    let search: Vec<Value> = SYSTEM_SEARCH
+        .iter()
+        .map(|(name, def, ty)| json!({ "name": name, "definition": def, "type": ty }))
         .collect();
+    let resources: &[Value] = &RESOURCES;
     let body = json!({
         "resourceType": "CapabilityStatement",
         "status": "active",

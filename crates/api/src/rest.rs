@@ -47,6 +47,14 @@ pub fn routes() -> Router<AppState> {
             with_405(get(read).put(update).patch(patch).delete(delete)),
         )
         .route("/{type}/{id}/_history", with_405(get(instance_history)))
+        .route(
+            "/{type}/{id}/$everything",
+            with_405(get(everything).post(everything)),
+        )
+        .route(
+            "/{type}/{id}/{compartment_type}",
+            with_405(get(compartment_search)),
+        )
         .route("/{type}/{id}/_history/{vid}", with_405(get(vread)))
 }
 
@@ -358,23 +366,71 @@ async fn conditional_delete(State(st): State<AppState>, call: Call) -> Res {
 async fn type_search(State(st): State<AppState>, call: Call) -> Res {
     let ty = call.ty()?;
     let params = call.query.clone();
-    run_search(&st, &call, Some(ty), &params).await
+    run_search(&st, &call, Some(ty), &params, None).await
+}
+
+/// `GET [base]/[Compartment]/[id]/[type]?...` (http.html#search and
+/// compartmentdefinition.html); `*` for every member type.
+async fn compartment_search(State(st): State<AppState>, call: Call) -> Res {
+    let (compartment, id) = (call.ty()?, call.id()?);
+    let member = call
+        .param("compartment_type")
+        .unwrap_or_default()
+        .to_owned();
+    let ty = match member.as_str() {
+        "*" => None,
+        t => Some(ResourceType::parse(t).ok_or_else(|| {
+            ApiError::not_found(format!("'{t}' is not a resource type this server supports"))
+        })?),
+    };
+    let criterion = search::compartment(compartment, &id, ty).ok_or_else(|| {
+        ApiError::not_found(format!("{member} is not in a {compartment} compartment"))
+    })?;
+    let path = format!("{}/{compartment}/{id}/{member}", call.base);
+    let params = call.query.clone();
+    run_search(&st, &call, ty, &params, Some((criterion, path))).await
+}
+
+/// `[base]/Patient/[id]/$everything` (patient-operation-everything.html):
+/// the patient and everything in their compartment, paged.
+async fn everything(State(st): State<AppState>, call: Call) -> Res {
+    let (ty, id) = (call.ty()?, call.id()?);
+    if ty.as_str() != "Patient" && ty.as_str() != "Encounter" {
+        return Err(ApiError::not_found(format!(
+            "$everything is defined on Patient and Encounter, not {ty}"
+        )));
+    }
+    // The focal resource must exist (404) and not be deleted (410).
+    st.store
+        .read(&call.ctx, ty, id.clone())
+        .await
+        .map_err(store_err)?;
+    let criterion = search::compartment(ty, &id, None)
+        .ok_or_else(|| ApiError::not_found(format!("{ty} has no compartment")))?;
+    let path = format!("{}/{ty}/{id}/$everything", call.base);
+    let params: Vec<(String, String)> = call
+        .query
+        .iter()
+        .filter(|(k, _)| k != "start" && k != "end")
+        .cloned()
+        .collect();
+    run_search(&st, &call, None, &params, Some((criterion, path))).await
 }
 
 async fn type_search_post(State(st): State<AppState>, call: Call, body: Body) -> Res {
     let ty = call.ty()?;
     let params = form_params(&call, body).await?;
-    run_search(&st, &call, Some(ty), &params).await
+    run_search(&st, &call, Some(ty), &params, None).await
 }
 
 async fn system_search(State(st): State<AppState>, call: Call) -> Res {
     let params = call.query.clone();
-    run_search(&st, &call, None, &params).await
+    run_search(&st, &call, None, &params, None).await
 }
 
 async fn system_search_post(State(st): State<AppState>, call: Call, body: Body) -> Res {
     let params = form_params(&call, body).await?;
-    run_search(&st, &call, None, &params).await
+    run_search(&st, &call, None, &params, None).await
 }
 
 /// `POST _search` takes parameters from the URL and a form body
@@ -396,22 +452,30 @@ async fn run_search(
     call: &Call,
     ty: Option<ResourceType>,
     params: &[(String, String)],
+    scope: Option<(search::Criterion, String)>,
 ) -> Res {
-    let mut q: SearchQuery = search::parse(params, call.prefer.strict).map_err(|o| ApiError {
-        status: StatusCode::BAD_REQUEST,
-        outcome: o,
-        etag: None,
-    })?;
+    let mut q: SearchQuery =
+        search::parse(ty, params, call.prefer.strict).map_err(|o| ApiError {
+            status: StatusCode::BAD_REQUEST,
+            outcome: o,
+            etag: None,
+        })?;
     if q.view.summary == Some(Summary::Count) {
         q.count = 0;
         q.total = Total::Accurate;
+    }
+    if let Some((c, _)) = &scope {
+        q.criteria.push(c.clone());
     }
     let page = st
         .store
         .search(&call.ctx, ty, q.clone())
         .await
         .map_err(store_err)?;
-    let path = render::search_path(&call.base, ty);
+    let path = match &scope {
+        Some((_, p)) => p.clone(),
+        None => render::search_path(&call.base, ty),
+    };
     let body = render::searchset(&call.base, &path, &q, &page);
     Ok(fhir(
         StatusCode::OK,

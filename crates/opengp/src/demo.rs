@@ -20,7 +20,7 @@ pub async fn seed(store: &Store, ctx: &Ctx) -> Result<usize> {
             },
         )
         .await?;
-    if existing.total.unwrap_or(0) > 0 {
+    if existing.page.total.unwrap_or(0) > 0 {
         return Ok(0);
     }
     let bundle = demo_bundle(ctx);

@@ -171,31 +171,47 @@ impl ReadTx for Scoped<'_> {
                 .map_err(db_err)?;
             Some(n as u64)
         };
-        let mut order: Vec<String> = q
-            .sort
-            .iter()
-            .map(|(f, desc)| {
-                let col = match f {
-                    SortField::Id => "c.id",
-                    SortField::LastUpdated => "c.last_updated",
-                };
-                format!("{col} {}", if *desc { "DESC" } else { "ASC" })
-            })
-            .collect();
+        let mut order: Vec<String> = Vec::new();
+        for key in &q.sort {
+            let col = match key.field {
+                SortField::Id => "c.id",
+                SortField::LastUpdated => "c.last_updated",
+                other => {
+                    return Err(StoreError::NotSupported(format!(
+                        "this store cannot sort by {other:?} yet"
+                    )));
+                }
+            };
+            order.push(format!("{col} {}", if key.desc { "DESC" } else { "ASC" }));
+        }
         // Versions stamped in the same millisecond keep the order they were
         // written in (the practice's sequence), in the direction of the last
         // sort key.
-        if let Some((SortField::LastUpdated, desc)) = q.sort.last() {
-            order.push(format!("c.seq {}", if *desc { "DESC" } else { "ASC" }));
+        if let Some(key) = q.sort.last()
+            && key.field == SortField::LastUpdated
+        {
+            order.push(format!("c.seq {}", if key.desc { "DESC" } else { "ASC" }));
         }
         order.extend(["c.type ASC".to_owned(), "c.id ASC".to_owned()]);
         let entries = if q.count == 0 {
             Vec::new()
         } else {
+            // Keyset paging in the default order: the cursor narrows the
+            // page, not the total.
+            let mut page_where = where_sql.clone();
+            if let (Some((t, id)), true) = (&q.after, q.sort.is_empty()) {
+                let (pt, pi) = (arg(&mut args, t.as_str()), arg(&mut args, id.clone()));
+                page_where = format!("{page_where} AND (c.type, c.id) > ({pt}, {pi})");
+            }
             let limit = arg(&mut args, q.count as i64);
-            let offset = arg(&mut args, q.offset as i64);
+            let start = if q.after.is_some() {
+                0
+            } else {
+                q.offset as i64
+            };
+            let offset = arg(&mut args, start);
             let sql = format!(
-                "{SELECT_CURRENT} WHERE {where_sql} ORDER BY {} LIMIT {limit} OFFSET {offset}",
+                "{SELECT_CURRENT} WHERE {page_where} ORDER BY {} LIMIT {limit} OFFSET {offset}",
                 order.join(", ")
             );
             let rows = self.conn.query(&sql, &refs(&args)).map_err(db_err)?;

@@ -13,8 +13,10 @@
 //! Architecture invariant: every statement is filtered by the practice key,
 //! which [`scoped::Scoped`] holds and callers cannot change.
 
+mod index;
 mod schema;
 mod scoped;
+mod search;
 mod writer;
 
 use std::path::{Path, PathBuf};

@@ -60,6 +60,38 @@ const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (practice, type, id)
     ) WITHOUT ROWID;
     CREATE INDEX resource_current_by_time ON resource_current (practice, type, last_updated);",
+    // 2: search indexes, one table per parameter type, rows for the current
+    // version of each resource only (search.html#ptypes). `grp` ties the
+    // components of one composite value together (0 otherwise).
+    "CREATE TABLE idx_string (practice INTEGER NOT NULL, type TEXT NOT NULL, id TEXT NOT NULL,
+        param TEXT NOT NULL, grp INTEGER NOT NULL, norm TEXT NOT NULL, exact TEXT NOT NULL);
+    CREATE INDEX idx_string_value ON idx_string (practice, type, param, norm);
+    CREATE INDEX idx_string_owner ON idx_string (practice, type, id);
+    CREATE TABLE idx_token (practice INTEGER NOT NULL, type TEXT NOT NULL, id TEXT NOT NULL,
+        param TEXT NOT NULL, grp INTEGER NOT NULL, system TEXT, code TEXT, text TEXT);
+    CREATE INDEX idx_token_value ON idx_token (practice, type, param, code, system);
+    CREATE INDEX idx_token_owner ON idx_token (practice, type, id);
+    CREATE TABLE idx_date (practice INTEGER NOT NULL, type TEXT NOT NULL, id TEXT NOT NULL,
+        param TEXT NOT NULL, grp INTEGER NOT NULL, low INTEGER NOT NULL, high INTEGER NOT NULL);
+    CREATE INDEX idx_date_value ON idx_date (practice, type, param, low, high);
+    CREATE INDEX idx_date_owner ON idx_date (practice, type, id);
+    CREATE TABLE idx_number (practice INTEGER NOT NULL, type TEXT NOT NULL, id TEXT NOT NULL,
+        param TEXT NOT NULL, grp INTEGER NOT NULL, value REAL NOT NULL);
+    CREATE INDEX idx_number_value ON idx_number (practice, type, param, value);
+    CREATE INDEX idx_number_owner ON idx_number (practice, type, id);
+    CREATE TABLE idx_quantity (practice INTEGER NOT NULL, type TEXT NOT NULL, id TEXT NOT NULL,
+        param TEXT NOT NULL, grp INTEGER NOT NULL, value REAL NOT NULL, system TEXT, code TEXT);
+    CREATE INDEX idx_quantity_value ON idx_quantity (practice, type, param, code, value);
+    CREATE INDEX idx_quantity_owner ON idx_quantity (practice, type, id);
+    CREATE TABLE idx_reference (practice INTEGER NOT NULL, type TEXT NOT NULL, id TEXT NOT NULL,
+        param TEXT NOT NULL, grp INTEGER NOT NULL, target_type TEXT, target_id TEXT, url TEXT);
+    CREATE INDEX idx_reference_value ON idx_reference (practice, type, param, target_id);
+    CREATE INDEX idx_reference_target ON idx_reference (practice, target_type, target_id);
+    CREATE INDEX idx_reference_owner ON idx_reference (practice, type, id);
+    CREATE TABLE idx_uri (practice INTEGER NOT NULL, type TEXT NOT NULL, id TEXT NOT NULL,
+        param TEXT NOT NULL, grp INTEGER NOT NULL, uri TEXT NOT NULL);
+    CREATE INDEX idx_uri_value ON idx_uri (practice, type, param, uri);
+    CREATE INDEX idx_uri_owner ON idx_uri (practice, type, id);",
 ];
 
 pub(crate) fn migrate(conn: &Connection) -> Result<(), StoreError> {

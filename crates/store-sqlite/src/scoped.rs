@@ -2,7 +2,7 @@
 //! practice key as `?1`.
 
 use bytes::Bytes;
-use gp_fhir::search::{Criterion, Prefix, SearchQuery, SortField, Total};
+use gp_fhir::search::SearchQuery;
 use gp_fhir::{Instant, ResourceType};
 use gp_store::{
     HistoryPage, HistoryQuery, HistoryScope, NewVersion, ReadTx, SearchPage, StoreError,
@@ -46,7 +46,7 @@ fn version_row(
 }
 
 /// A row of `(type, id, version, last_updated, deleted, body)`.
-fn full_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<StoredVersion> {
+pub(crate) fn full_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<StoredVersion> {
     let ty: String = row.get(0)?;
     let id: String = row.get(1)?;
     let ty = ResourceType::parse(&ty)
@@ -60,22 +60,6 @@ fn full_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<StoredVersion> {
         deleted: row.get::<_, i64>(4)? != 0,
         body: Bytes::from(body),
     })
-}
-
-/// Adds the SQL for one `_lastUpdated` criterion on `col`.
-fn date_sql(col: &str, prefix: Prefix, low: i64, high: i64, args: &mut Vec<SqlValue>) -> String {
-    let mut arg = |v: i64| {
-        args.push(SqlValue::Integer(v));
-        format!("?{}", args.len())
-    };
-    match prefix {
-        Prefix::Eq | Prefix::Ap => format!("({col} >= {} AND {col} < {})", arg(low), arg(high)),
-        Prefix::Ne => format!("({col} < {} OR {col} >= {})", arg(low), arg(high)),
-        Prefix::Gt | Prefix::Sa => format!("{col} >= {}", arg(high)),
-        Prefix::Lt | Prefix::Eb => format!("{col} < {}", arg(low)),
-        Prefix::Ge => format!("{col} >= {}", arg(low)),
-        Prefix::Le => format!("{col} < {}", arg(high)),
-    }
 }
 
 impl ReadTx for Scoped<'_> {
@@ -121,90 +105,72 @@ impl ReadTx for Scoped<'_> {
         ty: Option<ResourceType>,
         q: &SearchQuery,
     ) -> Result<SearchPage, StoreError> {
-        let mut args: Vec<SqlValue> = vec![SqlValue::Integer(self.practice)];
-        let mut wh = vec!["c.practice = ?1".to_owned(), "c.deleted = 0".to_owned()];
-        if let Some(t) = ty {
-            args.push(SqlValue::Text(t.as_str().to_owned()));
-            wh.push(format!("c.type = ?{}", args.len()));
-        }
-        for c in &q.criteria {
-            let ors: Vec<String> = match c {
-                Criterion::Id(ids) => ids
-                    .iter()
-                    .map(|id| {
-                        args.push(SqlValue::Text(id.to_string()));
-                        format!("c.id = ?{}", args.len())
-                    })
-                    .collect(),
-                Criterion::LastUpdated(dates) => dates
-                    .iter()
-                    .map(|d| {
-                        date_sql(
-                            "c.last_updated",
-                            d.prefix,
-                            d.range.low.millis(),
-                            d.range.high.millis(),
-                            &mut args,
-                        )
-                    })
-                    .collect(),
-                other => {
-                    return Err(StoreError::NotSupported(format!(
-                        "this store cannot search by {other:?}"
-                    )));
-                }
-            };
-            wh.push(format!("({})", ors.join(" OR ")));
-        }
-        let where_sql = wh.join(" AND ");
-        let total = if q.total == Total::None {
-            None
-        } else {
-            let sql = format!("SELECT count(*) FROM resource_current c WHERE {where_sql}");
-            let n: i64 = self
-                .conn
-                .prepare_cached(&sql)
-                .and_then(|mut s| s.query_row(params_from_iter(args.iter()), |r| r.get(0)))
-                .map_err(db_err)?;
-            Some(n as u64)
-        };
-        let mut order: Vec<String> = q
-            .sort
-            .iter()
-            .map(|(f, desc)| {
-                let col = match f {
-                    SortField::Id => "c.id",
-                    SortField::LastUpdated => "c.last_updated",
-                };
-                format!("{col} {}", if *desc { "DESC" } else { "ASC" })
-            })
-            .collect();
-        // Versions stamped in the same millisecond keep the order they were
-        // written in (vrow), in the direction of the last sort key.
-        if let Some((SortField::LastUpdated, desc)) = q.sort.last() {
-            order.push(format!("c.vrow {}", if *desc { "DESC" } else { "ASC" }));
-        }
-        order.extend(["c.type ASC".to_owned(), "c.id ASC".to_owned()]);
-        let entries = if q.count == 0 {
-            Vec::new()
-        } else {
-            args.push(SqlValue::Integer(q.count as i64));
-            let limit = args.len();
-            args.push(SqlValue::Integer(q.offset as i64));
-            let offset = args.len();
-            let sql = format!(
-                "SELECT c.type, c.id, c.version, c.last_updated, c.deleted, v.body
-                 FROM resource_current c JOIN resource_version v ON v.rowid = c.vrow AND v.practice = ?1
-                 WHERE {where_sql} ORDER BY {} LIMIT ?{limit} OFFSET ?{offset}",
-                order.join(", ")
-            );
-            let mut s = self.conn.prepare_cached(&sql).map_err(db_err)?;
+        crate::search::search(self.conn, self.practice, ty, q)
+    }
+
+    fn references(
+        &mut self,
+        ty: ResourceType,
+        ids: &[String],
+        code: &str,
+    ) -> Result<Vec<(String, String)>, StoreError> {
+        let mut out = Vec::new();
+        let mut s = self
+            .conn
+            .prepare_cached(
+                "SELECT target_type, target_id FROM idx_reference
+                 WHERE practice = ?1 AND type = ?2 AND id = ?3 AND param = ?4 AND target_id IS NOT NULL",
+            )
+            .map_err(db_err)?;
+        for id in ids {
             let rows = s
-                .query_map(params_from_iter(args.iter()), full_row)
+                .query_map(params![self.practice, ty.as_str(), id, code], |r| {
+                    Ok((r.get::<_, Option<String>>(0)?, r.get::<_, String>(1)?))
+                })
                 .map_err(db_err)?;
-            rows.collect::<Result<Vec<_>, _>>().map_err(db_err)?
-        };
-        Ok(SearchPage { total, entries })
+            for row in rows {
+                let (t, i) = row.map_err(db_err)?;
+                if let Some(t) = t {
+                    out.push((t, i));
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    fn referrers(
+        &mut self,
+        source: ResourceType,
+        code: &str,
+        target_type: ResourceType,
+        target_ids: &[String],
+    ) -> Result<Vec<String>, StoreError> {
+        let mut out = Vec::new();
+        let mut s = self
+            .conn
+            .prepare_cached(
+                "SELECT DISTINCT id FROM idx_reference
+                 WHERE practice = ?1 AND target_type = ?2 AND target_id = ?3 AND type = ?4 AND param = ?5",
+            )
+            .map_err(db_err)?;
+        for target in target_ids {
+            let rows = s
+                .query_map(
+                    params![
+                        self.practice,
+                        target_type.as_str(),
+                        target,
+                        source.as_str(),
+                        code
+                    ],
+                    |r| r.get::<_, String>(0),
+                )
+                .map_err(db_err)?;
+            for row in rows {
+                out.push(row.map_err(db_err)?);
+            }
+        }
+        Ok(out)
     }
 
     fn history(
@@ -290,6 +256,23 @@ impl ReadTx for ScopedWrite<'_> {
     ) -> Result<SearchPage, StoreError> {
         self.read.search(ty, q)
     }
+    fn references(
+        &mut self,
+        ty: ResourceType,
+        ids: &[String],
+        code: &str,
+    ) -> Result<Vec<(String, String)>, StoreError> {
+        self.read.references(ty, ids, code)
+    }
+    fn referrers(
+        &mut self,
+        source: ResourceType,
+        code: &str,
+        target_type: ResourceType,
+        target_ids: &[String],
+    ) -> Result<Vec<String>, StoreError> {
+        self.read.referrers(source, code, target_type, target_ids)
+    }
     fn history(
         &mut self,
         scope: &HistoryScope,
@@ -332,6 +315,6 @@ impl WriteTx for ScopedWrite<'_> {
         )
         .and_then(|mut s| s.execute(params![practice, v.resource_type.as_str(), v.id, v.version as i64, v.last_updated.millis(), v.deleted as i64, vrow]))
         .map_err(db_err)?;
-        Ok(())
+        crate::index::replace(conn, practice, v.resource_type.as_str(), &v.id, &v.index)
     }
 }

@@ -30,6 +30,9 @@ pub struct NewVersion {
     pub last_updated: Instant,
     pub deleted: bool,
     pub body: Vec<u8>,
+    /// The search index entries of this version (empty for a deletion);
+    /// they replace the resource's previous entries.
+    pub index: Vec<gp_fhir::search::index::IndexEntry>,
 }
 
 /// A page of search results.
@@ -91,6 +94,33 @@ pub trait ReadTx {
         scope: &HistoryScope,
         query: &HistoryQuery,
     ) -> Result<HistoryPage, StoreError>;
+    /// The local targets (`(type, id)`) that reference parameter `code` of
+    /// the given resources points at, for `_include`.
+    fn references(
+        &mut self,
+        ty: ResourceType,
+        ids: &[String],
+        code: &str,
+    ) -> Result<Vec<(String, String)>, StoreError> {
+        let _ = (ty, ids, code);
+        Err(StoreError::NotSupported(
+            "_include is not supported by this store".into(),
+        ))
+    }
+    /// The ids of `source` resources whose parameter `code` references one
+    /// of the targets, for `_revinclude`.
+    fn referrers(
+        &mut self,
+        source: ResourceType,
+        code: &str,
+        target_type: ResourceType,
+        target_ids: &[String],
+    ) -> Result<Vec<String>, StoreError> {
+        let _ = (source, code, target_type, target_ids);
+        Err(StoreError::NotSupported(
+            "_revinclude is not supported by this store".into(),
+        ))
+    }
 }
 
 /// Writes within one practice, inside the writer's transaction.

@@ -9,7 +9,7 @@ use gp_fhir::{Id, Instant, IssueType, OperationOutcome, Resource, ResourceType};
 
 use crate::StoreError;
 use crate::backend::{HistoryQuery, HistoryScope, ReadTx, WriteTx};
-use crate::engine::{self, DeleteOutcome, Preconditions, WriteOutcome};
+use crate::engine::{self, DeleteOutcome, Preconditions, Prepared, WriteOutcome};
 use crate::render;
 use crate::target::Target;
 
@@ -98,21 +98,37 @@ fn preconditions(e: &RequestEntry) -> Result<Preconditions, StoreError> {
     })
 }
 
+/// The entries' resources, parsed and with their index entries extracted,
+/// by entry index. Entries that do not parse are left out; processing them
+/// reports the error in its place.
+pub(crate) fn prepare_entries(entries: &[RequestEntry]) -> HashMap<usize, Prepared> {
+    entries
+        .iter()
+        .filter(|e| e.resource.is_some() && matches!(e.method, Method::Post | Method::Put))
+        .filter_map(|e| Some((e.index, Prepared::new(resource_of(e).ok()?))))
+        .collect()
+}
+
 /// A write entry of a batch, alone in its own job.
-pub(crate) fn entry_in(tx: &mut dyn WriteTx, e: RequestEntry, base: &str) -> EntryResult {
-    write_entry(tx, &e, base, None)
+pub(crate) fn entry_in(
+    tx: &mut dyn WriteTx,
+    e: RequestEntry,
+    base: &str,
+    prepared: Option<Prepared>,
+) -> EntryResult {
+    write_entry(tx, &e, base, prepared.map(|p| (p, None)))
 }
 
 fn write_entry(
     tx: &mut dyn WriteTx,
     e: &RequestEntry,
     base: &str,
-    resolved: Option<(Resource, Option<Id>)>,
+    resolved: Option<(Prepared, Option<Id>)>,
 ) -> EntryResult {
     let target = Target::parse(&e.url, base)?;
-    let resource = |r: &Option<(Resource, Option<Id>)>| match r {
+    let resource = |r: &Option<(Prepared, Option<Id>)>| match r {
         Some((res, _)) => Ok(res.clone()),
-        None => resource_of(e),
+        None => resource_of(e).map(Prepared::new),
     };
     let assigned = resolved.as_ref().and_then(|(_, id)| id.clone());
     match (e.method, target) {
@@ -242,8 +258,8 @@ pub(crate) fn read_entry_in(tx: &mut dyn ReadTx, e: &RequestEntry, base: &str) -
             })
         }
         Target::Type { ty, query } => {
-            let q = search::parse(&query, false).map_err(StoreError::BadRequest)?;
-            let page = tx.search(Some(ty), &q)?;
+            let q = search::parse(Some(ty), &query, false).map_err(StoreError::BadRequest)?;
+            let page = engine::search_in(tx, Some(ty), &q)?;
             Ok(ok(render::searchset(
                 base,
                 &render::search_path(base, Some(ty)),
@@ -252,8 +268,8 @@ pub(crate) fn read_entry_in(tx: &mut dyn ReadTx, e: &RequestEntry, base: &str) -
             )))
         }
         Target::System { query } => {
-            let q = search::parse(&query, false).map_err(StoreError::BadRequest)?;
-            let page = tx.search(None, &q)?;
+            let q = search::parse(None, &query, false).map_err(StoreError::BadRequest)?;
+            let page = engine::search_in(tx, None, &q)?;
             Ok(ok(render::searchset(base, base, &q, &page)))
         }
         Target::History { ty, id, query } => {
@@ -319,6 +335,7 @@ pub fn history_query(query: &[(String, String)]) -> Result<HistoryQuery, StoreEr
 pub(crate) fn transaction_in(
     tx: &mut dyn WriteTx,
     entries: Vec<RequestEntry>,
+    mut prepared: HashMap<usize, Prepared>,
     base: &str,
 ) -> Result<Vec<EntryResult>, StoreError> {
     let fail = |e: &RequestEntry, err: StoreError| -> StoreError {
@@ -347,7 +364,7 @@ pub(crate) fn transaction_in(
     // 1. Resolve identities: every POST and conditional PUT gets its id now,
     //    so that references between entries can be rewritten before writing.
     let mut ids: HashMap<String, String> = HashMap::new();
-    let mut resolved: HashMap<usize, (Resource, Option<Id>)> = HashMap::new();
+    let mut resolved: HashMap<usize, (Prepared, Option<Id>)> = HashMap::new();
     let mut touched: HashSet<String> = HashSet::new();
     for e in &entries {
         if is_read(e) {
@@ -400,7 +417,10 @@ pub(crate) fn transaction_in(
             }
         }
         if e.resource.is_some() && matches!(e.method, Method::Post | Method::Put) {
-            let r = resource_of(e).map_err(|err| fail(e, err))?;
+            let r = match prepared.remove(&e.index) {
+                Some(p) => p,
+                None => Prepared::new(resource_of(e).map_err(|err| fail(e, err))?),
+            };
             resolved.insert(e.index, (r, identity.map(|(_, id)| id)));
         }
     }

@@ -36,6 +36,84 @@ pub struct WriteOutcome {
     pub version: StoredVersion,
 }
 
+/// A page of matches and the resources `_include`/`_revinclude` brought.
+#[derive(Clone, Debug, Default)]
+pub struct SearchResult {
+    pub page: SearchPage,
+    pub included: Vec<StoredVersion>,
+}
+
+/// The most resources `_include` and `_revinclude` add to one page.
+const MAX_INCLUDED: usize = 1000;
+/// How many times `:iterate` is applied.
+const MAX_ITERATIONS: usize = 4;
+
+/// A search with its includes (search.html#include), in one snapshot.
+pub(crate) fn search_in(
+    tx: &mut dyn ReadTx,
+    ty: Option<ResourceType>,
+    q: &SearchQuery,
+) -> Result<SearchResult, StoreError> {
+    let page = tx.search(ty, q)?;
+    let mut seen: std::collections::HashSet<(ResourceType, String)> = page
+        .entries
+        .iter()
+        .map(|v| (v.resource_type, v.id.clone()))
+        .collect();
+    let mut included: Vec<StoredVersion> = Vec::new();
+    let mut frontier: Vec<(ResourceType, String)> = seen.iter().cloned().collect();
+    for round in 0..MAX_ITERATIONS {
+        let mut found: Vec<(ResourceType, String)> = Vec::new();
+        for inc in q.include.iter().filter(|i| round == 0 || i.iterate) {
+            let ids: Vec<String> = frontier
+                .iter()
+                .filter(|(t, _)| *t == inc.source)
+                .map(|(_, id)| id.clone())
+                .collect();
+            if ids.is_empty() {
+                continue;
+            }
+            for (t, id) in tx.references(inc.source, &ids, inc.code)? {
+                let Some(t) = ResourceType::parse(&t) else {
+                    continue;
+                };
+                if inc.target.is_none_or(|want| want == t) {
+                    found.push((t, id));
+                }
+            }
+        }
+        for inc in q.revinclude.iter().filter(|i| round == 0 || i.iterate) {
+            let mut by_type: std::collections::BTreeMap<ResourceType, Vec<String>> =
+                Default::default();
+            for (t, id) in &frontier {
+                by_type.entry(*t).or_default().push(id.clone());
+            }
+            for (t, ids) in by_type {
+                for id in tx.referrers(inc.source, inc.code, t, &ids)? {
+                    found.push((inc.source, id));
+                }
+            }
+        }
+        let mut next = Vec::new();
+        for key in found {
+            if included.len() >= MAX_INCLUDED || !seen.insert(key.clone()) {
+                continue;
+            }
+            if let Some(v) = tx.latest(key.0, &key.1)?
+                && !v.deleted
+            {
+                included.push(v);
+                next.push(key);
+            }
+        }
+        if next.is_empty() {
+            break;
+        }
+        frontier = next;
+    }
+    Ok(SearchResult { page, included })
+}
+
 /// The result of a delete.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum DeleteOutcome {
@@ -172,8 +250,9 @@ impl Store {
         ctx: &Ctx,
         ty: Option<ResourceType>,
         query: SearchQuery,
-    ) -> Result<SearchPage, StoreError> {
-        self.read_with(ctx, move |tx| tx.search(ty, &query)).await
+    ) -> Result<SearchResult, StoreError> {
+        self.read_with(ctx, move |tx| search_in(tx, ty, &query))
+            .await
     }
 
     pub async fn history(
@@ -192,6 +271,7 @@ impl Store {
         resource: Resource,
         if_none_exist: Option<String>,
     ) -> Result<WriteOutcome, StoreError> {
+        let resource = prepare(resource).await?;
         self.write_with(ctx, move |tx| {
             create_in(tx, resource, if_none_exist.as_deref(), None)
         })
@@ -206,6 +286,7 @@ impl Store {
         resource: Resource,
         pre: Preconditions,
     ) -> Result<WriteOutcome, StoreError> {
+        let resource = prepare(resource).await?;
         self.write_with(ctx, move |tx| update_in(tx, ty, &id, resource, &pre))
             .await
     }
@@ -218,6 +299,7 @@ impl Store {
         resource: Resource,
         pre: Preconditions,
     ) -> Result<WriteOutcome, StoreError> {
+        let resource = prepare(resource).await?;
         self.write_with(ctx, move |tx| {
             conditional_update_in(tx, ty, &query, resource, &pre, None)
         })
@@ -269,8 +351,11 @@ impl Store {
         let base = base.to_owned();
         match kind {
             gp_fhir::bundle::BundleKind::Transaction => {
+                let (entries, prepared) = prepare_all(entries).await?;
                 let results = self
-                    .write_with(ctx, move |tx| bundle::transaction_in(tx, entries, &base))
+                    .write_with(ctx, move |tx| {
+                        bundle::transaction_in(tx, entries, prepared, &base)
+                    })
                     .await?;
                 Ok((kind, results))
             }
@@ -278,6 +363,7 @@ impl Store {
                 // Consecutive writes are queued together so that they share
                 // commits; a read waits for the writes before it, so entries
                 // take effect in the order the Bundle gives them.
+                let (entries, mut prepared) = prepare_all(entries).await?;
                 let mut results: Vec<Option<EntryResult>> = vec![None; entries.len()];
                 let mut pending: Vec<(usize, oneshot::Receiver<EntryResult>)> = Vec::new();
                 for entry in entries {
@@ -293,9 +379,10 @@ impl Store {
                         );
                     } else {
                         let b = base.clone();
+                        let p = prepared.remove(&i);
                         pending.push((
                             i,
-                            self.submit(ctx, move |tx| bundle::entry_in(tx, entry, &b)),
+                            self.submit(ctx, move |tx| bundle::entry_in(tx, entry, &b, p)),
                         ));
                     }
                 }
@@ -310,6 +397,94 @@ impl Store {
             }
         }
     }
+}
+
+/// A resource ready to write: its search index entries are extracted
+/// before the write reaches the single writer, so that this CPU work runs
+/// on as many cores as there are requests, not on the writer's one.
+#[derive(Clone, Debug)]
+pub struct Prepared {
+    resource: Resource,
+    index: Vec<gp_fhir::search::index::IndexEntry>,
+}
+
+impl Prepared {
+    pub fn new(resource: Resource) -> Self {
+        let index = gp_search::extract(&resource);
+        Prepared { resource, index }
+    }
+
+    /// Rewrites references (transaction `urn:uuid:`s) in the resource and
+    /// in the reference entries extracted from it.
+    pub fn rewrite_references(&mut self, map: &dyn Fn(&str) -> Option<String>) {
+        self.resource.rewrite_references(map);
+        for e in &mut self.index {
+            if let gp_fhir::search::index::IndexValue::Reference {
+                target_type,
+                target_id,
+                url,
+            } = &mut e.value
+            {
+                let Some(local) = url.as_deref().and_then(map) else {
+                    continue;
+                };
+                if let Some((t, i)) = local.split_once('/') {
+                    *target_type = Some(t.to_owned());
+                    *target_id = Some(i.to_owned());
+                    *url = None;
+                }
+            }
+        }
+    }
+}
+
+impl std::ops::Deref for Prepared {
+    type Target = Resource;
+    fn deref(&self) -> &Resource {
+        &self.resource
+    }
+}
+
+impl std::ops::DerefMut for Prepared {
+    fn deref_mut(&mut self) -> &mut Resource {
+        &mut self.resource
+    }
+}
+
+/// Prepares every entry's resource, splitting the work across the cores.
+async fn prepare_all(
+    entries: Vec<gp_fhir::bundle::RequestEntry>,
+) -> Result<
+    (
+        Vec<gp_fhir::bundle::RequestEntry>,
+        std::collections::HashMap<usize, Prepared>,
+    ),
+    StoreError,
+> {
+    let entries = std::sync::Arc::new(entries);
+    let workers = std::thread::available_parallelism()
+        .map_or(2, |n| n.get())
+        .max(1);
+    let chunk = entries.len().div_ceil(workers).max(1);
+    let mut tasks = Vec::new();
+    for start in (0..entries.len()).step_by(chunk) {
+        let entries = entries.clone();
+        tasks.push(tokio::task::spawn_blocking(move || {
+            let end = (start + chunk).min(entries.len());
+            bundle::prepare_entries(&entries[start..end])
+        }));
+    }
+    let mut prepared = std::collections::HashMap::new();
+    for t in tasks {
+        prepared.extend(t.await.map_err(|_| StoreError::Unavailable)?);
+    }
+    let entries = std::sync::Arc::try_unwrap(entries).unwrap_or_else(|shared| (*shared).clone());
+    Ok((entries, prepared))
+}
+
+/// Extracts a resource's index entries off the async executor.
+async fn prepare(resource: Resource) -> Result<Prepared, StoreError> {
+    blocking(move || Ok(Prepared::new(resource))).await
 }
 
 /// Runs blocking storage work off the async executor.
@@ -413,7 +588,7 @@ pub(crate) fn matches(
 ) -> Result<Vec<StoredVersion>, StoreError> {
     // Conditional criteria must be understood in full: ignoring one would
     // match resources the client did not mean (http.html#cond-update).
-    let mut q = search::parse(query, true).map_err(StoreError::BadRequest)?;
+    let mut q = search::parse(Some(ty), query, true).map_err(StoreError::BadRequest)?;
     if q.criteria.is_empty() {
         return Err(StoreError::bad_request(
             IssueType::Invalid,
@@ -431,7 +606,7 @@ fn write_version(
     tx: &mut dyn WriteTx,
     id: &Id,
     version: u64,
-    mut resource: Resource,
+    mut resource: Prepared,
 ) -> Result<StoredVersion, StoreError> {
     let ty = resource.resource_type();
     let now = tx.now();
@@ -445,6 +620,7 @@ fn write_version(
         last_updated: now,
         deleted: false,
         body: body.clone(),
+        index: std::mem::take(&mut resource.index),
     })?;
     Ok(StoredVersion {
         resource_type: ty,
@@ -464,7 +640,7 @@ pub(crate) fn new_id() -> Id {
 /// `assigned` is an id a transaction already reserved for this entry.
 pub(crate) fn create_in(
     tx: &mut dyn WriteTx,
-    mut resource: Resource,
+    mut resource: Prepared,
     if_none_exist: Option<&str>,
     assigned: Option<Id>,
 ) -> Result<WriteOutcome, StoreError> {
@@ -537,7 +713,7 @@ pub(crate) fn update_in(
     tx: &mut dyn WriteTx,
     ty: ResourceType,
     id: &Id,
-    resource: Resource,
+    resource: Prepared,
     pre: &Preconditions,
 ) -> Result<WriteOutcome, StoreError> {
     check_body(&resource, ty, Some(id))?;
@@ -575,7 +751,7 @@ pub(crate) fn conditional_update_in(
     tx: &mut dyn WriteTx,
     ty: ResourceType,
     query: &[(String, String)],
-    resource: Resource,
+    resource: Prepared,
     pre: &Preconditions,
     assigned: Option<Id>,
 ) -> Result<WriteOutcome, StoreError> {
@@ -608,7 +784,7 @@ pub(crate) fn conditional_update_in(
     }
 }
 
-fn with_id(mut r: Resource, id: &Id) -> Resource {
+fn with_id(mut r: Prepared, id: &Id) -> Prepared {
     r.set_id(id);
     r
 }
@@ -637,7 +813,7 @@ pub(crate) fn patch_in(
         tx,
         ty,
         id,
-        resource,
+        Prepared::new(resource),
         &Preconditions {
             if_match: pre.if_match.or(Some(current.version)),
         },
@@ -663,6 +839,7 @@ pub(crate) fn delete_in(
                 last_updated: now,
                 deleted: true,
                 body: Vec::new(),
+                index: Vec::new(),
             })?;
             Ok(DeleteOutcome::Deleted { version })
         }

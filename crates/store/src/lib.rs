@@ -26,6 +26,6 @@ pub use backend::{
 };
 pub use bundle::{EntryResponse, EntryResult, history_query};
 pub use context::{Actor, Ctx, Practice};
-pub use engine::{DeleteOutcome, Preconditions, Store, WriteOutcome};
+pub use engine::{DeleteOutcome, Preconditions, SearchResult, Store, WriteOutcome};
 pub use error::StoreError;
 pub use target::Target;

@@ -7,7 +7,8 @@ use gp_fhir::search::{SearchQuery, Total};
 use gp_fhir::{Instant, OperationOutcome, ResourceType};
 use serde_json::{Map, Value, json};
 
-use crate::backend::{HistoryPage, HistoryQuery, SearchPage, StoredVersion};
+use crate::SearchResult;
+use crate::backend::{HistoryPage, HistoryQuery, StoredVersion};
 
 /// Characters escaped in query values: all but RFC 3986's unreserved ones.
 const QUERY: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
@@ -53,26 +54,50 @@ pub fn resource_url(base: &str, v: &StoredVersion) -> String {
 
 /// A searchset Bundle. `path` is the search's URL without a query
 /// (`[base]/Patient` or `[base]`).
-pub fn searchset(base: &str, path: &str, query: &SearchQuery, page: &SearchPage) -> Vec<u8> {
-    let link = |offset: usize| {
+pub fn searchset(base: &str, path: &str, query: &SearchQuery, result: &SearchResult) -> Vec<u8> {
+    let page = &result.page;
+    // Without `_sort`, pages are keyset pages in (type, id) order, stable
+    // while writes go on; with `_sort`, offsets.
+    let keyset = query.sort.is_empty();
+    let link = |offset: usize, after: Option<String>| {
         let mut params = query.used.clone();
         params.retain(|(k, _)| k != "_count");
         params.push(("_count".into(), query.count.to_string()));
-        if offset > 0 {
+        if let Some(a) = after {
+            params.push(("_after".into(), a));
+        } else if offset > 0 {
             params.push(("_offset".into(), offset.to_string()));
         }
         format!("{path}?{}", query_string(&params))
     };
-    let mut links = vec![("self", link(query.offset)), ("first", link(0))];
-    if query.offset > 0 {
-        links.push(("previous", link(query.offset.saturating_sub(query.count))));
+    let current = query.after.as_ref().map(|(t, id)| format!("{t}/{id}"));
+    let mut links = vec![
+        ("self", link(query.offset, current.clone())),
+        ("first", link(0, None)),
+    ];
+    if !keyset && query.offset > 0 {
+        links.push((
+            "previous",
+            link(query.offset.saturating_sub(query.count), None),
+        ));
     }
-    let more = match page.total {
-        Some(t) => (query.offset + page.entries.len()) < t as usize,
-        None => page.entries.len() >= query.count && query.count > 0,
+    let full = page.entries.len() >= query.count && query.count > 0;
+    let more = match (keyset, page.total) {
+        (false, Some(t)) => (query.offset + page.entries.len()) < t as usize,
+        (true, Some(t)) if current.is_none() => page.entries.len() < t as usize,
+        _ => full,
     };
     if more {
-        links.push(("next", link(query.offset + query.count)));
+        let next = if keyset {
+            page.entries
+                .last()
+                .map(|v| link(0, Some(format!("{}/{}", v.resource_type, v.id))))
+        } else {
+            Some(link(query.offset + query.count, None))
+        };
+        if let Some(n) = next {
+            links.push(("next", n));
+        }
     }
     let total = if query.total == Total::None {
         None
@@ -83,7 +108,12 @@ pub fn searchset(base: &str, path: &str, query: &SearchQuery, page: &SearchPage)
         &uuid::Uuid::new_v4().to_string(),
         header("searchset", total, links),
     );
-    for v in &page.entries {
+    let modes = page
+        .entries
+        .iter()
+        .map(|v| (v, "match"))
+        .chain(result.included.iter().map(|v| (v, "include")));
+    for (v, mode) in modes {
         let full = resource_url(base, v);
         let shaped;
         let body: &[u8] = if query.view.is_full() {
@@ -96,7 +126,7 @@ pub fn searchset(base: &str, path: &str, query: &SearchQuery, page: &SearchPage)
         w.push(EntryParts {
             full_url: Some(&full),
             resource: Some(body),
-            search: Some(json!({ "mode": "match" })),
+            search: Some(json!({ "mode": mode })),
             ..Default::default()
         });
     }

@@ -78,11 +78,32 @@ async fn capabilities_tell_what_is_supported(app: App) {
         .flatten()
         .filter_map(|p| p["name"].as_str())
         .collect();
-    assert_eq!(
-        params,
-        ["_id", "_lastUpdated"],
-        "only what search really supports is listed"
-    );
+    // search.html#conformance: exactly what search supports.
+    for p in [
+        "_id",
+        "_lastUpdated",
+        "_tag",
+        "name",
+        "family",
+        "birthdate",
+        "identifier",
+        "general-practitioner",
+    ] {
+        assert!(params.contains(&p), "{p} in {params:?}");
+    }
+    for p in ["_text", "_content", "_query", "_list", "_filter"] {
+        assert!(!params.contains(&p), "{p} is not supported but listed");
+    }
+    let includes = patient["searchInclude"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    assert!(includes.contains(&json!("Patient:general-practitioner")));
+    let revincludes = patient["searchRevInclude"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    assert!(revincludes.contains(&json!("Observation:subject")));
     let system: Vec<&str> = cs["rest"][0]["interaction"]
         .as_array()
         .into_iter()

@@ -11,5 +11,6 @@ mod concurrency;
 mod crash;
 mod pg;
 mod real_data;
+mod search;
 mod support;
 mod tenancy;

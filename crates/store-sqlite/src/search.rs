@@ -1,0 +1,547 @@
+//! Search as SQL (search.html): each criterion becomes a condition on the
+//! current-version row `c`, mostly `EXISTS` over an index table; chains and
+//! `_has` nest the same conditions on other rows. Every statement binds the
+//! practice as `?1` and every index subquery is filtered by it.
+
+use gp_fhir::ResourceType;
+use gp_fhir::search::{
+    Criterion, Modifier, ParamKind, ParamValue, Prefix, SearchQuery, SortField, Total, registry,
+};
+use gp_store::{SearchPage, StoreError};
+use rusqlite::types::Value as SqlValue;
+use rusqlite::{Connection, params_from_iter};
+
+use crate::db_err;
+use crate::scoped::full_row;
+
+/// A statement's arguments; `?1` is always the practice.
+pub(crate) struct Args(pub Vec<SqlValue>);
+
+impl Args {
+    pub fn new(practice: i64) -> Self {
+        Args(vec![SqlValue::Integer(practice)])
+    }
+
+    /// Binds a value and returns its placeholder.
+    pub fn bind(&mut self, v: impl Into<SqlValue>) -> String {
+        self.0.push(v.into());
+        format!("?{}", self.0.len())
+    }
+}
+
+fn table(kind: ParamKind) -> Option<&'static str> {
+    Some(match kind {
+        ParamKind::String => "idx_string",
+        ParamKind::Token => "idx_token",
+        ParamKind::Date => "idx_date",
+        ParamKind::Number => "idx_number",
+        ParamKind::Quantity => "idx_quantity",
+        ParamKind::Reference => "idx_reference",
+        ParamKind::Uri => "idx_uri",
+        ParamKind::Composite | ParamKind::Special => return None,
+    })
+}
+
+/// The arguments a statement uses: SQLite wants exactly as many as the
+/// highest `?N` it contains, and a statement may not use the last ones
+/// bound (the total query leaves out the page cursor).
+fn used<'a>(sql: &str, args: &'a [SqlValue]) -> &'a [SqlValue] {
+    let bytes = sql.as_bytes();
+    let mut max = 0usize;
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'?' {
+            let start = i + 1;
+            let mut end = start;
+            while end < bytes.len() && bytes[end].is_ascii_digit() {
+                end += 1;
+            }
+            if let Ok(n) = sql[start..end].parse::<usize>() {
+                max = max.max(n);
+            }
+            i = end;
+        } else {
+            i += 1;
+        }
+    }
+    &args[..max.min(args.len())]
+}
+
+/// Escapes `%`, `_` and `\` for a `LIKE ... ESCAPE '\'` pattern.
+fn like_escape(s: &str) -> String {
+    s.replace('\\', "\\\\")
+        .replace('%', "\\%")
+        .replace('_', "\\_")
+}
+
+fn unsupported(what: String) -> StoreError {
+    StoreError::NotSupported(what)
+}
+
+/// The condition one value puts on index row `i` (search.html#prefix for
+/// ranges: the row's range against the value's).
+fn value_sql(
+    a: &mut Args,
+    i: &str,
+    kind: ParamKind,
+    modifier: Modifier,
+    v: &ParamValue,
+) -> Result<String, StoreError> {
+    Ok(match (kind, v) {
+        (ParamKind::String, ParamValue::String(s)) => match modifier {
+            Modifier::Exact => format!("{i}.exact = {}", a.bind(s.clone())),
+            Modifier::Contains => format!(
+                "{i}.norm LIKE {} ESCAPE '\\'",
+                a.bind(format!("%{}%", like_escape(s)))
+            ),
+            _ => format!(
+                "({i}.norm >= {} AND {i}.norm < {})",
+                a.bind(s.clone()),
+                a.bind(format!("{s}\u{10FFFF}"))
+            ),
+        },
+        (ParamKind::Token, ParamValue::String(text)) => {
+            // `:text`: the display or text, by word prefix.
+            let (start, inner) = (
+                a.bind(format!("{}%", like_escape(text))),
+                a.bind(format!("% {}%", like_escape(text))),
+            );
+            format!("({i}.text LIKE {start} ESCAPE '\\' OR {i}.text LIKE {inner} ESCAPE '\\')")
+        }
+        (ParamKind::Token, ParamValue::Token { system, code }) => {
+            let mut parts = Vec::new();
+            if let Some(code) = code {
+                parts.push(format!("{i}.code = {}", a.bind(code.clone())));
+            }
+            match system.as_deref() {
+                None => {}
+                Some("") => parts.push(format!("{i}.system IS NULL")),
+                Some(s) => parts.push(format!("{i}.system = {}", a.bind(s.to_owned()))),
+            }
+            if parts.is_empty() {
+                "1".to_owned()
+            } else {
+                parts.join(" AND ")
+            }
+        }
+        (ParamKind::Date, ParamValue::Date(d)) => {
+            let (pl, ph) = (a.bind(d.range.low.millis()), a.bind(d.range.high.millis()));
+            let (vl, vh) = (format!("{i}.low"), format!("{i}.high"));
+            let within = format!("({vl} >= {pl} AND {vh} <= {ph})");
+            match d.prefix {
+                Prefix::Eq => within,
+                Prefix::Ne => format!("NOT {within}"),
+                Prefix::Gt => format!("{vh} > {ph}"),
+                Prefix::Lt => format!("{vl} < {pl}"),
+                Prefix::Ge => format!("({vh} > {ph} OR {within})"),
+                Prefix::Le => format!("({vl} < {pl} OR {within})"),
+                Prefix::Sa => format!("{vl} >= {ph}"),
+                Prefix::Eb => format!("{vh} <= {pl}"),
+                Prefix::Ap => format!("({vl} < {ph} AND {vh} > {pl})"),
+            }
+        }
+        (ParamKind::Number, ParamValue::Number(n)) => number_sql(a, &format!("{i}.value"), n),
+        (
+            ParamKind::Quantity,
+            ParamValue::Quantity {
+                number,
+                system,
+                code,
+            },
+        ) => {
+            let mut parts = vec![number_sql(a, &format!("{i}.value"), number)];
+            if let Some(code) = code {
+                parts.push(format!("{i}.code = {}", a.bind(code.clone())));
+            }
+            if let Some(system) = system {
+                parts.push(format!("{i}.system = {}", a.bind(system.clone())));
+            }
+            parts.join(" AND ")
+        }
+        (ParamKind::Reference, ParamValue::Reference { ty, id, url }) => {
+            let mut parts = Vec::new();
+            if let Some(t) = ty {
+                parts.push(format!(
+                    "{i}.target_type = {}",
+                    a.bind(t.as_str().to_owned())
+                ));
+            }
+            if let Some(id) = id {
+                parts.push(format!("{i}.target_id = {}", a.bind(id.clone())));
+            }
+            if let Some(u) = url {
+                parts.push(format!("{i}.url = {}", a.bind(u.clone())));
+            }
+            if parts.is_empty() {
+                "0".to_owned()
+            } else {
+                parts.join(" AND ")
+            }
+        }
+        (ParamKind::Uri, ParamValue::Uri(u)) => match modifier {
+            Modifier::Below => format!(
+                "{i}.uri LIKE {} ESCAPE '\\'",
+                a.bind(format!("{}%", like_escape(u)))
+            ),
+            Modifier::Above => format!(
+                "{} LIKE replace(replace({i}.uri, '%', '\\%'), '_', '\\_') || '%' ESCAPE '\\'",
+                a.bind(u.clone())
+            ),
+            _ => format!("{i}.uri = {}", a.bind(u.clone())),
+        },
+        (kind, v) => return Err(unsupported(format!("a {kind:?} search with {v:?}"))),
+    })
+}
+
+/// search.html#number: the value's implicit range for `eq`/`ne`, the exact
+/// value for the ordering prefixes, ±10% for `ap`.
+fn number_sql(a: &mut Args, col: &str, n: &gp_fhir::search::NumberCriterion) -> String {
+    match n.prefix {
+        Prefix::Eq => format!(
+            "({col} >= {} AND {col} < {})",
+            a.bind(n.low),
+            a.bind(n.high)
+        ),
+        Prefix::Ne => format!("({col} < {} OR {col} >= {})", a.bind(n.low), a.bind(n.high)),
+        Prefix::Gt | Prefix::Sa => format!("{col} > {}", a.bind(n.value)),
+        Prefix::Lt | Prefix::Eb => format!("{col} < {}", a.bind(n.value)),
+        Prefix::Ge => format!("{col} >= {}", a.bind(n.value)),
+        Prefix::Le => format!("{col} <= {}", a.bind(n.value)),
+        Prefix::Ap => {
+            let margin = (n.value * 0.1).abs();
+            format!(
+                "({col} >= {} AND {col} <= {})",
+                a.bind(n.value - margin),
+                a.bind(n.value + margin)
+            )
+        }
+    }
+}
+
+/// Index rows of parameter `code` belonging to the row `alias`.
+fn owned(a: &mut Args, table: &str, i: &str, alias: &str, code: &str) -> String {
+    format!(
+        "{table} {i} WHERE {i}.practice = ?1 AND {i}.type = {alias}.type AND {i}.id = {alias}.id AND {i}.param = {}",
+        a.bind(code.to_owned())
+    )
+}
+
+/// The condition a criterion puts on the current-version row `alias` of a
+/// resource of type `ty` (None for a whole-practice search).
+pub(crate) fn criterion_sql(
+    a: &mut Args,
+    alias: &str,
+    ty: Option<ResourceType>,
+    c: &Criterion,
+    depth: usize,
+) -> Result<String, StoreError> {
+    let i = format!("i{depth}");
+    Ok(match c {
+        Criterion::Id(ids) => {
+            let list: Vec<String> = ids.iter().map(|id| a.bind(id.to_string())).collect();
+            format!("{alias}.id IN ({})", list.join(", "))
+        }
+        Criterion::LastUpdated(dates) => {
+            let ors: Vec<String> = dates
+                .iter()
+                .map(|d| {
+                    let (low, high) = (a.bind(d.range.low.millis()), a.bind(d.range.high.millis()));
+                    let col = format!("{alias}.last_updated");
+                    match d.prefix {
+                        Prefix::Eq | Prefix::Ap => format!("({col} >= {low} AND {col} < {high})"),
+                        Prefix::Ne => format!("({col} < {low} OR {col} >= {high})"),
+                        Prefix::Gt | Prefix::Sa => format!("{col} >= {high}"),
+                        Prefix::Lt | Prefix::Eb => format!("{col} < {low}"),
+                        Prefix::Ge => format!("{col} >= {low}"),
+                        Prefix::Le => format!("{col} < {high}"),
+                    }
+                })
+                .collect();
+            format!("({})", ors.join(" OR "))
+        }
+        Criterion::Types(types) => {
+            let list: Vec<String> = types
+                .iter()
+                .map(|t| a.bind(t.as_str().to_owned()))
+                .collect();
+            format!("{alias}.type IN ({})", list.join(", "))
+        }
+        Criterion::Missing {
+            code,
+            kind,
+            missing,
+        } => {
+            let exists = match table(*kind) {
+                Some(t) => format!("EXISTS (SELECT 1 FROM {})", owned(a, t, &i, alias, code)),
+                None => {
+                    // A composite is present when its first component is.
+                    format!(
+                        "EXISTS (SELECT 1 FROM idx_token {i} WHERE {i}.practice = ?1 AND {i}.type = {alias}.type AND {i}.id = {alias}.id AND {i}.param LIKE {})",
+                        a.bind(format!("{code}$%"))
+                    )
+                }
+            };
+            if *missing {
+                format!("NOT {exists}")
+            } else {
+                exists
+            }
+        }
+        Criterion::Param {
+            code,
+            kind: ParamKind::Composite,
+            values,
+            ..
+        } => {
+            let Some(ty) = ty else {
+                return Err(unsupported("a composite search across types".into()));
+            };
+            let ors = values
+                .iter()
+                .map(|v| composite_sql(a, alias, ty, code, v, depth))
+                .collect::<Result<Vec<_>, _>>()?;
+            format!("({})", ors.join(" OR "))
+        }
+        Criterion::Param {
+            code,
+            kind,
+            modifier,
+            values,
+        } => {
+            let t = table(*kind).ok_or_else(|| unsupported(format!("searching by '{code}'")))?;
+            let (t, code) = if *modifier == Modifier::Identifier {
+                ("idx_token", format!("{code}:identifier"))
+            } else {
+                (t, (*code).to_owned())
+            };
+            let kind = if *modifier == Modifier::Identifier {
+                ParamKind::Token
+            } else {
+                *kind
+            };
+            let rows = owned(a, t, &i, alias, &code);
+            let ors = values
+                .iter()
+                .map(|v| match v {
+                    ParamValue::Identifier { system, value } => {
+                        value_sql(a, &i, ParamKind::Token, Modifier::None, &ParamValue::Token { system: system.clone(), code: value.clone() })
+                    }
+                    ParamValue::OfType { system, code, value } => {
+                        // search.html#modifiers: the identifier's type and value.
+                        let (s, c, v) = (a.bind(system.clone()), a.bind(code.clone()), a.bind(value.clone()));
+                        Ok(format!("({i}.code = {v} AND EXISTS (SELECT 1 FROM idx_token t2 WHERE t2.practice = ?1 AND t2.type = {i}.type AND t2.id = {i}.id AND t2.param = {i}.param || ':type' AND t2.grp = {i}.grp AND t2.system = {s} AND t2.code = {c}))"))
+                    }
+                    other => value_sql(a, &i, kind, *modifier, other),
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+            let matching = format!("EXISTS (SELECT 1 FROM {rows} AND ({}))", ors.join(" OR "));
+            // search.html#modifiers: `:not` matches resources with no such
+            // code, including those with no value at all.
+            if *modifier == Modifier::Not {
+                format!("NOT {matching}")
+            } else {
+                matching
+            }
+        }
+        Criterion::Chain {
+            code,
+            targets,
+            inner,
+        } => {
+            let t = format!("t{depth}");
+            let list: Vec<String> = targets
+                .iter()
+                .map(|t| a.bind(t.as_str().to_owned()))
+                .collect();
+            let inner_ty = if targets.len() == 1 {
+                targets.first().copied()
+            } else {
+                None
+            };
+            let inner_sql = criterion_sql(a, &t, inner_ty, inner, depth + 1)?;
+            let rows = owned(a, "idx_reference", &i, alias, code);
+            format!(
+                "EXISTS (SELECT 1 FROM {rows} AND {i}.target_type IN ({list}) AND EXISTS (SELECT 1 FROM resource_current {t} WHERE {t}.practice = ?1 AND {t}.type = {i}.target_type AND {t}.id = {i}.target_id AND {t}.deleted = 0 AND {inner_sql}))",
+                list = list.join(", ")
+            )
+        }
+        Criterion::Has {
+            source,
+            code,
+            inner,
+        } => {
+            let s = format!("s{depth}");
+            let inner_sql = criterion_sql(a, &s, Some(*source), inner, depth + 1)?;
+            let (src, code) = (
+                a.bind(source.as_str().to_owned()),
+                a.bind((*code).to_owned()),
+            );
+            format!(
+                "EXISTS (SELECT 1 FROM idx_reference {i} JOIN resource_current {s} ON {s}.practice = {i}.practice AND {s}.type = {i}.type AND {s}.id = {i}.id AND {s}.deleted = 0
+                 WHERE {i}.practice = ?1 AND {i}.type = {src} AND {i}.param = {code} AND {i}.target_type = {alias}.type AND {i}.target_id = {alias}.id AND {inner_sql})"
+            )
+        }
+        Criterion::Compartment {
+            compartment,
+            id,
+            members,
+        } => {
+            let (ct, cid) = (a.bind(compartment.as_str().to_owned()), a.bind(id.clone()));
+            // The compartment's own resource is in it.
+            let mut ors = vec![format!("({alias}.type = {ct} AND {alias}.id = {cid})")];
+            for (t, codes) in members.iter().filter(|(_, codes)| !codes.is_empty()) {
+                let list: Vec<String> = codes.iter().map(|c| a.bind((*c).to_owned())).collect();
+                ors.push(format!(
+                    "({alias}.type = {} AND EXISTS (SELECT 1 FROM idx_reference {i} WHERE {i}.practice = ?1 AND {i}.type = {alias}.type AND {i}.id = {alias}.id AND {i}.param IN ({}) AND {i}.target_type = {ct} AND {i}.target_id = {cid}))",
+                    a.bind(t.as_str().to_owned()),
+                    list.join(", ")
+                ));
+            }
+            format!("({})", ors.join(" OR "))
+        }
+        other => return Err(unsupported(format!("the criterion {other:?}"))),
+    })
+}
+
+/// A composite value: every component matched by rows of one group.
+fn composite_sql(
+    a: &mut Args,
+    alias: &str,
+    ty: ResourceType,
+    code: &str,
+    v: &ParamValue,
+    depth: usize,
+) -> Result<String, StoreError> {
+    let ParamValue::Composite(parts) = v else {
+        return Err(unsupported(format!("'{code}' needs composite values")));
+    };
+    let p = registry::param(ty, code).ok_or_else(|| unsupported(format!("'{code}'")))?;
+    let mut joins = Vec::new();
+    for (n, (part, (url, _))) in parts.iter().zip(&p.components).enumerate() {
+        let kind = registry::by_url(ty, url).map_or(ParamKind::Token, |c| c.kind);
+        let t = table(kind).ok_or_else(|| unsupported(format!("the component {url}")))?;
+        let i = format!("c{depth}_{n}");
+        let cond = value_sql(a, &i, kind, Modifier::None, part)?;
+        let param = a.bind(format!("{code}${n}"));
+        let same_group = if n == 0 {
+            String::new()
+        } else {
+            format!(" AND {i}.grp = c{depth}_0.grp")
+        };
+        joins.push((format!("{t} {i}"), format!("{i}.practice = ?1 AND {i}.type = {alias}.type AND {i}.id = {alias}.id AND {i}.param = {param}{same_group} AND {cond}")));
+    }
+    let from: Vec<String> = joins.iter().map(|(f, _)| f.clone()).collect();
+    let wh: Vec<String> = joins.iter().map(|(_, w)| w.clone()).collect();
+    Ok(format!(
+        "EXISTS (SELECT 1 FROM {} WHERE {})",
+        from.join(", "),
+        wh.join(" AND ")
+    ))
+}
+
+/// The value a resource sorts by for a parameter: its lowest value
+/// ascending, highest descending (search.html#sort); resources without one
+/// sort last either way.
+fn sort_expr(a: &mut Args, code: &str, kind: ParamKind, desc: bool) -> Option<String> {
+    let (col, agg) = match kind {
+        ParamKind::String => ("norm", if desc { "max" } else { "min" }),
+        ParamKind::Token => ("code", if desc { "max" } else { "min" }),
+        ParamKind::Date => (
+            if desc { "high" } else { "low" },
+            if desc { "max" } else { "min" },
+        ),
+        ParamKind::Number | ParamKind::Quantity => ("value", if desc { "max" } else { "min" }),
+        ParamKind::Reference => ("target_id", if desc { "max" } else { "min" }),
+        ParamKind::Uri => ("uri", if desc { "max" } else { "min" }),
+        _ => return None,
+    };
+    let t = table(kind)?;
+    let p = a.bind(code.to_owned());
+    Some(format!(
+        "(SELECT {agg}(s.{col}) FROM {t} s WHERE s.practice = ?1 AND s.type = c.type AND s.id = c.id AND s.param = {p})"
+    ))
+}
+
+/// Runs a search over the practice's current resources.
+pub(crate) fn search(
+    conn: &Connection,
+    practice: i64,
+    ty: Option<ResourceType>,
+    q: &SearchQuery,
+) -> Result<SearchPage, StoreError> {
+    let mut a = Args::new(practice);
+    let mut wh = vec!["c.practice = ?1".to_owned(), "c.deleted = 0".to_owned()];
+    if let Some(t) = ty {
+        wh.push(format!("c.type = {}", a.bind(t.as_str().to_owned())));
+    }
+    for c in &q.criteria {
+        wh.push(criterion_sql(&mut a, "c", ty, c, 0)?);
+    }
+    let where_sql = wh.join(" AND ");
+    // The cursor narrows the page, not the total.
+    let page_where = match (&q.after, q.sort.is_empty()) {
+        (Some((t, id)), true) => format!(
+            "{where_sql} AND (c.type, c.id) > ({}, {})",
+            a.bind(t.as_str().to_owned()),
+            a.bind(id.clone())
+        ),
+        _ => where_sql.clone(),
+    };
+    let total = if q.total == Total::None {
+        None
+    } else {
+        let sql = format!("SELECT count(*) FROM resource_current c WHERE {where_sql}");
+        let n: i64 = conn
+            .prepare_cached(&sql)
+            .and_then(|mut s| s.query_row(params_from_iter(used(&sql, &a.0).iter()), |r| r.get(0)))
+            .map_err(db_err)?;
+        Some(n as u64)
+    };
+    if q.count == 0 {
+        return Ok(SearchPage {
+            total,
+            entries: Vec::new(),
+        });
+    }
+    let mut order = Vec::new();
+    for key in &q.sort {
+        let dir = if key.desc { "DESC" } else { "ASC" };
+        match key.field {
+            SortField::Id => order.push(format!("c.id {dir}")),
+            SortField::LastUpdated => order.push(format!("c.last_updated {dir}")),
+            SortField::Param { code, kind } => {
+                let Some(e) = sort_expr(&mut a, code, kind, key.desc) else {
+                    continue;
+                };
+                order.push(format!("{e} IS NULL"));
+                order.push(format!("{e} {dir}"));
+            }
+        }
+    }
+    // Versions stamped in the same millisecond keep the order they were
+    // written in (vrow), in the direction of the last sort key.
+    if let Some(k) = q.sort.last()
+        && k.field == SortField::LastUpdated
+    {
+        order.push(format!("c.vrow {}", if k.desc { "DESC" } else { "ASC" }));
+    }
+    order.extend(["c.type ASC".to_owned(), "c.id ASC".to_owned()]);
+    let limit = a.bind(q.count as i64);
+    let offset = a.bind(if q.after.is_some() {
+        0
+    } else {
+        q.offset as i64
+    });
+    let sql = format!(
+        "SELECT c.type, c.id, c.version, c.last_updated, c.deleted, v.body
+         FROM resource_current c JOIN resource_version v ON v.rowid = c.vrow AND v.practice = ?1
+         WHERE {page_where} ORDER BY {} LIMIT {limit} OFFSET {offset}",
+        order.join(", ")
+    );
+    let mut s = conn.prepare_cached(&sql).map_err(db_err)?;
+    let rows = s
+        .query_map(params_from_iter(used(&sql, &a.0).iter()), full_row)
+        .map_err(db_err)?;
+    let entries = rows.collect::<Result<Vec<_>, _>>().map_err(db_err)?;
+    Ok(SearchPage { total, entries })
+}
