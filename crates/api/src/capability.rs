@@ -110,6 +110,11 @@ static RESOURCES: LazyLock<Vec<Value>> = LazyLock::new(|| {
                 "searchInclude": includes(t),
                 "searchRevInclude": revincludes.remove(&t).unwrap_or_default(),
                 "searchParam": search_params(t),
+                // resource-operation-validate.html, on the type and instance.
+                "operation": [{
+                    "name": "validate",
+                    "definition": "http://hl7.org/fhir/OperationDefinition/Resource-validate",
+                }],
             })
         })
         .collect()

@@ -15,6 +15,7 @@ mod capability;
 pub mod error;
 mod negotiate;
 mod rest;
+mod validate;
 
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};

@@ -19,7 +19,7 @@ use serde_json::{Value, json};
 use crate::call::Call;
 use crate::error::{ApiError, status_of};
 use crate::negotiate::{self, Return, fhir};
-use crate::{AppState, capability, method_not_allowed, store_err};
+use crate::{AppState, capability, method_not_allowed, store_err, validate};
 
 type Res = Result<Response, ApiError>;
 
@@ -42,6 +42,11 @@ pub fn routes() -> Router<AppState> {
         )
         .route("/{type}/_search", with_405(post(type_search_post)))
         .route("/{type}/_history", with_405(get(type_history)))
+        .route("/{type}/$validate", with_405(post(validate::on_type)))
+        .route(
+            "/{type}/{id}/$validate",
+            with_405(get(validate::on_instance_get).post(validate::on_instance_post)),
+        )
         .route(
             "/{type}/{id}",
             with_405(get(read).put(update).patch(patch).delete(delete)),

@@ -1,5 +1,8 @@
 //! What the R4 specification defines, embedded from `data/` (derived from the
-//! official package by `cargo xtask codegen`) and parsed once on first use.
+//! official package by `cargo xtask codegen`) and parsed once on first use:
+//! structures, search parameters, compartments, and for validation the
+//! invariants (`constraints.json`) and the codes of the value sets required
+//! bindings name (`valuesets.json`).
 
 use std::collections::BTreeMap;
 use std::sync::LazyLock;
@@ -10,6 +13,8 @@ use serde_json::Value;
 static STRUCTURES_JSON: &str = include_str!("../data/structures.json");
 static SEARCH_PARAMETERS_JSON: &str = include_str!("../data/search-parameters.json");
 static COMPARTMENTS_JSON: &str = include_str!("../data/compartments.json");
+static CONSTRAINTS_JSON: &str = include_str!("../data/constraints.json");
+static VALUESETS_JSON: &str = include_str!("../data/valuesets.json");
 
 /// A resource or data type definition (a base StructureDefinition's snapshot).
 #[derive(Debug)]
@@ -138,6 +143,72 @@ fn element(e: &Value) -> Element {
     }
 }
 
+/// A FHIRPath invariant of severity `error` (ElementDefinition.constraint).
+#[derive(Debug)]
+pub struct Constraint {
+    /// `pat-1`, `obs-6`...
+    pub key: String,
+    pub expression: String,
+    pub human: String,
+}
+
+struct Validation {
+    constraints: BTreeMap<String, Vec<Constraint>>,
+    value_sets: BTreeMap<String, Option<BTreeMap<String, Vec<String>>>>,
+}
+
+static VALIDATION: LazyLock<Validation> = LazyLock::new(|| {
+    let raw: Value = serde_json::from_str(CONSTRAINTS_JSON).unwrap_or_default();
+    let defs = &raw["constraints"];
+    let constraints = raw["paths"]
+        .as_object()
+        .into_iter()
+        .flatten()
+        .map(|(path, ids)| {
+            let list = ids
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(Value::as_str)
+                .map(|id| Constraint {
+                    key: id.split('@').next().unwrap_or(id).to_owned(),
+                    expression: defs[id][0].as_str().unwrap_or_default().to_owned(),
+                    human: defs[id][1].as_str().unwrap_or_default().to_owned(),
+                })
+                .collect();
+            (path.clone(), list)
+        })
+        .collect();
+    Validation {
+        constraints,
+        value_sets: serde_json::from_str(VALUESETS_JSON).unwrap_or_default(),
+    }
+});
+
+/// The invariants of severity `error` on the element at `path`
+/// (`Patient`, `Observation.referenceRange`), less `ele-1` and those its
+/// type's root carries.
+pub fn constraints(path: &str) -> &'static [Constraint] {
+    VALIDATION.constraints.get(path).map_or(&[], Vec::as_slice)
+}
+
+/// Every invariant with the path of the element that carries it.
+pub fn all_constraints() -> impl Iterator<Item = (&'static str, &'static Constraint)> {
+    VALIDATION
+        .constraints
+        .iter()
+        .flat_map(|(path, list)| list.iter().map(move |c| (path.as_str(), c)))
+}
+
+/// The codes of a value set a required binding names (any `|version`
+/// ignored), by system: `None` for a value set the specification does not
+/// define, `Some(None)` for one that cannot be enumerated (UCUM units,
+/// MIME types), which is therefore not checked.
+pub fn value_set_codes(url: &str) -> Option<Option<&'static BTreeMap<String, Vec<String>>>> {
+    let url = url.split('|').next().unwrap_or(url);
+    VALIDATION.value_sets.get(url).map(Option::as_ref)
+}
+
 /// The interned name of a concrete resource type, if `name` is one.
 pub fn resource_type(name: &str) -> Option<&'static str> {
     let defs = &*DEFINITIONS;
@@ -206,6 +277,18 @@ mod tests {
         assert!(structure("HumanName").is_some_and(|s| s.kind == "complex-type"));
         assert!(search_parameters().len() > 1000);
         assert!(compartments().iter().any(|c| c["code"] == "Patient"));
+        assert!(constraints("Observation").iter().any(|c| c.key == "obs-6"));
+        assert!(constraints("Extension").iter().any(|c| c.key == "ext-1"));
+        assert!(constraints("Patient.extension").is_empty());
+        let gender = value_set_codes("http://hl7.org/fhir/ValueSet/administrative-gender|4.0.1");
+        assert!(
+            gender
+                .flatten()
+                .is_some_and(|c| c.values().flatten().any(|c| c == "female"))
+        );
+        assert!(
+            value_set_codes("http://hl7.org/fhir/ValueSet/ucum-units").is_some_and(|c| c.is_none())
+        );
     }
 
     #[test]

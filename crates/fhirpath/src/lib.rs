@@ -173,5 +173,33 @@ pub fn evaluate<'a>(
     ev.eval(&expr.ast, &input, &frame)
 }
 
+/// Evaluates `expr` with `focus`, a node inside `resource`, as its input
+/// and `$this`: how an element's invariants are evaluated
+/// (ElementDefinition.constraint, whose context is the element).
+/// `%resource` is `resource`. `focus_type` is the node's type (see
+/// [`TypeRef::of_element`]); without it, navigation below the focus
+/// cannot tell choice elements or primitive types apart.
+pub fn evaluate_at<'a>(
+    expr: &Expr,
+    resource: &'a Value,
+    focus: &'a Value,
+    focus_type: Option<TypeRef>,
+    ctx: &EvalContext<'_>,
+) -> Result<Vec<Item<'a>>, EvalError> {
+    let root = (!resource.is_null()).then(|| Item::Node(Node::resource(resource)));
+    let ev = eval::Evaluator {
+        ctx,
+        root,
+        now: ctx.now.clone().unwrap_or_else(temporal::now_utc),
+    };
+    let this = Item::Node(Node::new(focus, None, focus_type));
+    let frame = eval::Frame {
+        this: Some(this.clone()),
+        index: None,
+        total: None,
+    };
+    ev.eval(&expr.ast, &[this], &frame)
+}
+
 #[cfg(test)]
 mod tests;

@@ -233,17 +233,37 @@ pub(crate) fn to_text(item: &Item<'_>) -> String {
     }
 }
 
+std::thread_local! {
+    /// Compiled patterns: invariants run the same `matches()` on every
+    /// element, and compiling a pattern costs far more than matching it.
+    /// Bounded by clearing when full.
+    static REGEXES: std::cell::RefCell<std::collections::HashMap<(String, bool), regex::Regex>> =
+        std::cell::RefCell::default();
+}
+
 fn regex(pattern: &str, full: bool) -> Result<regex::Regex, EvalError> {
+    let key = (pattern.to_owned(), full);
+    if let Some(re) = REGEXES.with(|c| c.borrow().get(&key).cloned()) {
+        return Ok(re);
+    }
     let p = if full {
         format!("^(?:{pattern})$")
     } else {
         pattern.to_owned()
     };
-    regex::RegexBuilder::new(&p)
+    let re = regex::RegexBuilder::new(&p)
         .dot_matches_new_line(true)
         .size_limit(1 << 20)
         .build()
-        .map_err(|e| err(format!("invalid regular expression: {e}")))
+        .map_err(|e| err(format!("invalid regular expression: {e}")))?;
+    REGEXES.with(|c| {
+        let mut c = c.borrow_mut();
+        if c.len() >= 256 {
+            c.clear();
+        }
+        c.insert(key, re.clone());
+    });
+    Ok(re)
 }
 
 fn string_function<'a>(

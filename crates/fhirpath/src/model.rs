@@ -25,6 +25,23 @@ impl TypeRef {
         })
     }
 
+    /// The type of the values of the element at definition path `path`
+    /// (`Patient.contact` gives a BackboneElement whose children are under
+    /// `Patient.contact`; `Patient.name` gives `HumanName`). `None` for an
+    /// unknown path or a choice element (name its type with [`named`]).
+    ///
+    /// [`named`]: TypeRef::named
+    pub fn of_element(path: &str) -> Option<TypeRef> {
+        let info = INDEX.get(path)?;
+        match info.types.as_slice() {
+            _ if info.inline_path.is_some() => {
+                Some(child_type(info, info.types.first().copied().unwrap_or("")))
+            }
+            [code] => Some(child_type(info, code)),
+            _ => None,
+        }
+    }
+
     /// Whether this is a primitive type (`string`, `dateTime`...).
     pub fn is_primitive(&self) -> bool {
         definitions::structure(self.code).is_some_and(|s| s.kind == "primitive-type")

@@ -4,7 +4,7 @@
 
 use serde_json::{Value, json};
 
-use crate::{EvalContext, Item, evaluate, parse};
+use crate::{EvalContext, Item, TypeRef, evaluate, evaluate_at, parse};
 
 fn observation() -> Value {
     json!({
@@ -173,4 +173,41 @@ fn bad_input_is_an_error_never_a_panic() {
         let parsed = parse(expr).unwrap_or_else(|e| panic!("{expr}: {e}"));
         let _ = evaluate(&parsed, &obs, &EvalContext::default());
     }
+}
+
+/// Element-level invariants run with the element as focus
+/// (http://hl7.org/fhir/R4/conformance-rules.html#constraints).
+#[test]
+fn evaluate_at_an_element() {
+    let patient = json!({
+        "resourceType": "Patient",
+        "contact": [{"name": {"family": "Doe"}, "organization": {"display": "X"}}],
+        "name": [{"given": ["A"]}]
+    });
+    let contact = &patient["contact"][0];
+    let ty = TypeRef::of_element("Patient.contact");
+    assert_eq!(ty.map(|t| t.code), Some("BackboneElement"));
+    let pat1 =
+        parse("name.exists() or telecom.exists() or address.exists() or organization.exists()")
+            .unwrap_or_else(|e| panic!("{e}"));
+    let out = evaluate_at(&pat1, &patient, contact, ty, &EvalContext::default())
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(matches!(out.as_slice(), [Item::Boolean(true)]));
+    let family = parse("name.family").unwrap_or_else(|e| panic!("{e}"));
+    let out = evaluate_at(&family, &patient, contact, ty, &EvalContext::default())
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(out[0].type_name(), "string");
+    let name_ty = TypeRef::of_element("Patient.name");
+    assert_eq!(name_ty.map(|t| t.code), Some("HumanName"));
+    let given =
+        parse("given.first() = 'A' and %resource.name.exists()").unwrap_or_else(|e| panic!("{e}"));
+    let out = evaluate_at(
+        &given,
+        &patient,
+        &patient["name"][0],
+        name_ty,
+        &EvalContext::default(),
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    assert!(matches!(out.as_slice(), [Item::Boolean(true)]));
 }

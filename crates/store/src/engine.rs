@@ -399,19 +399,33 @@ impl Store {
     }
 }
 
-/// A resource ready to write: its search index entries are extracted
-/// before the write reaches the single writer, so that this CPU work runs
-/// on as many cores as there are requests, not on the writer's one.
+/// A resource ready to write: validated and its search index entries
+/// extracted before the write reaches the single writer, so that this CPU
+/// work runs on as many cores as there are requests, not on the writer's one.
 #[derive(Clone, Debug)]
 pub struct Prepared {
     resource: Resource,
     index: Vec<gp_fhir::search::index::IndexEntry>,
+    /// The validation errors (validation.html) that forbid writing it;
+    /// `write_version` answers them as 422 instead of writing.
+    rejected: Option<gp_fhir::OperationOutcome>,
 }
 
 impl Prepared {
     pub fn new(resource: Resource) -> Self {
-        let index = gp_search::extract(&resource);
-        Prepared { resource, index }
+        let rejected = gp_validate::rejection(gp_validate::validate(&serde_json::Value::Object(
+            resource.body().clone(),
+        )));
+        let index = if rejected.is_none() {
+            gp_search::extract(&resource)
+        } else {
+            Vec::new()
+        };
+        Prepared {
+            resource,
+            index,
+            rejected,
+        }
     }
 
     /// Rewrites references (transaction `urn:uuid:`s) in the resource and
@@ -608,6 +622,9 @@ fn write_version(
     version: u64,
     mut resource: Prepared,
 ) -> Result<StoredVersion, StoreError> {
+    if let Some(outcome) = resource.rejected.take() {
+        return Err(StoreError::Unprocessable(outcome));
+    }
     let ty = resource.resource_type();
     let now = tx.now();
     resource.set_id(id);

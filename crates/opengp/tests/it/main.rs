@@ -14,3 +14,4 @@ mod real_data;
 mod search;
 mod support;
 mod tenancy;
+mod validation;
