@@ -14,6 +14,8 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+pub mod search;
+
 use anyhow::{Context, Result, bail};
 use serde_json::Value;
 
@@ -72,7 +74,7 @@ impl fmt::Display for Report {
     }
 }
 
-fn load_bundles(dir: &PathBuf) -> Result<Vec<(usize, Vec<u8>)>> {
+pub(crate) fn load_bundles(dir: &PathBuf) -> Result<Vec<(usize, Vec<u8>)>> {
     let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
         .with_context(|| format!("reading the Synthea folder {}", dir.display()))?
         .filter_map(|e| e.ok().map(|e| e.path()))
@@ -94,7 +96,7 @@ fn load_bundles(dir: &PathBuf) -> Result<Vec<(usize, Vec<u8>)>> {
         .collect()
 }
 
-fn percentile(sorted: &[Duration], p: f64) -> f64 {
+pub(crate) fn percentile(sorted: &[Duration], p: f64) -> f64 {
     if sorted.is_empty() {
         return 0.0;
     }

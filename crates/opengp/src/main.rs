@@ -77,6 +77,15 @@ struct BenchArgs {
     /// Where the benchmark's store lives (a fresh temporary folder by default).
     #[arg(long)]
     data: Option<PathBuf>,
+    /// `crud` (ingest and reads) or `search` (a grown store and the GP search mix).
+    #[arg(long, default_value = "crud")]
+    scenario: String,
+    /// For `search`: rounds of the Synthea data to load (26,963 resources each; 37 is a million).
+    #[arg(long, default_value_t = 4)]
+    rounds: usize,
+    /// For `search`: queries timed per kind.
+    #[arg(long, default_value_t = 200)]
+    queries: usize,
     /// Benchmark a PostgreSQL database instead (it should be empty).
     #[arg(long, env = "OPENGP_DATABASE")]
     database: Option<String>,
@@ -213,13 +222,28 @@ async fn bench(args: BenchArgs) -> Result<()> {
     let running = tokio::spawn(server.run(async move {
         let _ = stopped.await;
     }));
-    let report = gp_bench::run(&gp_bench::Plan {
-        base,
-        synthea: args.synthea,
-        clients: args.clients,
-        reads: args.reads,
-    })
-    .await;
+    let report = match args.scenario.as_str() {
+        "crud" => gp_bench::run(&gp_bench::Plan {
+            base,
+            synthea: args.synthea,
+            clients: args.clients,
+            reads: args.reads,
+        })
+        .await
+        .map(|r| r.to_string()),
+        "search" => gp_bench::search::run(&gp_bench::search::SearchPlan {
+            base,
+            synthea: args.synthea,
+            rounds: args.rounds,
+            clients: args.clients,
+            queries: args.queries,
+        })
+        .await
+        .map(|r| r.to_string()),
+        other => Err(anyhow::anyhow!(
+            "there is no '{other}' scenario; use crud or search"
+        )),
+    };
     let _ = stop.send(());
     running.await??;
     let report = report?;

@@ -218,12 +218,118 @@ fn number_sql(a: &mut Args, col: &str, n: &gp_fhir::search::NumberCriterion) -> 
     }
 }
 
-/// Index rows of parameter `code` belonging to the row `alias`.
+/// Index rows of parameter `code` belonging to the row `alias`. The owner
+/// index is forced: probing one resource's few rows beats scanning every
+/// row with the value, which SQLite would otherwise often choose.
 fn owned(a: &mut Args, table: &str, i: &str, alias: &str, code: &str) -> String {
     format!(
-        "{table} {i} WHERE {i}.practice = ?1 AND {i}.type = {alias}.type AND {i}.id = {alias}.id AND {i}.param = {}",
+        "{table} {i} INDEXED BY {table}_owner WHERE {i}.practice = ?1 AND {i}.type = {alias}.type AND {i}.id = {alias}.id AND {i}.param = {}",
         a.bind(code.to_owned())
     )
+}
+
+/// The condition of one parameter's values on index row `i`.
+fn param_ors(
+    a: &mut Args,
+    i: &str,
+    kind: ParamKind,
+    modifier: Modifier,
+    values: &[ParamValue],
+) -> Result<String, StoreError> {
+    let ors = values
+        .iter()
+        .map(|v| match v {
+            ParamValue::Identifier { system, value } => {
+                value_sql(a, i, ParamKind::Token, Modifier::None, &ParamValue::Token { system: system.clone(), code: value.clone() })
+            }
+            ParamValue::OfType { system, code, value } => {
+                // search.html#modifiers: the identifier's type and value.
+                let (s, c, v) = (a.bind(system.clone()), a.bind(code.clone()), a.bind(value.clone()));
+                Ok(format!("({i}.code = {v} AND EXISTS (SELECT 1 FROM idx_token t2 INDEXED BY idx_token_owner WHERE t2.practice = ?1 AND t2.type = {i}.type AND t2.id = {i}.id AND t2.param = {i}.param || ':type' AND t2.grp = {i}.grp AND t2.system = {s} AND t2.code = {c}))"))
+            }
+            other => value_sql(a, i, kind, modifier, other),
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(ors.join(" OR "))
+}
+
+/// How well a criterion can drive a search from its value index (higher is
+/// more selective); 0 when it cannot.
+fn driver_rank(c: &Criterion) -> u8 {
+    match c {
+        Criterion::Param {
+            kind: ParamKind::Reference,
+            modifier,
+            ..
+        } if *modifier != Modifier::Not => 5,
+        Criterion::Compartment { .. } => 4,
+        Criterion::Param {
+            kind: ParamKind::Token,
+            modifier: Modifier::None | Modifier::Identifier | Modifier::OfType,
+            values,
+            ..
+        } if values
+            .iter()
+            .all(|v| !matches!(v, ParamValue::Token { code: None, .. })) =>
+        {
+            3
+        }
+        Criterion::Param {
+            kind: ParamKind::String | ParamKind::Uri,
+            modifier: Modifier::None | Modifier::Exact,
+            ..
+        } => 2,
+        _ => 0,
+    }
+}
+
+/// The most selective criterion as `c.id IN (SELECT id FROM <value index>)`,
+/// which SQLite runs first and then looks rows up by primary key.
+fn driver_sql(a: &mut Args, ty: ResourceType, c: &Criterion) -> Result<Option<String>, StoreError> {
+    let tyarg = a.bind(ty.as_str().to_owned());
+    Ok(match c {
+        Criterion::Param {
+            code,
+            kind,
+            modifier,
+            values,
+        } => {
+            let Some(t) = table(*kind) else {
+                return Ok(None);
+            };
+            let (t, code, kind) = if *modifier == Modifier::Identifier {
+                ("idx_token", format!("{code}:identifier"), ParamKind::Token)
+            } else {
+                (t, (*code).to_owned(), *kind)
+            };
+            let p = a.bind(code);
+            let ors = param_ors(a, "d", kind, *modifier, values)?;
+            Some(format!(
+                "c.id IN (SELECT d.id FROM {t} d WHERE d.practice = ?1 AND d.type = {tyarg} AND d.param = {p} AND ({ors}))"
+            ))
+        }
+        Criterion::Compartment {
+            compartment,
+            id,
+            members,
+        } if *compartment != ty => {
+            let codes: Vec<String> = members
+                .iter()
+                .filter(|(t, _)| *t == ty)
+                .flat_map(|(_, cs)| cs.iter())
+                .map(|c| a.bind((*c).to_owned()))
+                .collect();
+            if codes.is_empty() {
+                return Ok(Some("0".into()));
+            }
+            let (ct, cid) = (a.bind(compartment.as_str().to_owned()), a.bind(id.clone()));
+            Some(format!(
+                "c.id IN (SELECT d.id FROM idx_reference d INDEXED BY idx_reference_target WHERE d.practice = ?1 AND d.target_type = {ct} AND d.target_id = {cid} AND d.type = {tyarg} AND d.param IN ({}))",
+                codes.join(", ")
+            ))
+        }
+        _ => None,
+    })
 }
 
 /// The condition a criterion puts on the current-version row `alias` of a
@@ -320,21 +426,8 @@ pub(crate) fn criterion_sql(
                 *kind
             };
             let rows = owned(a, t, &i, alias, &code);
-            let ors = values
-                .iter()
-                .map(|v| match v {
-                    ParamValue::Identifier { system, value } => {
-                        value_sql(a, &i, ParamKind::Token, Modifier::None, &ParamValue::Token { system: system.clone(), code: value.clone() })
-                    }
-                    ParamValue::OfType { system, code, value } => {
-                        // search.html#modifiers: the identifier's type and value.
-                        let (s, c, v) = (a.bind(system.clone()), a.bind(code.clone()), a.bind(value.clone()));
-                        Ok(format!("({i}.code = {v} AND EXISTS (SELECT 1 FROM idx_token t2 WHERE t2.practice = ?1 AND t2.type = {i}.type AND t2.id = {i}.id AND t2.param = {i}.param || ':type' AND t2.grp = {i}.grp AND t2.system = {s} AND t2.code = {c}))"))
-                    }
-                    other => value_sql(a, &i, kind, *modifier, other),
-                })
-                .collect::<Result<Vec<_>, _>>()?;
-            let matching = format!("EXISTS (SELECT 1 FROM {rows} AND ({}))", ors.join(" OR "));
+            let ors = param_ors(a, &i, kind, *modifier, values)?;
+            let matching = format!("EXISTS (SELECT 1 FROM {rows} AND ({ors}))");
             // search.html#modifiers: `:not` matches resources with no such
             // code, including those with no value at all.
             if *modifier == Modifier::Not {
@@ -377,7 +470,7 @@ pub(crate) fn criterion_sql(
                 a.bind((*code).to_owned()),
             );
             format!(
-                "EXISTS (SELECT 1 FROM idx_reference {i} JOIN resource_current {s} ON {s}.practice = {i}.practice AND {s}.type = {i}.type AND {s}.id = {i}.id AND {s}.deleted = 0
+                "EXISTS (SELECT 1 FROM idx_reference {i} INDEXED BY idx_reference_target JOIN resource_current {s} ON {s}.practice = {i}.practice AND {s}.type = {i}.type AND {s}.id = {i}.id AND {s}.deleted = 0
                  WHERE {i}.practice = ?1 AND {i}.type = {src} AND {i}.param = {code} AND {i}.target_type = {alias}.type AND {i}.target_id = {alias}.id AND {inner_sql})"
             )
         }
@@ -392,7 +485,7 @@ pub(crate) fn criterion_sql(
             for (t, codes) in members.iter().filter(|(_, codes)| !codes.is_empty()) {
                 let list: Vec<String> = codes.iter().map(|c| a.bind((*c).to_owned())).collect();
                 ors.push(format!(
-                    "({alias}.type = {} AND EXISTS (SELECT 1 FROM idx_reference {i} WHERE {i}.practice = ?1 AND {i}.type = {alias}.type AND {i}.id = {alias}.id AND {i}.param IN ({}) AND {i}.target_type = {ct} AND {i}.target_id = {cid}))",
+                    "({alias}.type = {} AND EXISTS (SELECT 1 FROM idx_reference {i} INDEXED BY idx_reference_owner WHERE {i}.practice = ?1 AND {i}.type = {alias}.type AND {i}.id = {alias}.id AND {i}.param IN ({}) AND {i}.target_type = {ct} AND {i}.target_id = {cid}))",
                     a.bind(t.as_str().to_owned()),
                     list.join(", ")
                 ));
@@ -458,7 +551,7 @@ fn sort_expr(a: &mut Args, code: &str, kind: ParamKind, desc: bool) -> Option<St
     let t = table(kind)?;
     let p = a.bind(code.to_owned());
     Some(format!(
-        "(SELECT {agg}(s.{col}) FROM {t} s WHERE s.practice = ?1 AND s.type = c.type AND s.id = c.id AND s.param = {p})"
+        "(SELECT {agg}(s.{col}) FROM {t} s INDEXED BY {t}_owner WHERE s.practice = ?1 AND s.type = c.type AND s.id = c.id AND s.param = {p})"
     ))
 }
 
@@ -474,8 +567,25 @@ pub(crate) fn search(
     if let Some(t) = ty {
         wh.push(format!("c.type = {}", a.bind(t.as_str().to_owned())));
     }
-    for c in &q.criteria {
-        wh.push(criterion_sql(&mut a, "c", ty, c, 0)?);
+    // One criterion may drive the search from its value index; the others
+    // are checked per candidate through the owner indexes.
+    let driver = ty.and_then(|_| {
+        q.criteria
+            .iter()
+            .enumerate()
+            .filter(|(_, c)| driver_rank(c) > 0)
+            .max_by_key(|(_, c)| driver_rank(c))
+            .map(|(n, _)| n)
+    });
+    for (n, c) in q.criteria.iter().enumerate() {
+        let sql = match (driver == Some(n), ty) {
+            (true, Some(t)) => match driver_sql(&mut a, t, c)? {
+                Some(d) => d,
+                None => criterion_sql(&mut a, "c", ty, c, 0)?,
+            },
+            _ => criterion_sql(&mut a, "c", ty, c, 0)?,
+        };
+        wh.push(sql);
     }
     let where_sql = wh.join(" AND ");
     // The cursor narrows the page, not the total.

@@ -1,0 +1,272 @@
+//! The search scenario: a store grown to a given size from the Synthea
+//! bundles (each round posts every bundle again, with the patients'
+//! record numbers made unique per round), then typical GP searches timed
+//! one at a time, and the cost of index extraction per resource.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::sync::Arc;
+use std::time::Instant;
+
+use anyhow::{Context, Result, bail};
+use gp_fhir::{Resource, ResourceType};
+use serde_json::Value;
+
+use crate::{load_bundles, percentile};
+
+/// What to run.
+#[derive(Clone, Debug)]
+pub struct SearchPlan {
+    pub base: String,
+    pub synthea: std::path::PathBuf,
+    /// Rounds of the Synthea data to load (27k resources each).
+    pub rounds: usize,
+    pub clients: usize,
+    /// Queries timed per kind.
+    pub queries: usize,
+}
+
+/// The figures.
+#[derive(Clone, Debug, Default)]
+pub struct SearchReport {
+    pub resources: usize,
+    pub ingest_secs: f64,
+    pub extract_us: f64,
+    pub extract_entries: f64,
+    /// Per query kind: (label, p50 ms, p99 ms, mean matches).
+    pub queries: Vec<(String, f64, f64, f64)>,
+}
+
+impl fmt::Display for SearchReport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(f, "| scenario | figure |")?;
+        writeln!(f, "|---|---|")?;
+        writeln!(
+            f,
+            "| index extraction, one core | {:.1} µs/resource, {:.1} index entries/resource |",
+            self.extract_us, self.extract_entries
+        )?;
+        writeln!(
+            f,
+            "| ingest to {} resources (transaction Bundles) | {:.0} resources/s |",
+            self.resources,
+            self.resources as f64 / self.ingest_secs
+        )?;
+        for (label, p50, p99, n) in &self.queries {
+            writeln!(
+                f,
+                "| {label} | p50 {p50:.2} ms, p99 {p99:.2} ms ({n:.1} matches) |"
+            )?;
+        }
+        Ok(())
+    }
+}
+
+/// A Synthea patient's record number, per bundle.
+fn record_numbers(bundle: &Value) -> Vec<String> {
+    bundle["entry"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|e| e["resource"]["resourceType"] == "Patient")
+        .flat_map(|e| {
+            e["resource"]["identifier"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default()
+        })
+        .filter(|i| i["system"] == "http://hospital.smarthealthit.org")
+        .filter_map(|i| i["value"].as_str().map(str::to_owned))
+        .collect()
+}
+
+/// Makes the URL of the i-th query of a kind.
+type QueryFor = Box<dyn Fn(usize) -> String>;
+
+/// Runs the scenario.
+pub async fn run(plan: &SearchPlan) -> Result<SearchReport> {
+    let raw = load_bundles(&plan.synthea)?;
+    let bundles: Vec<Value> = raw
+        .iter()
+        .map(|(_, b)| serde_json::from_slice(b))
+        .collect::<Result<_, _>>()?;
+    let mut report = SearchReport::default();
+
+    // Index extraction on one core, over every Synthea resource.
+    let resources: Vec<Resource> = bundles
+        .iter()
+        .flat_map(|b| b["entry"].as_array().cloned().unwrap_or_default())
+        .filter_map(|e| Resource::from_value(e["resource"].clone()).ok())
+        .collect();
+    let started = Instant::now();
+    let entries: usize = resources.iter().map(|r| gp_search::extract(r).len()).sum();
+    report.extract_us = started.elapsed().as_secs_f64() * 1e6 / resources.len().max(1) as f64;
+    report.extract_entries = entries as f64 / resources.len().max(1) as f64;
+
+    // Grow the store: each round posts every bundle with record numbers
+    // suffixed by the round, so that an identifier finds one patient.
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(64)
+        .build()?;
+    let mut jobs = Vec::new();
+    for round in 0..plan.rounds {
+        for (b, (n, text)) in bundles.iter().zip(&raw) {
+            let mut body = String::from_utf8_lossy(text).into_owned();
+            for mrn in record_numbers(b) {
+                body = body.replace(
+                    &format!("\"value\": \"{mrn}\""),
+                    &format!("\"value\": \"{mrn}-{round}\""),
+                );
+            }
+            jobs.push((*n, body));
+        }
+    }
+    let total: usize = jobs.iter().map(|(n, _)| n).sum();
+    let queue = Arc::new(std::sync::Mutex::new(jobs));
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for _ in 0..plan.clients.max(1) {
+        let (queue, client, base) = (queue.clone(), client.clone(), plan.base.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut patients = Vec::new();
+            loop {
+                let next = queue.lock().ok().and_then(|mut q| q.pop());
+                let Some((_, body)) = next else { break };
+                let res = client
+                    .post(&base)
+                    .header("content-type", "application/fhir+json")
+                    .body(body)
+                    .send()
+                    .await?;
+                let status = res.status();
+                let v: Value = res.json().await?;
+                if !status.is_success() {
+                    bail!("a transaction failed with {status}");
+                }
+                for e in v["entry"].as_array().into_iter().flatten() {
+                    let loc = e["response"]["location"].as_str().unwrap_or_default();
+                    if loc.starts_with("Patient/") {
+                        patients.push(loc.split("/_history").next().unwrap_or(loc).to_owned());
+                    }
+                }
+            }
+            Ok::<_, anyhow::Error>(patients)
+        }));
+    }
+    let mut patients = Vec::new();
+    for t in tasks {
+        patients.extend(t.await??);
+    }
+    report.ingest_secs = started.elapsed().as_secs_f64();
+    report.resources = total;
+
+    // The queries: for a random patient each time.
+    let mrns: Vec<String> = bundles.iter().flat_map(record_numbers).collect();
+    let common_code = most_common_observation_code(&bundles).context("no observation codes")?;
+    let rounds = plan.rounds.max(1);
+    if patients.is_empty() || mrns.is_empty() {
+        bail!("the ingest created no patients");
+    }
+    let kinds: Vec<(&str, QueryFor)> = vec![
+        (
+            "patient by identifier",
+            Box::new(move |i: usize| {
+                let mrn = &mrns[i % mrns.len()];
+                format!(
+                    "Patient?identifier=http://hospital.smarthealthit.org|{mrn}-{}",
+                    (i / 7) % rounds
+                )
+            }),
+        ),
+        (
+            "a patient's observations by code and date range",
+            Box::new({
+                let p = patients.clone();
+                let code = common_code.clone();
+                move |i: usize| {
+                    format!(
+                        "Observation?subject={}&code=http://loinc.org|{code}&date=ge2015-01-01&date=lt2027",
+                        p[i % p.len()]
+                    )
+                }
+            }),
+        ),
+        (
+            "a patient's active conditions",
+            Box::new({
+                let p = patients.clone();
+                move |i: usize| {
+                    format!(
+                        "Condition?subject={}&clinical-status=active",
+                        p[i % p.len()]
+                    )
+                }
+            }),
+        ),
+        (
+            "a patient's encounters in a month, newest first",
+            Box::new({
+                let p = patients.clone();
+                move |i: usize| {
+                    format!(
+                        "Encounter?subject={}&date=2024-0{}&_sort=-date",
+                        p[i % p.len()],
+                        1 + i % 9
+                    )
+                }
+            }),
+        ),
+        (
+            "conditions with _include of the patient",
+            Box::new({
+                let p = patients.clone();
+                move |i: usize| {
+                    format!(
+                        "Condition?subject={}&_include=Condition:subject",
+                        p[i % p.len()]
+                    )
+                }
+            }),
+        ),
+    ];
+    for (label, make) in kinds {
+        let mut lat = Vec::with_capacity(plan.queries);
+        let mut matches = 0u64;
+        for q in 0..plan.queries {
+            let i = q.wrapping_mul(2_654_435_761) % 1_000_003;
+            let url = format!("{}/{}", plan.base, make(i));
+            let t = Instant::now();
+            let res = client.get(&url).send().await?;
+            let status = res.status();
+            let v: Value = res.json().await?;
+            lat.push(t.elapsed());
+            if !status.is_success() {
+                bail!("{url} answered {status}: {v}");
+            }
+            matches += v["total"].as_u64().unwrap_or(0);
+        }
+        lat.sort();
+        report.queries.push((
+            label.to_owned(),
+            percentile(&lat, 0.5),
+            percentile(&lat, 0.99),
+            matches as f64 / plan.queries.max(1) as f64,
+        ));
+    }
+    Ok(report)
+}
+
+fn most_common_observation_code(bundles: &[Value]) -> Option<String> {
+    let mut counts: BTreeMap<String, usize> = BTreeMap::new();
+    let obs = ResourceType::parse("Observation")?;
+    for b in bundles {
+        for e in b["entry"].as_array().into_iter().flatten() {
+            if e["resource"]["resourceType"] == obs.as_str()
+                && let Some(c) = e["resource"]["code"]["coding"][0]["code"].as_str()
+            {
+                *counts.entry(c.to_owned()).or_default() += 1;
+            }
+        }
+    }
+    counts.into_iter().max_by_key(|(_, n)| *n).map(|(c, _)| c)
+}
