@@ -9,7 +9,9 @@ use crate::{Id, Instant, ResourceType};
 pub struct Resource {
     /// Checked against the R4 definitions when parsed; never changes after.
     resource_type: ResourceType,
-    body: Map<String, Value>,
+    /// Always a JSON object. Kept as a `Value` so that FHIRPath evaluation,
+    /// validation and indexing can borrow it without copying.
+    json: Value,
 }
 
 /// Why a body is not a resource. All of these are the client's fault (400).
@@ -67,7 +69,7 @@ impl Resource {
         }
         Ok(Resource {
             resource_type,
-            body,
+            json: Value::Object(body),
         })
     }
 
@@ -76,83 +78,105 @@ impl Resource {
     }
 
     pub fn id(&self) -> Option<&str> {
-        self.body.get("id").and_then(Value::as_str)
+        self.map().get("id").and_then(Value::as_str)
     }
 
     pub fn set_id(&mut self, id: &Id) {
-        self.body.insert("id".into(), Value::String(id.to_string()));
+        self.with_map(|m| m.insert("id".into(), Value::String(id.to_string())));
         self.order_head();
     }
 
     pub fn clear_id(&mut self) {
-        self.body.remove("id");
+        self.with_map(|m| m.remove("id"));
     }
 
     /// Sets the server-owned meta fields (http.html#versioning), keeping the
     /// rest of `meta` (profiles, tags, security labels) as the client sent it.
     pub fn set_meta(&mut self, version: u64, last_updated: Instant) {
-        let meta = self
-            .body
-            .entry("meta")
-            .or_insert_with(|| Value::Object(Map::new()));
-        if !meta.is_object() {
-            *meta = Value::Object(Map::new());
-        }
-        if let Value::Object(m) = meta {
-            m.insert("versionId".into(), Value::String(version.to_string()));
-            m.insert("lastUpdated".into(), Value::String(last_updated.to_fhir()));
-        }
+        self.with_map(|body| {
+            let meta = body
+                .entry("meta")
+                .or_insert_with(|| Value::Object(Map::new()));
+            if !meta.is_object() {
+                *meta = Value::Object(Map::new());
+            }
+            if let Value::Object(m) = meta {
+                m.insert("versionId".into(), Value::String(version.to_string()));
+                m.insert("lastUpdated".into(), Value::String(last_updated.to_fhir()));
+            }
+        });
         self.order_head();
     }
 
     /// Puts `resourceType`, `id` and `meta` first, in that order, as people
     /// reading the JSON expect; the rest keeps the client's order.
     fn order_head(&mut self) {
-        let old = std::mem::take(&mut self.body);
-        let mut rest = Map::new();
-        let mut head: [Option<Value>; 3] = [None, None, None];
-        for (key, value) in old {
-            match key.as_str() {
-                "resourceType" => head[0] = Some(value),
-                "id" => head[1] = Some(value),
-                "meta" => head[2] = Some(value),
-                _ => {
-                    rest.insert(key, value);
-                }
-            }
-        }
-        for (key, value) in ["resourceType", "id", "meta"].into_iter().zip(head) {
-            if let Some(v) = value {
-                self.body.insert(key.to_owned(), v);
-            }
-        }
-        self.body.extend(rest);
+        self.with_map(order_head);
     }
 
     pub fn body(&self) -> &Map<String, Value> {
-        &self.body
+        self.map()
     }
 
-    pub fn body_mut(&mut self) -> &mut Map<String, Value> {
-        &mut self.body
+    /// The resource as JSON, borrowed.
+    pub fn as_json(&self) -> &Value {
+        &self.json
+    }
+
+    fn map(&self) -> &Map<String, Value> {
+        static EMPTY: std::sync::LazyLock<Map<String, Value>> = std::sync::LazyLock::new(Map::new);
+        self.json.as_object().unwrap_or(&EMPTY)
+    }
+
+    /// Runs `f` on the object (the invariant: `json` is always one).
+    fn with_map<R: Default>(&mut self, f: impl FnOnce(&mut Map<String, Value>) -> R) -> R {
+        match &mut self.json {
+            Value::Object(m) => f(m),
+            _ => R::default(),
+        }
     }
 
     pub fn into_value(self) -> Value {
-        Value::Object(self.body)
+        self.json
     }
 
     pub fn to_bytes(&self) -> Vec<u8> {
-        serde_json::to_vec(&self.body).unwrap_or_default()
+        serde_json::to_vec(&self.json).unwrap_or_default()
     }
 
     /// Rewrites every `Reference.reference` (and every `uri`-typed value equal
     /// to a bundle fullUrl) for which `map` gives a replacement. Used for
     /// transaction `urn:uuid:` references (http.html#trules).
     pub fn rewrite_references(&mut self, map: &dyn Fn(&str) -> Option<String>) {
-        for value in self.body.values_mut() {
-            rewrite(value, map);
+        if let Value::Object(body) = &mut self.json {
+            for value in body.values_mut() {
+                rewrite(value, map);
+            }
         }
     }
+}
+
+/// Puts `resourceType`, `id` and `meta` first, keeping the rest in order.
+fn order_head(body: &mut Map<String, Value>) {
+    let old = std::mem::take(body);
+    let mut rest = Map::new();
+    let mut head: [Option<Value>; 3] = [None, None, None];
+    for (key, value) in old {
+        match key.as_str() {
+            "resourceType" => head[0] = Some(value),
+            "id" => head[1] = Some(value),
+            "meta" => head[2] = Some(value),
+            _ => {
+                rest.insert(key, value);
+            }
+        }
+    }
+    for (key, value) in ["resourceType", "id", "meta"].into_iter().zip(head) {
+        if let Some(v) = value {
+            body.insert(key.to_owned(), v);
+        }
+    }
+    body.extend(rest);
 }
 
 fn rewrite(value: &mut Value, map: &dyn Fn(&str) -> Option<String>) {

@@ -155,8 +155,7 @@ fn plan(ty: ResourceType) -> Arc<Vec<Compiled>> {
 /// The index entries of a resource.
 pub fn extract(resource: &Resource) -> Vec<IndexEntry> {
     let ty = resource.resource_type();
-    let json = Value::Object(resource.body().clone());
-    extract_json(ty, &json)
+    extract_json(ty, resource.as_json())
 }
 
 /// The index entries of a resource given as JSON of type `ty`.

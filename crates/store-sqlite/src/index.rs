@@ -19,14 +19,16 @@ pub(crate) const TABLES: [&str; 7] = [
 ];
 
 /// Replaces the index rows of `ty/id` in `practice` with `entries`.
+/// `first` says the resource is new (version 1), so it has none to delete.
 pub(crate) fn replace(
     conn: &Connection,
     practice: i64,
     ty: &str,
     id: &str,
     entries: &[IndexEntry],
+    first: bool,
 ) -> Result<(), StoreError> {
-    for table in TABLES {
+    for table in TABLES.iter().filter(|_| !first) {
         conn.prepare_cached(&format!(
             "DELETE FROM {table} WHERE practice = ?1 AND type = ?2 AND id = ?3"
         ))

@@ -92,6 +92,12 @@ const MIGRATIONS: &[&str] = &[
         param TEXT NOT NULL, grp INTEGER NOT NULL, uri TEXT NOT NULL);
     CREATE INDEX idx_uri_value ON idx_uri (practice, type, param, uri);
     CREATE INDEX idx_uri_owner ON idx_uri (practice, type, id);",
+    // 3: token and reference value indexes end with the resource id, so that
+    // checking one candidate against a code or a target is one seek.
+    "DROP INDEX idx_token_value;
+    CREATE INDEX idx_token_value ON idx_token (practice, type, param, code, id, system);
+    DROP INDEX idx_reference_value;
+    CREATE INDEX idx_reference_value ON idx_reference (practice, type, param, target_id, id);",
 ];
 
 pub(crate) fn migrate(conn: &Connection) -> Result<(), StoreError> {

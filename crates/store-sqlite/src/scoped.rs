@@ -118,7 +118,7 @@ impl ReadTx for Scoped<'_> {
         let mut s = self
             .conn
             .prepare_cached(
-                "SELECT target_type, target_id FROM idx_reference
+                "SELECT target_type, target_id FROM idx_reference INDEXED BY idx_reference_owner
                  WHERE practice = ?1 AND type = ?2 AND id = ?3 AND param = ?4 AND target_id IS NOT NULL",
             )
             .map_err(db_err)?;
@@ -149,7 +149,7 @@ impl ReadTx for Scoped<'_> {
         let mut s = self
             .conn
             .prepare_cached(
-                "SELECT DISTINCT id FROM idx_reference
+                "SELECT DISTINCT id FROM idx_reference INDEXED BY idx_reference_target
                  WHERE practice = ?1 AND target_type = ?2 AND target_id = ?3 AND type = ?4 AND param = ?5",
             )
             .map_err(db_err)?;
@@ -315,6 +315,13 @@ impl WriteTx for ScopedWrite<'_> {
         )
         .and_then(|mut s| s.execute(params![practice, v.resource_type.as_str(), v.id, v.version as i64, v.last_updated.millis(), v.deleted as i64, vrow]))
         .map_err(db_err)?;
-        crate::index::replace(conn, practice, v.resource_type.as_str(), &v.id, &v.index)
+        crate::index::replace(
+            conn,
+            practice,
+            v.resource_type.as_str(),
+            &v.id,
+            &v.index,
+            v.version == 1,
+        )
     }
 }

@@ -222,8 +222,20 @@ fn number_sql(a: &mut Args, col: &str, n: &gp_fhir::search::NumberCriterion) -> 
 /// index is forced: probing one resource's few rows beats scanning every
 /// row with the value, which SQLite would otherwise often choose.
 fn owned(a: &mut Args, table: &str, i: &str, alias: &str, code: &str) -> String {
+    owned_by(
+        a,
+        table,
+        i,
+        alias,
+        code,
+        &format!("INDEXED BY {table}_owner"),
+    )
+}
+
+/// As [`owned`], with the index left to SQLite (`""`) or forced.
+fn owned_by(a: &mut Args, table: &str, i: &str, alias: &str, code: &str, hint: &str) -> String {
     format!(
-        "{table} {i} INDEXED BY {table}_owner WHERE {i}.practice = ?1 AND {i}.type = {alias}.type AND {i}.id = {alias}.id AND {i}.param = {}",
+        "{table} {i} {hint} WHERE {i}.practice = ?1 AND {i}.type = {alias}.type AND {i}.id = {alias}.id AND {i}.param = {}",
         a.bind(code.to_owned())
     )
 }
@@ -425,7 +437,22 @@ pub(crate) fn criterion_sql(
             } else {
                 *kind
             };
-            let rows = owned(a, t, &i, alias, &code);
+            // A code or a target id with the candidate's id is one seek in
+            // the value index; other values probe the candidate's own rows.
+            let exact = match kind {
+                ParamKind::Token => values
+                    .iter()
+                    .all(|v| matches!(v, ParamValue::Token { code: Some(_), .. })),
+                ParamKind::Reference => values
+                    .iter()
+                    .all(|v| matches!(v, ParamValue::Reference { id: Some(_), .. })),
+                _ => false,
+            };
+            let rows = if exact {
+                owned_by(a, t, &i, alias, &code, "")
+            } else {
+                owned(a, t, &i, alias, &code)
+            };
             let ors = param_ors(a, &i, kind, *modifier, values)?;
             let matching = format!("EXISTS (SELECT 1 FROM {rows} AND ({ors}))");
             // search.html#modifiers: `:not` matches resources with no such

@@ -413,9 +413,7 @@ pub struct Prepared {
 
 impl Prepared {
     pub fn new(resource: Resource) -> Self {
-        let rejected = gp_validate::rejection(gp_validate::validate(&serde_json::Value::Object(
-            resource.body().clone(),
-        )));
+        let rejected = gp_validate::rejection(gp_validate::validate(resource.as_json()));
         let index = if rejected.is_none() {
             gp_search::extract(&resource)
         } else {
