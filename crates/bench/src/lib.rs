@@ -128,6 +128,8 @@ pub async fn run(plan: &Plan) -> Result<Report> {
                 let res = client
                     .post(&base)
                     .header("content-type", "application/fhir+json")
+                    // A bulk loader wants the locations, not its resources back.
+                    .header("prefer", "return=minimal")
                     .body(body)
                     .send()
                     .await?;

@@ -135,6 +135,8 @@ pub async fn run(plan: &SearchPlan) -> Result<SearchReport> {
                 let res = client
                     .post(&base)
                     .header("content-type", "application/fhir+json")
+                    // A bulk loader wants the locations, not its resources back.
+                    .header("prefer", "return=minimal")
                     .body(body)
                     .send()
                     .await?;
