@@ -104,22 +104,18 @@ pub(crate) fn percentile(sorted: &[Duration], p: f64) -> f64 {
     sorted[i.min(sorted.len() - 1)].as_secs_f64() * 1000.0
 }
 
-/// Runs every scenario in turn.
-pub async fn run(plan: &Plan) -> Result<Report> {
-    let bundles = load_bundles(&plan.synthea)?;
-    let client = reqwest::Client::builder()
-        .pool_max_idle_per_host(64)
-        .build()?;
-
-    // Ingest: clients take bundles from a shared queue.
-    let queue = Arc::new(std::sync::Mutex::new(
-        bundles.iter().map(|(_, b)| b.clone()).collect::<Vec<_>>(),
-    ));
-    let resources: usize = bundles.iter().map(|(n, _)| n).sum();
-    let started = Instant::now();
+/// Posts transaction Bundles from `clients` concurrent clients taking them
+/// from one queue, and answers the `Type/id` of every resource created.
+pub(crate) async fn ingest(
+    client: &reqwest::Client,
+    base: &str,
+    bodies: Vec<Vec<u8>>,
+    clients: usize,
+) -> Result<Vec<String>> {
+    let queue = Arc::new(std::sync::Mutex::new(bodies));
     let mut tasks = Vec::new();
-    for _ in 0..plan.clients.max(1) {
-        let (queue, client, base) = (queue.clone(), client.clone(), plan.base.clone());
+    for _ in 0..clients.max(1) {
+        let (queue, client, base) = (queue.clone(), client.clone(), base.to_owned());
         tasks.push(tokio::spawn(async move {
             let mut locations = Vec::new();
             loop {
@@ -152,6 +148,25 @@ pub async fn run(plan: &Plan) -> Result<Report> {
     for t in tasks {
         ids.extend(t.await??);
     }
+    Ok(ids)
+}
+
+/// Runs every scenario in turn.
+pub async fn run(plan: &Plan) -> Result<Report> {
+    let bundles = load_bundles(&plan.synthea)?;
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(64)
+        .build()?;
+
+    let resources: usize = bundles.iter().map(|(n, _)| n).sum();
+    let started = Instant::now();
+    let ids = ingest(
+        &client,
+        &plan.base,
+        bundles.iter().map(|(_, b)| b.clone()).collect(),
+        plan.clients,
+    )
+    .await?;
     let ingest_secs = started.elapsed().as_secs_f64();
     if ids.len() != resources {
         bail!(

@@ -5,7 +5,6 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
-use std::sync::Arc;
 use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
@@ -122,43 +121,13 @@ pub async fn run(plan: &SearchPlan) -> Result<SearchReport> {
         }
     }
     let total: usize = jobs.iter().map(|(n, _)| n).sum();
-    let queue = Arc::new(std::sync::Mutex::new(jobs));
     let started = Instant::now();
-    let mut tasks = Vec::new();
-    for _ in 0..plan.clients.max(1) {
-        let (queue, client, base) = (queue.clone(), client.clone(), plan.base.clone());
-        tasks.push(tokio::spawn(async move {
-            let mut patients = Vec::new();
-            loop {
-                let next = queue.lock().ok().and_then(|mut q| q.pop());
-                let Some((_, body)) = next else { break };
-                let res = client
-                    .post(&base)
-                    .header("content-type", "application/fhir+json")
-                    // A bulk loader wants the locations, not its resources back.
-                    .header("prefer", "return=minimal")
-                    .body(body)
-                    .send()
-                    .await?;
-                let status = res.status();
-                let v: Value = res.json().await?;
-                if !status.is_success() {
-                    bail!("a transaction failed with {status}");
-                }
-                for e in v["entry"].as_array().into_iter().flatten() {
-                    let loc = e["response"]["location"].as_str().unwrap_or_default();
-                    if loc.starts_with("Patient/") {
-                        patients.push(loc.split("/_history").next().unwrap_or(loc).to_owned());
-                    }
-                }
-            }
-            Ok::<_, anyhow::Error>(patients)
-        }));
-    }
-    let mut patients = Vec::new();
-    for t in tasks {
-        patients.extend(t.await??);
-    }
+    let bodies = jobs.into_iter().map(|(_, b)| b.into_bytes()).collect();
+    let patients: Vec<String> = crate::ingest(&client, &plan.base, bodies, plan.clients)
+        .await?
+        .into_iter()
+        .filter(|l| l.starts_with("Patient/"))
+        .collect();
     report.ingest_secs = started.elapsed().as_secs_f64();
     report.resources = total;
 
