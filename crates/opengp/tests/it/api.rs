@@ -4,7 +4,7 @@
 
 use serde_json::{Value, json};
 
-use crate::support::{App, TEST_MAX_BODY, assert_outcome, json};
+use crate::support::{App, TEST_MAX_BODY, assert_outcome, json, next_link};
 
 crate::on_both_backends!(
     capabilities_tell_what_is_supported,
@@ -473,14 +473,7 @@ async fn history_levels_and_paging(app: App) {
     let mut seen = Vec::new();
     let mut pages = 0;
     loop {
-        let page = json(
-            app.client
-                .get(&url)
-                .send()
-                .await
-                .unwrap_or_else(|e| panic!("{e}")),
-        )
-        .await;
+        let page = app.get_json(&url).await;
         pages += 1;
         for e in page["entry"].as_array().into_iter().flatten() {
             seen.push(
@@ -491,13 +484,8 @@ async fn history_levels_and_paging(app: App) {
         if pages == 1 {
             app.create(&patient("Written while paging")).await;
         }
-        match page["link"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .find(|l| l["relation"] == "next")
-        {
-            Some(next) => url = next["url"].as_str().unwrap_or_default().to_owned(),
+        match next_link(&page) {
+            Some(next) => url = next,
             None => break,
         }
     }
@@ -574,26 +562,12 @@ async fn search_by_id_and_last_updated(app: App) {
     let mut url = app.url("Patient?_count=3");
     let mut found = Vec::new();
     while !url.is_empty() {
-        let page = json(
-            app.client
-                .get(&url)
-                .send()
-                .await
-                .unwrap_or_else(|e| panic!("{e}")),
-        )
-        .await;
+        let page = app.get_json(&url).await;
         assert_eq!(page["total"], 7);
         for e in page["entry"].as_array().into_iter().flatten() {
             found.push(e["resource"]["id"].as_str().unwrap_or_default().to_owned());
         }
-        url = page["link"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .find(|l| l["relation"] == "next")
-            .and_then(|l| l["url"].as_str())
-            .unwrap_or("")
-            .to_owned();
+        url = next_link(&page).unwrap_or_default();
     }
     found.sort();
     let mut want = ids.clone();

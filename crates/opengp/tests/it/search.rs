@@ -9,7 +9,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde_json::{Value, json};
 
-use crate::support::{App, Db, assert_outcome, json, spawn_app_on};
+use crate::support::{App, Db, assert_outcome, json, next_link, spawn_app_on};
 
 /// Seeds labelled resources with client-chosen ids equal to the labels.
 async fn seed(app: &App, resources: &[Value]) {
@@ -363,14 +363,7 @@ async fn errors_and_paging() {
     let mut seen = Vec::new();
     let mut pages = 0;
     while !url.is_empty() {
-        let page = json(
-            app.client
-                .get(&url)
-                .send()
-                .await
-                .unwrap_or_else(|e| panic!("{e}")),
-        )
-        .await;
+        let page = app.get_json(&url).await;
         for e in page["entry"].as_array().into_iter().flatten() {
             seen.push(e["resource"]["id"].as_str().unwrap_or("").to_owned());
         }
@@ -379,14 +372,7 @@ async fn errors_and_paging() {
             seed(&app, &[json!({ "resourceType": "Patient", "id": id })]).await;
         }
         pages += 1;
-        url = page["link"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .find(|l| l["relation"] == "next")
-            .and_then(|l| l["url"].as_str())
-            .unwrap_or("")
-            .to_owned();
+        url = next_link(&page).unwrap_or_default();
     }
     for id in ["ann", "bob", "nobody", "zoe"] {
         assert_eq!(
@@ -437,13 +423,7 @@ async fn compartments_and_everything() {
     )
     .await;
     assert_eq!(b["total"], 2);
-    assert!(
-        b["link"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .any(|l| l["relation"] == "next")
-    );
+    assert!(next_link(&b).is_some());
     assert_outcome(app.get("Patient/ghost/$everything").await, 404, "not-found").await;
     app.stop().await;
 }

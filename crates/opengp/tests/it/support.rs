@@ -115,6 +115,18 @@ impl App {
             .unwrap_or_else(|e| panic!("PUT {path}: {e}"))
     }
 
+    /// GETs an absolute URL (a paging link) and reads the body as JSON.
+    pub async fn get_json(&self, url: &str) -> Value {
+        json(
+            self.client
+                .get(url)
+                .send()
+                .await
+                .unwrap_or_else(|e| panic!("GET {url}: {e}")),
+        )
+        .await
+    }
+
     pub async fn get(&self, path: &str) -> reqwest::Response {
         self.client
             .get(self.url(path))
@@ -149,6 +161,17 @@ impl App {
             pg.finish();
         }
     }
+}
+
+/// The `next` link of a Bundle, if it has one (search.html#paging).
+pub fn next_link(bundle: &Value) -> Option<String> {
+    bundle["link"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|l| l["relation"] == "next")
+        .and_then(|l| l["url"].as_str())
+        .map(str::to_owned)
 }
 
 /// The body of a response as JSON.

@@ -103,13 +103,9 @@ async fn another_practice_sees_nothing(app: App) {
     assert_eq!(page["total"], 2);
     let history = json(app.get("_history?_count=1").await).await;
     for bundle in [&page, &history] {
-        let next = bundle["link"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .find(|l| l["relation"] == "next")
-            .and_then(|l| l["url"].as_str())
-            .unwrap_or_else(|| panic!("a next link: {bundle}"));
+        let next =
+            crate::support::next_link(bundle).unwrap_or_else(|| panic!("a next link: {bundle}"));
+        let next = next.as_str();
         let moved = next.replace(
             &format!("/practices/{}/", opengp::config::DEFAULT_PRACTICE),
             &format!("/practices/{OTHER}/"),
