@@ -10,6 +10,7 @@ use axum::http::{HeaderMap, StatusCode, header};
 use bytes::Bytes;
 use gp_fhir::{Id, IssueType, ResourceType};
 use gp_store::{Actor, Ctx};
+use http_body_util::BodyExt;
 
 use crate::AppState;
 use crate::error::ApiError;
@@ -134,18 +135,42 @@ impl Call {
             .header("content-length")
             .and_then(|v| v.parse::<usize>().ok());
         if declared.is_some_and(|n| n > self.max_body) {
+            linger(body).await;
             return Err(too_long());
         }
-        axum::body::to_bytes(body, self.max_body)
-            .await
-            .map_err(|e| {
-                let limit = std::error::Error::source(&e)
-                    .is_some_and(|s| s.is::<http_body_util::LengthLimitError>());
-                if limit {
-                    too_long()
-                } else {
-                    ApiError::bad_request(format!("the body could not be read: {e}"))
+        let mut body = body;
+        let mut bytes = bytes::BytesMut::new();
+        while let Some(frame) = body.frame().await {
+            let frame = frame
+                .map_err(|e| ApiError::bad_request(format!("the body could not be read: {e}")))?;
+            if let Some(data) = frame.data_ref() {
+                if bytes.len() + data.len() > self.max_body {
+                    linger(body).await;
+                    return Err(too_long());
                 }
-            })
+                bytes.extend_from_slice(data);
+            }
+        }
+        Ok(bytes.freeze())
     }
+}
+
+/// Reads and discards what is left of a refused body, for a bounded time and
+/// amount, before the refusal is sent ("lingering close"). A server that
+/// answers while the client is still uploading and then closes makes the
+/// client's socket reset, and the client never sees the 413 that explains why.
+async fn linger(body: Body) {
+    const MAX_BYTES: usize = 256 * 1024 * 1024;
+    const MAX_TIME: std::time::Duration = std::time::Duration::from_secs(10);
+    let mut body = body;
+    let drain = async {
+        let mut seen = 0usize;
+        while let Some(Ok(frame)) = body.frame().await {
+            seen += frame.data_ref().map_or(0, Bytes::len);
+            if seen > MAX_BYTES {
+                break;
+            }
+        }
+    };
+    let _ = tokio::time::timeout(MAX_TIME, drain).await;
 }
