@@ -44,6 +44,7 @@
 //! and `gp_store::Store` already calls them from blocking threads.
 
 mod conn;
+mod index;
 mod schema;
 mod scoped;
 mod write;

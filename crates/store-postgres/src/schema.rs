@@ -24,10 +24,11 @@ struct Migration {
 /// by practice (Citus `create_distributed_table(..., 'practice')`) and no
 /// statement ever needs rows of two practices. There is no sequence: the
 /// practice key is random, and write order is a per-practice counter.
-const MIGRATIONS: &[Migration] = &[Migration {
-    version: 1,
-    name: "practices, resource versions, current versions, per-practice counters",
-    sql: "
+const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        name: "practices, resource versions, current versions, per-practice counters",
+        sql: "
     -- The registry of practices (a reference table under Citus).
     CREATE TABLE practice (
         key bigint PRIMARY KEY,
@@ -74,7 +75,52 @@ const MIGRATIONS: &[Migration] = &[Migration {
     );
     CREATE INDEX resource_current_by_time ON resource_current (practice, type, last_updated, seq);
     ",
-}];
+    },
+    Migration {
+        version: 2,
+        name: "search indexes, one table per parameter type",
+        // The same tables, columns and index names as the SQLite store, so that
+        // one SQL builder (gp-store-sql) serves both. Rows describe the current
+        // version of each resource only (search.html#ptypes); `grp` ties the
+        // components of one composite value together (0 otherwise). Values are
+        // compared byte-wise (`COLLATE "C"`, as SQLite does), so that a prefix is
+        // a range of the value index and sort orders agree between the stores;
+        // keys keep the database's collation, as `resource_current` does.
+        // New tables: nothing running is locked.
+        sql: r#"
+    CREATE TABLE idx_string (practice bigint NOT NULL, type text NOT NULL, id text NOT NULL,
+        param text NOT NULL, grp bigint NOT NULL, norm text COLLATE "C" NOT NULL, exact text COLLATE "C" NOT NULL);
+    CREATE INDEX idx_string_value ON idx_string (practice, type, param, norm);
+    CREATE INDEX idx_string_owner ON idx_string (practice, type, id);
+    CREATE TABLE idx_token (practice bigint NOT NULL, type text NOT NULL, id text NOT NULL,
+        param text NOT NULL, grp bigint NOT NULL, system text COLLATE "C", code text COLLATE "C", text text COLLATE "C");
+    CREATE INDEX idx_token_value ON idx_token (practice, type, param, code, id, system);
+    CREATE INDEX idx_token_owner ON idx_token (practice, type, id);
+    CREATE TABLE idx_date (practice bigint NOT NULL, type text NOT NULL, id text NOT NULL,
+        param text NOT NULL, grp bigint NOT NULL, low bigint NOT NULL, high bigint NOT NULL);
+    CREATE INDEX idx_date_value ON idx_date (practice, type, param, low, high);
+    CREATE INDEX idx_date_owner ON idx_date (practice, type, id);
+    CREATE TABLE idx_number (practice bigint NOT NULL, type text NOT NULL, id text NOT NULL,
+        param text NOT NULL, grp bigint NOT NULL, value double precision NOT NULL);
+    CREATE INDEX idx_number_value ON idx_number (practice, type, param, value);
+    CREATE INDEX idx_number_owner ON idx_number (practice, type, id);
+    CREATE TABLE idx_quantity (practice bigint NOT NULL, type text NOT NULL, id text NOT NULL,
+        param text NOT NULL, grp bigint NOT NULL, value double precision NOT NULL, system text COLLATE "C",
+        code text COLLATE "C");
+    CREATE INDEX idx_quantity_value ON idx_quantity (practice, type, param, code, value);
+    CREATE INDEX idx_quantity_owner ON idx_quantity (practice, type, id);
+    CREATE TABLE idx_reference (practice bigint NOT NULL, type text NOT NULL, id text NOT NULL,
+        param text NOT NULL, grp bigint NOT NULL, target_type text, target_id text, url text COLLATE "C");
+    CREATE INDEX idx_reference_value ON idx_reference (practice, type, param, target_id, id);
+    CREATE INDEX idx_reference_target ON idx_reference (practice, target_type, target_id);
+    CREATE INDEX idx_reference_owner ON idx_reference (practice, type, id);
+    CREATE TABLE idx_uri (practice bigint NOT NULL, type text NOT NULL, id text NOT NULL,
+        param text NOT NULL, grp bigint NOT NULL, uri text COLLATE "C" NOT NULL);
+    CREATE INDEX idx_uri_value ON idx_uri (practice, type, param, uri);
+    CREATE INDEX idx_uri_owner ON idx_uri (practice, type, id);
+    "#,
+    },
+];
 
 /// An arbitrary constant naming the migration lock.
 const MIGRATION_LOCK: i64 = 0x4f70_656e_4750; // "OpenGP"

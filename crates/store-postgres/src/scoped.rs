@@ -2,11 +2,12 @@
 //! practice key as `$1` and filters every table it reads by it.
 
 use bytes::Bytes;
-use gp_fhir::search::{Criterion, Prefix, SearchQuery, SortField, Total};
+use gp_fhir::search::SearchQuery;
 use gp_fhir::{Instant, ResourceType};
 use gp_store::{
     HistoryPage, HistoryQuery, HistoryScope, ReadTx, SearchPage, StoreError, StoredVersion,
 };
+use gp_store_sql::{Arg, Dialect};
 use postgres::Row;
 use postgres::types::ToSql;
 
@@ -40,6 +41,19 @@ fn full_row(row: &Row) -> Result<StoredVersion, StoreError> {
 
 type Args = Vec<Box<dyn ToSql + Sync>>;
 
+/// The builder's values as PostgreSQL parameters.
+fn values(args: &[Arg]) -> Args {
+    args.iter()
+        .map(|a| -> Box<dyn ToSql + Sync> {
+            match a {
+                Arg::Int(v) => Box::new(*v),
+                Arg::Real(v) => Box::new(*v),
+                Arg::Text(v) => Box::new(v.clone()),
+            }
+        })
+        .collect()
+}
+
 fn refs(args: &Args) -> Vec<&(dyn ToSql + Sync)> {
     args.iter()
         .map(|a| a.as_ref() as &(dyn ToSql + Sync))
@@ -50,32 +64,6 @@ fn arg(args: &mut Args, v: impl ToSql + Sync + 'static) -> String {
     args.push(Box::new(v));
     format!("${}", args.len())
 }
-
-/// The SQL for one `_lastUpdated` criterion on `col`.
-fn date_sql(col: &str, prefix: Prefix, low: i64, high: i64, args: &mut Args) -> String {
-    match prefix {
-        Prefix::Eq | Prefix::Ap => {
-            format!(
-                "({col} >= {} AND {col} < {})",
-                arg(args, low),
-                arg(args, high)
-            )
-        }
-        Prefix::Ne => format!(
-            "({col} < {} OR {col} >= {})",
-            arg(args, low),
-            arg(args, high)
-        ),
-        Prefix::Gt | Prefix::Sa => format!("{col} >= {}", arg(args, high)),
-        Prefix::Lt | Prefix::Eb => format!("{col} < {}", arg(args, low)),
-        Prefix::Ge => format!("{col} >= {}", arg(args, low)),
-        Prefix::Le => format!("{col} < {}", arg(args, high)),
-    }
-}
-
-const SELECT_CURRENT: &str = "SELECT c.type, c.id, c.version, c.last_updated, c.deleted, v.body
-     FROM resource_current c JOIN resource_version v
-       ON v.practice = $1 AND v.type = c.type AND v.id = c.id AND v.version = c.version";
 
 const LATEST: &str = "SELECT c.type, c.id, c.version, c.last_updated, c.deleted, v.body
      FROM resource_current c JOIN resource_version v
@@ -127,97 +115,77 @@ impl ReadTx for Scoped<'_> {
         ty: Option<ResourceType>,
         q: &SearchQuery,
     ) -> Result<SearchPage, StoreError> {
-        let mut args: Args = vec![Box::new(self.practice)];
-        let mut wh = vec!["c.practice = $1".to_owned(), "NOT c.deleted".to_owned()];
-        if let Some(t) = ty {
-            let p = arg(&mut args, t.as_str());
-            wh.push(format!("c.type = {p}"));
-        }
-        for c in &q.criteria {
-            let ors: Vec<String> = match c {
-                Criterion::Id(ids) => ids
-                    .iter()
-                    .map(|id| format!("c.id = {}", arg(&mut args, id.to_string())))
-                    .collect(),
-                Criterion::LastUpdated(dates) => dates
-                    .iter()
-                    .map(|d| {
-                        date_sql(
-                            "c.last_updated",
-                            d.prefix,
-                            d.range.low.millis(),
-                            d.range.high.millis(),
-                            &mut args,
-                        )
-                    })
-                    .collect(),
-                other => {
-                    return Err(StoreError::NotSupported(format!(
-                        "this store cannot search by {other:?}"
-                    )));
-                }
-            };
-            wh.push(format!("({})", ors.join(" OR ")));
-        }
-        let where_sql = wh.join(" AND ");
-        let total = if q.total == Total::None {
-            None
-        } else {
-            let sql = format!("SELECT count(*) FROM resource_current c WHERE {where_sql}");
-            let n: i64 = self
-                .conn
-                .query_one(&sql, &refs(&args))
-                .and_then(|r| r.try_get(0))
-                .map_err(db_err)?;
-            Some(n as u64)
-        };
-        let mut order: Vec<String> = Vec::new();
-        for key in &q.sort {
-            let col = match key.field {
-                SortField::Id => "c.id",
-                SortField::LastUpdated => "c.last_updated",
-                other => {
-                    return Err(StoreError::NotSupported(format!(
-                        "this store cannot sort by {other:?} yet"
-                    )));
-                }
-            };
-            order.push(format!("{col} {}", if key.desc { "DESC" } else { "ASC" }));
-        }
-        // Versions stamped in the same millisecond keep the order they were
-        // written in (the practice's sequence), in the direction of the last
-        // sort key.
-        if let Some(key) = q.sort.last()
-            && key.field == SortField::LastUpdated
-        {
-            order.push(format!("c.seq {}", if key.desc { "DESC" } else { "ASC" }));
-        }
-        order.extend(["c.type ASC".to_owned(), "c.id ASC".to_owned()]);
-        let entries = if q.count == 0 {
-            Vec::new()
-        } else {
-            // Keyset paging in the default order: the cursor narrows the
-            // page, not the total.
-            let mut page_where = where_sql.clone();
-            if let (Some((t, id)), true) = (&q.after, q.sort.is_empty()) {
-                let (pt, pi) = (arg(&mut args, t.as_str()), arg(&mut args, id.clone()));
-                page_where = format!("{page_where} AND (c.type, c.id) > ({pt}, {pi})");
+        let built = gp_store_sql::search(Dialect::Postgres, self.practice, ty, q)?;
+        let total = match &built.total {
+            None => None,
+            Some(st) => {
+                let args = values(&st.args);
+                let count: i64 = self
+                    .conn
+                    .query_one(&st.sql, &refs(&args))
+                    .and_then(|r| r.try_get(0))
+                    .map_err(db_err)?;
+                Some(count as u64)
             }
-            let limit = arg(&mut args, q.count as i64);
-            let start = if q.after.is_some() {
-                0
-            } else {
-                q.offset as i64
-            };
-            let offset = arg(&mut args, start);
-            let sql = format!(
-                "{SELECT_CURRENT} WHERE {page_where} ORDER BY {} LIMIT {limit} OFFSET {offset}",
-                order.join(", ")
-            );
-            let rows = self.conn.query(&sql, &refs(&args)).map_err(db_err)?;
-            rows.iter().map(full_row).collect::<Result<Vec<_>, _>>()?
+        };
+        let entries = match &built.page {
+            None => Vec::new(),
+            Some(st) => {
+                let args = values(&st.args);
+                let rows = self.conn.query(&st.sql, &refs(&args)).map_err(db_err)?;
+                rows.iter().map(full_row).collect::<Result<Vec<_>, _>>()?
+            }
         };
         Ok(SearchPage { total, entries })
+    }
+
+    fn references(
+        &mut self,
+        ty: ResourceType,
+        ids: &[String],
+        code: &str,
+    ) -> Result<Vec<(String, String)>, StoreError> {
+        let rows = self
+            .conn
+            .query(
+                "SELECT target_type, target_id FROM idx_reference
+                 WHERE practice = $1 AND type = $2 AND id = ANY($3) AND param = $4
+                   AND target_type IS NOT NULL AND target_id IS NOT NULL",
+                &[&self.practice, &ty.as_str(), &ids, &code],
+            )
+            .map_err(db_err)?;
+        rows.iter()
+            .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
+            .collect::<Result<Vec<_>, postgres::Error>>()
+            .map_err(db_err)
+    }
+
+    fn referrers(
+        &mut self,
+        source: ResourceType,
+        code: &str,
+        target_type: ResourceType,
+        target_ids: &[String],
+    ) -> Result<Vec<String>, StoreError> {
+        let rows = self
+            .conn
+            .query(
+                "SELECT DISTINCT id FROM idx_reference
+                 WHERE practice = $1 AND target_type = $2 AND target_id = ANY($3)
+                   AND type = $4 AND param = $5",
+                &[
+                    &self.practice,
+                    &target_type.as_str(),
+                    &target_ids,
+                    &source.as_str(),
+                    &code,
+                ],
+            )
+            .map_err(db_err)?;
+        rows.iter()
+            .map(|r| r.try_get(0))
+            .collect::<Result<Vec<_>, postgres::Error>>()
+            .map_err(db_err)
     }
 
     fn history(

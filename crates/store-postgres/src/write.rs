@@ -6,6 +6,7 @@
 use std::collections::HashSet;
 
 use gp_fhir::search::SearchQuery;
+use gp_fhir::search::index::IndexEntry;
 use gp_fhir::{Instant, ResourceType};
 use gp_store::{
     HistoryPage, HistoryQuery, HistoryScope, NewVersion, ReadTx, SearchPage, StoreError,
@@ -13,6 +14,7 @@ use gp_store::{
 };
 
 use crate::conn::{db_err, is_unique_violation};
+use crate::index;
 use crate::scoped::Scoped;
 
 /// A practice's counter row as the writer holds it (locked) during a group.
@@ -35,6 +37,7 @@ struct Pending {
     last_updated: i64,
     deleted: bool,
     body: Vec<u8>,
+    index: Vec<IndexEntry>,
 }
 
 pub(crate) struct ScopedWrite<'c> {
@@ -138,7 +141,16 @@ impl<'c> ScopedWrite<'c> {
                 ],
             )
             .map_err(db_err)?;
-        Ok(())
+        let current: Vec<index::Current<'_>> = last
+            .iter()
+            .map(|&i| index::Current {
+                ty: pending[i].ty,
+                id: &pending[i].id,
+                replaces: pending[i].version > 1,
+                entries: &pending[i].index,
+            })
+            .collect();
+        index::replace(self.read.conn, practice, &current)
     }
 }
 
@@ -172,6 +184,25 @@ impl ReadTx for ScopedWrite<'_> {
         self.flush()?;
         self.read.history(scope, q)
     }
+    fn references(
+        &mut self,
+        ty: ResourceType,
+        ids: &[String],
+        code: &str,
+    ) -> Result<Vec<(String, String)>, StoreError> {
+        self.flush()?;
+        self.read.references(ty, ids, code)
+    }
+    fn referrers(
+        &mut self,
+        source: ResourceType,
+        code: &str,
+        target_type: ResourceType,
+        target_ids: &[String],
+    ) -> Result<Vec<String>, StoreError> {
+        self.flush()?;
+        self.read.referrers(source, code, target_type, target_ids)
+    }
 }
 
 impl WriteTx for ScopedWrite<'_> {
@@ -191,6 +222,7 @@ impl WriteTx for ScopedWrite<'_> {
             last_updated: v.last_updated.millis(),
             deleted: v.deleted,
             body: v.body.clone(),
+            index: v.index.clone(),
         });
         if self.pending.len() >= FLUSH_AT {
             self.flush()?;

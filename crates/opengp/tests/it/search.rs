@@ -9,7 +9,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde_json::{Value, json};
 
-use crate::support::{App, Db, assert_outcome, json, next_link, spawn_app_on};
+use crate::support::{App, assert_outcome, json, next_link};
 
 /// Seeds labelled resources with client-chosen ids equal to the labels.
 async fn seed(app: &App, resources: &[Value]) {
@@ -28,8 +28,9 @@ async fn seed(app: &App, resources: &[Value]) {
 /// The ids a search finds (matches only), sorted.
 async fn ids(app: &App, query: &str) -> Vec<String> {
     let res = app.get(query).await;
-    assert_eq!(res.status(), 200, "{query}");
+    let status = res.status();
     let b = json(res).await;
+    assert_eq!(status, 200, "{query}: {b}");
     let mut found: Vec<String> = b["entry"]
         .as_array()
         .into_iter()
@@ -120,19 +121,23 @@ fn observations() -> Vec<Value> {
     ]
 }
 
-async fn seeded() -> App {
-    let app = spawn_app_on(Db::Sqlite, crate::support::TEST_MAX_BODY).await;
+async fn seed_standard(app: &App) {
     let mut all = patients();
     all.extend(observations());
-    seed(&app, &all).await;
-    app
+    seed(app, &all).await;
 }
+
+crate::on_both_backends!(
+    parameter_types_and_modifiers,
+    chains_includes_and_sorting,
+    errors_and_paging,
+    compartments_and_everything,
+);
 
 /// search.html#string, #token, #date, #reference, #quantity, #number and
 /// #uri, with their modifiers and prefixes.
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn parameter_types_and_modifiers() {
-    let app = seeded().await;
+async fn parameter_types_and_modifiers(app: App) {
+    seed_standard(&app).await;
     check(
         &app,
         &[
@@ -212,9 +217,8 @@ async fn parameter_types_and_modifiers() {
 
 /// search.html#chaining, search.html#has, search.html#include and
 /// search.html#sort.
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn chains_includes_and_sorting() {
-    let app = seeded().await;
+async fn chains_includes_and_sorting(app: App) {
+    seed_standard(&app).await;
     check(
         &app,
         &[
@@ -336,9 +340,8 @@ async fn chains_includes_and_sorting() {
 
 /// search.html#errors: bad values are 400; unknown parameters ignored but
 /// reported, or refused under `handling=strict`; search.html#paging.
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn errors_and_paging() {
-    let app = seeded().await;
+async fn errors_and_paging(app: App) {
+    seed_standard(&app).await;
     for bad in [
         "Patient?birthdate=yesterday",
         "Observation?value-quantity=lots",
@@ -390,9 +393,8 @@ async fn errors_and_paging() {
 
 /// Compartment search (compartmentdefinition.html, http.html#search) and
 /// `Patient/[id]/$everything`.
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn compartments_and_everything() {
-    let app = seeded().await;
+async fn compartments_and_everything(app: App) {
+    seed_standard(&app).await;
     check(
         &app,
         &[

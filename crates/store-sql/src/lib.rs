@@ -1,0 +1,819 @@
+//! Search as SQL (search.html), written once for both relational stores.
+//! Each criterion becomes a condition on the current-version row `c`, mostly
+//! `EXISTS` over an index table; chains and `_has` nest the same conditions
+//! on other rows. Every statement binds the practice as the first argument
+//! and every table it reads, index subqueries included, is filtered by it.
+//!
+//! The two stores share the schema of the search tables (`resource_current`,
+//! `idx_*`, with the same index names); a [`Dialect`] covers the rest:
+//! placeholders, SQLite's index hints, and how a current row finds its body.
+
+use gp_fhir::ResourceType;
+use gp_fhir::search::{
+    Criterion, Modifier, ParamKind, ParamValue, Prefix, SearchQuery, SortField, Total, registry,
+};
+use gp_store::StoreError;
+
+/// The SQL engine a statement is written for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Dialect {
+    Sqlite,
+    Postgres,
+}
+
+impl Dialect {
+    fn placeholder(self, n: usize) -> String {
+        match self {
+            Dialect::Sqlite => format!("?{n}"),
+            Dialect::Postgres => format!("${n}"),
+        }
+    }
+
+    /// Forces an index where SQLite's planner would pick a worse one;
+    /// PostgreSQL's planner has the statistics to choose for itself.
+    fn hint(self, index: &str) -> String {
+        match self {
+            Dialect::Sqlite => format!("INDEXED BY {index}"),
+            Dialect::Postgres => String::new(),
+        }
+    }
+
+    /// The join from the current row `c` to its version's body `v`.
+    fn body_join(self) -> &'static str {
+        match self {
+            Dialect::Sqlite => "JOIN resource_version v ON v.rowid = c.vrow AND v.practice = ?1",
+            Dialect::Postgres => {
+                "JOIN resource_version v ON v.practice = $1 AND v.type = c.type AND v.id = c.id AND v.version = c.version"
+            }
+        }
+    }
+
+    /// The column ordering current rows as they were written.
+    fn write_order(self) -> &'static str {
+        match self {
+            Dialect::Sqlite => "c.vrow",
+            Dialect::Postgres => "c.seq",
+        }
+    }
+}
+
+/// A value bound to a statement.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Arg {
+    Int(i64),
+    Real(f64),
+    Text(String),
+}
+
+impl From<i64> for Arg {
+    fn from(v: i64) -> Self {
+        Arg::Int(v)
+    }
+}
+
+impl From<f64> for Arg {
+    fn from(v: f64) -> Self {
+        Arg::Real(v)
+    }
+}
+
+impl From<String> for Arg {
+    fn from(v: String) -> Self {
+        Arg::Text(v)
+    }
+}
+
+/// A statement's arguments; the first is always the practice.
+struct Args {
+    dialect: Dialect,
+    values: Vec<Arg>,
+}
+
+impl Args {
+    fn new(dialect: Dialect, practice: i64) -> Self {
+        Args {
+            dialect,
+            values: vec![Arg::Int(practice)],
+        }
+    }
+
+    /// Binds a value and returns its placeholder.
+    fn bind(&mut self, v: impl Into<Arg>) -> String {
+        self.values.push(v.into());
+        self.dialect.placeholder(self.values.len())
+    }
+
+    fn hint(&self, index: &str) -> String {
+        self.dialect.hint(index)
+    }
+
+    /// The practice's placeholder.
+    fn practice(&self) -> String {
+        self.dialect.placeholder(1)
+    }
+}
+
+fn table(kind: ParamKind) -> Option<&'static str> {
+    Some(match kind {
+        ParamKind::String => "idx_string",
+        ParamKind::Token => "idx_token",
+        ParamKind::Date => "idx_date",
+        ParamKind::Number => "idx_number",
+        ParamKind::Quantity => "idx_quantity",
+        ParamKind::Reference => "idx_reference",
+        ParamKind::Uri => "idx_uri",
+        ParamKind::Composite | ParamKind::Special => return None,
+    })
+}
+
+/// A statement with only the arguments it uses, renumbered in order. Both
+/// engines want exactly the parameters a statement names (PostgreSQL also
+/// needs each to appear, to know its type), while a builder binds values
+/// some conditions then leave out, and the count leaves out the page's.
+fn compact(sql: &str, args: &[Arg], dialect: Dialect) -> Statement {
+    let sigil = match dialect {
+        Dialect::Sqlite => '?',
+        Dialect::Postgres => '$',
+    };
+    let mut out = String::with_capacity(sql.len());
+    let mut kept: Vec<Arg> = Vec::new();
+    let mut renumbered: Vec<Option<usize>> = vec![None; args.len() + 1];
+    let mut rest = sql;
+    while let Some(at) = rest.find(sigil) {
+        out.push_str(&rest[..at]);
+        let after = &rest[at + 1..];
+        let digits = after.bytes().take_while(u8::is_ascii_digit).count();
+        match after[..digits].parse::<usize>() {
+            Ok(n) if (1..=args.len()).contains(&n) => {
+                let new = match renumbered[n] {
+                    Some(new) => new,
+                    None => {
+                        kept.push(args[n - 1].clone());
+                        renumbered[n] = Some(kept.len());
+                        kept.len()
+                    }
+                };
+                out.push_str(&dialect.placeholder(new));
+            }
+            _ => {
+                out.push(sigil);
+                out.push_str(&after[..digits]);
+            }
+        }
+        rest = &after[digits..];
+    }
+    out.push_str(rest);
+    Statement {
+        sql: out,
+        args: kept,
+    }
+}
+
+/// Escapes `%`, `_` and `\` for a `LIKE ... ESCAPE '\'` pattern.
+fn like_escape(s: &str) -> String {
+    s.replace('\\', "\\\\")
+        .replace('%', "\\%")
+        .replace('_', "\\_")
+}
+
+fn unsupported(what: String) -> StoreError {
+    StoreError::NotSupported(what)
+}
+
+/// The condition one value puts on index row `i` (search.html#prefix for
+/// ranges: the row's range against the value's).
+fn value_sql(
+    a: &mut Args,
+    i: &str,
+    kind: ParamKind,
+    modifier: Modifier,
+    v: &ParamValue,
+) -> Result<String, StoreError> {
+    Ok(match (kind, v) {
+        (ParamKind::String, ParamValue::String(s)) => match modifier {
+            Modifier::Exact => format!("{i}.exact = {}", a.bind(s.clone())),
+            Modifier::Contains => format!(
+                "{i}.norm LIKE {} ESCAPE '\\'",
+                a.bind(format!("%{}%", like_escape(s)))
+            ),
+            _ => format!(
+                "({i}.norm >= {} AND {i}.norm < {})",
+                a.bind(s.clone()),
+                a.bind(format!("{s}\u{10FFFF}"))
+            ),
+        },
+        (ParamKind::Token, ParamValue::String(text)) => {
+            // `:text`: the display or text, by word prefix.
+            let (start, inner) = (
+                a.bind(format!("{}%", like_escape(text))),
+                a.bind(format!("% {}%", like_escape(text))),
+            );
+            format!("({i}.text LIKE {start} ESCAPE '\\' OR {i}.text LIKE {inner} ESCAPE '\\')")
+        }
+        (ParamKind::Token, ParamValue::Token { system, code }) => {
+            let mut parts = Vec::new();
+            if let Some(code) = code {
+                parts.push(format!("{i}.code = {}", a.bind(code.clone())));
+            }
+            match system.as_deref() {
+                None => {}
+                Some("") => parts.push(format!("{i}.system IS NULL")),
+                Some(s) => parts.push(format!("{i}.system = {}", a.bind(s.to_owned()))),
+            }
+            if parts.is_empty() {
+                "TRUE".to_owned()
+            } else {
+                parts.join(" AND ")
+            }
+        }
+        (ParamKind::Date, ParamValue::Date(d)) => {
+            let (pl, ph) = (a.bind(d.range.low.millis()), a.bind(d.range.high.millis()));
+            let (vl, vh) = (format!("{i}.low"), format!("{i}.high"));
+            let within = format!("({vl} >= {pl} AND {vh} <= {ph})");
+            match d.prefix {
+                Prefix::Eq => within,
+                Prefix::Ne => format!("NOT {within}"),
+                Prefix::Gt => format!("{vh} > {ph}"),
+                Prefix::Lt => format!("{vl} < {pl}"),
+                Prefix::Ge => format!("({vh} > {ph} OR {within})"),
+                Prefix::Le => format!("({vl} < {pl} OR {within})"),
+                Prefix::Sa => format!("{vl} >= {ph}"),
+                Prefix::Eb => format!("{vh} <= {pl}"),
+                Prefix::Ap => format!("({vl} < {ph} AND {vh} > {pl})"),
+            }
+        }
+        (ParamKind::Number, ParamValue::Number(n)) => number_sql(a, &format!("{i}.value"), n),
+        (
+            ParamKind::Quantity,
+            ParamValue::Quantity {
+                number,
+                system,
+                code,
+            },
+        ) => {
+            let mut parts = vec![number_sql(a, &format!("{i}.value"), number)];
+            if let Some(code) = code {
+                parts.push(format!("{i}.code = {}", a.bind(code.clone())));
+            }
+            if let Some(system) = system {
+                parts.push(format!("{i}.system = {}", a.bind(system.clone())));
+            }
+            parts.join(" AND ")
+        }
+        (ParamKind::Reference, ParamValue::Reference { ty, id, url }) => {
+            let mut parts = Vec::new();
+            if let Some(t) = ty {
+                parts.push(format!(
+                    "{i}.target_type = {}",
+                    a.bind(t.as_str().to_owned())
+                ));
+            }
+            if let Some(id) = id {
+                parts.push(format!("{i}.target_id = {}", a.bind(id.clone())));
+            }
+            if let Some(u) = url {
+                parts.push(format!("{i}.url = {}", a.bind(u.clone())));
+            }
+            if parts.is_empty() {
+                "FALSE".to_owned()
+            } else {
+                parts.join(" AND ")
+            }
+        }
+        (ParamKind::Uri, ParamValue::Uri(u)) => match modifier {
+            Modifier::Below => format!(
+                "{i}.uri LIKE {} ESCAPE '\\'",
+                a.bind(format!("{}%", like_escape(u)))
+            ),
+            Modifier::Above => format!(
+                "{} LIKE replace(replace({i}.uri, '%', '\\%'), '_', '\\_') || '%' ESCAPE '\\'",
+                a.bind(u.clone())
+            ),
+            _ => format!("{i}.uri = {}", a.bind(u.clone())),
+        },
+        (kind, v) => return Err(unsupported(format!("a {kind:?} search with {v:?}"))),
+    })
+}
+
+/// search.html#number: the value's implicit range for `eq`/`ne`, the exact
+/// value for the ordering prefixes, ±10% for `ap`.
+fn number_sql(a: &mut Args, col: &str, n: &gp_fhir::search::NumberCriterion) -> String {
+    match n.prefix {
+        Prefix::Eq => format!(
+            "({col} >= {} AND {col} < {})",
+            a.bind(n.low),
+            a.bind(n.high)
+        ),
+        Prefix::Ne => format!("({col} < {} OR {col} >= {})", a.bind(n.low), a.bind(n.high)),
+        Prefix::Gt | Prefix::Sa => format!("{col} > {}", a.bind(n.value)),
+        Prefix::Lt | Prefix::Eb => format!("{col} < {}", a.bind(n.value)),
+        Prefix::Ge => format!("{col} >= {}", a.bind(n.value)),
+        Prefix::Le => format!("{col} <= {}", a.bind(n.value)),
+        Prefix::Ap => {
+            let margin = (n.value * 0.1).abs();
+            format!(
+                "({col} >= {} AND {col} <= {})",
+                a.bind(n.value - margin),
+                a.bind(n.value + margin)
+            )
+        }
+    }
+}
+
+/// Index rows of parameter `code` belonging to the row `alias`. The owner
+/// index is forced: probing one resource's few rows beats scanning every
+/// row with the value, which SQLite would otherwise often choose.
+fn owned(a: &mut Args, table: &str, i: &str, alias: &str, code: &str) -> String {
+    let hint = a.hint(&format!("{table}_owner"));
+    owned_by(a, table, i, alias, code, &hint)
+}
+
+/// As [`owned`], with the index left to SQLite (`""`) or forced.
+fn owned_by(a: &mut Args, table: &str, i: &str, alias: &str, code: &str, hint: &str) -> String {
+    let pr = a.practice();
+    format!(
+        "{table} {i} {hint} WHERE {i}.practice = {pr} AND {i}.type = {alias}.type AND {i}.id = {alias}.id AND {i}.param = {}",
+        a.bind(code.to_owned())
+    )
+}
+
+/// The condition of one parameter's values on index row `i`.
+fn param_ors(
+    a: &mut Args,
+    i: &str,
+    kind: ParamKind,
+    modifier: Modifier,
+    values: &[ParamValue],
+) -> Result<String, StoreError> {
+    let (pr, hint) = (a.practice(), a.hint("idx_token_owner"));
+    let ors = values
+        .iter()
+        .map(|v| match v {
+            ParamValue::Identifier { system, value } => {
+                value_sql(a, i, ParamKind::Token, Modifier::None, &ParamValue::Token { system: system.clone(), code: value.clone() })
+            }
+            ParamValue::OfType { system, code, value } => {
+                // search.html#modifiers: the identifier's type and value.
+                let (s, c, v) = (a.bind(system.clone()), a.bind(code.clone()), a.bind(value.clone()));
+                Ok(format!("({i}.code = {v} AND EXISTS (SELECT 1 FROM idx_token t2 {hint} WHERE t2.practice = {pr} AND t2.type = {i}.type AND t2.id = {i}.id AND t2.param = {i}.param || ':type' AND t2.grp = {i}.grp AND t2.system = {s} AND t2.code = {c}))"))
+            }
+            other => value_sql(a, i, kind, modifier, other),
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(ors.join(" OR "))
+}
+
+/// How well a criterion can drive a search from its value index (higher is
+/// more selective); 0 when it cannot.
+fn driver_rank(c: &Criterion) -> u8 {
+    match c {
+        Criterion::Param {
+            kind: ParamKind::Reference,
+            modifier,
+            ..
+        } if *modifier != Modifier::Not => 5,
+        Criterion::Compartment { .. } => 4,
+        Criterion::Param {
+            kind: ParamKind::Token,
+            modifier: Modifier::None | Modifier::Identifier | Modifier::OfType,
+            values,
+            ..
+        } if values
+            .iter()
+            .all(|v| !matches!(v, ParamValue::Token { code: None, .. })) =>
+        {
+            3
+        }
+        Criterion::Param {
+            kind: ParamKind::String | ParamKind::Uri,
+            modifier: Modifier::None | Modifier::Exact,
+            ..
+        } => 2,
+        _ => 0,
+    }
+}
+
+/// The most selective criterion as `c.id IN (SELECT id FROM <value index>)`,
+/// which SQLite runs first and then looks rows up by primary key.
+fn driver_sql(a: &mut Args, ty: ResourceType, c: &Criterion) -> Result<Option<String>, StoreError> {
+    let tyarg = a.bind(ty.as_str().to_owned());
+    let (pr, target) = (a.practice(), a.hint("idx_reference_target"));
+    Ok(match c {
+        Criterion::Param {
+            code,
+            kind,
+            modifier,
+            values,
+        } => {
+            let Some(t) = table(*kind) else {
+                return Ok(None);
+            };
+            let (t, code, kind) = if *modifier == Modifier::Identifier {
+                ("idx_token", format!("{code}:identifier"), ParamKind::Token)
+            } else {
+                (t, (*code).to_owned(), *kind)
+            };
+            let p = a.bind(code);
+            let ors = param_ors(a, "d", kind, *modifier, values)?;
+            Some(format!(
+                "c.id IN (SELECT d.id FROM {t} d WHERE d.practice = {pr} AND d.type = {tyarg} AND d.param = {p} AND ({ors}))"
+            ))
+        }
+        Criterion::Compartment {
+            compartment,
+            id,
+            members,
+        } if *compartment != ty => {
+            let codes: Vec<String> = members
+                .iter()
+                .filter(|(t, _)| *t == ty)
+                .flat_map(|(_, cs)| cs.iter())
+                .map(|c| a.bind((*c).to_owned()))
+                .collect();
+            if codes.is_empty() {
+                return Ok(Some("FALSE".into()));
+            }
+            let (ct, cid) = (a.bind(compartment.as_str().to_owned()), a.bind(id.clone()));
+            Some(format!(
+                "c.id IN (SELECT d.id FROM idx_reference d {target} WHERE d.practice = {pr} AND d.target_type = {ct} AND d.target_id = {cid} AND d.type = {tyarg} AND d.param IN ({}))",
+                codes.join(", ")
+            ))
+        }
+        _ => None,
+    })
+}
+
+/// The condition a criterion puts on the current-version row `alias` of a
+/// resource of type `ty` (None for a whole-practice search).
+pub(crate) fn criterion_sql(
+    a: &mut Args,
+    alias: &str,
+    ty: Option<ResourceType>,
+    c: &Criterion,
+    depth: usize,
+) -> Result<String, StoreError> {
+    let i = format!("i{depth}");
+    let pr = a.practice();
+    Ok(match c {
+        Criterion::Id(ids) => {
+            let list: Vec<String> = ids.iter().map(|id| a.bind(id.to_string())).collect();
+            format!("{alias}.id IN ({})", list.join(", "))
+        }
+        Criterion::LastUpdated(dates) => {
+            let ors: Vec<String> = dates
+                .iter()
+                .map(|d| {
+                    let (low, high) = (a.bind(d.range.low.millis()), a.bind(d.range.high.millis()));
+                    let col = format!("{alias}.last_updated");
+                    match d.prefix {
+                        Prefix::Eq | Prefix::Ap => format!("({col} >= {low} AND {col} < {high})"),
+                        Prefix::Ne => format!("({col} < {low} OR {col} >= {high})"),
+                        Prefix::Gt | Prefix::Sa => format!("{col} >= {high}"),
+                        Prefix::Lt | Prefix::Eb => format!("{col} < {low}"),
+                        Prefix::Ge => format!("{col} >= {low}"),
+                        Prefix::Le => format!("{col} < {high}"),
+                    }
+                })
+                .collect();
+            format!("({})", ors.join(" OR "))
+        }
+        Criterion::Types(types) => {
+            let list: Vec<String> = types
+                .iter()
+                .map(|t| a.bind(t.as_str().to_owned()))
+                .collect();
+            format!("{alias}.type IN ({})", list.join(", "))
+        }
+        Criterion::Missing {
+            code,
+            kind,
+            missing,
+        } => {
+            let exists = match table(*kind) {
+                Some(t) => format!("EXISTS (SELECT 1 FROM {})", owned(a, t, &i, alias, code)),
+                None => {
+                    // A composite is present when its first component is.
+                    format!(
+                        "EXISTS (SELECT 1 FROM idx_token {i} WHERE {i}.practice = {pr} AND {i}.type = {alias}.type AND {i}.id = {alias}.id AND {i}.param LIKE {})",
+                        a.bind(format!("{code}$%"))
+                    )
+                }
+            };
+            if *missing {
+                format!("NOT {exists}")
+            } else {
+                exists
+            }
+        }
+        Criterion::Param {
+            code,
+            kind: ParamKind::Composite,
+            values,
+            ..
+        } => {
+            let Some(ty) = ty else {
+                return Err(unsupported("a composite search across types".into()));
+            };
+            let ors = values
+                .iter()
+                .map(|v| composite_sql(a, alias, ty, code, v, depth))
+                .collect::<Result<Vec<_>, _>>()?;
+            format!("({})", ors.join(" OR "))
+        }
+        Criterion::Param {
+            code,
+            kind,
+            modifier,
+            values,
+        } => {
+            let t = table(*kind).ok_or_else(|| unsupported(format!("searching by '{code}'")))?;
+            let (t, code) = if *modifier == Modifier::Identifier {
+                ("idx_token", format!("{code}:identifier"))
+            } else {
+                (t, (*code).to_owned())
+            };
+            let kind = if *modifier == Modifier::Identifier {
+                ParamKind::Token
+            } else {
+                *kind
+            };
+            // A code or a target id with the candidate's id is one seek in
+            // the value index; other values probe the candidate's own rows.
+            let exact = match kind {
+                ParamKind::Token => values
+                    .iter()
+                    .all(|v| matches!(v, ParamValue::Token { code: Some(_), .. })),
+                ParamKind::Reference => values
+                    .iter()
+                    .all(|v| matches!(v, ParamValue::Reference { id: Some(_), .. })),
+                _ => false,
+            };
+            let rows = if exact {
+                owned_by(a, t, &i, alias, &code, "")
+            } else {
+                owned(a, t, &i, alias, &code)
+            };
+            let ors = param_ors(a, &i, kind, *modifier, values)?;
+            let matching = format!("EXISTS (SELECT 1 FROM {rows} AND ({ors}))");
+            // search.html#modifiers: `:not` matches resources with no such
+            // code, including those with no value at all.
+            if *modifier == Modifier::Not {
+                format!("NOT {matching}")
+            } else {
+                matching
+            }
+        }
+        Criterion::Chain {
+            code,
+            targets,
+            inner,
+        } => {
+            let t = format!("t{depth}");
+            let list: Vec<String> = targets
+                .iter()
+                .map(|t| a.bind(t.as_str().to_owned()))
+                .collect();
+            let inner_ty = if targets.len() == 1 {
+                targets.first().copied()
+            } else {
+                None
+            };
+            let inner_sql = criterion_sql(a, &t, inner_ty, inner, depth + 1)?;
+            let rows = owned(a, "idx_reference", &i, alias, code);
+            format!(
+                "EXISTS (SELECT 1 FROM {rows} AND {i}.target_type IN ({list}) AND EXISTS (SELECT 1 FROM resource_current {t} WHERE {t}.practice = {pr} AND {t}.type = {i}.target_type AND {t}.id = {i}.target_id AND NOT {t}.deleted AND {inner_sql}))",
+                list = list.join(", ")
+            )
+        }
+        Criterion::Has {
+            source,
+            code,
+            inner,
+        } => {
+            let s = format!("s{depth}");
+            let target = a.hint("idx_reference_target");
+            let inner_sql = criterion_sql(a, &s, Some(*source), inner, depth + 1)?;
+            let (src, code) = (
+                a.bind(source.as_str().to_owned()),
+                a.bind((*code).to_owned()),
+            );
+            format!(
+                "EXISTS (SELECT 1 FROM idx_reference {i} {target} JOIN resource_current {s} ON {s}.practice = {pr} AND {s}.type = {i}.type AND {s}.id = {i}.id AND NOT {s}.deleted
+                 WHERE {i}.practice = {pr} AND {i}.type = {src} AND {i}.param = {code} AND {i}.target_type = {alias}.type AND {i}.target_id = {alias}.id AND {inner_sql})"
+            )
+        }
+        Criterion::Compartment {
+            compartment,
+            id,
+            members,
+        } => {
+            let (ct, cid) = (a.bind(compartment.as_str().to_owned()), a.bind(id.clone()));
+            let owner = a.hint("idx_reference_owner");
+            // The compartment's own resource is in it.
+            let mut ors = vec![format!("({alias}.type = {ct} AND {alias}.id = {cid})")];
+            for (t, codes) in members.iter().filter(|(_, codes)| !codes.is_empty()) {
+                let list: Vec<String> = codes.iter().map(|c| a.bind((*c).to_owned())).collect();
+                ors.push(format!(
+                    "({alias}.type = {} AND EXISTS (SELECT 1 FROM idx_reference {i} {owner} WHERE {i}.practice = {pr} AND {i}.type = {alias}.type AND {i}.id = {alias}.id AND {i}.param IN ({}) AND {i}.target_type = {ct} AND {i}.target_id = {cid}))",
+                    a.bind(t.as_str().to_owned()),
+                    list.join(", ")
+                ));
+            }
+            format!("({})", ors.join(" OR "))
+        }
+        other => return Err(unsupported(format!("the criterion {other:?}"))),
+    })
+}
+
+/// A composite value: every component matched by rows of one group.
+fn composite_sql(
+    a: &mut Args,
+    alias: &str,
+    ty: ResourceType,
+    code: &str,
+    v: &ParamValue,
+    depth: usize,
+) -> Result<String, StoreError> {
+    let ParamValue::Composite(parts) = v else {
+        return Err(unsupported(format!("'{code}' needs composite values")));
+    };
+    let p = registry::param(ty, code).ok_or_else(|| unsupported(format!("'{code}'")))?;
+    let mut joins = Vec::new();
+    let pr = a.practice();
+    for (n, (part, (url, _))) in parts.iter().zip(&p.components).enumerate() {
+        let kind = registry::by_url(ty, url).map_or(ParamKind::Token, |c| c.kind);
+        let t = table(kind).ok_or_else(|| unsupported(format!("the component {url}")))?;
+        let i = format!("c{depth}_{n}");
+        let cond = value_sql(a, &i, kind, Modifier::None, part)?;
+        let param = a.bind(format!("{code}${n}"));
+        let same_group = if n == 0 {
+            String::new()
+        } else {
+            format!(" AND {i}.grp = c{depth}_0.grp")
+        };
+        joins.push((format!("{t} {i}"), format!("{i}.practice = {pr} AND {i}.type = {alias}.type AND {i}.id = {alias}.id AND {i}.param = {param}{same_group} AND {cond}")));
+    }
+    let from: Vec<String> = joins.iter().map(|(f, _)| f.clone()).collect();
+    let wh: Vec<String> = joins.iter().map(|(_, w)| w.clone()).collect();
+    Ok(format!(
+        "EXISTS (SELECT 1 FROM {} WHERE {})",
+        from.join(", "),
+        wh.join(" AND ")
+    ))
+}
+
+/// The value a resource sorts by for a parameter: its lowest value
+/// ascending, highest descending (search.html#sort); resources without one
+/// sort last either way.
+fn sort_expr(a: &mut Args, code: &str, kind: ParamKind, desc: bool) -> Option<String> {
+    let (col, agg) = match kind {
+        ParamKind::String => ("norm", if desc { "max" } else { "min" }),
+        ParamKind::Token => ("code", if desc { "max" } else { "min" }),
+        ParamKind::Date => (
+            if desc { "high" } else { "low" },
+            if desc { "max" } else { "min" },
+        ),
+        ParamKind::Number | ParamKind::Quantity => ("value", if desc { "max" } else { "min" }),
+        ParamKind::Reference => ("target_id", if desc { "max" } else { "min" }),
+        ParamKind::Uri => ("uri", if desc { "max" } else { "min" }),
+        _ => return None,
+    };
+    let t = table(kind)?;
+    let p = a.bind(code.to_owned());
+    let (pr, hint) = (a.practice(), a.hint(&format!("{t}_owner")));
+    Some(format!(
+        "(SELECT {agg}(s.{col}) FROM {t} s {hint} WHERE s.practice = {pr} AND s.type = c.type AND s.id = c.id AND s.param = {p})"
+    ))
+}
+
+/// One statement and the values of its placeholders, in order.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Statement {
+    pub sql: String,
+    pub args: Vec<Arg>,
+}
+
+/// A search as statements: the count, when the query asks for a total, and
+/// the page, unless it asks for no entries (`_count=0`).
+#[derive(Debug)]
+pub struct Built {
+    pub total: Option<Statement>,
+    pub page: Option<Statement>,
+}
+
+/// The statements searching the practice's current resources. The page
+/// selects `(type, id, version, last_updated, deleted, body)`.
+pub fn search(
+    dialect: Dialect,
+    practice: i64,
+    ty: Option<ResourceType>,
+    q: &SearchQuery,
+) -> Result<Built, StoreError> {
+    let mut a = Args::new(dialect, practice);
+    let pr = a.practice();
+    let mut wh = vec![format!("c.practice = {pr}"), "NOT c.deleted".to_owned()];
+    if let Some(t) = ty {
+        wh.push(format!("c.type = {}", a.bind(t.as_str().to_owned())));
+    }
+    // One criterion may drive the search from its value index; the others
+    // are checked per candidate through the owner indexes.
+    let driver = ty.and_then(|_| {
+        q.criteria
+            .iter()
+            .enumerate()
+            .filter(|(_, c)| driver_rank(c) > 0)
+            .max_by_key(|(_, c)| driver_rank(c))
+            .map(|(n, _)| n)
+    });
+    for (n, c) in q.criteria.iter().enumerate() {
+        let sql = match (driver == Some(n), ty) {
+            (true, Some(t)) => match driver_sql(&mut a, t, c)? {
+                Some(d) => d,
+                None => criterion_sql(&mut a, "c", ty, c, 0)?,
+            },
+            _ => criterion_sql(&mut a, "c", ty, c, 0)?,
+        };
+        wh.push(sql);
+    }
+    let where_sql = wh.join(" AND ");
+    let total = (q.total != Total::None).then(|| {
+        let sql = format!("SELECT count(*) FROM resource_current c WHERE {where_sql}");
+        compact(&sql, &a.values, dialect)
+    });
+    if q.count == 0 {
+        return Ok(Built { total, page: None });
+    }
+    // The cursor narrows the page, not the total.
+    let page_where = match (&q.after, q.sort.is_empty()) {
+        (Some((t, id)), true) => format!(
+            "{where_sql} AND (c.type, c.id) > ({}, {})",
+            a.bind(t.as_str().to_owned()),
+            a.bind(id.clone())
+        ),
+        _ => where_sql,
+    };
+    let mut order = Vec::new();
+    for key in &q.sort {
+        let dir = if key.desc { "DESC" } else { "ASC" };
+        match key.field {
+            SortField::Id => order.push(format!("c.id {dir}")),
+            SortField::LastUpdated => order.push(format!("c.last_updated {dir}")),
+            SortField::Param { code, kind } => {
+                let Some(e) = sort_expr(&mut a, code, kind, key.desc) else {
+                    continue;
+                };
+                order.push(format!("{e} IS NULL"));
+                order.push(format!("{e} {dir}"));
+            }
+        }
+    }
+    // Versions stamped in the same millisecond keep the order they were
+    // written in, in the direction of the last sort key.
+    if let Some(k) = q.sort.last()
+        && k.field == SortField::LastUpdated
+    {
+        order.push(format!(
+            "{} {}",
+            dialect.write_order(),
+            if k.desc { "DESC" } else { "ASC" }
+        ));
+    }
+    order.extend(["c.type ASC".to_owned(), "c.id ASC".to_owned()]);
+    let limit = a.bind(q.count as i64);
+    let offset = a.bind(if q.after.is_some() {
+        0
+    } else {
+        q.offset as i64
+    });
+    let sql = format!(
+        "SELECT c.type, c.id, c.version, c.last_updated, c.deleted, v.body
+         FROM resource_current c {}
+         WHERE {page_where} ORDER BY {} LIMIT {limit} OFFSET {offset}",
+        dialect.body_join(),
+        order.join(", ")
+    );
+    Ok(Built {
+        total,
+        page: Some(compact(&sql, &a.values, dialect)),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn compact_keeps_used_arguments_in_order() {
+        let args: Vec<Arg> = (1..=5).map(Arg::Int).collect();
+        let s = compact(
+            "a = $1 AND b < $4 AND c = $1 AND d = $2",
+            &args,
+            Dialect::Postgres,
+        );
+        assert_eq!(s.sql, "a = $1 AND b < $2 AND c = $1 AND d = $3");
+        assert_eq!(s.args, [Arg::Int(1), Arg::Int(4), Arg::Int(2)]);
+        let s = compact("x LIKE ?3 || '?' AND y = ?10", &args, Dialect::Sqlite);
+        assert_eq!(s.sql, "x LIKE ?1 || '?' AND y = ?10");
+        assert_eq!(s.args, [Arg::Int(3)]);
+    }
+}
