@@ -8,8 +8,9 @@
 //! walks the postings of its most selective word from the best description
 //! down, checks the other words against the description's word list (a word
 //! is a prefix match exactly when its number falls in the word's vocabulary
-//! range), and stops once it has a page of concepts: its cost follows the
-//! page size, not the number of matches.
+//! range), and stops once it has a pool of matches a few pages deep: its
+//! cost follows the page size, not the number of matches. Within the pool,
+//! a description whose first word is one typed goes first.
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap, HashSet};
@@ -330,15 +331,17 @@ impl Index {
                 .all(|(lo, hi)| dw.iter().any(|w| w >= lo && w < hi))
                 .then_some(c)
         };
-        let mut seen: HashSet<u32> = HashSet::new();
+        // Walk descriptions best first and keep the first `pool` that
+        // match; then prefer those whose first word is one typed (a better
+        // match: "hypertens" offers "Hypertension" before "Blind
+        // hypertensive eye"), keeping the static order otherwise.
+        let pool = want.saturating_mul(20).max(200);
         let mut found: Vec<u32> = Vec::new();
-        let mut take = |rank: u32, found: &mut Vec<u32>| -> bool {
-            if let Some(c) = accept(rank)
-                && seen.insert(c)
-            {
+        let take = |rank: u32, found: &mut Vec<u32>| -> bool {
+            if accept(rank).is_some() {
                 found.push(rank);
             }
-            found.len() >= want
+            found.len() >= pool
         };
         let scope_small = q
             .within
@@ -388,6 +391,16 @@ impl Index {
                 }
             }
         }
+        let starts = |rank: u32| -> bool {
+            t.words
+                .of(rank)
+                .first()
+                .is_some_and(|w| ranges.iter().any(|(lo, hi)| w >= lo && w < hi))
+        };
+        found.sort_by_key(|r| (!starts(*r), *r));
+        let mut seen: HashSet<u32> = HashSet::new();
+        found.retain(|r| t.concept.get(*r as usize).is_some_and(|c| seen.insert(*c)));
+        found.truncate(want);
         found
             .into_iter()
             .skip(q.offset)
