@@ -15,6 +15,7 @@ mod capability;
 pub mod error;
 mod negotiate;
 mod rest;
+pub mod terminology;
 mod validate;
 
 use std::collections::HashMap;
@@ -55,6 +56,8 @@ impl Default for ApiConfig {
 pub struct AppState {
     pub store: Store,
     pub config: Arc<ApiConfig>,
+    /// The SNOMED CT release the terminology operations answer from.
+    pub terminology: terminology::Terminology,
     /// Practices seen so far, by ODS code; a practice never goes away
     /// while the server runs, so entries never go stale.
     practices: Arc<RwLock<HashMap<OdsCode, Practice>>>,
@@ -65,6 +68,7 @@ impl AppState {
         AppState {
             store,
             config: Arc::new(config),
+            terminology: terminology::Terminology::default(),
             practices: Arc::default(),
         }
     }
@@ -97,7 +101,7 @@ impl AppState {
 
 /// The whole HTTP application.
 pub fn app(state: AppState) -> Router {
-    let fhir = rest::routes();
+    let fhir = terminology::routes().merge(rest::routes());
     Router::new()
         .route("/", get(rest::home))
         .route("/health", get(|| async { "ok" }))

@@ -35,6 +35,31 @@ enum Command {
     Demo(ServeArgs),
     /// Run the benchmarks against a fresh server and print the figures.
     Bench(BenchArgs),
+    /// SNOMED CT releases: load one into the store, or generate a synthetic one.
+    #[command(subcommand)]
+    Terminology(TerminologyCommand),
+}
+
+#[derive(Subcommand)]
+enum TerminologyCommand {
+    /// Load an RF2 snapshot release (a folder or the release zip) into the
+    /// store, replacing the one there; servers pick it up when they restart.
+    Load {
+        /// The release folder or zip.
+        path: PathBuf,
+        #[command(flatten)]
+        store: ServeArgs,
+    },
+    /// Write a synthetic RF2 release (deterministic) for tests and benchmarks.
+    Generate {
+        /// The folder to write it to.
+        dir: PathBuf,
+        /// Concepts to generate (the UK clinical edition has about 370,000).
+        #[arg(long, default_value_t = gp_terminology::synth::UK_CONCEPTS)]
+        concepts: usize,
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+    },
 }
 
 #[derive(Args, Clone)]
@@ -119,6 +144,28 @@ fn run(cli: Cli) -> Result<()> {
             runtime.block_on(serve(cfg, true))
         }
         Command::Bench(args) => runtime.block_on(bench(args)),
+        Command::Terminology(TerminologyCommand::Load { path, store }) => runtime.block_on(
+            load_terminology(resolve(store, &file, "./opengp-data"), path),
+        ),
+        Command::Terminology(TerminologyCommand::Generate {
+            dir,
+            concepts,
+            seed,
+        }) => {
+            let started = std::time::Instant::now();
+            let sum = gp_terminology::synth::generate(&dir, concepts, seed)?;
+            writeln!(
+                std::io::stdout().lock(),
+                "wrote {} concepts, {} descriptions, {} relationships, {} refset members to {} in {:.1} s",
+                sum.concepts,
+                sum.descriptions,
+                sum.relationships,
+                sum.members,
+                dir.display(),
+                started.elapsed().as_secs_f64()
+            )?;
+            Ok(())
+        }
     }
 }
 
@@ -196,6 +243,43 @@ async fn serve(cfg: ServerConfig, demo: bool) -> Result<()> {
     writeln!(out, "Press Ctrl-C to stop.")?;
     drop(out);
     server.run(shutdown_signal()).await
+}
+
+async fn load_terminology(cfg: ServerConfig, path: PathBuf) -> Result<()> {
+    let backend = opengp::server::open_backend(&cfg).await?;
+    let store = gp_store::Store::new(backend);
+    let started = std::time::Instant::now();
+    let s = store.clone();
+    let info = tokio::task::spawn_blocking(move || {
+        let bar = indicatif::ProgressBar::new(0);
+        bar.set_style(
+            indicatif::ProgressStyle::with_template(
+                "{bar:40} {bytes}/{total_bytes} {bytes_per_sec} {eta}",
+            )
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+        );
+        // The user on whose behalf the load runs: the operator at the console.
+        let actor = gp_store::Actor::new("cli");
+        let out = opengp::terminology::load(&s, &actor, &path, &mut |p| {
+            bar.set_length(p.total);
+            bar.set_position(p.done);
+        });
+        bar.finish_and_clear();
+        out
+    })
+    .await??;
+    tokio::task::spawn_blocking(move || store.close()).await?;
+    writeln!(
+        std::io::stdout().lock(),
+        "loaded {}: {} concepts, {} descriptions, {} relationships, {} refset members in {:.1} s",
+        info.name,
+        info.concepts,
+        info.descriptions,
+        info.relationships,
+        info.members,
+        started.elapsed().as_secs_f64()
+    )?;
+    Ok(())
 }
 
 async fn bench(args: BenchArgs) -> Result<()> {

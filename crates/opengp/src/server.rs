@@ -54,6 +54,8 @@ impl Server {
             public_url: cfg.public_url.clone(),
         };
         let state = AppState::new(store.clone(), api);
+        let (release, index) = crate::terminology::ready(&store).await?;
+        state.terminology.set(release, index);
         Ok(Server {
             addr,
             store,

@@ -104,6 +104,26 @@ impl Conn {
         self.client.execute(&s, params)
     }
 
+    /// Streams the rows of a statement without parameters to `f`, without
+    /// holding them all in memory (a terminology release read back).
+    pub fn for_each_row(
+        &mut self,
+        sql: &str,
+        f: &mut dyn FnMut(&Row) -> Result<(), StoreError>,
+    ) -> Result<(), StoreError> {
+        use postgres::fallible_iterator::FallibleIterator;
+        self.observe(sql);
+        let s = self.prepare(sql).map_err(db_err)?;
+        let mut rows = self
+            .client
+            .query_raw(&s, std::iter::empty::<i64>())
+            .map_err(db_err)?;
+        while let Some(row) = rows.next().map_err(db_err)? {
+            f(&row)?;
+        }
+        Ok(())
+    }
+
     /// Statements without parameters (transaction control, migrations).
     pub fn batch(&mut self, sql: &str) -> Result<(), postgres::Error> {
         self.observe(sql);

@@ -47,13 +47,17 @@ mod conn;
 mod index;
 mod schema;
 mod scoped;
+mod terminology;
 mod write;
 mod writer;
 
 use std::sync::Arc;
 
 use gp_fhir::{Instant, OdsCode};
-use gp_store::{Actor, Backend, Ctx, Practice, ReadTx, StoreError, WriteJob};
+use gp_store::{
+    Actor, Backend, Ctx, Practice, ReadTx, ReleaseInfo, SnomedLoad, StoreError, TerminologyStore,
+    WriteJob,
+};
 
 pub use conn::StatementObserver;
 pub use writer::WriterStats;
@@ -95,6 +99,8 @@ impl std::fmt::Debug for PgOptions {
 pub struct PgBackend {
     writer: writer::Writer,
     readers: Pool,
+    /// Opens the connection a terminology load runs on, outside the pool.
+    connector: Connector,
 }
 
 impl PgBackend {
@@ -111,9 +117,13 @@ impl PgBackend {
         let mut first = connector.connect()?;
         schema::migrate(&mut first)?;
         let writer = writer::Writer::start(&connector, options.writers)?;
-        let readers = Pool::new(connector, options.readers);
+        let readers = Pool::new(connector.clone(), options.readers);
         readers.put(first);
-        Ok(Arc::new(PgBackend { writer, readers }))
+        Ok(Arc::new(PgBackend {
+            writer,
+            readers,
+            connector,
+        }))
     }
 
     pub fn writer_stats(&self) -> WriterStats {
@@ -245,5 +255,30 @@ impl Backend for PgBackend {
     fn close(&self) {
         self.writer.close();
         drop(self.readers.drain());
+    }
+}
+
+impl TerminologyStore for PgBackend {
+    fn begin_snomed_load(
+        &self,
+        actor: &Actor,
+        name: &str,
+    ) -> Result<Box<dyn SnomedLoad>, StoreError> {
+        // A connection of its own for the length of the load: practices'
+        // writes go on meanwhile.
+        let conn = self.connector.connect()?;
+        Ok(Box::new(terminology::PgLoad::begin(conn, name, actor)?))
+    }
+
+    fn snomed_release(&self, _actor: &Actor) -> Result<Option<ReleaseInfo>, StoreError> {
+        self.readers.with(terminology::release)
+    }
+
+    fn read_snomed(
+        &self,
+        _actor: &Actor,
+        sink: &mut dyn FnMut(gp_terminology::rf2::Rows) -> Result<(), StoreError>,
+    ) -> Result<Option<ReleaseInfo>, StoreError> {
+        self.readers.with(|c| terminology::read_all(c, sink))
     }
 }

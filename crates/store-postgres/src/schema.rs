@@ -120,6 +120,13 @@ const MIGRATIONS: &[Migration] = &[
     CREATE INDEX idx_uri_owner ON idx_uri (practice, type, id);
     "#,
     },
+    Migration {
+        version: 3,
+        name: "SNOMED CT releases (national reference data)",
+        // New tables, without a practice key: terminology is the same for
+        // every practice (a reference table under Citus).
+        sql: crate::terminology::MIGRATION,
+    },
 ];
 
 /// An arbitrary constant naming the migration lock.

@@ -17,13 +17,17 @@ mod index;
 mod schema;
 mod scoped;
 mod search;
+mod terminology;
 mod writer;
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use gp_fhir::OdsCode;
-use gp_store::{Actor, Backend, Ctx, Practice, ReadTx, StoreError, WriteJob};
+use gp_store::{
+    Actor, Backend, Ctx, Practice, ReadTx, ReleaseInfo, SnomedLoad, StoreError, TerminologyStore,
+    WriteJob,
+};
 use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
 
 pub use writer::WriterStats;
@@ -169,5 +173,33 @@ impl Backend for SqliteBackend {
         if let Ok(mut r) = self.readers.lock() {
             r.clear();
         }
+    }
+}
+
+impl TerminologyStore for SqliteBackend {
+    fn begin_snomed_load(
+        &self,
+        actor: &Actor,
+        name: &str,
+    ) -> Result<Box<dyn SnomedLoad>, StoreError> {
+        Ok(Box::new(self.writer.begin_snomed(name, actor)?))
+    }
+
+    fn snomed_release(&self, actor: &Actor) -> Result<Option<ReleaseInfo>, StoreError> {
+        self.with_reader(|c| terminology::read_release(c, actor))
+    }
+
+    fn read_snomed(
+        &self,
+        _actor: &Actor,
+        sink: &mut dyn FnMut(gp_terminology::rf2::Rows) -> Result<(), StoreError>,
+    ) -> Result<Option<ReleaseInfo>, StoreError> {
+        self.with_reader(|c| {
+            // One snapshot for the whole read.
+            c.execute_batch("BEGIN").map_err(db_err)?;
+            let out = terminology::read_all(c, sink);
+            let _ = c.execute_batch("COMMIT");
+            out
+        })
     }
 }

@@ -98,6 +98,8 @@ const MIGRATIONS: &[&str] = &[
     CREATE INDEX idx_token_value ON idx_token (practice, type, param, code, id, system);
     DROP INDEX idx_reference_value;
     CREATE INDEX idx_reference_value ON idx_reference (practice, type, param, target_id, id);",
+    // 4: SNOMED CT releases (national reference data, no practice key).
+    crate::terminology::MIGRATION,
 ];
 
 pub(crate) fn migrate(conn: &Connection) -> Result<(), StoreError> {

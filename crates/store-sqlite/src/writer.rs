@@ -12,6 +12,7 @@ use rusqlite::{Connection, OptionalExtension, params};
 
 use crate::db_err;
 use crate::scoped::{Scoped, ScopedWrite};
+use crate::terminology::{LoadMsg, SqliteLoad};
 
 /// The most jobs one commit carries; bounds the latency a job can add to
 /// the others in its group.
@@ -31,6 +32,12 @@ enum Msg {
     },
     Close {
         reply: Sender<()>,
+    },
+    /// A terminology load: the writer runs it to the end before anything else.
+    Snomed {
+        name: String,
+        actor: String,
+        rx: Receiver<LoadMsg>,
     },
 }
 
@@ -105,6 +112,18 @@ impl Writer {
         rx.recv().unwrap_or(Err(StoreError::Unavailable))
     }
 
+    /// Starts a terminology load on the writer thread.
+    pub fn begin_snomed(&self, name: &str, actor: &Actor) -> Result<SqliteLoad, StoreError> {
+        let (tx, rx) = crate::terminology::channel();
+        let msg = Msg::Snomed {
+            name: name.to_owned(),
+            actor: actor.id().to_owned(),
+            rx,
+        };
+        self.send(msg).map_err(|_| StoreError::Unavailable)?;
+        Ok(SqliteLoad { tx })
+    }
+
     pub fn stats(&self) -> WriterStats {
         WriterStats {
             commits: self.counters.commits.load(Ordering::Relaxed),
@@ -169,6 +188,13 @@ fn run(conn: Connection, rx: Receiver<Msg>, counters: &Counters) {
                     let _ = reply.send(ensure_practice(&conn, &ods, &name, &actor));
                 }
                 Msg::Close { reply } => closing = Some(reply),
+                Msg::Snomed { name, actor, rx } => {
+                    // Jobs queued before the load commit first.
+                    if !jobs.is_empty() {
+                        commit_group(&conn, std::mem::take(&mut jobs), &mut clock, counters);
+                    }
+                    crate::terminology::run_load(&conn, &rx, &name, &actor);
+                }
             }
         }
         if !jobs.is_empty() {

@@ -142,7 +142,7 @@ pub trait WriteJob: Send {
 }
 
 /// A storage backend.
-pub trait Backend: Send + Sync + 'static {
+pub trait Backend: crate::TerminologyStore + Send + Sync + 'static {
     /// The practice with this ODS code, if the deployment serves it.
     fn practice(&self, ods: &OdsCode, actor: &Actor) -> Result<Option<Practice>, StoreError>;
     /// Creates the practice if it does not exist yet.

@@ -140,6 +140,10 @@ impl Store {
         Store { backend }
     }
 
+    pub(crate) fn backend(&self) -> &Arc<dyn Backend> {
+        &self.backend
+    }
+
     /// Finishes queued writes and closes the backend.
     pub fn close(&self) {
         self.backend.close();
@@ -500,7 +504,7 @@ async fn prepare(resource: Resource) -> Result<Prepared, StoreError> {
 }
 
 /// Runs blocking storage work off the async executor.
-async fn blocking<R: Send + 'static>(
+pub(crate) async fn blocking<R: Send + 'static>(
     f: impl FnOnce() -> Result<R, StoreError> + Send + 'static,
 ) -> Result<R, StoreError> {
     tokio::task::spawn_blocking(f)

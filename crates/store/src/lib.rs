@@ -19,6 +19,7 @@ mod engine;
 mod error;
 pub mod render;
 mod target;
+mod terminology;
 
 pub use backend::{
     Backend, HistoryPage, HistoryQuery, HistoryScope, NewVersion, ReadTx, SearchPage,
@@ -29,3 +30,4 @@ pub use context::{Actor, Ctx, Practice};
 pub use engine::{DeleteOutcome, Preconditions, SearchResult, Store, WriteOutcome};
 pub use error::StoreError;
 pub use target::Target;
+pub use terminology::{ReleaseInfo, RowCounts, SnomedLoad, TerminologyStore};

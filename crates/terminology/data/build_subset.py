@@ -230,9 +230,14 @@ def main():
     for cid, parent, tag, pt, syns in CURATED:
         concepts[cid] = dict(fsn="%s (%s)" % (pt, tag), pt=pt, syns=list(syns), parents=[parent], source="curated")
     for cid, display in sorted(snomed_codings().items()):
-        if cid in concepts or not display.endswith(")") or " (" not in display:
+        if not display.endswith(")") or " (" not in display:
             continue
         tag = display[display.rfind("(") + 1:-1]
+        if cid in concepts:
+            # A curated concept: the data's FSN beats one formed from the term.
+            if concepts[cid]["source"] == "curated" and tag in TAG_PARENT:
+                concepts[cid]["fsn"] = display
+            continue
         if tag not in TAG_PARENT:
             continue
         concepts[cid] = dict(fsn=display, pt=display[:display.rfind(" (")], syns=[], parents=[TAG_PARENT[tag]], source="data")

@@ -18,6 +18,7 @@ mod index;
 pub mod rf2;
 mod search;
 mod set;
+pub mod subset;
 pub mod synth;
 pub mod valueset;
 pub mod writer;

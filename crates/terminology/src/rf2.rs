@@ -247,6 +247,37 @@ impl Release {
     }
 }
 
+/// Reads RF2 files held in memory, `(file name, content)`, as
+/// [`Release::read`] reads files: recognised by name, concepts first.
+pub fn read_texts<E>(
+    files: &[(&str, &str)],
+    sink: &mut dyn FnMut(Rows, Progress) -> Result<(), E>,
+) -> Result<(), ReadError<E>> {
+    let mut entries: Vec<(Entry, &str)> = files
+        .iter()
+        .filter_map(|(name, text)| {
+            let kind = kind_of(name)?;
+            Some((
+                Entry {
+                    kind,
+                    name: (*name).to_owned(),
+                    size: text.len() as u64,
+                },
+                *text,
+            ))
+        })
+        .collect();
+    entries.sort_by(|a, b| (a.0.kind, &a.0.name).cmp(&(b.0.kind, &b.0.name)));
+    let mut progress = Progress {
+        done: 0,
+        total: entries.iter().map(|e| e.0.size).sum(),
+    };
+    for (e, text) in &entries {
+        read_file(e, BufReader::new(text.as_bytes()), &mut progress, sink)?;
+    }
+    Ok(())
+}
+
 /// A read failed in the release or in the sink.
 #[derive(Debug)]
 pub enum ReadError<E> {

@@ -14,4 +14,5 @@ mod real_data;
 mod search;
 mod support;
 mod tenancy;
+mod terminology;
 mod validation;
