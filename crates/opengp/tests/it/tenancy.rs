@@ -1,7 +1,7 @@
 //! Two practices in one deployment, on each backend: everything of the
 //! first is invisible to the second through every path the API has (read,
-//! vread, history, search, conditional operations, transaction references,
-//! paging links), answering exactly as if it had never existed; and the
+//! vread, history, search with chains, `_has`, compartments and includes,
+//! conditional operations, transaction references, paging links), answering exactly as if it had never existed; and the
 //! same logical id in both practices is two resources.
 
 use gp_fhir::OdsCode;
@@ -98,6 +98,78 @@ async fn another_practice_sees_nothing(app: App) {
         assert_eq!(total(&app, &other(&app, &path)).await, 0, "{path}");
     }
 
+    // Every search path over the index tables: values, references, chains,
+    // reverse chains, compartments, includes.
+    for path in [
+        "Patient?family=Mine&_total=accurate".to_owned(),
+        format!("Observation?subject=Patient/{id}&_total=accurate"),
+        format!("Observation?subject={id}&_total=accurate"),
+        "Observation?subject:Patient.family=Mine&_total=accurate".to_owned(),
+        "Patient?_has:Observation:subject:status=final&_total=accurate".to_owned(),
+        format!("Patient/{id}/Observation?_total=accurate"),
+        "Observation?_include=Observation:subject&_total=accurate".to_owned(),
+        "Patient?_revinclude=Observation:subject&_total=accurate".to_owned(),
+        "Observation?code:text=BP&_total=accurate".to_owned(),
+    ] {
+        assert_eq!(total(&app, &other(&app, &path)).await, 0, "{path}");
+    }
+    assert_eq!(
+        status(
+            &app,
+            "GET",
+            &other(&app, &format!("Patient/{id}/$everything")),
+            None
+        )
+        .await,
+        404
+    );
+    // The second practice's own observation pointing at the first's patient
+    // id: joins through it find nothing of the first practice, either way.
+    let dangling = json!({ "resourceType": "Observation", "status": "preliminary",
+        "code": { "text": "theirs" }, "subject": { "reference": format!("Patient/{id}") } });
+    assert_eq!(
+        status(&app, "POST", &other(&app, "Observation"), Some(&dangling)).await,
+        201
+    );
+    let b = json(
+        send(
+            &app,
+            "GET",
+            &other(&app, "Observation?_include=Observation:subject"),
+            None,
+        )
+        .await,
+    )
+    .await;
+    let types: Vec<&str> = b["entry"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|e| e["resource"]["resourceType"].as_str())
+        .collect();
+    assert_eq!(types, ["Observation"], "no included Patient: {b}");
+    for path in [
+        "Observation?subject:Patient.family=Mine&_total=accurate",
+        "Observation?subject:Patient.name=Mine&_total=accurate",
+    ] {
+        assert_eq!(total(&app, &other(&app, path)).await, 0, "{path}");
+    }
+    for path in [
+        "Patient?_has:Observation:subject:status=preliminary&_total=accurate".to_owned(),
+        format!("Observation?subject=Patient/{id}&status=preliminary&_total=accurate"),
+    ] {
+        let v = json(app.get(&path).await).await;
+        assert_eq!(v["total"], 0, "{path}: {v}");
+    }
+    let b = json(app.get("Patient?_revinclude=Observation:subject").await).await;
+    let observations = b["entry"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|e| e["resource"]["resourceType"] == "Observation")
+        .count();
+    assert_eq!(observations, 1, "only the first practice's own: {b}");
+
     // Paging links of the first practice, followed on the second.
     let page = json(app.get("Patient?_count=1&_total=accurate").await).await;
     assert_eq!(page["total"], 2);
@@ -153,7 +225,10 @@ async fn another_practice_sees_nothing(app: App) {
         .client
         .post(other(&app, "Observation"))
         .header("content-type", "application/fhir+json")
-        .header("if-none-exist", "_lastUpdated=gt2000-01-01")
+        .header(
+            "if-none-exist",
+            format!("subject=Patient/{id}&status=final"),
+        )
         .body(
             json!({ "resourceType": "Observation", "status": "final", "code": { "text": "x" } })
                 .to_string(),
