@@ -124,6 +124,12 @@ impl Conn {
         Ok(())
     }
 
+    /// Starts a `COPY ... FROM STDIN`.
+    pub fn copy_in(&mut self, sql: &str) -> Result<postgres::CopyInWriter<'_>, postgres::Error> {
+        self.observe(sql);
+        self.client.copy_in(sql)
+    }
+
     /// Statements without parameters (transaction control, migrations).
     pub fn batch(&mut self, sql: &str) -> Result<(), postgres::Error> {
         self.observe(sql);
@@ -185,6 +191,14 @@ impl Pool {
             }
             st = self.returned.wait(st).map_err(|_| Self::poisoned())?;
         }
+    }
+
+    /// Takes in a connection opened elsewhere, as if the pool had opened it.
+    pub fn adopt(&self, conn: Conn) {
+        if let Ok(mut st) = self.state.lock() {
+            st.open += 1;
+        }
+        self.put(conn);
     }
 
     /// Takes a connection back; a broken one is dropped and its place freed.

@@ -118,7 +118,7 @@ impl PgBackend {
         schema::migrate(&mut first)?;
         let writer = writer::Writer::start(&connector, options.writers)?;
         let readers = Pool::new(connector.clone(), options.readers);
-        readers.put(first);
+        readers.adopt(first);
         Ok(Arc::new(PgBackend {
             writer,
             readers,

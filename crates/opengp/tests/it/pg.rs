@@ -289,7 +289,7 @@ impl TestDatabase {
 /// The tables holding a practice's data. A statement on them must bind the
 /// practice: every mention of one is matched by a `practice = $1` (or
 /// `= ANY($1)`) filter, or, for an insert, a `(practice, ...)` column list
-/// fed by `$1`. Schema changes (DDL) are not data statements.
+/// fed by `$1` (or by the rows of a `COPY`). Schema changes (DDL) are not data statements.
 const PRACTICE_TABLES: &[&str] = &["resource_version", "resource_current", "practice_counter"];
 
 pub fn names_practice(sql: &str) -> Result<(), String> {
@@ -306,9 +306,14 @@ pub fn names_practice(sql: &str) -> Result<(), String> {
         return Ok(());
     }
     let filters = s.matches("practice = $1").count() + s.matches("practice = any($1)").count();
-    let insert = s.trim_start().starts_with("insert")
-        && s.contains("(practice,")
-        && (s.contains("select $1,") || s.contains("values ($1,"));
+    // A `COPY ... FROM STDIN` names no value: its rows carry the practice
+    // in their first column, written from the practice the store is scoped to.
+    let copy =
+        s.trim_start().starts_with("copy ") && s.contains("(practice,") && s.contains("from stdin");
+    let insert = copy
+        || s.trim_start().starts_with("insert")
+            && s.contains("(practice,")
+            && (s.contains("select $1,") || s.contains("values ($1,"));
     if filters >= mentions || (insert && filters + 1 >= mentions) {
         Ok(())
     } else {
@@ -353,6 +358,7 @@ fn the_practice_check_tells_scoped_statements_apart() {
         "INSERT INTO resource_version (practice, type) SELECT $1, t.type FROM unnest($2::text[]) AS t(type)",
         "SELECT practice, seq FROM practice_counter WHERE practice = ANY($1) FOR UPDATE",
         "SELECT key, ods, name FROM practice WHERE ods = $1",
+        "COPY idx_token (practice, type, id) FROM STDIN (FORMAT binary)",
         "BEGIN",
     ];
     for sql in ok {
@@ -363,6 +369,8 @@ fn the_practice_check_tells_scoped_statements_apart() {
         "SELECT c.id FROM resource_current c JOIN resource_version v ON v.id = c.id WHERE c.practice = $1",
         "INSERT INTO resource_version (practice, type) VALUES ($2, $1)",
         "UPDATE practice_counter SET seq = 0",
+        "COPY idx_token (type, id) FROM STDIN (FORMAT binary)",
+        "DELETE FROM idx_token WHERE type = $1",
     ];
     for sql in bad {
         assert!(names_practice(sql).is_err(), "{sql}");
