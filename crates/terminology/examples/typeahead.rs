@@ -1,7 +1,8 @@
 //! Typeahead latency on a release: `cargo run --release -p gp-terminology
 //! --example typeahead -- DIR` (a release folder, e.g. one written by
 //! `opengp terminology generate`). Prints the index build time and p50/p99
-//! over a mix of one- to three-word prefixes taken from the release's terms.
+//! over a mix of one- to three-word prefixes taken from the release's terms;
+//! `SLOWEST=N` also lists the N slowest queries.
 
 use std::io::Write;
 use std::time::Instant;
@@ -38,14 +39,15 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             .collect();
         queries.push(q.join(" "));
     }
-    let mut times = Vec::with_capacity(queries.len());
+    let mut timed = Vec::with_capacity(queries.len());
     let mut hits = 0;
     for q in &queries {
         let t = Instant::now();
         hits += index.search(&TermQuery::new(q, 20)).len();
-        times.push(t.elapsed().as_secs_f64() * 1000.0);
+        timed.push((t.elapsed().as_secs_f64() * 1000.0, q));
     }
-    times.sort_by(f64::total_cmp);
+    timed.sort_by(|a, b| a.0.total_cmp(&b.0));
+    let times: Vec<f64> = timed.iter().map(|t| t.0).collect();
     let pct = |p: f64| times[((times.len() as f64 * p) as usize).min(times.len() - 1)];
     writeln!(
         std::io::stdout(),
@@ -59,5 +61,13 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         pct(0.99),
         pct(1.0)
     )?;
+    // The slowest queries, to see where the tail comes from.
+    let slowest = std::env::var("SLOWEST")
+        .ok()
+        .and_then(|n| n.parse::<usize>().ok())
+        .unwrap_or(0);
+    for (ms, q) in timed.iter().rev().take(slowest) {
+        writeln!(std::io::stdout(), "{ms:8.3} ms  {q}")?;
+    }
     Ok(())
 }

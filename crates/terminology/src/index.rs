@@ -173,6 +173,22 @@ impl<T: Copy + Default> Csr<T> {
         }
     }
 
+    /// Lists already packed: `offsets` ascending from 0, ending at
+    /// `items.len()`.
+    pub(crate) fn from_parts(offsets: Vec<u32>, items: Vec<T>) -> Self {
+        Csr { offsets, items }
+    }
+
+    /// Where list `i` starts in the packed items (the total when `i` is
+    /// past the end).
+    pub(crate) fn offset(&self, i: u32) -> u32 {
+        self.offsets
+            .get(i as usize)
+            .or(self.offsets.last())
+            .copied()
+            .unwrap_or(0)
+    }
+
     pub(crate) fn of(&self, i: u32) -> &[T] {
         let (a, b) = (
             self.offsets.get(i as usize).copied().unwrap_or(0) as usize,

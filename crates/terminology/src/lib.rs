@@ -15,6 +15,7 @@
 pub mod ecl;
 mod id;
 mod index;
+mod postings;
 pub mod rf2;
 mod search;
 mod set;

@@ -4,18 +4,16 @@
 //!
 //! Descriptions are numbered in rank order once, at build time: preferred
 //! synonyms first, then acceptable synonyms, then fully specified names,
-//! shorter before longer. Every posting list is in that order, so a search
-//! walks the postings of its most selective word from the best description
-//! down, checks the other words against the description's word list (a word
-//! is a prefix match exactly when its number falls in the word's vocabulary
-//! range), and stops once it has a pool of matches a few pages deep: its
-//! cost follows the page size, not the number of matches. Within the pool,
-//! a description whose first word is one typed goes first.
+//! shorter before longer. Every word typed stands for an ascending list of
+//! description numbers ([`crate::postings`]); a search intersects these
+//! lists best first and stops once it has a pool of matches a few pages
+//! deep: its cost follows the page size, not the number of matches. Within
+//! the pool, a description whose first word is one typed goes first.
 
-use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap, HashSet};
+use std::collections::{HashMap, HashSet};
 
 use crate::index::{Csr, Index, RawDescription, Term};
+use crate::postings::{List, Lists, intersect};
 use crate::set::ConceptSet;
 
 const NONE: u32 = u32::MAX;
@@ -83,6 +81,8 @@ pub(crate) struct TermIndex {
     postings: Csr<u32>,
     /// Each concept's descriptions, best first.
     by_concept: Csr<u32>,
+    /// Prepared lists for common prefixes and words.
+    lists: Lists,
     preferred: Vec<u32>,
     fsn: Vec<u32>,
 }
@@ -187,6 +187,7 @@ impl TermIndex {
                 .enumerate()
                 .map(|(rank, c)| (*c, rank as u32)),
         );
+        t.lists = Lists::build(&t.vocabulary, &t.postings, n);
         // A concept without a preferred synonym in the dialect shows its
         // best active synonym.
         for c in 0..concepts {
@@ -253,8 +254,11 @@ impl TermIndex {
         (lo as u32, (lo + len) as u32)
     }
 
-    fn postings_in(&self, (lo, hi): (u32, u32)) -> usize {
-        (lo..hi).map(|w| self.postings.of(w).len()).sum()
+    /// How many postings the words `lo..hi` have between them.
+    fn postings_in(&self, (lo, hi): (u32, u32)) -> u32 {
+        self.postings
+            .offset(hi)
+            .saturating_sub(self.postings.offset(lo))
     }
 }
 
@@ -310,43 +314,25 @@ impl Index {
         if ranges.iter().any(|(lo, hi)| lo == hi) {
             return Vec::new();
         }
-        let Some((driver, size)) = ranges
-            .iter()
-            .map(|r| (*r, t.postings_in(*r)))
-            .min_by_key(|(_, n)| *n)
-        else {
-            return Vec::new();
-        };
-        let accept = |rank: u32| -> Option<u32> {
-            let c = *t.concept.get(rank as usize)?;
+        let accept = |rank: u32| -> bool {
+            let Some(&c) = t.concept.get(rank as usize) else {
+                return false;
+            };
             if !q.include_inactive && (!t.flag(rank, ACTIVE) || !self.active_at(c)) {
-                return None;
+                return false;
             }
-            if q.within.is_some_and(|s| !s.contains(c)) {
-                return None;
-            }
-            let dw = t.words.of(rank);
-            ranges
-                .iter()
-                .all(|(lo, hi)| dw.iter().any(|w| w >= lo && w < hi))
-                .then_some(c)
+            q.within.is_none_or(|s| s.contains(c))
         };
-        // Walk descriptions best first and keep the first `pool` that
-        // match; then prefer those whose first word is one typed (a better
-        // match: "hypertens" offers "Hypertension" before "Blind
-        // hypertensive eye"), keeping the static order otherwise.
+        // Walk matching descriptions best first and keep the first `pool`;
+        // then prefer those whose first word is one typed (a better match:
+        // "hypertens" offers "Hypertension" before "Blind hypertensive
+        // eye"), keeping the static order otherwise.
         let pool = want.saturating_mul(20).max(200);
         let mut found: Vec<u32> = Vec::new();
-        let take = |rank: u32, found: &mut Vec<u32>| -> bool {
-            if accept(rank).is_some() {
-                found.push(rank);
-            }
-            found.len() >= pool
-        };
+        let size = ranges.iter().map(|r| t.postings_in(*r)).min().unwrap_or(0);
         let scope_small = q
             .within
-            .map(|s| s.len().saturating_mul(5) < size)
-            .unwrap_or(false);
+            .is_some_and(|s| s.len().saturating_mul(5) < size as usize);
         if let (true, Some(scope)) = (scope_small, q.within) {
             // A narrow hierarchy: try its descriptions instead.
             let mut ranks: Vec<u32> = scope
@@ -355,41 +341,28 @@ impl Index {
                 .collect();
             ranks.sort_unstable();
             for r in ranks {
-                if take(r, &mut found) {
-                    break;
-                }
-            }
-        } else if driver.1 - driver.0 == 1 || size <= 50_000 {
-            let mut ranks: Vec<u32> = (driver.0..driver.1)
-                .flat_map(|w| t.postings.of(w).iter().copied())
-                .collect();
-            if driver.1 - driver.0 > 1 {
-                ranks.sort_unstable();
-                ranks.dedup();
-            }
-            for r in ranks {
-                if take(r, &mut found) {
-                    break;
+                let dw = t.words.of(r);
+                let all = ranges
+                    .iter()
+                    .all(|(lo, hi)| dw.iter().any(|w| w >= lo && w < hi));
+                if all && accept(r) {
+                    found.push(r);
+                    if found.len() >= pool {
+                        break;
+                    }
                 }
             }
         } else {
-            // Many words share the prefix: merge their lists, best first.
-            let mut heap: BinaryHeap<Reverse<(u32, u32, u32)>> = (driver.0..driver.1)
-                .filter_map(|w| t.postings.of(w).first().map(|r| Reverse((*r, w, 0))))
+            let lists: Vec<List<'_>> = ranges
+                .iter()
+                .map(|r| t.lists.list(&t.postings, *r))
                 .collect();
-            let mut last = NONE;
-            while let Some(Reverse((r, w, i))) = heap.pop() {
-                if let Some(next) = t.postings.of(w).get(i as usize + 1) {
-                    heap.push(Reverse((*next, w, i + 1)));
+            intersect(&lists, |r| {
+                if accept(r) {
+                    found.push(r);
                 }
-                if r == last {
-                    continue;
-                }
-                last = r;
-                if take(r, &mut found) {
-                    break;
-                }
-            }
+                found.len() < pool
+            });
         }
         let starts = |rank: u32| -> bool {
             t.words
