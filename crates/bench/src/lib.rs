@@ -6,7 +6,8 @@
 //!   read throughput with 32 concurrent clients.
 //!
 //! The server under test is whatever `Plan::base` points at; `opengp bench`
-//! starts a fresh one on loopback.
+//! starts a fresh one on loopback. [`search`] is the search scenario,
+//! [`terminology`] typeahead over a loaded release.
 
 use std::fmt;
 use std::io::Read;
@@ -15,6 +16,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 pub mod search;
+pub mod terminology;
 
 use anyhow::{Context, Result, bail};
 use serde_json::Value;

@@ -102,15 +102,21 @@ struct BenchArgs {
     /// Where the benchmark's store lives (a fresh temporary folder by default).
     #[arg(long)]
     data: Option<PathBuf>,
-    /// `crud` (ingest and reads) or `search` (a grown store and the GP search mix).
+    /// `crud` (ingest and reads), `search` (a grown store and the GP search
+    /// mix) or `terminology` (a UK-sized SNOMED CT release loaded, then
+    /// typeahead over HTTP).
     #[arg(long, default_value = "crud")]
     scenario: String,
     /// For `search`: rounds of the Synthea data to load (26,963 resources each; 37 is a million).
     #[arg(long, default_value_t = 4)]
     rounds: usize,
-    /// For `search`: queries timed per kind.
-    #[arg(long, default_value_t = 200)]
-    queries: usize,
+    /// Queries timed per kind (default 200 for `search`, 2,000 for `terminology`).
+    #[arg(long)]
+    queries: Option<usize>,
+    /// For `terminology`: the RF2 release to load (by default a synthetic
+    /// one the size of the UK clinical edition, generated first).
+    #[arg(long)]
+    release: Option<PathBuf>,
     /// Benchmark a PostgreSQL database instead (it should be empty).
     #[arg(long, env = "OPENGP_DATABASE")]
     database: Option<String>,
@@ -287,7 +293,7 @@ async fn bench(args: BenchArgs) -> Result<()> {
     let data = match args.data {
         Some(d) => d,
         None => {
-            temp = TempDir::new()?;
+            temp = TempDir::new("store")?;
             temp.path.clone()
         }
     };
@@ -300,6 +306,11 @@ async fn bench(args: BenchArgs) -> Result<()> {
         practice: config::DEFAULT_PRACTICE.into(),
         practice_name: "Benchmark Practice".into(),
     };
+    if args.scenario == "terminology" {
+        let release = args.release.clone();
+        let queries = args.queries.unwrap_or(2_000);
+        return bench_terminology(cfg, release, queries).await;
+    }
     let server = Server::bind(&cfg).await?;
     let base = server.base_url();
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
@@ -320,12 +331,12 @@ async fn bench(args: BenchArgs) -> Result<()> {
             synthea: args.synthea,
             rounds: args.rounds,
             clients: args.clients,
-            queries: args.queries,
+            queries: args.queries.unwrap_or(200),
         })
         .await
         .map(|r| r.to_string()),
         other => Err(anyhow::anyhow!(
-            "there is no '{other}' scenario; use crud or search"
+            "there is no '{other}' scenario; use crud, search or terminology"
         )),
     };
     let _ = stop.send(());
@@ -336,14 +347,81 @@ async fn bench(args: BenchArgs) -> Result<()> {
     Ok(())
 }
 
+/// The terminology scenario: a release (generated UK-sized unless given)
+/// loaded into the fresh store and timed, the server started (which builds
+/// the index from the store, timed too), then typeahead over HTTP.
+async fn bench_terminology(
+    cfg: ServerConfig,
+    release: Option<PathBuf>,
+    queries: usize,
+) -> Result<()> {
+    let mut setup = Vec::new();
+    let temp;
+    let release = match release {
+        Some(r) => r,
+        None => {
+            temp = TempDir::new("release")?;
+            let dir = temp.path.clone();
+            let started = std::time::Instant::now();
+            let sum = tokio::task::spawn_blocking({
+                let dir = dir.clone();
+                move || gp_terminology::synth::generate(&dir, gp_terminology::synth::UK_CONCEPTS, 1)
+            })
+            .await??;
+            setup.push((
+                format!(
+                    "generate a synthetic release ({} concepts, {} descriptions, {} relationships)",
+                    sum.concepts, sum.descriptions, sum.relationships
+                ),
+                started.elapsed().as_secs_f64(),
+            ));
+            dir
+        }
+    };
+    let store = gp_store::Store::new(opengp::server::open_backend(&cfg).await?);
+    let started = std::time::Instant::now();
+    let (s, path) = (store.clone(), release.clone());
+    tokio::task::spawn_blocking(move || {
+        opengp::terminology::load(&s, &gp_store::Actor::new("bench"), &path, &mut |_| {})
+    })
+    .await??;
+    setup.push((
+        "load the release into the store (`opengp terminology load`)".to_owned(),
+        started.elapsed().as_secs_f64(),
+    ));
+    tokio::task::spawn_blocking(move || store.close()).await?;
+    let started = std::time::Instant::now();
+    let server = Server::bind(&cfg).await?;
+    setup.push((
+        "start the server: read the release back and build the index".to_owned(),
+        started.elapsed().as_secs_f64(),
+    ));
+    let base = server.base_url();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let running = tokio::spawn(server.run(async move {
+        let _ = stopped.await;
+    }));
+    let mix = gp_bench::terminology::queries(&release, queries);
+    let report = match mix {
+        Ok(mix) => gp_bench::terminology::run(&base, &mix).await,
+        Err(e) => Err(e),
+    };
+    let _ = stop.send(());
+    running.await??;
+    let mut report = report?;
+    report.setup = setup;
+    writeln!(std::io::stdout().lock(), "{report}")?;
+    Ok(())
+}
+
 /// A temporary directory removed on drop (the benchmark's store).
 struct TempDir {
     path: PathBuf,
 }
 
 impl TempDir {
-    fn new() -> Result<Self> {
-        let path = std::env::temp_dir().join(format!("opengp-bench-{}", std::process::id()));
+    fn new(what: &str) -> Result<Self> {
+        let path = std::env::temp_dir().join(format!("opengp-bench-{}-{what}", std::process::id()));
         std::fs::create_dir_all(&path)?;
         Ok(TempDir { path })
     }
