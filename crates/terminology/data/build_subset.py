@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """Assembles OpenGP's shipped SNOMED CT subset (RF2 snapshot files in
-snomed/) and dm+d subset (XML files in dmd/) from public sources:
+snomed/) from public sources (the dm+d sample in dmd/ is build_dmd.py's):
 
   * the SNOMED CT codings in ../shared/data/synthea (Synthea bundles) and
     ../shared/data/ukcore (UK Core examples): ids with their displays;

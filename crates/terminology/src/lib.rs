@@ -5,6 +5,8 @@
 //! - [`Index`]: a release in memory: term search for typeahead
 //!   ([`Index::search`]), subsumption ([`Index::is_a`], [`Index::subsumes`]),
 //!   ECL ([`Index::ecl`]), refsets, implicit value sets ([`valueset`]).
+//! - [`dmd`]: the dm+d XML release (VTM, VMP, AMP, VMPP, AMPP and lookups)
+//!   and [`dmd::DmdIndex`], name search for prescribing and VMP-AMP navigation.
 //! - [`synth`]: a deterministic synthetic RF2 release of any size, for tests
 //!   and benchmarks (the licensed releases are never shipped).
 //!
@@ -12,6 +14,7 @@
 //! the readers and the generator, which take paths from their caller.
 //! Nothing here panics on any input.
 
+pub mod dmd;
 pub mod ecl;
 mod id;
 mod index;

@@ -1,0 +1,185 @@
+//! dm+d on the shipped sample: reading the XML, name search for
+//! prescribing, navigation between products, lookups.
+
+use gp_terminology::dmd::{DmdIndex, DmdQuery, Kind, lookup_table, shipped};
+
+fn index() -> DmdIndex {
+    DmdIndex::build(shipped().unwrap_or_else(|e| panic!("the shipped sample reads: {e}")))
+}
+
+fn names(index: &DmdIndex, text: &str, kinds: &[Kind], limit: usize) -> Vec<String> {
+    index
+        .search(&DmdQuery {
+            text,
+            kinds,
+            limit,
+            offset: 0,
+            include_invalid: false,
+        })
+        .iter()
+        .map(|p| p.name.clone())
+        .collect()
+}
+
+#[test]
+fn the_shipped_sample_has_every_kind_and_about_two_hundred_medicines() {
+    let index = index();
+    let count = |k: Kind| index.all(&[k]).count();
+    assert!(
+        (150..=250).contains(&count(Kind::Vmp)),
+        "{}",
+        count(Kind::Vmp)
+    );
+    assert!(count(Kind::Vtm) > 50);
+    assert!(count(Kind::Amp) >= count(Kind::Vmp));
+    assert_eq!(count(Kind::Vmpp), count(Kind::Vmp));
+    assert_eq!(count(Kind::Ampp), count(Kind::Amp));
+}
+
+#[test]
+fn prescribing_search_finds_the_generic_product_first() {
+    let index = index();
+    let cases: &[(&str, &str)] = &[
+        ("amlo 5", "Amlodipine 5mg tablets"),
+        ("5 amlo", "Amlodipine 5mg tablets"),
+        ("atorva 20", "Atorvastatin 20mg tablets"),
+        ("metf 500", "Metformin 500mg tablets"),
+        ("omep 20", "Omeprazole 20mg gastro-resistant capsules"),
+        ("salbu", "Salbutamol 100micrograms/dose inhaler"),
+    ];
+    for (typed, first) in cases {
+        let got = names(&index, typed, &[Kind::Vmp, Kind::Amp], 10);
+        assert_eq!(
+            got.first().map(String::as_str),
+            Some(*first),
+            "{typed}: {got:?}"
+        );
+    }
+    // Generic products (VMPs) come before branded ones (AMPs), even of the
+    // same name; a brand is found by its own name; packs only when asked for.
+    let got = index.search(&DmdQuery {
+        text: "amlo 5",
+        kinds: &[Kind::Vmp, Kind::Amp],
+        limit: 10,
+        offset: 0,
+        include_invalid: false,
+    });
+    let kinds: Vec<(Kind, &str)> = got.iter().map(|p| (p.kind, p.name.as_str())).collect();
+    assert_eq!(
+        kinds,
+        vec![
+            (Kind::Vmp, "Amlodipine 5mg tablets"),
+            (Kind::Vmp, "Amlodipine 2.5mg tablets"),
+            (Kind::Amp, "Amlodipine 5mg tablets"),
+            (Kind::Amp, "Amlodipine 2.5mg tablets"),
+        ]
+    );
+    assert_eq!(
+        names(&index, "isti", &[], 10),
+        vec![
+            "Istin 5mg tablets",
+            "Istin 5mg tablets (OpenGP sample brand supplier) 28 tablets"
+        ]
+    );
+    let got = names(&index, "amlo 5", &[Kind::Vmp, Kind::Amp], 10);
+    assert!(got.iter().all(|n| !n.contains("28 tablets")), "{got:?}");
+    let packs = names(&index, "amlo 5", &[Kind::Vmpp], 10);
+    assert_eq!(
+        packs,
+        vec![
+            "Amlodipine 5mg tablets 28 tablets",
+            "Amlodipine 2.5mg tablets 28 tablets"
+        ]
+    );
+    assert!(names(&index, "zzzz", &[], 10).is_empty());
+}
+
+#[test]
+fn a_vmp_leads_to_its_amps_packs_and_substance() {
+    let index = index();
+    let vmp = index
+        .search(&DmdQuery {
+            text: "amlodipine 5mg tablets",
+            kinds: &[Kind::Vmp],
+            limit: 1,
+            offset: 0,
+            include_invalid: false,
+        })
+        .first()
+        .map(|p| (*p).clone())
+        .unwrap_or_else(|| panic!("no VMP"));
+    let amps: Vec<&str> = index
+        .below(vmp.id, Kind::Amp)
+        .iter()
+        .map(|p| p.name.as_str())
+        .collect();
+    assert_eq!(amps, vec!["Amlodipine 5mg tablets", "Istin 5mg tablets"]);
+    for amp in index.below(vmp.id, Kind::Amp) {
+        assert_eq!(amp.parent, Some(vmp.id));
+        let ampps = index.below(amp.id, Kind::Ampp);
+        assert_eq!(ampps.len(), 1, "{}", amp.name);
+    }
+    assert_eq!(index.below(vmp.id, Kind::Vmpp).len(), 1);
+    let vtm = vmp
+        .parent
+        .and_then(|v| index.product(v))
+        .map(|p| p.name.as_str());
+    assert_eq!(vtm, Some("Amlodipine"));
+    // The lookups prescribing needs.
+    let form = vmp.attribute("DFORM/FORMCD").unwrap_or_default();
+    assert_eq!(lookup_table("DFORM/FORMCD"), Some("FORM"));
+    assert_eq!(index.describe("FORM", form), Some("Tablet"));
+    let route = vmp.attribute("DROUTE/ROUTECD").unwrap_or_default();
+    assert_eq!(index.describe("ROUTE", route), Some("Oral"));
+    let cd = vmp.attribute("CONTROL_INFO/CATCD").unwrap_or_default();
+    assert_eq!(
+        index.describe("CONTROL_DRUG_CATEGORY", cd),
+        Some("No Controlled Drug Status")
+    );
+    let uom = vmp.attribute("UDFS_UOMCD").unwrap_or_default();
+    assert_eq!(lookup_table("UDFS_UOMCD"), Some("UNIT_OF_MEASURE"));
+    assert_eq!(index.describe("UNIT_OF_MEASURE", uom), Some("tablet"));
+}
+
+#[test]
+fn controlled_drugs_carry_their_schedule() {
+    let index = index();
+    let oxy = index
+        .all(&[Kind::Vmp])
+        .find(|p| p.name == "Oxycodone 5mg capsules")
+        .unwrap_or_else(|| panic!("no oxycodone"));
+    let cd = oxy.attribute("CONTROL_INFO/CATCD").unwrap_or_default();
+    assert_eq!(
+        index.describe("CONTROL_DRUG_CATEGORY", cd),
+        Some("Schedule 2 (CD)")
+    );
+}
+
+#[test]
+fn every_shipped_id_is_a_valid_sctid_in_the_project_namespace() {
+    let index = index();
+    for p in index.all(&[]) {
+        let id = gp_terminology::SctId::from_u64(p.id)
+            .unwrap_or_else(|| panic!("{} has a bad check digit", p.id));
+        assert!(
+            p.id.to_string()
+                .ends_with(&format!("{}10{}", 9999998, p.id % 10)),
+            "{} is outside the project-assigned range",
+            id.get()
+        );
+    }
+}
+
+#[test]
+fn a_release_folder_reads_like_the_embedded_sample() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("data/dmd");
+    assert!(gp_terminology::dmd::xml::is_release(&dir));
+    let from_files = gp_terminology::dmd::xml::read_dir(&dir).unwrap_or_else(|e| panic!("{e}"));
+    let embedded = shipped().unwrap_or_else(|e| panic!("{e}"));
+    assert!(
+        from_files == embedded,
+        "the folder and the embedded sample differ"
+    );
+    let empty = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    assert!(gp_terminology::dmd::xml::read_dir(empty.path()).is_err());
+}
