@@ -1,112 +1,157 @@
-//! A small demo record so that `opengp demo` shows something at once. The
-//! full synthetic practice (thousands of patients, years of history) is the
-//! work of the terminology-and-demo issue; this seeds a handful of entries
-//! through the same store interface everything else uses.
+//! Seeding the demo practice: `gp-demo` generates it, this writes it
+//! through the same store interface everything else uses, as transaction
+//! Bundles of about a thousand resources, several in flight at once (the
+//! store validates and indexes them in parallel and commits them in
+//! groups). Every resource carries its id and goes in with `PUT`, so the
+//! Bundles need no `urn:uuid` links between them.
 
-use anyhow::Result;
-use gp_fhir::Resource;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Instant;
+
+use anyhow::{Context, Result, anyhow};
+use gp_demo::{Demo, Options};
+use gp_fhir::ResourceType;
 use gp_store::{Ctx, Store};
 use serde_json::{Value, json};
+use tokio::task::JoinSet;
 
-/// Seeds the demo record unless the practice already has data.
-pub async fn seed(store: &Store, ctx: &Ctx) -> Result<usize> {
-    let existing = store
+/// Patients per transaction Bundle (about 1,500 resources).
+const PATIENTS_PER_BUNDLE: u32 = 20;
+/// Practice resources (slots, appointments ...) per Bundle.
+const RESOURCES_PER_BUNDLE: usize = 1_500;
+/// Bundles in flight: enough to keep validation on every core busy while
+/// the writer commits.
+const IN_FLIGHT: usize = 4;
+
+/// What seeding did.
+#[derive(Debug, Clone, Copy)]
+pub struct Seeded {
+    pub resources: usize,
+    pub patients: u32,
+    /// Time spent generating, summed over threads (seconds).
+    pub generate_secs: f64,
+    /// Wall-clock time from start to the last commit (seconds).
+    pub total_secs: f64,
+}
+
+/// Whether the practice already has patients (a demo seeded before).
+pub async fn is_seeded(store: &Store, ctx: &Ctx) -> Result<bool> {
+    let found = store
         .search(
             ctx,
-            None,
+            ResourceType::parse("Patient"),
             gp_fhir::search::SearchQuery {
                 count: 1,
                 ..Default::default()
             },
         )
         .await?;
-    if existing.page.total.unwrap_or(0) > 0 {
-        return Ok(0);
-    }
-    let bundle = demo_bundle(ctx);
-    let (_, results) = store.bundle(ctx, &bundle, "").await?;
-    Ok(results.len())
+    Ok(found.page.total.unwrap_or(0) > 0 || !found.page.entries.is_empty())
 }
 
-fn demo_bundle(ctx: &Ctx) -> Value {
-    let ods = ctx.practice.ods.as_str();
-    let entries = [
-        (
-            "urn:uuid:org",
-            json!({
-                "resourceType": "Organization",
-                "identifier": [{ "system": "https://fhir.nhs.uk/Id/ods-organization-code", "value": ods }],
-                "name": ctx.practice.name,
-                "type": [{ "coding": [{ "system": "https://fhir.nhs.uk/CodeSystem/organisation-role", "code": "76", "display": "GP PRACTICE" }] }]
-            }),
-        ),
-        (
-            "urn:uuid:gp",
-            json!({
-                "resourceType": "Practitioner",
-                "identifier": [{ "system": "https://fhir.hl7.org.uk/Id/gmc-number", "value": "C1234567" }],
-                "name": [{ "family": "Patel", "given": ["Anita"], "prefix": ["Dr"] }]
-            }),
-        ),
-        (
-            "urn:uuid:p1",
-            json!({
-                "resourceType": "Patient",
-                "identifier": [{ "system": "https://fhir.nhs.uk/Id/nhs-number", "value": "9000000009" }],
-                "name": [{ "use": "official", "family": "Jones", "given": ["Megan"] }],
-                "gender": "female",
-                "birthDate": "1968-04-12",
-                "address": [{ "line": ["12 Station Road"], "city": "Leeds", "postalCode": "LS1 4AP" }],
-                "generalPractitioner": [{ "reference": "urn:uuid:gp" }],
-                "managingOrganization": { "reference": "urn:uuid:org" }
-            }),
-        ),
-        (
-            "urn:uuid:p2",
-            json!({
-                "resourceType": "Patient",
-                "identifier": [{ "system": "https://fhir.nhs.uk/Id/nhs-number", "value": "9000000017" }],
-                "name": [{ "use": "official", "family": "Okafor", "given": ["Daniel"] }],
-                "gender": "male",
-                "birthDate": "1952-11-03",
-                "generalPractitioner": [{ "reference": "urn:uuid:gp" }],
-                "managingOrganization": { "reference": "urn:uuid:org" }
-            }),
-        ),
-        (
-            "urn:uuid:c1",
-            json!({
-                "resourceType": "Condition",
-                "clinicalStatus": { "coding": [{ "system": "http://terminology.hl7.org/CodeSystem/condition-clinical", "code": "active" }] },
-                "code": { "coding": [{ "system": "http://snomed.info/sct", "code": "38341003", "display": "Hypertensive disorder" }] },
-                "subject": { "reference": "urn:uuid:p2" },
-                "onsetDateTime": "2015-06-01"
-            }),
-        ),
-        (
-            "urn:uuid:o1",
-            json!({
-                "resourceType": "Observation",
-                "status": "final",
-                "code": { "coding": [{ "system": "http://snomed.info/sct", "code": "75367002", "display": "Blood pressure" }] },
-                "subject": { "reference": "urn:uuid:p2" },
-                "effectiveDateTime": "2026-10-14T09:20:00Z",
-                "component": [
-                    { "code": { "coding": [{ "system": "http://snomed.info/sct", "code": "72313002", "display": "Systolic arterial pressure" }] },
-                      "valueQuantity": { "value": 142, "unit": "mmHg", "system": "http://unitsofmeasure.org", "code": "mm[Hg]" } },
-                    { "code": { "coding": [{ "system": "http://snomed.info/sct", "code": "1091811000000102", "display": "Diastolic arterial pressure" }] },
-                      "valueQuantity": { "value": 88, "unit": "mmHg", "system": "http://unitsofmeasure.org", "code": "mm[Hg]" } }
-                ]
-            }),
-        ),
-    ];
-    let entry: Vec<Value> = entries
-        .into_iter()
-        .filter(|(_, r)| Resource::from_value(r.clone()).is_ok())
-        .map(|(full, r)| {
-            let ty = r["resourceType"].as_str().unwrap_or_default().to_owned();
-            json!({ "fullUrl": full, "resource": r, "request": { "method": "POST", "url": ty } })
+/// Generates the practice `opts` describes and writes it; `progress` is
+/// told the resources written so far.
+pub async fn seed(
+    store: &Store,
+    ctx: &Ctx,
+    opts: Options,
+    progress: &(dyn Fn(usize) + Sync),
+) -> Result<Seeded> {
+    let started = Instant::now();
+    let demo = Arc::new(Demo::new(opts));
+    let patients = demo.options().patients;
+    let generate_nanos = Arc::new(AtomicU64::new(0));
+    // Work items: the practice's own resources, then patients in chunks.
+    let mut chunks: Vec<Chunk> = vec![Chunk::Practice];
+    let mut from = 0;
+    while from < patients {
+        let to = (from + PATIENTS_PER_BUNDLE).min(patients);
+        chunks.push(Chunk::Patients(from, to));
+        from = to;
+    }
+    let mut written = 0usize;
+    let mut tasks: JoinSet<Result<usize>> = JoinSet::new();
+    let mut pending = chunks.into_iter();
+    loop {
+        while tasks.len() < IN_FLIGHT {
+            let Some(chunk) = pending.next() else { break };
+            let (store, ctx, demo, nanos) = (
+                store.clone(),
+                ctx.clone(),
+                demo.clone(),
+                generate_nanos.clone(),
+            );
+            tasks.spawn(async move {
+                let bundles = tokio::task::spawn_blocking(move || {
+                    let t = Instant::now();
+                    let resources = chunk.generate(&demo);
+                    nanos.fetch_add(t.elapsed().as_nanos() as u64, Ordering::Relaxed);
+                    resources
+                        .chunks(RESOURCES_PER_BUNDLE)
+                        .map(transaction)
+                        .collect::<Vec<_>>()
+                })
+                .await?;
+                let mut n = 0;
+                for (bundle, count) in bundles {
+                    write(&store, &ctx, &bundle).await?;
+                    n += count;
+                }
+                Ok(n)
+            });
+        }
+        let Some(done) = tasks.join_next().await else {
+            break;
+        };
+        written += done.context("a demo writer task failed")??;
+        progress(written);
+    }
+    Ok(Seeded {
+        resources: written,
+        patients,
+        generate_secs: generate_nanos.load(Ordering::Relaxed) as f64 / 1e9,
+        total_secs: started.elapsed().as_secs_f64(),
+    })
+}
+
+enum Chunk {
+    Practice,
+    Patients(u32, u32),
+}
+
+impl Chunk {
+    fn generate(&self, demo: &Demo) -> Vec<Value> {
+        match self {
+            Chunk::Practice => demo.practice(),
+            Chunk::Patients(from, to) => (*from..*to).flat_map(|i| demo.patient(i)).collect(),
+        }
+    }
+}
+
+/// A transaction Bundle that puts each resource at its id.
+fn transaction(resources: &[Value]) -> (Value, usize) {
+    let entry: Vec<Value> = resources
+        .iter()
+        .map(|r| {
+            let url = format!(
+                "{}/{}",
+                r["resourceType"].as_str().unwrap_or_default(),
+                r["id"].as_str().unwrap_or_default()
+            );
+            json!({ "resource": r, "request": { "method": "PUT", "url": url } })
         })
         .collect();
-    json!({ "resourceType": "Bundle", "type": "transaction", "entry": entry })
+    (
+        json!({ "resourceType": "Bundle", "type": "transaction", "entry": entry }),
+        resources.len(),
+    )
+}
+
+async fn write(store: &Store, ctx: &Ctx, bundle: &Value) -> Result<()> {
+    let (_, results) = store.bundle(ctx, bundle, "").await?;
+    for r in results {
+        r.map_err(|e| anyhow!("the store refused a demo resource: {e}"))?;
+    }
+    Ok(())
 }

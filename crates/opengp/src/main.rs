@@ -31,8 +31,9 @@ struct Cli {
 enum Command {
     /// Serve the FHIR API, creating the data directory and practice on first start.
     Serve(ServeArgs),
-    /// Serve a demo practice with sample data (in ./opengp-demo unless --data says otherwise).
-    Demo(ServeArgs),
+    /// Serve a synthetic demo practice (in ./opengp-demo unless --data says otherwise),
+    /// generating it on first run.
+    Demo(DemoArgs),
     /// Run the benchmarks against a fresh server and print the figures.
     Bench(BenchArgs),
     /// SNOMED CT releases: load one into the store, or generate a synthetic one.
@@ -89,6 +90,22 @@ struct ServeArgs {
 }
 
 #[derive(Args)]
+struct DemoArgs {
+    #[command(flatten)]
+    serve: ServeArgs,
+    /// Registered patients to generate on first run.
+    #[arg(long, default_value_t = 2_000)]
+    patients: u32,
+    /// The seed: the same seed, size and date give the same practice.
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// The reference date (YYYY-MM-DD) history runs up to and appointments
+    /// start from; today by default.
+    #[arg(long)]
+    date: Option<String>,
+}
+
+#[derive(Args)]
 struct BenchArgs {
     /// The folder of Synthea transaction bundles (*.json.gz) to ingest.
     #[arg(long, default_value = "../shared/data/synthea")]
@@ -139,15 +156,25 @@ fn run(cli: Cli) -> Result<()> {
         .build()?;
     match cli.command {
         Command::Serve(args) => {
-            runtime.block_on(serve(resolve(args, &file, "./opengp-data"), false))
+            runtime.block_on(serve(resolve(args, &file, "./opengp-data"), None))
         }
         Command::Demo(args) => {
-            let mut cfg = resolve(args.clone(), &file, "./opengp-demo");
-            if args.practice.is_none() && file.practice.is_none() {
+            let mut cfg = resolve(args.serve.clone(), &file, "./opengp-demo");
+            if args.serve.practice.is_none() && file.practice.is_none() {
                 cfg.practice = "Y90001".into();
                 cfg.practice_name = "OpenGP Demo Surgery".into();
             }
-            runtime.block_on(serve(cfg, true))
+            let today = match &args.date {
+                Some(d) => {
+                    time::Date::parse(d, time::macros::format_description!("[year]-[month]-[day]"))
+                        .with_context(|| format!("'{d}' is not a date (YYYY-MM-DD)"))?
+                }
+                None => time::OffsetDateTime::now_utc().date(),
+            };
+            let mut opts =
+                gp_demo::Options::new(args.seed, today, &cfg.practice, &cfg.practice_name);
+            opts.patients = args.patients;
+            runtime.block_on(serve(cfg, Some(opts)))
         }
         Command::Bench(args) => runtime.block_on(bench(args)),
         Command::Terminology(TerminologyCommand::Load { path, store }) => runtime.block_on(
@@ -217,16 +244,10 @@ fn init_logging(format: Option<&str>) -> Result<()> {
     Ok(())
 }
 
-async fn serve(cfg: ServerConfig, demo: bool) -> Result<()> {
+async fn serve(cfg: ServerConfig, demo: Option<gp_demo::Options>) -> Result<()> {
     let server = Server::bind(&cfg).await?;
-    if demo {
-        let ctx = gp_store::Ctx::new(server.practice.clone(), gp_store::Actor::system());
-        let n = opengp::demo::seed(&server.store, &ctx)
-            .await
-            .context("seeding the demo practice")?;
-        if n > 0 {
-            tracing::info!(resources = n, "seeded the demo practice");
-        }
+    if let Some(opts) = &demo {
+        seed_demo(&server, opts).await?;
     }
     let mut out = std::io::stdout().lock();
     let place = match cfg.database {
@@ -246,9 +267,97 @@ async fn serve(cfg: ServerConfig, demo: bool) -> Result<()> {
         "  Try:                 curl {}/Patient",
         server.base_url()
     )?;
+    if let Some(opts) = &demo {
+        print_demo_guide(&mut out, &server.base_url(), opts)?;
+    }
     writeln!(out, "Press Ctrl-C to stop.")?;
     drop(out);
     server.run(shutdown_signal()).await
+}
+
+/// Generates and writes the demo practice unless the data directory has it
+/// already, printing what it did and how fast.
+async fn seed_demo(server: &Server, opts: &gp_demo::Options) -> Result<()> {
+    let ctx = gp_store::Ctx::new(server.practice.clone(), gp_store::Actor::system());
+    let mut out = std::io::stdout().lock();
+    if opengp::demo::is_seeded(&server.store, &ctx).await? {
+        writeln!(
+            out,
+            "Using the demo practice already in the data directory."
+        )?;
+        return Ok(());
+    }
+    writeln!(
+        out,
+        "Generating the demo practice: {} patients, seed {}, up to {}...",
+        opts.patients, opts.seed, opts.today
+    )?;
+    drop(out);
+    let bar = indicatif::ProgressBar::new_spinner();
+    bar.set_style(
+        indicatif::ProgressStyle::with_template("{spinner} {pos} resources written {per_sec}")
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_spinner()),
+    );
+    let progress = |n: usize| bar.set_position(n as u64);
+    let seeded = opengp::demo::seed(&server.store, &ctx, opts.clone(), &progress)
+        .await
+        .context("seeding the demo practice")?;
+    bar.finish_and_clear();
+    writeln!(
+        std::io::stdout().lock(),
+        "Wrote {} resources ({} patients) in {:.1} s: generated at {:.0} resources/s per core ({:.1} s), written at {:.0} resources/s.",
+        seeded.resources,
+        seeded.patients,
+        seeded.total_secs,
+        seeded.resources as f64 / seeded.generate_secs.max(1e-9),
+        seeded.generate_secs,
+        seeded.resources as f64 / seeded.total_secs.max(1e-9),
+    )?;
+    Ok(())
+}
+
+/// Where to go in the demo: the staff, and a patient worth looking at.
+fn print_demo_guide(out: &mut impl Write, base: &str, opts: &gp_demo::Options) -> Result<()> {
+    writeln!(
+        out,
+        "  Staff (sign-in comes with issue 5; until then the API is open):"
+    )?;
+    for s in gp_demo::STAFF {
+        let name = format!("{} {} {}", s.prefix, s.given, s.family);
+        writeln!(
+            out,
+            "    {:<24} {} {:<40} {}/Practitioner/{}",
+            name.trim(),
+            s.role.0,
+            s.role.1,
+            base,
+            s.id
+        )?;
+    }
+    let demo = gp_demo::Demo::new(opts.clone());
+    let diabetic = (0..opts.patients.min(500)).find(|i| {
+        demo.patient(*i).iter().any(|r| {
+            r["resourceType"] == "Condition" && r["code"]["coding"][0]["code"] == "44054006"
+        })
+    });
+    writeln!(out, "  Patients:            {base}/Patient?_count=20")?;
+    if let Some(i) = diabetic {
+        let id = gp_demo::Demo::patient_id(i);
+        writeln!(
+            out,
+            "  A diabetic's record: {base}/Patient/{id}/$everything"
+        )?;
+        writeln!(
+            out,
+            "  Their HbA1c results: {base}/Observation?patient={id}&code=http://snomed.info/sct|43396009"
+        )?;
+    }
+    writeln!(
+        out,
+        "  Today's appointments: {base}/Appointment?date={}",
+        opts.today
+    )?;
+    Ok(())
 }
 
 async fn load_terminology(cfg: ServerConfig, path: PathBuf) -> Result<()> {

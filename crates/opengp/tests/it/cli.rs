@@ -113,3 +113,109 @@ fn serve_starts_prints_urls_and_stops_on_sigterm() {
     let exit = child.wait().unwrap_or_else(|e| panic!("{e}"));
     assert!(exit.success(), "a graceful shutdown exits 0, got {exit}");
 }
+
+/// Starts `opengp demo` with `args` and reads its standard output up to the
+/// line with the FHIR base URL: (the child, what it printed, the URL).
+fn start_demo(args: &[&str]) -> (std::process::Child, String, String) {
+    let mut child = Command::new(opengp_bin())
+        .arg("demo")
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap_or_else(|e| panic!("{e}"));
+    let stdout = child.stdout.take().unwrap_or_else(|| panic!("no stdout"));
+    let mut lines = BufReader::new(stdout).lines();
+    let mut printed = String::new();
+    let mut base = String::new();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while Instant::now() < deadline {
+        let Some(Ok(line)) = lines.next() else { break };
+        printed.push_str(&line);
+        printed.push('\n');
+        if let Some(url) = line.split("FHIR API:").nth(1) {
+            base = url.trim().to_owned();
+        }
+        if line.starts_with("Press Ctrl-C") {
+            break;
+        }
+    }
+    (child, printed, base)
+}
+
+fn stop(mut child: std::process::Child) {
+    let pid = child.id().to_string();
+    let killed = Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(killed.success());
+    let exit = child.wait().unwrap_or_else(|e| panic!("{e}"));
+    assert!(exit.success(), "a graceful shutdown exits 0, got {exit}");
+}
+
+/// `opengp demo --patients N` generates the practice on first run, prints
+/// the staff and where to look, and reuses the data directory afterwards.
+#[test]
+fn demo_seeds_once_and_prints_where_to_go() {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let data = dir.path().join("demo");
+    let data = data.to_string_lossy();
+    let args = [
+        "--data",
+        &data,
+        "--listen",
+        "127.0.0.1:0",
+        "--patients",
+        "40",
+        "--date",
+        "2025-06-02",
+    ];
+    let (child, printed, base) = start_demo(&args);
+    assert!(
+        printed.contains("Generating the demo practice: 40 patients"),
+        "{printed}"
+    );
+    assert!(printed.contains("resources (40 patients)"), "{printed}");
+    assert!(
+        printed.contains("OpenGP Demo Surgery (Y90001)"),
+        "{printed}"
+    );
+    assert!(
+        printed.contains("R8000 Clinical Practitioner Access Role"),
+        "{printed}"
+    );
+    assert!(
+        printed.contains("R8009 Receptionist Access Role"),
+        "{printed}"
+    );
+    assert!(printed.contains("/$everything"), "{printed}");
+    assert!(base.ends_with("/practices/Y90001/fhir"), "{printed}");
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap_or_else(|e| panic!("{e}"));
+    let count = |base: &str| {
+        rt.block_on(async {
+            let r = reqwest::get(format!("{base}/Patient?_summary=count"))
+                .await
+                .ok()?;
+            let v: serde_json::Value = r.json().await.ok()?;
+            v["total"].as_u64()
+        })
+    };
+    assert_eq!(count(&base), Some(40));
+    stop(child);
+
+    let (child, printed, base) = start_demo(&args);
+    assert!(
+        printed.contains("Using the demo practice already"),
+        "{printed}"
+    );
+    assert!(!printed.contains("Generating"), "{printed}");
+    assert_eq!(count(&base), Some(40));
+    stop(child);
+
+    let (ok, _, err) = run(&["demo", "--data", &data, "--date", "2025-13-40"]);
+    assert!(!ok && err.contains("is not a date"), "{err}");
+}

@@ -9,6 +9,7 @@ mod bundles;
 mod cli;
 mod concurrency;
 mod crash;
+mod demo;
 mod pg;
 mod real_data;
 mod search;
