@@ -4,19 +4,24 @@
 use rand::Rng;
 
 /// An NHS number in the range reserved for test data (999...), with its
-/// Modulus 11 check digit. `n` numbers the patient; distinct `n` below
-/// about 900,000 give distinct numbers, and numbers whose check would be 10
-/// (invalid) are skipped by moving to the next candidate.
+/// Modulus 11 check digit, distinct for each `n` below [`MAX_PATIENTS`].
+/// Digits 4 to 8 are `n` scrambled (a bijection), digit 9 the smallest that
+/// makes a valid number: its weight is 2, so of two neighbouring values at
+/// most one gives the invalid remainder.
 pub fn nhs_number(n: u32) -> String {
-    let mut candidate = n.wrapping_mul(7919) % 1_000_000;
-    loop {
-        let body = format!("999{candidate:06}");
+    let scrambled = (u64::from(n) * 7919) % u64::from(MAX_PATIENTS);
+    for last in 0..10 {
+        let body = format!("999{scrambled:05}{last}");
         if let Some(check) = check_digit(&body) {
             return format!("{body}{check}");
         }
-        candidate = (candidate + 1) % 1_000_000;
     }
+    // Unreachable: `last` 0 or 1 always gives a valid number.
+    format!("999{scrambled:05}00")
 }
+
+/// The most patients that get distinct NHS numbers.
+pub const MAX_PATIENTS: u32 = 100_000;
 
 /// The Modulus 11 check digit of nine digits, or `None` when the number
 /// cannot be valid (the remainder gives 10).

@@ -66,6 +66,12 @@ fn every_nhs_number_is_a_valid_distinct_test_number() {
         assert!(gp_demo::people::valid_nhs_number(n), "{n}");
         assert!(seen.insert(n.to_owned()), "{n} given twice");
     }
+    // Distinct over the whole range the generator promises.
+    let all: BTreeSet<String> = (0..gp_demo::people::MAX_PATIENTS)
+        .map(gp_demo::people::nhs_number)
+        .collect();
+    assert_eq!(all.len(), gp_demo::people::MAX_PATIENTS as usize);
+    assert!(all.iter().all(|n| gp_demo::people::valid_nhs_number(n)));
     // The checker itself, on known numbers.
     assert!(gp_demo::people::valid_nhs_number("9000000009"));
     assert!(!gp_demo::people::valid_nhs_number("9000000008"));
