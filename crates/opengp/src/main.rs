@@ -10,6 +10,8 @@ use clap::{Args, Parser, Subcommand};
 use opengp::config::{self, FileConfig, ServerConfig};
 use opengp::server::{Server, shutdown_signal};
 
+mod migrate;
+
 #[derive(Parser)]
 #[command(
     name = "opengp",
@@ -39,6 +41,58 @@ enum Command {
     /// SNOMED CT releases: load one into the store, or generate a synthetic one.
     #[command(subcommand)]
     Terminology(TerminologyCommand),
+    /// Write everything a practice owns (every version of every resource,
+    /// with authors and instants) into a practice package folder.
+    Export {
+        /// The folder to write (new or empty).
+        #[arg(long)]
+        out: PathBuf,
+        #[command(flatten)]
+        store: StoreArgs,
+    },
+    /// Load a practice package into this store, keeping ids, versions and
+    /// instants, and write a reconciliation report. Safe to run again.
+    Import {
+        /// The package folder `opengp export` wrote.
+        package: PathBuf,
+        /// Where to write the report (`.json` and `.md` are added).
+        #[arg(long, default_value = "import-report")]
+        report: PathBuf,
+        /// Exit successfully even if records were rejected.
+        #[arg(long)]
+        accept_rejections: bool,
+        #[command(flatten)]
+        store: StoreArgs,
+    },
+    /// Compare a practice in this store with a package or another store,
+    /// version by version, and print the differences.
+    Verify {
+        /// A package folder to compare with.
+        #[arg(long, conflicts_with_all = ["other_data", "other_database"])]
+        package: Option<PathBuf>,
+        /// Another embedded store's data directory to compare with.
+        #[arg(long, conflicts_with = "other_database")]
+        other_data: Option<PathBuf>,
+        /// Another PostgreSQL database to compare with.
+        #[arg(long)]
+        other_database: Option<String>,
+        #[command(flatten)]
+        store: StoreArgs,
+    },
+}
+
+/// Which store and practice a migration command works on.
+#[derive(Args, Clone)]
+struct StoreArgs {
+    /// The practice's ODS code (for import: the package's unless given).
+    #[arg(long, env = "OPENGP_PRACTICE")]
+    practice: Option<String>,
+    /// The embedded store's data directory.
+    #[arg(long, env = "OPENGP_DATA")]
+    data: Option<PathBuf>,
+    /// A PostgreSQL database instead of the embedded store.
+    #[arg(long, env = "OPENGP_DATABASE")]
+    database: Option<String>,
 }
 
 #[derive(Subcommand)]
@@ -177,6 +231,37 @@ fn run(cli: Cli) -> Result<()> {
             runtime.block_on(serve(cfg, Some(opts)))
         }
         Command::Bench(args) => runtime.block_on(bench(args)),
+        Command::Export { out, store } => {
+            runtime.block_on(migrate::export(store_config(store, &file), out))
+        }
+        Command::Import {
+            package,
+            report,
+            accept_rejections,
+            store,
+        } => runtime.block_on(migrate::import(
+            store_config(store, &file),
+            package,
+            report,
+            accept_rejections,
+        )),
+        Command::Verify {
+            package,
+            other_data,
+            other_database,
+            store,
+        } => {
+            let cfg = store_config(store, &file);
+            let other = match (package, other_data, other_database) {
+                (Some(p), _, _) => migrate::Other::Package(p),
+                (_, Some(d), _) => migrate::Other::Data(d),
+                (_, _, Some(u)) => migrate::Other::Database(u),
+                _ => anyhow::bail!(
+                    "say what to compare with: --package, --other-data or --other-database"
+                ),
+            };
+            runtime.block_on(migrate::verify(cfg, other))
+        }
         Command::Terminology(TerminologyCommand::Load { path, store }) => runtime.block_on(
             load_terminology(resolve(store, &file, "./opengp-data"), path),
         ),
@@ -200,6 +285,28 @@ fn run(cli: Cli) -> Result<()> {
             Ok(())
         }
     }
+}
+
+/// The configuration of a command that opens a store without serving.
+fn store_config(args: StoreArgs, file: &FileConfig) -> ServerConfig {
+    let explicit_practice = args.practice.is_some() || file.practice.is_some();
+    let mut cfg = resolve(
+        ServeArgs {
+            data: args.data,
+            database: args.database,
+            listen: None,
+            public_url: None,
+            practice: args.practice,
+            practice_name: None,
+            max_body_bytes: None,
+        },
+        file,
+        "./opengp-data",
+    );
+    if !explicit_practice {
+        cfg.practice.clear();
+    }
+    cfg
 }
 
 fn resolve(args: ServeArgs, file: &FileConfig, default_data: &str) -> ServerConfig {

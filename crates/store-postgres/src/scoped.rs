@@ -6,6 +6,7 @@ use gp_fhir::search::SearchQuery;
 use gp_fhir::{Instant, ResourceType};
 use gp_store::{
     HistoryPage, HistoryQuery, HistoryScope, ReadTx, SearchPage, StoreError, StoredVersion,
+    VersionRecord,
 };
 use gp_store_sql::{Arg, Dialect};
 use postgres::Row;
@@ -185,6 +186,42 @@ impl ReadTx for Scoped<'_> {
         rows.iter()
             .map(|r| r.try_get(0))
             .collect::<Result<Vec<_>, postgres::Error>>()
+            .map_err(db_err)
+    }
+
+    fn versions(
+        &mut self,
+        after: i64,
+        until: i64,
+        limit: usize,
+    ) -> Result<Vec<VersionRecord>, StoreError> {
+        let rows = self
+            .conn
+            .query(
+                "SELECT type, id, version, last_updated, deleted, body, seq, author
+                 FROM resource_version
+                 WHERE practice = $1 AND seq > $2 AND seq <= $3 ORDER BY seq LIMIT $4",
+                &[&self.practice, &after, &until, &(limit as i64)],
+            )
+            .map_err(db_err)?;
+        rows.iter()
+            .map(|r| {
+                Ok(VersionRecord {
+                    version: full_row(r)?,
+                    position: r.try_get(6).map_err(db_err)?,
+                    author: r.try_get(7).map_err(db_err)?,
+                })
+            })
+            .collect()
+    }
+
+    fn last_position(&mut self) -> Result<i64, StoreError> {
+        self.conn
+            .query_one(
+                "SELECT coalesce(max(seq), 0) FROM resource_version WHERE practice = $1",
+                &[&self.practice],
+            )
+            .and_then(|r| r.try_get(0))
             .map_err(db_err)
     }
 

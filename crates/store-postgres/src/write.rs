@@ -10,7 +10,7 @@ use gp_fhir::search::index::IndexEntry;
 use gp_fhir::{Instant, ResourceType};
 use gp_store::{
     HistoryPage, HistoryQuery, HistoryScope, NewVersion, ReadTx, SearchPage, StoreError,
-    StoredVersion, WriteTx,
+    StoredVersion, VersionRecord, WriteTx,
 };
 
 use crate::conn::{db_err, is_unique_violation};
@@ -38,6 +38,7 @@ struct Pending {
     deleted: bool,
     body: Vec<u8>,
     index: Vec<IndexEntry>,
+    author: Option<String>,
 }
 
 pub(crate) struct ScopedWrite<'c> {
@@ -51,9 +52,9 @@ pub(crate) struct ScopedWrite<'c> {
 
 const INSERT_VERSIONS: &str = "INSERT INTO resource_version
        (practice, type, id, version, seq, last_updated, deleted, author, body)
-     SELECT $1, t.type, t.id, t.version, t.seq, t.last_updated, t.deleted, $2, t.body
-     FROM unnest($3::text[], $4::text[], $5::int8[], $6::int8[], $7::int8[], $8::bool[], $9::bytea[])
-       AS t(type, id, version, seq, last_updated, deleted, body)";
+     SELECT $1, t.type, t.id, t.version, t.seq, t.last_updated, t.deleted, coalesce(t.author, $2), t.body
+     FROM unnest($3::text[], $4::text[], $5::int8[], $6::int8[], $7::int8[], $8::bool[], $9::bytea[], $10::text[])
+       AS t(type, id, version, seq, last_updated, deleted, body, author)";
 
 const UPSERT_CURRENT: &str = "INSERT INTO resource_current
        (practice, type, id, version, seq, last_updated, deleted)
@@ -89,6 +90,7 @@ impl<'c> ScopedWrite<'c> {
         let stamps = col(|p| p.last_updated);
         let deleted: Vec<bool> = pending.iter().map(|p| p.deleted).collect();
         let bodies: Vec<&[u8]> = pending.iter().map(|p| p.body.as_slice()).collect();
+        let authors: Vec<Option<&str>> = pending.iter().map(|p| p.author.as_deref()).collect();
         let practice = self.read.practice;
         self.read
             .conn
@@ -104,6 +106,7 @@ impl<'c> ScopedWrite<'c> {
                     &stamps,
                     &deleted,
                     &bodies,
+                    &authors,
                 ],
             )
             .map_err(|e| {
@@ -184,6 +187,19 @@ impl ReadTx for ScopedWrite<'_> {
         self.flush()?;
         self.read.history(scope, q)
     }
+    fn versions(
+        &mut self,
+        after: i64,
+        until: i64,
+        limit: usize,
+    ) -> Result<Vec<VersionRecord>, StoreError> {
+        self.flush()?;
+        self.read.versions(after, until, limit)
+    }
+    fn last_position(&mut self) -> Result<i64, StoreError> {
+        self.flush()?;
+        self.read.last_position()
+    }
     fn references(
         &mut self,
         ty: ResourceType,
@@ -223,6 +239,7 @@ impl WriteTx for ScopedWrite<'_> {
             deleted: v.deleted,
             body: v.body.clone(),
             index: v.index.clone(),
+            author: v.author.clone(),
         });
         if self.pending.len() >= FLUSH_AT {
             self.flush()?;

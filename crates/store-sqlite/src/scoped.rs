@@ -6,7 +6,7 @@ use gp_fhir::search::SearchQuery;
 use gp_fhir::{Instant, ResourceType};
 use gp_store::{
     HistoryPage, HistoryQuery, HistoryScope, NewVersion, ReadTx, SearchPage, StoreError,
-    StoredVersion, WriteTx,
+    StoredVersion, VersionRecord, WriteTx,
 };
 use rusqlite::types::Value as SqlValue;
 use rusqlite::{Connection, OptionalExtension, params, params_from_iter};
@@ -173,6 +173,42 @@ impl ReadTx for Scoped<'_> {
         Ok(out)
     }
 
+    fn versions(
+        &mut self,
+        after: i64,
+        until: i64,
+        limit: usize,
+    ) -> Result<Vec<VersionRecord>, StoreError> {
+        let mut s = self
+            .conn
+            .prepare_cached(
+                "SELECT type, id, version, last_updated, deleted, body, rowid, author
+                 FROM resource_version
+                 WHERE practice = ?1 AND rowid > ?2 AND rowid <= ?3 ORDER BY rowid LIMIT ?4",
+            )
+            .map_err(db_err)?;
+        let rows = s
+            .query_map(params![self.practice, after, until, limit as i64], |r| {
+                Ok(VersionRecord {
+                    version: full_row(r)?,
+                    position: r.get(6)?,
+                    author: r.get(7)?,
+                })
+            })
+            .map_err(db_err)?;
+        rows.collect::<Result<Vec<_>, _>>().map_err(db_err)
+    }
+
+    fn last_position(&mut self) -> Result<i64, StoreError> {
+        self.conn
+            .query_row(
+                "SELECT coalesce(max(rowid), 0) FROM resource_version WHERE practice = ?1",
+                params![self.practice],
+                |r| r.get(0),
+            )
+            .map_err(db_err)
+    }
+
     fn history(
         &mut self,
         scope: &HistoryScope,
@@ -280,6 +316,17 @@ impl ReadTx for ScopedWrite<'_> {
     ) -> Result<HistoryPage, StoreError> {
         self.read.history(scope, q)
     }
+    fn versions(
+        &mut self,
+        after: i64,
+        until: i64,
+        limit: usize,
+    ) -> Result<Vec<VersionRecord>, StoreError> {
+        self.read.versions(after, until, limit)
+    }
+    fn last_position(&mut self) -> Result<i64, StoreError> {
+        self.read.last_position()
+    }
 }
 
 impl WriteTx for ScopedWrite<'_> {
@@ -297,7 +344,7 @@ impl WriteTx for ScopedWrite<'_> {
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
         )
         .and_then(|mut s| {
-            s.execute(params![practice, v.resource_type.as_str(), v.id, v.version as i64, v.last_updated.millis(), v.deleted as i64, self.author, v.body])
+            s.execute(params![practice, v.resource_type.as_str(), v.id, v.version as i64, v.last_updated.millis(), v.deleted as i64, v.author.as_deref().unwrap_or(self.author), v.body])
         })
         .map_err(|e| match e {
             rusqlite::Error::SqliteFailure(f, _) if f.code == rusqlite::ErrorCode::ConstraintViolation => {

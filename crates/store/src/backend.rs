@@ -33,6 +33,20 @@ pub struct NewVersion {
     /// The search index entries of this version (empty for a deletion);
     /// they replace the resource's previous entries.
     pub index: Vec<gp_fhir::search::index::IndexEntry>,
+    /// Who wrote it, when that is not the acting user: a version carried
+    /// over by a migration keeps its original author.
+    pub author: Option<String>,
+}
+
+/// A version as a migration reads it: with its author and its position in
+/// the practice's write order.
+#[derive(Clone, Debug)]
+pub struct VersionRecord {
+    /// Increases with every version the practice writes; pass the last one
+    /// seen to [`ReadTx::versions`] for the next page.
+    pub position: i64,
+    pub author: String,
+    pub version: StoredVersion,
 }
 
 /// A page of search results.
@@ -105,6 +119,26 @@ pub trait ReadTx {
         let _ = (ty, ids, code);
         Err(StoreError::NotSupported(
             "_include is not supported by this store".into(),
+        ))
+    }
+    /// Every version of every resource of the practice, deletions included,
+    /// in the order they were written: those after `after` (0 for the
+    /// first page) up to and including `until`, at most `limit`.
+    fn versions(
+        &mut self,
+        after: i64,
+        until: i64,
+        limit: usize,
+    ) -> Result<Vec<VersionRecord>, StoreError> {
+        let _ = (after, until, limit);
+        Err(StoreError::NotSupported(
+            "this store cannot list its versions".into(),
+        ))
+    }
+    /// The position of the last version written, for [`ReadTx::versions`].
+    fn last_position(&mut self) -> Result<i64, StoreError> {
+        Err(StoreError::NotSupported(
+            "this store cannot list its versions".into(),
         ))
     }
     /// The ids of `source` resources whose parameter `code` references one

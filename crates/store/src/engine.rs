@@ -640,6 +640,7 @@ fn write_version(
         deleted: false,
         body: body.clone(),
         index: std::mem::take(&mut resource.index),
+        author: None,
     })?;
     Ok(StoredVersion {
         resource_type: ty,
@@ -859,6 +860,7 @@ pub(crate) fn delete_in(
                 deleted: true,
                 body: Vec::new(),
                 index: Vec::new(),
+                author: None,
             })?;
             Ok(DeleteOutcome::Deleted { version })
         }

@@ -23,7 +23,7 @@ mod terminology;
 
 pub use backend::{
     Backend, HistoryPage, HistoryQuery, HistoryScope, NewVersion, ReadTx, SearchPage,
-    StoredVersion, WriteJob, WriteTx,
+    StoredVersion, VersionRecord, WriteJob, WriteTx,
 };
 pub use bundle::{EntryResponse, EntryResult, history_query};
 pub use context::{Actor, Ctx, Practice};

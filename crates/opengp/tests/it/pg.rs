@@ -279,6 +279,12 @@ impl TestDatabase {
         );
         let seen = self.seen.lock().map(|n| *n).unwrap_or_default();
         assert!(seen > 0, "the statement check saw no statements");
+        self.discard();
+    }
+
+    /// Drops the database without the statement check, for a test whose
+    /// statements came from other processes (the command line).
+    pub fn discard(&self) {
         admin(&format!(
             "DROP DATABASE IF EXISTS {} WITH (FORCE)",
             self.name

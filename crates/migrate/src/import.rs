@@ -1,0 +1,376 @@
+//! Loading a practice package into a store, accounting for every record.
+
+use std::collections::{BTreeMap, HashMap};
+use std::io::{BufRead, Read};
+use std::path::Path;
+
+use anyhow::{Context, Result, bail};
+use gp_fhir::{DateRange, Id, Instant, ResourceType};
+use gp_store::{Ctx, NewVersion, Store, StoreError};
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+
+use crate::{FORMAT, FORMAT_VERSION, Line, MANIFEST_FILE, Manifest, Progress, digest, hex};
+
+/// Versions written per transaction. Each batch commits whole or not at
+/// all, so an import stopped at any point resumes cleanly.
+const BATCH: usize = 2_000;
+
+/// What became of one source record.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub enum Outcome {
+    /// Written as it was in the source.
+    Imported,
+    /// The target already held this exact version (a second run, or a
+    /// resumed one): nothing written.
+    AlreadyPresent,
+    Rejected,
+}
+
+/// A record that was not imported, and why.
+#[derive(Clone, Debug, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct Rejection {
+    /// The line of the versions file (from 1).
+    pub line: u64,
+    /// `Type/id/_history/version`, when the line said that much.
+    pub record: Option<String>,
+    pub reason: String,
+}
+
+/// Counts of one resource type.
+#[derive(Clone, Debug, Default, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct TypeCounts {
+    pub source: u64,
+    pub imported: u64,
+    pub already_present: u64,
+    pub rejected: u64,
+}
+
+impl TypeCounts {
+    fn add(&mut self, o: &Outcome) {
+        self.source += 1;
+        match o {
+            Outcome::Imported => self.imported += 1,
+            Outcome::AlreadyPresent => self.already_present += 1,
+            Outcome::Rejected => self.rejected += 1,
+        }
+    }
+
+    /// Every source record is imported, already present or rejected.
+    pub fn balances(&self) -> bool {
+        self.source == self.imported + self.already_present + self.rejected
+    }
+}
+
+/// The reconciliation of one import: every source record accounted for.
+#[derive(Clone, Debug, Default, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Report {
+    pub package: String,
+    pub practice: String,
+    pub started_at: String,
+    pub finished_at: String,
+    /// By resource type (`"(unreadable)"` for lines that named none).
+    pub types: BTreeMap<String, TypeCounts>,
+    pub totals: TypeCounts,
+    pub rejections: Vec<Rejection>,
+}
+
+impl Report {
+    fn count(&mut self, ty: &str, o: &Outcome) {
+        self.types.entry(ty.to_owned()).or_default().add(o);
+        self.totals.add(o);
+    }
+
+    fn reject(&mut self, ty: &str, line: u64, record: Option<String>, reason: String) {
+        self.count(ty, &Outcome::Rejected);
+        self.rejections.push(Rejection {
+            line,
+            record,
+            reason,
+        });
+    }
+
+    /// The report for people.
+    pub fn to_markdown(&self) -> String {
+        let mut s = format!(
+            "# Import reconciliation\n\nPackage: `{}`  \nPractice: {}  \nStarted: {}  \nFinished: {}\n\n",
+            self.package, self.practice, self.started_at, self.finished_at
+        );
+        s.push_str("| type | in source | imported | already present | rejected |\n|---|---:|---:|---:|---:|\n");
+        for (ty, c) in &self.types {
+            s.push_str(&format!(
+                "| {ty} | {} | {} | {} | {} |\n",
+                c.source, c.imported, c.already_present, c.rejected
+            ));
+        }
+        let t = &self.totals;
+        s.push_str(&format!(
+            "| **total** | **{}** | **{}** | **{}** | **{}** |\n\n",
+            t.source, t.imported, t.already_present, t.rejected
+        ));
+        s.push_str(if t.balances() {
+            "Every source record is accounted for.\n"
+        } else {
+            "**The totals do not balance.**\n"
+        });
+        if !self.rejections.is_empty() {
+            s.push_str("\n## Rejected\n\n| line | record | reason |\n|---:|---|---|\n");
+            for r in &self.rejections {
+                s.push_str(&format!(
+                    "| {} | {} | {} |\n",
+                    r.line,
+                    r.record.as_deref().unwrap_or("-"),
+                    r.reason.replace('|', "\\|")
+                ));
+            }
+        }
+        s
+    }
+}
+
+/// Reads and checks the manifest, and that the versions file is the one it
+/// sealed. Nothing is written before this passes.
+pub(crate) fn open(dir: &Path) -> Result<Manifest> {
+    let path = dir.join(MANIFEST_FILE);
+    let bytes = std::fs::read(&path).with_context(|| {
+        format!(
+            "{} has no manifest: it is not a practice package, or its export did not finish",
+            dir.display()
+        )
+    })?;
+    let m: Manifest = serde_json::from_slice(&bytes)
+        .with_context(|| format!("{} is not a valid manifest", path.display()))?;
+    if m.format != FORMAT || m.format_version != FORMAT_VERSION {
+        bail!(
+            "{} is a '{}' version {} package; this OpenGP reads '{FORMAT}' version {FORMAT_VERSION}",
+            dir.display(),
+            m.format,
+            m.format_version
+        );
+    }
+    let mut file = std::fs::File::open(dir.join(&m.versions_file))
+        .with_context(|| format!("opening {}", m.versions_file))?;
+    let mut hash = Sha256::new();
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = file.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        hash.update(&buf[..n]);
+    }
+    if hex(&hash.finalize()) != m.versions_sha256 {
+        bail!(
+            "{} does not match the SHA-256 its manifest gives: the package is damaged or was changed",
+            m.versions_file
+        );
+    }
+    Ok(m)
+}
+
+/// A line checked and ready to write.
+struct Ready {
+    line: u64,
+    ty: ResourceType,
+    id: String,
+    version: u64,
+    last_updated: Instant,
+    deleted: bool,
+    author: String,
+    body: Vec<u8>,
+    sha256: String,
+}
+
+impl Ready {
+    fn record(&self) -> String {
+        format!("{}/{}/_history/{}", self.ty, self.id, self.version)
+    }
+}
+
+/// Checks one line: well-formed, a known type and a valid id, the body's
+/// digest as recorded, and the body agreeing with the line about what it is.
+fn check(text: &str, line: u64) -> Result<Ready, (String, Option<String>, String)> {
+    let unreadable = "(unreadable)".to_owned();
+    let l: Line<'_> = serde_json::from_str(text)
+        .map_err(|e| (unreadable.clone(), None, format!("not a package line: {e}")))?;
+    let record = Some(format!(
+        "{}/{}/_history/{}",
+        l.resource_type, l.id, l.version
+    ));
+    let fail = |why: String| (l.resource_type.to_owned(), record.clone(), why);
+    let ty = ResourceType::parse(l.resource_type)
+        .ok_or_else(|| fail(format!("'{}' is not an R4 resource type", l.resource_type)))?;
+    Id::parse(l.id).map_err(|e| fail(e.to_string()))?;
+    if l.version == 0 {
+        return Err(fail("versions count from 1".into()));
+    }
+    let last_updated = DateRange::parse(l.last_updated)
+        .map(|r| r.low)
+        .map_err(|_| fail(format!("'{}' is not an instant", l.last_updated)))?;
+    let body = match (l.deleted, l.resource) {
+        (true, None) => Vec::new(),
+        (false, Some(raw)) => raw.get().as_bytes().to_vec(),
+        (true, Some(_)) => return Err(fail("a deletion carries no resource".into())),
+        (false, None) => return Err(fail("the resource is missing".into())),
+    };
+    if digest(&body) != l.sha256 {
+        return Err(fail(
+            "the resource does not match its SHA-256: it was changed or damaged".into(),
+        ));
+    }
+    if !l.deleted {
+        let v: serde_json::Value = serde_json::from_slice(&body)
+            .map_err(|e| fail(format!("the resource is not JSON: {e}")))?;
+        let says = (
+            v["resourceType"].as_str(),
+            v["id"].as_str(),
+            v["meta"]["versionId"].as_str(),
+        );
+        let version = l.version.to_string();
+        if says != (Some(l.resource_type), Some(l.id), Some(version.as_str())) {
+            return Err(fail(format!(
+                "the resource says it is {}/{}/_history/{}",
+                says.0.unwrap_or("?"),
+                says.1.unwrap_or("?"),
+                says.2.unwrap_or("?")
+            )));
+        }
+    }
+    Ok(Ready {
+        line,
+        ty,
+        id: l.id.to_owned(),
+        version: l.version,
+        last_updated,
+        deleted: l.deleted,
+        author: l.author.to_owned(),
+        body,
+        sha256: l.sha256.to_owned(),
+    })
+}
+
+/// Loads the package in `dir` into the practice of `ctx`, keeping ids,
+/// version numbers, instants and authors. A version the target already
+/// holds identically is skipped, so a second run changes nothing and a run
+/// after an interrupted one finishes the job.
+pub async fn import(
+    store: &Store,
+    ctx: &Ctx,
+    dir: &Path,
+    progress: &(dyn Fn(Progress) + Sync),
+) -> Result<Report> {
+    let manifest = open(dir)?;
+    let mut report = Report {
+        package: dir.display().to_string(),
+        practice: format!("{} ({})", ctx.practice.name, ctx.practice.ods),
+        started_at: Instant::now().to_string(),
+        ..Report::default()
+    };
+    let file = std::fs::File::open(dir.join(&manifest.versions_file))?;
+    let mut lines = std::io::BufReader::with_capacity(1 << 20, file).lines();
+    let total = manifest.totals.versions;
+    let mut n = 0u64;
+    let mut done = false;
+    while !done {
+        let mut batch = Vec::with_capacity(BATCH);
+        while batch.len() < BATCH {
+            let Some(text) = lines.next() else {
+                done = true;
+                break;
+            };
+            n += 1;
+            let text = text.with_context(|| format!("reading line {n}"))?;
+            if text.trim().is_empty() {
+                continue;
+            }
+            match check(&text, n) {
+                Ok(r) => batch.push(r),
+                Err((ty, record, reason)) => report.reject(&ty, n, record, reason),
+            }
+        }
+        if batch.is_empty() {
+            continue;
+        }
+        let outcomes = write_batch(store, ctx, batch).await?;
+        for (ty, line, record, outcome) in outcomes {
+            match outcome {
+                Ok(o) => report.count(ty.as_str(), &o),
+                Err(reason) => report.reject(ty.as_str(), line, Some(record), reason),
+            }
+        }
+        progress(Progress { done: n, total });
+    }
+    report.finished_at = Instant::now().to_string();
+    Ok(report)
+}
+
+type Written = (ResourceType, u64, String, Result<Outcome, String>);
+
+/// Indexes the batch's latest versions off the writer, then writes it in
+/// one transaction.
+async fn write_batch(store: &Store, ctx: &Ctx, batch: Vec<Ready>) -> Result<Vec<Written>> {
+    // Only each resource's last version in the batch needs index entries:
+    // every insert replaces the resource's entries.
+    let batch = tokio::task::spawn_blocking(move || {
+        let mut last: HashMap<(ResourceType, &str), usize> = HashMap::new();
+        for (i, r) in batch.iter().enumerate() {
+            last.insert((r.ty, r.id.as_str()), i);
+        }
+        let wanted: Vec<bool> = (0..batch.len())
+            .map(|i| last.get(&(batch[i].ty, batch[i].id.as_str())) == Some(&i))
+            .collect();
+        batch
+            .into_iter()
+            .zip(wanted)
+            .map(|(r, wanted)| {
+                let index = if wanted && !r.deleted {
+                    serde_json::from_slice::<serde_json::Value>(&r.body)
+                        .map(|v| gp_search::extract_json(r.ty, &v))
+                        .unwrap_or_default()
+                } else {
+                    Vec::new()
+                };
+                (r, index)
+            })
+            .collect::<Vec<_>>()
+    })
+    .await?;
+    let written = store
+        .write_with(ctx, move |tx| {
+            let mut out = Vec::with_capacity(batch.len());
+            for (r, index) in batch {
+                let record = r.record();
+                let outcome = match tx.version(r.ty, &r.id, r.version)? {
+                    Some(have) if digest(&have.body) == r.sha256 => Ok(Outcome::AlreadyPresent),
+                    Some(_) => Err(format!("the target already holds a different {record}")),
+                    None => match tx.latest(r.ty, &r.id)? {
+                        Some(have) if have.version > r.version => Err(format!(
+                            "the target already holds a later version ({}) of {}/{}",
+                            have.version, r.ty, r.id
+                        )),
+                        _ => {
+                            tx.insert(&NewVersion {
+                                resource_type: r.ty,
+                                id: r.id.clone(),
+                                version: r.version,
+                                last_updated: r.last_updated,
+                                deleted: r.deleted,
+                                body: r.body,
+                                index,
+                                author: Some(r.author),
+                            })?;
+                            Ok(Outcome::Imported)
+                        }
+                    },
+                };
+                out.push((r.ty, r.line, record, outcome));
+            }
+            Ok::<_, StoreError>(out)
+        })
+        .await?;
+    Ok(written)
+}

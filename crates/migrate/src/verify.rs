@@ -1,0 +1,139 @@
+//! Comparing two sides (stores or packages) version by version.
+
+use std::collections::BTreeMap;
+use std::io::BufRead;
+use std::path::PathBuf;
+
+use anyhow::{Context, Result};
+use gp_store::{Ctx, Store};
+
+use crate::{Line, digest};
+
+/// One side of a comparison.
+pub enum Side {
+    Store(Store, Ctx),
+    Package(PathBuf),
+}
+
+/// `(type, id, version)`.
+pub type Key = (String, String, u64);
+
+/// What identifies a version's content: digest, deletion, instant, author.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Fingerprint {
+    pub sha256: String,
+    pub deleted: bool,
+    pub last_updated: String,
+    pub author: String,
+}
+
+/// A version that is not the same on both sides.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Difference {
+    OnlyInFirst(Key),
+    OnlyInSecond(Key),
+    Differs {
+        key: Key,
+        first: Fingerprint,
+        second: Fingerprint,
+    },
+}
+
+impl std::fmt::Display for Difference {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let name = |k: &Key| format!("{}/{}/_history/{}", k.0, k.1, k.2);
+        match self {
+            Difference::OnlyInFirst(k) => write!(f, "{}: only in the first", name(k)),
+            Difference::OnlyInSecond(k) => write!(f, "{}: only in the second", name(k)),
+            Difference::Differs { key, first, second } => {
+                let mut what = Vec::new();
+                if first.sha256 != second.sha256 {
+                    what.push("content");
+                }
+                if first.deleted != second.deleted {
+                    what.push("deletion");
+                }
+                if first.last_updated != second.last_updated {
+                    what.push("lastUpdated");
+                }
+                if first.author != second.author {
+                    what.push("author");
+                }
+                write!(f, "{}: {} differ", name(key), what.join(", "))
+            }
+        }
+    }
+}
+
+/// Every version of a side, by key.
+pub async fn digests(side: &Side) -> Result<BTreeMap<Key, Fingerprint>> {
+    let mut out = BTreeMap::new();
+    match side {
+        Side::Store(store, ctx) => {
+            let until = store.read_with(ctx, |tx| tx.last_position()).await?;
+            let mut after = 0;
+            loop {
+                let page = store
+                    .read_with(ctx, move |tx| tx.versions(after, until, 5_000))
+                    .await?;
+                let Some(last) = page.last() else { break };
+                after = last.position;
+                for r in page {
+                    let v = r.version;
+                    out.insert(
+                        (v.resource_type.as_str().to_owned(), v.id, v.version),
+                        Fingerprint {
+                            sha256: digest(&v.body),
+                            deleted: v.deleted,
+                            last_updated: v.last_updated.to_string(),
+                            author: r.author,
+                        },
+                    );
+                }
+            }
+        }
+        Side::Package(dir) => {
+            let m = crate::import::open(dir)?;
+            let file = std::fs::File::open(dir.join(&m.versions_file))?;
+            for (n, text) in std::io::BufReader::new(file).lines().enumerate() {
+                let text = text?;
+                if text.trim().is_empty() {
+                    continue;
+                }
+                let l: Line<'_> = serde_json::from_str(&text)
+                    .with_context(|| format!("line {} of {}", n + 1, m.versions_file))?;
+                out.insert(
+                    (l.resource_type.to_owned(), l.id.to_owned(), l.version),
+                    Fingerprint {
+                        sha256: l.sha256.to_owned(),
+                        deleted: l.deleted,
+                        last_updated: l.last_updated.to_owned(),
+                        author: l.author.to_owned(),
+                    },
+                );
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// The versions that differ between two sides; none when all is well.
+pub async fn verify(first: &Side, second: &Side) -> Result<Vec<Difference>> {
+    let (a, b) = (digests(first).await?, digests(second).await?);
+    let mut diffs = Vec::new();
+    for (k, fa) in &a {
+        match b.get(k) {
+            None => diffs.push(Difference::OnlyInFirst(k.clone())),
+            Some(fb) if fa != fb => diffs.push(Difference::Differs {
+                key: k.clone(),
+                first: fa.clone(),
+                second: fb.clone(),
+            }),
+            Some(_) => {}
+        }
+    }
+    for k in b.keys().filter(|k| !a.contains_key(*k)) {
+        diffs.push(Difference::OnlyInSecond(k.clone()));
+    }
+    Ok(diffs)
+}

@@ -1,0 +1,198 @@
+//! `opengp export`, `import` and `verify`: the console around gp-migrate
+//! (opening stores, progress bars, what is printed, exit codes).
+
+use std::io::Write;
+use std::path::PathBuf;
+
+use anyhow::{Context, Result, anyhow, bail};
+use gp_fhir::OdsCode;
+use gp_migrate::{Progress, Side};
+use gp_store::{Actor, Ctx, Store};
+use opengp::config::ServerConfig;
+
+/// The user on whose behalf a migration runs: the operator at the console.
+fn operator() -> Actor {
+    Actor::new("cli")
+}
+
+fn bar(what: &str) -> indicatif::ProgressBar {
+    let bar = indicatif::ProgressBar::new(0);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template(&format!(
+            "{what} {{bar:40}} {{pos}}/{{len}} versions {{per_sec}} {{eta}}"
+        ))
+        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    );
+    bar
+}
+
+fn report_progress(bar: &indicatif::ProgressBar) -> impl Fn(Progress) + Sync + '_ {
+    move |p: Progress| {
+        bar.set_length(p.total);
+        bar.set_position(p.done);
+    }
+}
+
+async fn open(cfg: &ServerConfig) -> Result<Store> {
+    Ok(Store::new(opengp::server::open_backend(cfg).await?))
+}
+
+async fn close(store: Store) -> Result<()> {
+    tokio::task::spawn_blocking(move || store.close()).await?;
+    Ok(())
+}
+
+/// The practice named by `ods`, which must exist.
+async fn practice(store: &Store, ods: &str) -> Result<Ctx> {
+    if ods.is_empty() {
+        bail!("say which practice with --practice ODS");
+    }
+    let code = OdsCode::parse(ods).ok_or_else(|| anyhow!("'{ods}' is not an ODS code"))?;
+    let p = store
+        .practice(&code, &operator())
+        .await?
+        .ok_or_else(|| anyhow!("this store has no practice {ods}"))?;
+    Ok(Ctx::new(p, operator()))
+}
+
+pub async fn export(cfg: ServerConfig, out: PathBuf) -> Result<()> {
+    let store = open(&cfg).await?;
+    let ctx = practice(&store, &cfg.practice).await?;
+    let started = std::time::Instant::now();
+    let bar = bar("exporting");
+    let m = gp_migrate::export(&store, &ctx, &out, &report_progress(&bar)).await;
+    bar.finish_and_clear();
+    close(store).await?;
+    let m = m?;
+    let secs = started.elapsed().as_secs_f64();
+    let mut o = std::io::stdout().lock();
+    writeln!(
+        o,
+        "exported {} ({}): {} versions of {} resources in {:.1} s ({:.0} versions/s) to {}",
+        m.practice.name,
+        m.practice.ods,
+        m.totals.versions,
+        m.totals.resources,
+        secs,
+        m.totals.versions as f64 / secs.max(1e-9),
+        out.display()
+    )?;
+    for (ty, t) in &m.types {
+        writeln!(
+            o,
+            "  {ty:<28} {:>9} resources {:>9} versions",
+            t.resources, t.versions
+        )?;
+    }
+    Ok(())
+}
+
+pub async fn import(
+    cfg: ServerConfig,
+    package: PathBuf,
+    report_to: PathBuf,
+    accept_rejections: bool,
+) -> Result<()> {
+    let manifest: gp_migrate::Manifest = serde_json::from_slice(
+        &std::fs::read(package.join(gp_migrate::MANIFEST_FILE)).with_context(|| {
+            format!(
+                "{} has no manifest: it is not a practice package, or its export did not finish",
+                package.display()
+            )
+        })?,
+    )
+    .with_context(|| format!("reading the manifest of {}", package.display()))?;
+    let ods = if cfg.practice.is_empty() {
+        manifest.practice.ods.clone()
+    } else {
+        cfg.practice.clone()
+    };
+    let code = OdsCode::parse(&ods).ok_or_else(|| anyhow!("'{ods}' is not an ODS code"))?;
+    let store = open(&cfg).await?;
+    let p = store
+        .ensure_practice(&code, &manifest.practice.name, &operator())
+        .await?;
+    let ctx = Ctx::new(p, operator());
+    let started = std::time::Instant::now();
+    let bar = bar("importing");
+    let report = gp_migrate::import(&store, &ctx, &package, &report_progress(&bar)).await;
+    bar.finish_and_clear();
+    close(store).await?;
+    let report = report?;
+    let secs = started.elapsed().as_secs_f64();
+    let json = report_to.with_extension("json");
+    let md = report_to.with_extension("md");
+    std::fs::write(&json, serde_json::to_vec_pretty(&report)?)
+        .with_context(|| format!("writing {}", json.display()))?;
+    std::fs::write(&md, report.to_markdown())
+        .with_context(|| format!("writing {}", md.display()))?;
+    let t = &report.totals;
+    let mut o = std::io::stdout().lock();
+    writeln!(
+        o,
+        "imported {} into {}: {} records in the package: {} imported, {} already present, {} rejected ({:.1} s, {:.0} records/s)",
+        package.display(),
+        report.practice,
+        t.source,
+        t.imported,
+        t.already_present,
+        t.rejected,
+        secs,
+        t.source as f64 / secs.max(1e-9)
+    )?;
+    writeln!(o, "report: {} and {}", md.display(), json.display())?;
+    drop(o);
+    if t.rejected > 0 && !accept_rejections {
+        bail!(
+            "{} records were rejected (see {}); run again with --accept-rejections to accept that",
+            t.rejected,
+            md.display()
+        );
+    }
+    Ok(())
+}
+
+/// What `opengp verify` compares the store with.
+pub enum Other {
+    Package(PathBuf),
+    Data(PathBuf),
+    Database(String),
+}
+
+pub async fn verify(cfg: ServerConfig, other: Other) -> Result<()> {
+    let store = open(&cfg).await?;
+    let ctx = practice(&store, &cfg.practice).await?;
+    let (second, second_store) = match other {
+        Other::Package(p) => (Side::Package(p), None),
+        o => {
+            let mut c = cfg.clone();
+            match o {
+                Other::Data(d) => {
+                    c.data = d;
+                    c.database = None;
+                }
+                Other::Database(u) => c.database = Some(u),
+                Other::Package(_) => {}
+            }
+            let s = open(&c).await?;
+            let ctx2 = practice(&s, &cfg.practice).await?;
+            (Side::Store(s.clone(), ctx2), Some(s))
+        }
+    };
+    let diffs = gp_migrate::verify(&Side::Store(store.clone(), ctx), &second).await;
+    close(store).await?;
+    if let Some(s) = second_store {
+        close(s).await?;
+    }
+    let diffs = diffs?;
+    let mut o = std::io::stdout().lock();
+    for d in diffs.iter().take(1000) {
+        writeln!(o, "{d}")?;
+    }
+    writeln!(o, "{} differences", diffs.len())?;
+    drop(o);
+    if !diffs.is_empty() {
+        bail!("the two sides differ in {} versions", diffs.len());
+    }
+    Ok(())
+}

@@ -1,0 +1,463 @@
+//! Moving a practice (issue 8): `opengp export`, `import` and `verify` as an
+//! operator types them, between the embedded store and PostgreSQL, with
+//! reconciliation of broken input and an import killed and resumed.
+
+use std::io::Read;
+use std::path::Path;
+use std::process::Command;
+
+use opengp::server::spawn_for_test_with;
+use serde_json::{Value, json};
+
+use crate::pg::TestDatabase;
+use crate::support::{TEST_MAX_BODY, opengp_bin, shared_data};
+
+const ODS: &str = opengp::config::DEFAULT_PRACTICE;
+
+fn run(args: &[&str]) -> (bool, String, String) {
+    let out = Command::new(opengp_bin())
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("running opengp: {e}"));
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+fn ok(args: &[&str]) -> String {
+    let (ok, out, err) = run(args);
+    assert!(ok, "opengp {args:?} failed:\n{out}\n{err}");
+    out
+}
+
+fn path(p: &Path) -> &str {
+    p.to_str().unwrap_or_else(|| panic!("a UTF-8 path"))
+}
+
+fn report(prefix: &Path) -> Value {
+    let bytes = std::fs::read(prefix.with_extension("json")).unwrap_or_else(|e| panic!("{e}"));
+    serde_json::from_slice(&bytes).unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// The first `n` Synthea bundles, as sent.
+fn synthea(n: usize) -> Vec<Vec<u8>> {
+    let mut files: Vec<_> = std::fs::read_dir(shared_data().join("synthea"))
+        .unwrap_or_else(|e| panic!("the Synthea data: {e}"))
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.to_string_lossy().ends_with(".json.gz"))
+        .collect();
+    files.sort();
+    files
+        .iter()
+        .take(n)
+        .map(|p| {
+            let mut text = Vec::new();
+            flate2::read::GzDecoder::new(std::fs::File::open(p).unwrap_or_else(|e| panic!("{e}")))
+                .read_to_end(&mut text)
+                .unwrap_or_else(|e| panic!("{e}"));
+            text
+        })
+        .collect()
+}
+
+/// A practice in an embedded store at `data`: Synthea bundles, then a
+/// patient updated twice and an observation deleted, so that history has
+/// several versions and a deletion. Returns the patient's id.
+async fn practice_with_history(data: &Path, bundles: usize) -> String {
+    let server = spawn_for_test_with(data, TEST_MAX_BODY, None)
+        .await
+        .unwrap_or_else(|e| panic!("server: {e:#}"));
+    let client = reqwest::Client::new();
+    let send = |method: reqwest::Method, url: String, body: Vec<u8>| {
+        client
+            .request(method, url)
+            .header("content-type", "application/fhir+json")
+            .body(body)
+            .send()
+    };
+    for b in synthea(bundles) {
+        let res = send(reqwest::Method::POST, server.base.clone(), b)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(res.status(), 200);
+    }
+    let p = json!({ "resourceType": "Patient", "name": [{ "family": "Moved", "given": ["Ann"] }] });
+    let res = send(
+        reqwest::Method::POST,
+        format!("{}/Patient", server.base),
+        p.to_string().into(),
+    )
+    .await
+    .unwrap_or_else(|e| panic!("{e}"));
+    let created: Value = res.json().await.unwrap_or_else(|e| panic!("{e}"));
+    let id = created["id"].as_str().unwrap_or_default().to_owned();
+    for family in ["Moved, v2", "Moved, v3"] {
+        let p = json!({ "resourceType": "Patient", "id": id, "name": [{ "family": family }] });
+        let res = send(
+            reqwest::Method::PUT,
+            format!("{}/Patient/{id}", server.base),
+            p.to_string().into(),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(res.status(), 200);
+    }
+    let o = json!({ "resourceType": "Observation", "status": "final", "code": { "text": "gone" },
+                    "subject": { "reference": format!("Patient/{id}") } });
+    let res = send(
+        reqwest::Method::POST,
+        format!("{}/Observation", server.base),
+        o.to_string().into(),
+    )
+    .await
+    .unwrap_or_else(|e| panic!("{e}"));
+    let created: Value = res.json().await.unwrap_or_else(|e| panic!("{e}"));
+    let oid = created["id"].as_str().unwrap_or_default().to_owned();
+    let res = send(
+        reqwest::Method::DELETE,
+        format!("{}/Observation/{oid}", server.base),
+        Vec::new(),
+    )
+    .await
+    .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(res.status(), 204);
+    server.stop().await.unwrap_or_else(|e| panic!("{e:#}"));
+    id
+}
+
+/// SQLite -> package -> PostgreSQL -> package -> SQLite: every version kept
+/// (ids, version numbers, instants, authors, bytes), the verifier finding
+/// no difference at each step, a second import changing nothing, and the
+/// moved record searchable.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_practice_moves_to_postgres_and_back_losslessly() {
+    let tmp = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let (d1, d3) = (tmp.path().join("first"), tmp.path().join("third"));
+    let (pkg1, pkg2) = (tmp.path().join("pkg1"), tmp.path().join("pkg2"));
+    let id = practice_with_history(&d1, 1).await;
+
+    let out = ok(&[
+        "export",
+        "--practice",
+        ODS,
+        "--data",
+        path(&d1),
+        "--out",
+        path(&pkg1),
+    ]);
+    assert!(out.contains("exported"), "{out}");
+    let manifest: Value = serde_json::from_slice(
+        &std::fs::read(pkg1.join("manifest.json")).unwrap_or_else(|e| panic!("{e}")),
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    let versions = manifest["totals"]["versions"].as_u64().unwrap_or_default();
+    assert!(versions > 1000, "{manifest}");
+    assert_eq!(
+        manifest["types"]["Patient"]["versions"].as_u64(),
+        Some(1 + 3)
+    );
+    assert_eq!(
+        manifest["types"]["Observation"]["deleted"].as_u64(),
+        Some(1)
+    );
+
+    let pg = TestDatabase::create();
+    let r1 = tmp.path().join("r1");
+    ok(&[
+        "import",
+        path(&pkg1),
+        "--database",
+        &pg.url,
+        "--report",
+        path(&r1),
+    ]);
+    let rep = report(&r1);
+    assert_eq!(rep["totals"]["source"].as_u64(), Some(versions), "{rep}");
+    assert_eq!(rep["totals"]["imported"].as_u64(), Some(versions), "{rep}");
+    let md = std::fs::read_to_string(r1.with_extension("md")).unwrap_or_default();
+    assert!(md.contains("Every source record is accounted for"), "{md}");
+    let out = ok(&[
+        "verify",
+        "--practice",
+        ODS,
+        "--database",
+        &pg.url,
+        "--package",
+        path(&pkg1),
+    ]);
+    assert!(out.ends_with("0 differences\n"), "{out}");
+
+    // Running the import again changes nothing.
+    let r2 = tmp.path().join("r2");
+    ok(&[
+        "import",
+        path(&pkg1),
+        "--database",
+        &pg.url,
+        "--report",
+        path(&r2),
+    ]);
+    let rep = report(&r2);
+    assert_eq!(
+        rep["totals"]["alreadyPresent"].as_u64(),
+        Some(versions),
+        "{rep}"
+    );
+    assert_eq!(rep["totals"]["imported"].as_u64(), Some(0), "{rep}");
+
+    // And back to an embedded store, compared with the one it started in.
+    ok(&[
+        "export",
+        "--practice",
+        ODS,
+        "--database",
+        &pg.url,
+        "--out",
+        path(&pkg2),
+    ]);
+    ok(&[
+        "import",
+        path(&pkg2),
+        "--data",
+        path(&d3),
+        "--report",
+        path(&tmp.path().join("r3")),
+    ]);
+    let out = ok(&[
+        "verify",
+        "--practice",
+        ODS,
+        "--data",
+        path(&d3),
+        "--other-data",
+        path(&d1),
+    ]);
+    assert!(out.ends_with("0 differences\n"), "{out}");
+
+    // The moved record is whole: current version, history, search.
+    let server = spawn_for_test_with(&d3, TEST_MAX_BODY, None)
+        .await
+        .unwrap_or_else(|e| panic!("server: {e:#}"));
+    let client = reqwest::Client::new();
+    let get = |p: String| client.get(format!("{}/{p}", server.base)).send();
+    let p: Value = get(format!("Patient/{id}"))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"))
+        .json()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(p["meta"]["versionId"], "3");
+    assert_eq!(p["name"][0]["family"], "Moved, v3");
+    let h: Value = get(format!("Patient/{id}/_history"))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"))
+        .json()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(h["total"], 3);
+    let s: Value = get("Patient?family=moved".into())
+        .await
+        .unwrap_or_else(|e| panic!("{e}"))
+        .json()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        s["entry"][0]["resource"]["id"].as_str(),
+        Some(id.as_str()),
+        "{s}"
+    );
+    let s: Value = get(format!("Observation?subject=Patient/{id}&_total=accurate"))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"))
+        .json()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(s["total"], 0, "the deleted observation stays deleted: {s}");
+    server.stop().await.unwrap_or_else(|e| panic!("{e:#}"));
+    pg.discard();
+}
+
+/// A package with broken records: each is rejected with its reason, the
+/// rest imported, the totals balance, and the command fails unless the
+/// operator accepts the rejections.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn broken_records_are_reported_and_nothing_else_is_lost() {
+    let tmp = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let (d1, d2, pkg) = (
+        tmp.path().join("a"),
+        tmp.path().join("b"),
+        tmp.path().join("pkg"),
+    );
+    practice_with_history(&d1, 0).await;
+    ok(&[
+        "export",
+        "--practice",
+        ODS,
+        "--data",
+        path(&d1),
+        "--out",
+        path(&pkg),
+    ]);
+    let file = pkg.join("versions.ndjson");
+    let text = std::fs::read_to_string(&file).unwrap_or_else(|e| panic!("{e}"));
+    let mut lines: Vec<String> = text.lines().map(str::to_owned).collect();
+    let good = lines.len();
+    // 1: not JSON; 2: content changed after export; 3: an unknown type;
+    // 4: a different resource claiming an existing version.
+    lines[1] = "{not json".into();
+    let changed = lines[2].replace("Moved, v3", "Tampered");
+    assert_ne!(changed, lines[2], "line 3 is the patient's third version");
+    lines[2] = changed;
+    let mut unicorn: Value = serde_json::from_str(&lines[0]).unwrap_or_else(|e| panic!("{e}"));
+    unicorn["resourceType"] = "Unicorn".into();
+    lines.push(unicorn.to_string());
+    let mut twin: Value = serde_json::from_str(&lines[0]).unwrap_or_else(|e| panic!("{e}"));
+    twin["resource"]["gender"] = "other".into();
+    let body = serde_json::to_vec(&twin["resource"]).unwrap_or_default();
+    twin["sha256"] = gp_migrate::digest(&body).into();
+    lines.push(twin.to_string());
+    let tampered = lines.join("\n") + "\n";
+    std::fs::write(&file, &tampered).unwrap_or_else(|e| panic!("{e}"));
+
+    // The manifest seals the file: a changed file is refused whole.
+    let r = tmp.path().join("r");
+    let (ok1, _, err) = run(&[
+        "import",
+        path(&pkg),
+        "--data",
+        path(&d2),
+        "--report",
+        path(&r),
+    ]);
+    assert!(!ok1 && err.contains("does not match the SHA-256"), "{err}");
+
+    // Resealed (a faulty exporter), the records are judged one by one.
+    let mpath = pkg.join("manifest.json");
+    let mut m: Value = serde_json::from_slice(&std::fs::read(&mpath).unwrap_or_default())
+        .unwrap_or_else(|e| panic!("{e}"));
+    m["versionsSha256"] = gp_migrate::digest(tampered.as_bytes()).into();
+    std::fs::write(&mpath, m.to_string()).unwrap_or_else(|e| panic!("{e}"));
+    let (ok2, _, err) = run(&[
+        "import",
+        path(&pkg),
+        "--data",
+        path(&d2),
+        "--report",
+        path(&r),
+    ]);
+    assert!(!ok2 && err.contains("4 records were rejected"), "{err}");
+    let rep = report(&r);
+    let t = &rep["totals"];
+    assert_eq!(t["source"].as_u64(), Some(good as u64 + 2), "{rep}");
+    assert_eq!(t["imported"].as_u64(), Some(good as u64 - 2), "{rep}");
+    assert_eq!(t["rejected"].as_u64(), Some(4), "{rep}");
+    let reasons: Vec<&str> = rep["rejections"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|r| r["reason"].as_str())
+        .collect();
+    for expected in [
+        "not a package line",
+        "does not match its SHA-256",
+        "'Unicorn' is not an R4 resource type",
+        "already holds a different",
+    ] {
+        assert!(
+            reasons.iter().any(|r| r.contains(expected)),
+            "{expected}: {reasons:?}"
+        );
+    }
+    // Accepted explicitly, the command succeeds; nothing is written twice.
+    let (ok3, _, err) = run(&[
+        "import",
+        path(&pkg),
+        "--data",
+        path(&d2),
+        "--report",
+        path(&r),
+        "--accept-rejections",
+    ]);
+    assert!(ok3, "{err}");
+    let rep = report(&r);
+    assert_eq!(
+        rep["totals"]["alreadyPresent"].as_u64(),
+        Some(good as u64 - 2),
+        "{rep}"
+    );
+}
+
+/// An import killed part way and run again finishes without duplicates.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_interrupted_import_resumes() {
+    let tmp = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let (d1, d2, pkg) = (
+        tmp.path().join("a"),
+        tmp.path().join("b"),
+        tmp.path().join("pkg"),
+    );
+    practice_with_history(&d1, 4).await;
+    ok(&[
+        "export",
+        "--practice",
+        ODS,
+        "--data",
+        path(&d1),
+        "--out",
+        path(&pkg),
+    ]);
+    let r = tmp.path().join("r");
+    let mut child = Command::new(opengp_bin())
+        .args([
+            "import",
+            path(&pkg),
+            "--data",
+            path(&d2),
+            "--report",
+            path(&r),
+        ])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap_or_else(|e| panic!("{e}"));
+    std::thread::sleep(std::time::Duration::from_millis(700));
+    let _ = child.kill();
+    let status = child.wait().unwrap_or_else(|e| panic!("{e}"));
+    ok(&[
+        "import",
+        path(&pkg),
+        "--data",
+        path(&d2),
+        "--report",
+        path(&r),
+    ]);
+    let rep = report(&r);
+    let t = &rep["totals"];
+    let (imported, present) = (
+        t["imported"].as_u64().unwrap_or_default(),
+        t["alreadyPresent"].as_u64().unwrap_or_default(),
+    );
+    assert_eq!(
+        imported + present,
+        t["source"].as_u64().unwrap_or_default(),
+        "{rep}"
+    );
+    if !status.success() {
+        assert!(
+            imported > 0,
+            "the killed run left work for the second: {rep}"
+        );
+    }
+    let out = ok(&[
+        "verify",
+        "--practice",
+        ODS,
+        "--data",
+        path(&d2),
+        "--other-data",
+        path(&d1),
+    ]);
+    assert!(out.ends_with("0 differences\n"), "{out}");
+}
