@@ -37,6 +37,17 @@ async fn open(cfg: &ServerConfig) -> Result<Store> {
     Ok(Store::new(opengp::server::open_backend(cfg).await?))
 }
 
+/// A store that must already exist (to read from), not one to create.
+async fn open_existing(cfg: &ServerConfig) -> Result<Store> {
+    if cfg.database.is_none() && !cfg.data.join("opengp.db").exists() {
+        bail!(
+            "there is no OpenGP data in {} (give --data or --database)",
+            cfg.data.display()
+        );
+    }
+    open(cfg).await
+}
+
 async fn close(store: Store) -> Result<()> {
     tokio::task::spawn_blocking(move || store.close()).await?;
     Ok(())
@@ -56,7 +67,7 @@ async fn practice(store: &Store, ods: &str) -> Result<Ctx> {
 }
 
 pub async fn export(cfg: ServerConfig, out: PathBuf) -> Result<()> {
-    let store = open(&cfg).await?;
+    let store = open_existing(&cfg).await?;
     let ctx = practice(&store, &cfg.practice).await?;
     let started = std::time::Instant::now();
     let bar = bar("exporting");
@@ -160,7 +171,7 @@ pub enum Other {
 }
 
 pub async fn verify(cfg: ServerConfig, other: Other) -> Result<()> {
-    let store = open(&cfg).await?;
+    let store = open_existing(&cfg).await?;
     let ctx = practice(&store, &cfg.practice).await?;
     let (second, second_store) = match other {
         Other::Package(p) => (Side::Package(p), None),
@@ -174,7 +185,7 @@ pub async fn verify(cfg: ServerConfig, other: Other) -> Result<()> {
                 Other::Database(u) => c.database = Some(u),
                 Other::Package(_) => {}
             }
-            let s = open(&c).await?;
+            let s = open_existing(&c).await?;
             let ctx2 = practice(&s, &cfg.practice).await?;
             (Side::Store(s.clone(), ctx2), Some(s))
         }
