@@ -12,6 +12,7 @@
 
 mod call;
 mod capability;
+pub mod dmd;
 pub mod error;
 mod negotiate;
 mod rest;

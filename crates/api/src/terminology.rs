@@ -3,7 +3,8 @@
 //! `CodeSystem/$lookup`, `CodeSystem/$subsumes`, `ValueSet/$expand` (with
 //! `filter` for typeahead, over SNOMED CT implicit value sets
 //! snomedct.html#implicit: `?fhir_vs`, `isa/`, `refset/`, `ecl/`) and
-//! `$validate-code` on ValueSet and CodeSystem. GET takes the parameters from
+//! `$validate-code` on ValueSet and CodeSystem; dm+d's `$lookup` and
+//! `$expand` are in `dmd.rs`. GET takes the parameters from
 //! the query, POST from a Parameters body. A bad parameter is a 400, an
 //! unknown code a 404, and a server without a loaded release answers 503.
 
@@ -17,6 +18,7 @@ use axum::response::Response;
 use axum::routing::get;
 use bytes::Bytes;
 use gp_fhir::IssueType;
+use gp_terminology::dmd::DMD_URI;
 use gp_terminology::valueset::implicit;
 use gp_terminology::{ConceptSet, FSN, Index, SNOMED_URI, SYNONYM, SctId, TermQuery};
 use serde_json::{Value, json};
@@ -28,11 +30,12 @@ use crate::{AppState, method_not_allowed};
 
 type Res = Result<Response, ApiError>;
 
-/// The SNOMED CT release the server answers from, swapped whole when a new
-/// one is loaded.
+/// The SNOMED CT and dm+d releases the server answers from, each swapped
+/// whole when a new one is loaded.
 #[derive(Clone, Default)]
 pub struct Terminology {
     inner: Arc<RwLock<Option<Arc<Loaded>>>>,
+    dmd: Arc<RwLock<Option<Arc<crate::dmd::LoadedDmd>>>>,
 }
 
 /// A release in memory.
@@ -47,6 +50,17 @@ impl Terminology {
         if let Ok(mut g) = self.inner.write() {
             *g = Some(Arc::new(Loaded { release, index }));
         }
+    }
+
+    pub fn set_dmd(&self, release: String, index: gp_terminology::dmd::DmdIndex) {
+        if let Ok(mut g) = self.dmd.write() {
+            *g = Some(Arc::new(crate::dmd::LoadedDmd { release, index }));
+        }
+    }
+
+    /// The loaded dm+d release.
+    pub fn get_dmd(&self) -> Option<Arc<crate::dmd::LoadedDmd>> {
+        self.dmd.read().ok().and_then(|g| g.clone())
     }
 
     /// The loaded release, for the search engine and other callers.
@@ -91,10 +105,10 @@ pub fn routes() -> Router<AppState> {
 }
 
 /// Operation parameters as name/value strings.
-struct Params(Vec<(String, String)>);
+pub(crate) struct Params(Vec<(String, String)>);
 
 impl Params {
-    fn get(&self, name: &str) -> Option<&str> {
+    pub(crate) fn get(&self, name: &str) -> Option<&str> {
         self.0
             .iter()
             .find(|(n, _)| n == name)
@@ -168,7 +182,7 @@ impl Params {
     }
 }
 
-fn answer(call: &Call, v: Value) -> Response {
+pub(crate) fn answer(call: &Call, v: Value) -> Response {
     fhir(
         StatusCode::OK,
         call.format,
@@ -182,7 +196,12 @@ fn check_system(p: &Params, name: &str) -> Result<(), ApiError> {
         None => Ok(()),
         Some(s) if s == SNOMED_URI => Ok(()),
         Some(s) => Err(ApiError::bad_request(format!(
-            "this server's terminology is SNOMED CT ({SNOMED_URI}), not '{s}'"
+            "this operation answers for SNOMED CT ({SNOMED_URI}){}, not '{s}'",
+            if name == "system" {
+                " and dm+d ($lookup, $expand)"
+            } else {
+                ""
+            }
         ))),
     }
 }
@@ -207,7 +226,7 @@ fn known(index: &Index, id: u64) -> Result<u64, ApiError> {
     }
 }
 
-fn boolean(p: &Params, name: &str, default: bool) -> Result<bool, ApiError> {
+pub(crate) fn boolean(p: &Params, name: &str, default: bool) -> Result<bool, ApiError> {
     match p.get(name) {
         None => Ok(default),
         Some("true") => Ok(true),
@@ -218,7 +237,12 @@ fn boolean(p: &Params, name: &str, default: bool) -> Result<bool, ApiError> {
     }
 }
 
-fn number(p: &Params, name: &str, default: usize, max: usize) -> Result<usize, ApiError> {
+pub(crate) fn number(
+    p: &Params,
+    name: &str,
+    default: usize,
+    max: usize,
+) -> Result<usize, ApiError> {
     match p.get(name) {
         None => Ok(default),
         Some(v) => v
@@ -240,6 +264,9 @@ async fn lookup_post(State(st): State<AppState>, call: Call, body: Body) -> Res 
 
 /// `$lookup` (codesystem-operation-lookup.html).
 fn do_lookup(st: &AppState, call: &Call, p: &Params) -> Res {
+    if p.get("system") == Some(DMD_URI) {
+        return crate::dmd::lookup(st, call, p);
+    }
     check_system(p, "system")?;
     let t = st.terminology.loaded()?;
     let id = known(&t.index, code(p, "code")?)?;
@@ -344,6 +371,9 @@ async fn expand_post(State(st): State<AppState>, call: Call, body: Body) -> Res 
 /// `$expand` (valueset-operation-expand.html): `filter` is typeahead;
 /// `count` (at most 1000) and `offset` page; `activeOnly` defaults to true.
 fn do_expand(st: &AppState, call: &Call, p: &Params) -> Res {
+    if p.get("url").is_some_and(|u| u.starts_with(DMD_URI)) {
+        return crate::dmd::expand(st, call, p);
+    }
     let count = number(p, "count", 100, 1000)?;
     let offset = number(p, "offset", 0, usize::MAX)?;
     let active_only = boolean(p, "activeOnly", true)?;

@@ -38,7 +38,7 @@ enum Command {
     Demo(DemoArgs),
     /// Run the benchmarks against a fresh server and print the figures.
     Bench(BenchArgs),
-    /// SNOMED CT releases: load one into the store, or generate a synthetic one.
+    /// SNOMED CT and dm+d releases: load one into the store, or generate a synthetic SNOMED CT one.
     #[command(subcommand)]
     Terminology(TerminologyCommand),
     /// Write everything a practice owns (every version of every resource,
@@ -97,8 +97,9 @@ struct StoreArgs {
 
 #[derive(Subcommand)]
 enum TerminologyCommand {
-    /// Load an RF2 snapshot release (a folder or the release zip) into the
-    /// store, replacing the one there; servers pick it up when they restart.
+    /// Load a release into the store, replacing the one there: SNOMED CT as
+    /// an RF2 snapshot (a folder or the release zip), or dm+d as the folder
+    /// of its XML files (f_vmp2_*.xml ...). Servers pick it up when they restart.
     Load {
         /// The release folder or zip.
         path: PathBuf,
@@ -482,7 +483,7 @@ async fn load_terminology(cfg: ServerConfig, path: PathBuf) -> Result<()> {
         );
         // The user on whose behalf the load runs: the operator at the console.
         let actor = gp_store::Actor::new("cli");
-        let out = opengp::terminology::load(&s, &actor, &path, &mut |p| {
+        let out = opengp::terminology::load_any(&s, &actor, &path, &mut |p| {
             bar.set_length(p.total);
             bar.set_position(p.done);
         });
@@ -491,16 +492,20 @@ async fn load_terminology(cfg: ServerConfig, path: PathBuf) -> Result<()> {
     })
     .await??;
     tokio::task::spawn_blocking(move || store.close()).await?;
-    writeln!(
-        std::io::stdout().lock(),
-        "loaded {}: {} concepts, {} descriptions, {} relationships, {} refset members in {:.1} s",
-        info.name,
-        info.concepts,
-        info.descriptions,
-        info.relationships,
-        info.members,
-        started.elapsed().as_secs_f64()
-    )?;
+    let mut out = std::io::stdout().lock();
+    let secs = started.elapsed().as_secs_f64();
+    match info {
+        opengp::terminology::Loaded::Snomed(info) => writeln!(
+            out,
+            "loaded {}: {} concepts, {} descriptions, {} relationships, {} refset members in {secs:.1} s",
+            info.name, info.concepts, info.descriptions, info.relationships, info.members,
+        )?,
+        opengp::terminology::Loaded::Dmd(info) => writeln!(
+            out,
+            "loaded dm+d {}: {} products, {} lookup rows in {secs:.1} s",
+            info.name, info.products, info.lookups,
+        )?,
+    }
     Ok(())
 }
 

@@ -56,6 +56,8 @@ impl Server {
         let state = AppState::new(store.clone(), api);
         let (release, index) = crate::terminology::ready(&store).await?;
         state.terminology.set(release, index);
+        let (release, index) = crate::terminology::ready_dmd(&store).await?;
+        state.terminology.set_dmd(release, index);
         Ok(Server {
             addr,
             store,

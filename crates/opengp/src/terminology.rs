@@ -1,10 +1,12 @@
-//! Getting a SNOMED CT release into the store, and into memory at start.
+//! Getting SNOMED CT and dm+d releases into the store, and into memory at
+//! start.
 
 use std::path::Path;
 use std::time::Instant;
 
 use anyhow::{Context, Result, anyhow};
-use gp_store::{Actor, ReleaseInfo, StoreError};
+use gp_store::{Actor, DmdInfo, ReleaseInfo, StoreError};
+use gp_terminology::dmd::{self, DmdIndex};
 use gp_terminology::rf2::{Progress, ReadError, Release, Rows};
 use gp_terminology::{Index, subset};
 
@@ -30,6 +32,55 @@ pub async fn ready(store: &gp_store::Store) -> Result<(String, Index)> {
         "SNOMED CT index ready"
     );
     Ok((info.name, index))
+}
+
+/// The dm+d release the server answers from: the stored one, or, when the
+/// store has none yet, the shipped sample, stored first.
+pub async fn ready_dmd(store: &gp_store::Store) -> Result<(String, DmdIndex)> {
+    let actor = Actor::system();
+    if store.dmd_release(&actor).await?.is_none() {
+        let s = store.clone();
+        let info = tokio::task::spawn_blocking(move || -> Result<DmdInfo> {
+            let release = dmd::shipped()?;
+            Ok(s.store_dmd(&actor, dmd::SHIPPED_NAME, release)?)
+        })
+        .await??;
+        tracing::info!(release = %info.name, products = info.products, "stored the shipped dm+d sample");
+    }
+    let (info, index) = store
+        .dmd_index(&Actor::system())
+        .await?
+        .ok_or_else(|| anyhow!("the dm+d release vanished from the store"))?;
+    tracing::info!(release = %info.name, products = index.len(), "dm+d index ready");
+    Ok((info.name, index))
+}
+
+/// What `opengp terminology load` stored.
+pub enum Loaded {
+    Snomed(ReleaseInfo),
+    Dmd(DmdInfo),
+}
+
+/// Loads the release at `path`: a dm+d XML release when the folder has a
+/// VMP file (`f_vmp2_*.xml`), otherwise an RF2 SNOMED CT release (see
+/// [`load`]). Blocking.
+pub fn load_any(
+    store: &gp_store::Store,
+    actor: &Actor,
+    path: &Path,
+    progress: &mut dyn FnMut(Progress),
+) -> Result<Loaded> {
+    if dmd::xml::is_release(path) {
+        let release =
+            dmd::xml::read_dir(path).with_context(|| format!("reading {}", path.display()))?;
+        let name = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or("dm+d release")
+            .to_owned();
+        return Ok(Loaded::Dmd(store.store_dmd(actor, &name, release)?));
+    }
+    load(store, actor, path, progress).map(Loaded::Snomed)
 }
 
 fn load_subset(store: &gp_store::Store, actor: &Actor) -> Result<ReleaseInfo> {

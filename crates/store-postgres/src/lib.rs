@@ -44,6 +44,7 @@
 //! and `gp_store::Store` already calls them from blocking threads.
 
 mod conn;
+mod dmd;
 mod index;
 mod schema;
 mod scoped;
@@ -280,5 +281,26 @@ impl TerminologyStore for PgBackend {
         sink: &mut dyn FnMut(gp_terminology::rf2::Rows) -> Result<(), StoreError>,
     ) -> Result<Option<ReleaseInfo>, StoreError> {
         self.readers.with(|c| terminology::read_all(c, sink))
+    }
+
+    fn store_dmd(
+        &self,
+        actor: &Actor,
+        name: &str,
+        release: gp_terminology::dmd::DmdRelease,
+    ) -> Result<gp_store::DmdInfo, StoreError> {
+        let mut conn = self.connector.connect()?;
+        dmd::store(&mut conn, actor, name, &release)
+    }
+
+    fn dmd_release(&self, _actor: &Actor) -> Result<Option<gp_store::DmdInfo>, StoreError> {
+        self.readers.with(dmd::release)
+    }
+
+    fn read_dmd(
+        &self,
+        _actor: &Actor,
+    ) -> Result<Option<(gp_store::DmdInfo, gp_terminology::dmd::DmdRelease)>, StoreError> {
+        self.readers.with(dmd::read)
     }
 }

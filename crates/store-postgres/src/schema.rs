@@ -127,6 +127,11 @@ const MIGRATIONS: &[Migration] = &[
         // every practice (a reference table under Citus).
         sql: crate::terminology::MIGRATION,
     },
+    Migration {
+        version: 4,
+        name: "dm+d releases (national reference data)",
+        sql: crate::dmd::MIGRATION,
+    },
 ];
 
 /// An arbitrary constant naming the migration lock.

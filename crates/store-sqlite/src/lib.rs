@@ -13,6 +13,7 @@
 //! Architecture invariant: every statement is filtered by the practice key,
 //! which [`scoped::Scoped`] holds and callers cannot change.
 
+mod dmd;
 mod index;
 mod schema;
 mod scoped;
@@ -198,6 +199,31 @@ impl TerminologyStore for SqliteBackend {
             // One snapshot for the whole read.
             c.execute_batch("BEGIN").map_err(db_err)?;
             let out = terminology::read_all(c, sink);
+            let _ = c.execute_batch("COMMIT");
+            out
+        })
+    }
+
+    fn store_dmd(
+        &self,
+        actor: &Actor,
+        name: &str,
+        release: gp_terminology::dmd::DmdRelease,
+    ) -> Result<gp_store::DmdInfo, StoreError> {
+        self.writer.store_dmd(name, actor, release)
+    }
+
+    fn dmd_release(&self, _actor: &Actor) -> Result<Option<gp_store::DmdInfo>, StoreError> {
+        self.with_reader(dmd::release)
+    }
+
+    fn read_dmd(
+        &self,
+        _actor: &Actor,
+    ) -> Result<Option<(gp_store::DmdInfo, gp_terminology::dmd::DmdRelease)>, StoreError> {
+        self.with_reader(|c| {
+            c.execute_batch("BEGIN").map_err(db_err)?;
+            let out = dmd::read(c);
             let _ = c.execute_batch("COMMIT");
             out
         })

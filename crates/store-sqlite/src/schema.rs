@@ -100,6 +100,8 @@ const MIGRATIONS: &[&str] = &[
     CREATE INDEX idx_reference_value ON idx_reference (practice, type, param, target_id, id);",
     // 4: SNOMED CT releases (national reference data, no practice key).
     crate::terminology::MIGRATION,
+    // 5: dm+d releases (national reference data, no practice key).
+    crate::dmd::MIGRATION,
 ];
 
 pub(crate) fn migrate(conn: &Connection) -> Result<(), StoreError> {

@@ -220,7 +220,7 @@ fn insert(conn: &Connection, rows: &Rows) -> Result<(), StoreError> {
 }
 
 /// Inserts rows `CHUNK` at a time with one prepared multi-row statement.
-fn insert_rows<T>(
+pub(crate) fn insert_rows<T>(
     conn: &Connection,
     table: &str,
     cols: usize,

@@ -33,6 +33,13 @@ enum Msg {
     Close {
         reply: Sender<()>,
     },
+    /// A dm+d release to store, whole, in one transaction.
+    Dmd {
+        name: String,
+        actor: String,
+        release: Box<gp_terminology::dmd::DmdRelease>,
+        reply: Sender<Result<gp_store::DmdInfo, StoreError>>,
+    },
     /// A terminology load: the writer runs it to the end before anything else.
     Snomed {
         name: String,
@@ -124,6 +131,24 @@ impl Writer {
         Ok(SqliteLoad { tx })
     }
 
+    /// Stores a dm+d release on the writer thread and waits for the commit.
+    pub fn store_dmd(
+        &self,
+        name: &str,
+        actor: &Actor,
+        release: gp_terminology::dmd::DmdRelease,
+    ) -> Result<gp_store::DmdInfo, StoreError> {
+        let (reply, rx) = channel();
+        let msg = Msg::Dmd {
+            name: name.to_owned(),
+            actor: actor.id().to_owned(),
+            release: Box::new(release),
+            reply,
+        };
+        self.send(msg).map_err(|_| StoreError::Unavailable)?;
+        rx.recv().unwrap_or(Err(StoreError::Unavailable))
+    }
+
     pub fn stats(&self) -> WriterStats {
         WriterStats {
             commits: self.counters.commits.load(Ordering::Relaxed),
@@ -194,6 +219,17 @@ fn run(conn: Connection, rx: Receiver<Msg>, counters: &Counters) {
                         commit_group(&conn, std::mem::take(&mut jobs), &mut clock, counters);
                     }
                     crate::terminology::run_load(&conn, &rx, &name, &actor);
+                }
+                Msg::Dmd {
+                    name,
+                    actor,
+                    release,
+                    reply,
+                } => {
+                    if !jobs.is_empty() {
+                        commit_group(&conn, std::mem::take(&mut jobs), &mut clock, counters);
+                    }
+                    let _ = reply.send(crate::dmd::store(&conn, &name, &actor, &release));
                 }
             }
         }

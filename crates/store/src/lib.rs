@@ -30,4 +30,4 @@ pub use context::{Actor, Ctx, Practice};
 pub use engine::{DeleteOutcome, Preconditions, SearchResult, Store, WriteOutcome};
 pub use error::StoreError;
 pub use target::Target;
-pub use terminology::{ReleaseInfo, RowCounts, SnomedLoad, TerminologyStore};
+pub use terminology::{DmdInfo, ReleaseInfo, RowCounts, SnomedLoad, TerminologyStore};

@@ -1,4 +1,4 @@
-//! Terminology storage: SNOMED CT releases are national reference data,
+//! Terminology storage: SNOMED CT and dm+d releases are national reference data,
 //! the same for every practice, so these calls name the acting user (for
 //! the record of who loaded what) but no practice.
 //!
@@ -7,6 +7,7 @@
 //! the old one in place. The store keeps the RF2 rows; the server builds
 //! its in-memory index (`gp_terminology::Index`) from them at start.
 
+use gp_terminology::dmd::DmdRelease;
 use gp_terminology::rf2::Rows;
 
 use crate::{Actor, StoreError};
@@ -24,6 +25,20 @@ pub struct ReleaseInfo {
     pub descriptions: u64,
     pub relationships: u64,
     pub members: u64,
+}
+
+/// The dm+d release a store holds.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DmdInfo {
+    /// What the loader called it (a folder name, `OpenGP shipped dm+d sample`).
+    pub name: String,
+    /// When it was loaded (milliseconds since the epoch).
+    pub loaded_at: i64,
+    /// Who loaded it.
+    pub loaded_by: String,
+    /// Products of every kind (VTM, VMP, AMP, VMPP, AMPP).
+    pub products: u64,
+    pub lookups: u64,
 }
 
 /// A load under way. Rows go in with [`SnomedLoad::add`]; nothing is
@@ -55,6 +70,18 @@ pub trait TerminologyStore: Send + Sync {
         actor: &Actor,
         sink: &mut dyn FnMut(Rows) -> Result<(), StoreError>,
     ) -> Result<Option<ReleaseInfo>, StoreError>;
+    /// Replaces the stored dm+d release with `release`, called `name`, in
+    /// one transaction (a dm+d release is small enough to hand over whole).
+    fn store_dmd(
+        &self,
+        actor: &Actor,
+        name: &str,
+        release: DmdRelease,
+    ) -> Result<DmdInfo, StoreError>;
+    /// The stored dm+d release, if any.
+    fn dmd_release(&self, actor: &Actor) -> Result<Option<DmdInfo>, StoreError>;
+    /// Reads the stored dm+d release back whole, from one snapshot.
+    fn read_dmd(&self, actor: &Actor) -> Result<Option<(DmdInfo, DmdRelease)>, StoreError>;
 }
 
 /// Counts rows as they go into a load, for [`ReleaseInfo`].
@@ -93,6 +120,36 @@ impl crate::Store {
     pub async fn snomed_release(&self, actor: &Actor) -> Result<Option<ReleaseInfo>, StoreError> {
         let (backend, actor) = (self.backend().clone(), actor.clone());
         crate::engine::blocking(move || backend.snomed_release(&actor)).await
+    }
+
+    /// Stores a dm+d release (blocking: run it off the async executor).
+    pub fn store_dmd(
+        &self,
+        actor: &Actor,
+        name: &str,
+        release: DmdRelease,
+    ) -> Result<DmdInfo, StoreError> {
+        self.backend().store_dmd(actor, name, release)
+    }
+
+    /// The stored dm+d release, if any.
+    pub async fn dmd_release(&self, actor: &Actor) -> Result<Option<DmdInfo>, StoreError> {
+        let (backend, actor) = (self.backend().clone(), actor.clone());
+        crate::engine::blocking(move || backend.dmd_release(&actor)).await
+    }
+
+    /// Reads the stored dm+d release and builds its index, off the executor.
+    pub async fn dmd_index(
+        &self,
+        actor: &Actor,
+    ) -> Result<Option<(DmdInfo, gp_terminology::dmd::DmdIndex)>, StoreError> {
+        let (backend, actor) = (self.backend().clone(), actor.clone());
+        crate::engine::blocking(move || {
+            Ok(backend
+                .read_dmd(&actor)?
+                .map(|(info, release)| (info, gp_terminology::dmd::DmdIndex::build(release))))
+        })
+        .await
     }
 
     /// Reads the stored release and builds its index, off the executor.

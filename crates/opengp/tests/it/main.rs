@@ -10,6 +10,7 @@ mod cli;
 mod concurrency;
 mod crash;
 mod demo;
+mod dmd;
 mod migrate;
 mod pg;
 mod real_data;

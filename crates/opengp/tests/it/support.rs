@@ -135,6 +135,17 @@ impl App {
             .unwrap_or_else(|e| panic!("GET {path}: {e}"))
     }
 
+    /// GETs `path` with query parameters, encoded (values holding `?`,
+    /// `&` or `|`, such as value set URLs).
+    pub async fn get_with_query(&self, path: &str, query: &[(&str, &str)]) -> reqwest::Response {
+        self.client
+            .get(self.url(path))
+            .query(query)
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("GET {path}: {e}"))
+    }
+
     pub async fn delete(&self, path: &str) -> reqwest::Response {
         self.client
             .delete(self.url(path))
