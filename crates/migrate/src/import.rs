@@ -10,7 +10,10 @@ use gp_store::{Ctx, NewVersion, Store, StoreError};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
-use crate::{FORMAT, FORMAT_VERSION, Line, MANIFEST_FILE, Manifest, Progress, digest, hex};
+use crate::{
+    FORMAT, FORMAT_VERSION, Line, MANIFEST_FILE, Manifest, Progress, VERSIONS_FILE as VERSIONS,
+    digest, hex,
+};
 
 /// Versions written per transaction. Each batch commits whole or not at
 /// all, so an import stopped at any point resumes cleanly.
@@ -22,6 +25,8 @@ const BATCH: usize = 2_000;
 pub enum Outcome {
     /// Written as it was in the source.
     Imported,
+    /// Written with changes the report lists (ids, references).
+    Transformed,
     /// The target already held this exact version (a second run, or a
     /// resumed one): nothing written.
     AlreadyPresent,
@@ -32,8 +37,8 @@ pub enum Outcome {
 #[derive(Clone, Debug, Serialize, PartialEq, Eq)]
 #[serde(rename_all = "camelCase")]
 pub struct Rejection {
-    /// The line of the versions file (from 1).
-    pub line: u64,
+    /// Where in the source: `versions.ndjson:12`, `bundle.json#3`.
+    pub origin: String,
     /// `Type/id/_history/version`, when the line said that much.
     pub record: Option<String>,
     pub reason: String,
@@ -45,6 +50,7 @@ pub struct Rejection {
 pub struct TypeCounts {
     pub source: u64,
     pub imported: u64,
+    pub transformed: u64,
     pub already_present: u64,
     pub rejected: u64,
 }
@@ -54,6 +60,7 @@ impl TypeCounts {
         self.source += 1;
         match o {
             Outcome::Imported => self.imported += 1,
+            Outcome::Transformed => self.transformed += 1,
             Outcome::AlreadyPresent => self.already_present += 1,
             Outcome::Rejected => self.rejected += 1,
         }
@@ -61,7 +68,7 @@ impl TypeCounts {
 
     /// Every source record is imported, already present or rejected.
     pub fn balances(&self) -> bool {
-        self.source == self.imported + self.already_present + self.rejected
+        self.source == self.imported + self.transformed + self.already_present + self.rejected
     }
 }
 
@@ -77,6 +84,16 @@ pub struct Report {
     pub types: BTreeMap<String, TypeCounts>,
     pub totals: TypeCounts,
     pub rejections: Vec<Rejection>,
+    pub transformations: Vec<Transformation>,
+}
+
+/// A record written with changes, and what they were.
+#[derive(Clone, Debug, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct Transformation {
+    pub origin: String,
+    pub record: String,
+    pub changes: String,
 }
 
 impl Report {
@@ -88,9 +105,41 @@ impl Report {
     fn reject(&mut self, ty: &str, line: u64, record: Option<String>, reason: String) {
         self.count(ty, &Outcome::Rejected);
         self.rejections.push(Rejection {
-            line,
+            origin: format!("{VERSIONS}:{line}"),
             record,
             reason,
+        });
+    }
+
+    /// A record the source could not even say the type of.
+    pub(crate) fn reject_origin(&mut self, origin: &str, reason: String) {
+        self.count("(unreadable)", &Outcome::Rejected);
+        self.rejections.push(Rejection {
+            origin: origin.to_owned(),
+            record: None,
+            reason,
+        });
+    }
+
+    pub(crate) fn reject_record(&mut self, ty: &str, origin: &str, record: String, reason: String) {
+        self.count(ty, &Outcome::Rejected);
+        self.rejections.push(Rejection {
+            origin: origin.to_owned(),
+            record: Some(record),
+            reason,
+        });
+    }
+
+    pub(crate) fn count_outcome(&mut self, ty: &str, o: &Outcome) {
+        self.count(ty, o);
+    }
+
+    pub(crate) fn transformed(&mut self, ty: &str, origin: &str, record: String, changes: String) {
+        self.count(ty, &Outcome::Transformed);
+        self.transformations.push(Transformation {
+            origin: origin.to_owned(),
+            record,
+            changes,
         });
     }
 
@@ -100,29 +149,44 @@ impl Report {
             "# Import reconciliation\n\nPackage: `{}`  \nPractice: {}  \nStarted: {}  \nFinished: {}\n\n",
             self.package, self.practice, self.started_at, self.finished_at
         );
-        s.push_str("| type | in source | imported | already present | rejected |\n|---|---:|---:|---:|---:|\n");
+        s.push_str("| type | in source | imported | transformed | already present | rejected |\n|---|---:|---:|---:|---:|---:|\n");
         for (ty, c) in &self.types {
             s.push_str(&format!(
-                "| {ty} | {} | {} | {} | {} |\n",
-                c.source, c.imported, c.already_present, c.rejected
+                "| {ty} | {} | {} | {} | {} | {} |\n",
+                c.source, c.imported, c.transformed, c.already_present, c.rejected
             ));
         }
         let t = &self.totals;
         s.push_str(&format!(
-            "| **total** | **{}** | **{}** | **{}** | **{}** |\n\n",
-            t.source, t.imported, t.already_present, t.rejected
+            "| **total** | **{}** | **{}** | **{}** | **{}** | **{}** |\n\n",
+            t.source, t.imported, t.transformed, t.already_present, t.rejected
         ));
         s.push_str(if t.balances() {
             "Every source record is accounted for.\n"
         } else {
             "**The totals do not balance.**\n"
         });
+        if !self.transformations.is_empty() {
+            let mut kinds: BTreeMap<&str, usize> = BTreeMap::new();
+            for t in &self.transformations {
+                for c in t.changes.split("; ") {
+                    let kind = c.trim_start_matches(|ch: char| ch.is_ascii_digit() || ch == ' ');
+                    let kind = kind.split(':').next().unwrap_or(kind);
+                    *kinds.entry(kind).or_insert(0) += 1;
+                }
+            }
+            s.push_str("\n## Transformed\n\n| change | records |\n|---|---:|\n");
+            for (kind, n) in kinds {
+                s.push_str(&format!("| {} | {n} |\n", kind.replace('|', "\\|")));
+            }
+            s.push_str("\nEach record and its changes are listed in the JSON report.\n");
+        }
         if !self.rejections.is_empty() {
-            s.push_str("\n## Rejected\n\n| line | record | reason |\n|---:|---|---|\n");
+            s.push_str("\n## Rejected\n\n| where | record | reason |\n|---|---|---|\n");
             for r in &self.rejections {
                 s.push_str(&format!(
                     "| {} | {} | {} |\n",
-                    r.line,
+                    r.origin,
                     r.record.as_deref().unwrap_or("-"),
                     r.reason.replace('|', "\\|")
                 ));

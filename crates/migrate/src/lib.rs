@@ -16,11 +16,13 @@
 //! [`verify`] compares two sides version by version.
 
 mod export;
+mod foreign;
 mod import;
 mod verify;
 
 pub use export::export;
-pub use import::{Outcome, Rejection, Report, TypeCounts, import};
+pub use foreign::import_foreign;
+pub use import::{Outcome, Rejection, Report, Transformation, TypeCounts, import};
 pub use verify::{Difference, Side, digests, verify};
 
 use serde::{Deserialize, Serialize};

@@ -50,10 +50,11 @@ enum Command {
         #[command(flatten)]
         store: StoreArgs,
     },
-    /// Load a practice package into this store, keeping ids, versions and
-    /// instants, and write a reconciliation report. Safe to run again.
+    /// Load a practice package (keeping ids, versions and instants) or FHIR
+    /// data from another system (Bundles, NDJSON: a file or a folder) into
+    /// this store, and write a reconciliation report. Safe to run again.
     Import {
-        /// The package folder `opengp export` wrote.
+        /// The package folder `opengp export` wrote, or FHIR files.
         package: PathBuf,
         /// Where to write the report (`.json` and `.md` are added).
         #[arg(long, default_value = "import-report")]

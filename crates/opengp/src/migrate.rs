@@ -104,29 +104,34 @@ pub async fn import(
     report_to: PathBuf,
     accept_rejections: bool,
 ) -> Result<()> {
-    let manifest: gp_migrate::Manifest = serde_json::from_slice(
-        &std::fs::read(package.join(gp_migrate::MANIFEST_FILE)).with_context(|| {
-            format!(
-                "{} has no manifest: it is not a practice package, or its export did not finish",
-                package.display()
-            )
-        })?,
-    )
-    .with_context(|| format!("reading the manifest of {}", package.display()))?;
-    let ods = if cfg.practice.is_empty() {
-        manifest.practice.ods.clone()
+    if !package.exists() {
+        bail!("{} does not exist", package.display());
+    }
+    let manifest_path = package.join(gp_migrate::MANIFEST_FILE);
+    let manifest: Option<gp_migrate::Manifest> = if manifest_path.exists() {
+        Some(
+            serde_json::from_slice(&std::fs::read(&manifest_path)?)
+                .with_context(|| format!("reading the manifest of {}", package.display()))?,
+        )
     } else {
-        cfg.practice.clone()
+        None
     };
-    let code = OdsCode::parse(&ods).ok_or_else(|| anyhow!("'{ods}' is not an ODS code"))?;
     let store = open(&cfg).await?;
-    let p = store
-        .ensure_practice(&code, &manifest.practice.name, &operator())
-        .await?;
-    let ctx = Ctx::new(p, operator());
+    let ctx = match import_target(&store, &cfg, manifest.as_ref()).await {
+        Ok(ctx) => ctx,
+        Err(e) => {
+            close(store).await?;
+            return Err(e);
+        }
+    };
     let started = std::time::Instant::now();
     let bar = bar("importing");
-    let report = gp_migrate::import(&store, &ctx, &package, &report_progress(&bar)).await;
+    // A folder with a manifest is an OpenGP practice package; anything else
+    // is FHIR data from another system (Bundles, NDJSON).
+    let report = match manifest {
+        Some(_) => gp_migrate::import(&store, &ctx, &package, &report_progress(&bar)).await,
+        None => gp_migrate::import_foreign(&store, &ctx, &package, &report_progress(&bar)).await,
+    };
     bar.finish_and_clear();
     close(store).await?;
     let report = report?;
@@ -141,11 +146,12 @@ pub async fn import(
     let mut o = std::io::stdout().lock();
     writeln!(
         o,
-        "imported {} into {}: {} records in the package: {} imported, {} already present, {} rejected ({:.1} s, {:.0} records/s)",
+        "imported {} into {}: {} records in the source: {} imported, {} transformed, {} already present, {} rejected ({:.1} s, {:.0} records/s)",
         package.display(),
         report.practice,
         t.source,
         t.imported,
+        t.transformed,
         t.already_present,
         t.rejected,
         secs,
@@ -161,6 +167,36 @@ pub async fn import(
         );
     }
     Ok(())
+}
+
+/// The practice an import goes to: `--practice`, else the package's, else
+/// the store's only practice (a new store gets the configured default).
+async fn import_target(
+    store: &Store,
+    cfg: &ServerConfig,
+    manifest: Option<&gp_migrate::Manifest>,
+) -> Result<Ctx> {
+    let (ods, name) = match (cfg.practice.as_str(), manifest) {
+        ("", Some(m)) => (m.practice.ods.clone(), m.practice.name.clone()),
+        ("", None) => {
+            let all = store.practices(&operator()).await?;
+            match all.as_slice() {
+                [only] => (only.ods.to_string(), only.name.clone()),
+                [] => (
+                    opengp::config::DEFAULT_PRACTICE.to_owned(),
+                    opengp::config::DEFAULT_PRACTICE_NAME.to_owned(),
+                ),
+                _ => bail!("this store serves several practices: say which with --practice ODS"),
+            }
+        }
+        (ods, m) => (
+            ods.to_owned(),
+            m.map_or_else(|| cfg.practice_name.clone(), |m| m.practice.name.clone()),
+        ),
+    };
+    let code = OdsCode::parse(&ods).ok_or_else(|| anyhow!("'{ods}' is not an ODS code"))?;
+    let p = store.ensure_practice(&code, &name, &operator()).await?;
+    Ok(Ctx::new(p, operator()))
 }
 
 /// What `opengp verify` compares the store with.

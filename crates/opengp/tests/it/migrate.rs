@@ -461,3 +461,131 @@ async fn an_interrupted_import_resumes() {
     ]);
     assert!(out.ends_with("0 differences\n"), "{out}");
 }
+
+/// FHIR data from another system (a transaction Bundle and NDJSON): ids
+/// kept, references rewritten to them, unknown extensions kept, invalid or
+/// unreadable records rejected with their reasons, and a second run
+/// changing nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn foreign_data_is_imported_with_every_record_accounted_for() {
+    let tmp = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let (src, data) = (tmp.path().join("src"), tmp.path().join("data"));
+    std::fs::create_dir_all(&src).unwrap_or_else(|e| panic!("{e}"));
+    let ext = json!([{ "url": "https://example.org/their-own-extension", "valueString": "kept" }]);
+    let bundle = json!({ "resourceType": "Bundle", "type": "transaction", "entry": [
+        { "fullUrl": "urn:uuid:2b4b7d43-0b1f-4b45-9d9c-3c2ad3c8a111",
+          "resource": { "resourceType": "Patient", "id": "p1", "extension": ext,
+                        "name": [{ "family": "Foreign" }] },
+          "request": { "method": "POST", "url": "Patient" } },
+        { "fullUrl": "urn:uuid:7c0e4a1e-9d55-4c7e-8f0a-5d1e2b3c4d5e",
+          "resource": { "resourceType": "Observation", "status": "final",
+                        "code": { "coding": [{ "system": "http://their.codes/local", "code": "XYZ" }] },
+                        "subject": { "reference": "urn:uuid:2b4b7d43-0b1f-4b45-9d9c-3c2ad3c8a111" } },
+          "request": { "method": "POST", "url": "Observation" } }
+    ]});
+    std::fs::write(src.join("a-bundle.json"), bundle.to_string()).unwrap_or_else(|e| panic!("{e}"));
+    let lines = [
+        json!({ "resourceType": "Condition", "id": "c1", "subject": { "reference": "Patient/p1" },
+                "code": { "text": "their diagnosis" } })
+        .to_string(),
+        json!({ "resourceType": "Observation", "id": "bad", "status": "nonsense", "code": { "text": "x" } })
+            .to_string(),
+        "{not json".to_owned(),
+        json!({ "resourceType": "Unicorn", "id": "u1" }).to_string(),
+        json!({ "resourceType": "Patient", "id": "p1", "name": [{ "family": "Someone else" }] })
+            .to_string(),
+    ];
+    std::fs::write(src.join("b-more.ndjson"), lines.join("\n") + "\n")
+        .unwrap_or_else(|e| panic!("{e}"));
+
+    let r = tmp.path().join("r");
+    let (ok1, _, err) = run(&[
+        "import",
+        path(&src),
+        "--data",
+        path(&data),
+        "--report",
+        path(&r),
+    ]);
+    assert!(!ok1 && err.contains("4 records were rejected"), "{err}");
+    let rep = report(&r);
+    let t = &rep["totals"];
+    assert_eq!(t["source"].as_u64(), Some(7), "{rep}");
+    assert_eq!(t["rejected"].as_u64(), Some(4), "{rep}");
+    let written =
+        t["imported"].as_u64().unwrap_or_default() + t["transformed"].as_u64().unwrap_or_default();
+    assert_eq!(written, 3, "{rep}");
+    let reasons: Vec<String> = rep["rejections"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|r| {
+            format!(
+                "{} {}",
+                r["origin"].as_str().unwrap_or_default(),
+                r["reason"].as_str().unwrap_or_default()
+            )
+        })
+        .collect();
+    for expected in [
+        "b-more.ndjson:2",
+        "b-more.ndjson:3 not JSON",
+        "'Unicorn' is not an R4 resource type",
+        "a different resource with the same type and id",
+    ] {
+        assert!(
+            reasons.iter().any(|r| r.contains(expected)),
+            "{expected}: {reasons:?}"
+        );
+    }
+    let changes = rep["transformations"].to_string();
+    assert!(changes.contains("references rewritten"), "{changes}");
+
+    // What was written: the patient whole, the observation pointing at it.
+    let server = spawn_for_test_with(&data, TEST_MAX_BODY, None)
+        .await
+        .unwrap_or_else(|e| panic!("server: {e:#}"));
+    let client = reqwest::Client::new();
+    let get = |p: &str| client.get(format!("{}/{p}", server.base)).send();
+    let p: Value = get("Patient/p1")
+        .await
+        .unwrap_or_else(|e| panic!("{e}"))
+        .json()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(p["extension"][0]["valueString"], "kept", "{p}");
+    assert_eq!(p["name"][0]["family"], "Foreign");
+    let s: Value = get("Observation?subject=Patient/p1")
+        .await
+        .unwrap_or_else(|e| panic!("{e}"))
+        .json()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        s["entry"][0]["resource"]["code"]["coding"][0]["code"], "XYZ",
+        "{s}"
+    );
+    let s: Value = get("Condition?subject=Patient/p1")
+        .await
+        .unwrap_or_else(|e| panic!("{e}"))
+        .json()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(s["entry"][0]["resource"]["id"], "c1", "{s}");
+    server.stop().await.unwrap_or_else(|e| panic!("{e:#}"));
+
+    // Again: nothing new is written.
+    let (_, _, _) = run(&[
+        "import",
+        path(&src),
+        "--data",
+        path(&data),
+        "--report",
+        path(&r),
+        "--accept-rejections",
+    ]);
+    let rep = report(&r);
+    assert_eq!(rep["totals"]["alreadyPresent"].as_u64(), Some(3), "{rep}");
+    assert_eq!(rep["totals"]["imported"].as_u64(), Some(0), "{rep}");
+    assert_eq!(rep["totals"]["transformed"].as_u64(), Some(0), "{rep}");
+}
