@@ -34,9 +34,32 @@ fn search_params(ty: ResourceType) -> Vec<Value> {
                 ParamKind::Uri => "uri",
                 ParamKind::Special => "special",
             };
-            json!({ "name": p.code, "definition": p.url, "type": kind })
+            json!({
+                "name": p.code,
+                "definition": p.url,
+                "type": kind,
+                "documentation": modifiers(p.kind),
+            })
         })
         .collect()
+}
+
+/// The modifiers search accepts on a parameter type (search.html#modifiers),
+/// as the parameter's documentation: R4's CapabilityStatement has no element
+/// for them.
+fn modifiers(kind: ParamKind) -> &'static str {
+    match kind {
+        ParamKind::String => "Modifiers: :exact, :contains, :missing.",
+        ParamKind::Token => {
+            "Modifiers: :not, :text, :of-type, :missing; :below and :above for SNOMED CT codes \
+             (http://snomed.info/sct|code, by subsumption); :in and :not-in for SNOMED CT implicit \
+             value sets (http://snomed.info/sct?fhir_vs, ?fhir_vs=isa/X, ?fhir_vs=refset/X, \
+             ?fhir_vs=ecl/...), expanded to at most 10,000 codes."
+        }
+        ParamKind::Reference => "Modifiers: :[type], :identifier, :missing.",
+        ParamKind::Uri => "Modifiers: :below, :above, :missing.",
+        _ => "Modifiers: :missing.",
+    }
 }
 
 /// `_include` values a type supports: each of its reference parameters.

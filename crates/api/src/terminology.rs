@@ -42,11 +42,12 @@ pub struct Terminology {
 pub struct Loaded {
     /// The release's name, reported as the code system version.
     pub release: String,
-    pub index: Index,
+    /// Shared with the store, which expands search modifiers against it.
+    pub index: Arc<Index>,
 }
 
 impl Terminology {
-    pub fn set(&self, release: String, index: Index) {
+    pub fn set(&self, release: String, index: Arc<Index>) {
         if let Ok(mut g) = self.inner.write() {
             *g = Some(Arc::new(Loaded { release, index }));
         }

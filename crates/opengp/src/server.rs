@@ -55,6 +55,8 @@ impl Server {
         };
         let state = AppState::new(store.clone(), api);
         let (release, index) = crate::terminology::ready(&store).await?;
+        let index = Arc::new(index);
+        store.set_snomed_index(index.clone());
         state.terminology.set(release, index);
         let (release, index) = crate::terminology::ready_dmd(&store).await?;
         state.terminology.set_dmd(release, index);

@@ -210,6 +210,31 @@ fn value_sql(
             );
             format!("({i}.text LIKE {start} ESCAPE '\\' OR {i}.text LIKE {inner} ESCAPE '\\')")
         }
+        (ParamKind::Token, _)
+            if matches!(
+                modifier,
+                Modifier::Above | Modifier::Below | Modifier::In | Modifier::NotIn
+            ) =>
+        {
+            // The engine expands these into `Codes` before a statement is
+            // built; one that reaches here was not (a search where no
+            // terminology is at hand).
+            return Err(unsupported(format!(
+                "the token modifier {modifier:?} where no terminology is at hand"
+            )));
+        }
+        (ParamKind::Token, ParamValue::Codes { system, codes }) => {
+            if codes.is_empty() {
+                "FALSE".to_owned()
+            } else {
+                let list: Vec<String> = codes.iter().map(|c| a.bind(c.clone())).collect();
+                format!(
+                    "({i}.system = {} AND {i}.code IN ({}))",
+                    a.bind(system.clone()),
+                    list.join(", ")
+                )
+            }
+        }
         (ParamKind::Token, ParamValue::Token { system, code }) => {
             let mut parts = Vec::new();
             if let Some(code) = code {

@@ -170,7 +170,8 @@ fn write_entry(
         (Method::Delete, Target::Type { ty, query }) if !query.is_empty() => {
             engine::conditional_delete_in(tx, ty, &query).map(deleted)
         }
-        (Method::Get | Method::Head, _) => read_entry_in(tx, e, base),
+        // Batch reads go to `read_entry_in` directly (`is_read`).
+        (Method::Get | Method::Head, _) => read_entry_in(tx, e, base, None),
         (m, _) => Err(StoreError::bad_request(
             IssueType::NotSupported,
             format!(
@@ -224,7 +225,14 @@ fn base64_decode(s: &str) -> Option<Vec<u8>> {
 }
 
 /// A GET entry: read, vread, search or history.
-pub(crate) fn read_entry_in(tx: &mut dyn ReadTx, e: &RequestEntry, base: &str) -> EntryResult {
+/// A read entry; `codes` is the SNOMED CT index that search modifiers
+/// expand against (`codes.rs`).
+pub(crate) fn read_entry_in(
+    tx: &mut dyn ReadTx,
+    e: &RequestEntry,
+    base: &str,
+    codes: Option<&gp_terminology::Index>,
+) -> EntryResult {
     let ok = |body: Vec<u8>| EntryResponse {
         status: 200,
         location: None,
@@ -258,7 +266,8 @@ pub(crate) fn read_entry_in(tx: &mut dyn ReadTx, e: &RequestEntry, base: &str) -
             })
         }
         Target::Type { ty, query } => {
-            let q = search::parse(Some(ty), &query, false).map_err(StoreError::BadRequest)?;
+            let mut q = search::parse(Some(ty), &query, false).map_err(StoreError::BadRequest)?;
+            crate::codes::expand(codes, &mut q.criteria, crate::codes::MAX_CODES)?;
             let page = engine::search_in(tx, Some(ty), &q)?;
             Ok(ok(render::searchset(
                 base,
@@ -268,7 +277,8 @@ pub(crate) fn read_entry_in(tx: &mut dyn ReadTx, e: &RequestEntry, base: &str) -
             )))
         }
         Target::System { query } => {
-            let q = search::parse(None, &query, false).map_err(StoreError::BadRequest)?;
+            let mut q = search::parse(None, &query, false).map_err(StoreError::BadRequest)?;
+            crate::codes::expand(codes, &mut q.criteria, crate::codes::MAX_CODES)?;
             let page = engine::search_in(tx, None, &q)?;
             Ok(ok(render::searchset(base, base, &q, &page)))
         }
@@ -337,6 +347,7 @@ pub(crate) fn transaction_in(
     entries: Vec<RequestEntry>,
     mut prepared: HashMap<usize, Prepared>,
     base: &str,
+    codes: Option<&gp_terminology::Index>,
 ) -> Result<Vec<EntryResult>, StoreError> {
     let fail = |e: &RequestEntry, err: StoreError| -> StoreError {
         // Say which entry failed; keep the error's kind (and so its status).
@@ -436,7 +447,7 @@ pub(crate) fn transaction_in(
     let mut responses: Vec<Option<EntryResult>> = vec![None; entries.len()];
     for e in order {
         let res = if is_read(e) {
-            read_entry_in(tx, e, base)
+            read_entry_in(tx, e, base, codes)
         } else {
             Ok(write_entry(tx, e, base, resolved.remove(&e.index)).map_err(|err| fail(e, err))?)
         };

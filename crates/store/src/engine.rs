@@ -127,6 +127,9 @@ pub enum DeleteOutcome {
 #[derive(Clone)]
 pub struct Store {
     backend: Arc<dyn Backend>,
+    /// The SNOMED CT release searches expand `:below`, `:above`, `:in` and
+    /// `:not-in` against (`codes.rs`); set once the index is built.
+    snomed: Arc<std::sync::RwLock<Option<Arc<gp_terminology::Index>>>>,
 }
 
 impl std::fmt::Debug for Store {
@@ -137,7 +140,21 @@ impl std::fmt::Debug for Store {
 
 impl Store {
     pub fn new(backend: Arc<dyn Backend>) -> Self {
-        Store { backend }
+        Store {
+            backend,
+            snomed: Arc::default(),
+        }
+    }
+
+    /// The SNOMED CT index that search modifiers expand against.
+    pub fn set_snomed_index(&self, index: Arc<gp_terminology::Index>) {
+        if let Ok(mut g) = self.snomed.write() {
+            *g = Some(index);
+        }
+    }
+
+    fn search_index(&self) -> Option<Arc<gp_terminology::Index>> {
+        self.snomed.read().ok().and_then(|g| g.clone())
     }
 
     pub(crate) fn backend(&self) -> &Arc<dyn Backend> {
@@ -253,8 +270,14 @@ impl Store {
         &self,
         ctx: &Ctx,
         ty: Option<ResourceType>,
-        query: SearchQuery,
+        mut query: SearchQuery,
     ) -> Result<SearchResult, StoreError> {
+        let index = self.search_index();
+        crate::codes::expand(
+            index.as_deref(),
+            &mut query.criteria,
+            crate::codes::MAX_CODES,
+        )?;
         self.read_with(ctx, move |tx| search_in(tx, ty, &query))
             .await
     }
@@ -356,9 +379,10 @@ impl Store {
         match kind {
             gp_fhir::bundle::BundleKind::Transaction => {
                 let (entries, prepared) = prepare_all(entries).await?;
+                let codes = self.search_index();
                 let results = self
                     .write_with(ctx, move |tx| {
-                        bundle::transaction_in(tx, entries, prepared, &base)
+                        bundle::transaction_in(tx, entries, prepared, &base, codes.as_deref())
                     })
                     .await?;
                 Ok((kind, results))
@@ -376,10 +400,12 @@ impl Store {
                         for (j, rx) in pending.drain(..) {
                             results[j] = Some(rx.await.unwrap_or(Err(StoreError::Unavailable)));
                         }
-                        let b = base.clone();
+                        let (b, codes) = (base.clone(), self.search_index());
                         results[i] = Some(
-                            self.read_with(ctx, move |tx| bundle::read_entry_in(tx, &entry, &b))
-                                .await,
+                            self.read_with(ctx, move |tx| {
+                                bundle::read_entry_in(tx, &entry, &b, codes.as_deref())
+                            })
+                            .await,
                         );
                     } else {
                         let b = base.clone();

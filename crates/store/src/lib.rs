@@ -14,6 +14,7 @@
 
 mod backend;
 mod bundle;
+mod codes;
 mod context;
 mod engine;
 mod error;

@@ -529,15 +529,8 @@ fn criterion(
             "the modifier ':{modifier}' is not supported on '{code}'"
         ))
     })?;
-    if matches!(
-        modifier,
-        Modifier::In | Modifier::NotIn | Modifier::Above | Modifier::Below
-    ) && p.kind == ParamKind::Token
-    {
-        return Err(Refusal::Unsupported(format!(
-            "'{name}' needs a terminology service, which this server does not have yet"
-        )));
-    }
+    // `:in`, `:not-in`, `:above` and `:below` on a token are parsed here and
+    // expanded into codes by the store's engine, which has the terminology.
     let values = value::split_unescaped(value, ',')
         .iter()
         .map(|v| {
@@ -549,12 +542,47 @@ fn criterion(
         })
         .collect::<Result<Vec<_>, _>>()
         .map_err(Refusal::Invalid)?;
+    if p.kind == ParamKind::Token {
+        check_terminology_modifier(name, modifier, &values)?;
+    }
     Ok(Criterion::Param {
         code: p.code,
         kind: p.kind,
         modifier,
         values,
     })
+}
+
+/// The code system whose hierarchy and implicit value sets the server knows.
+const SNOMED: &str = "http://snomed.info/sct";
+
+/// `:above`/`:below` on a token need SNOMED CT codes (`system|code`), and
+/// `:in`/`:not-in` a SNOMED CT implicit value set (`http://snomed.info/sct?fhir_vs...`):
+/// those are what the engine can expand; anything else is unsupported.
+fn check_terminology_modifier(
+    name: &str,
+    modifier: Modifier,
+    values: &[ParamValue],
+) -> Result<(), Refusal> {
+    let ok = |v: &ParamValue| match (modifier, v) {
+        (Modifier::Above | Modifier::Below, ParamValue::Token { system, code }) => {
+            system.as_deref() == Some(SNOMED) && code.is_some()
+        }
+        (Modifier::In | Modifier::NotIn, ParamValue::Uri(url)) => url
+            .strip_prefix(SNOMED)
+            .is_some_and(|rest| rest.starts_with("?fhir_vs")),
+        (Modifier::Above | Modifier::Below | Modifier::In | Modifier::NotIn, _) => false,
+        _ => true,
+    };
+    if values.iter().all(ok) {
+        return Ok(());
+    }
+    Err(Refusal::Unsupported(match modifier {
+        Modifier::In | Modifier::NotIn => format!(
+            "'{name}': value sets here are SNOMED CT implicit ones ({SNOMED}?fhir_vs, ?fhir_vs=isa/X, ?fhir_vs=refset/X, ?fhir_vs=ecl/...)"
+        ),
+        _ => format!("'{name}': subsumption is supported for SNOMED CT codes ({SNOMED}|code) only"),
+    }))
 }
 
 /// `a$b`: each part parsed as its component's type.

@@ -178,14 +178,32 @@ fn parameters_by_type_with_modifiers() {
         )
         .is_err()
     );
-    assert!(
-        parse(
-            Some(t("Condition")),
-            &parse_query_string("code:below=http://snomed.info/sct|404684003"),
-            true
-        )
-        .is_err()
-    );
+    // search.html#modifiers: subsumption and value sets on tokens are for
+    // SNOMED CT (the engine expands them into codes); elsewhere they are
+    // unsupported.
+    for ok in [
+        "code:below=http://snomed.info/sct|404684003",
+        "code:above=http://snomed.info/sct|44054006",
+        "code:in=http://snomed.info/sct?fhir_vs=isa/73211009",
+        "code:not-in=http://snomed.info/sct?fhir_vs=ecl/%3C%3C73211009",
+    ] {
+        assert!(
+            parse(Some(t("Condition")), &parse_query_string(ok), true).is_ok(),
+            "{ok}"
+        );
+    }
+    for bad in [
+        "code:below=404684003",
+        "code:below=http://loinc.org|1234-5",
+        "code:below=http://snomed.info/sct|",
+        "code:in=http://example.org/ValueSet/x",
+        "clinical-status:in=http://snomed.info/sct",
+    ] {
+        assert!(
+            parse(Some(t("Condition")), &parse_query_string(bad), true).is_err(),
+            "{bad}"
+        );
+    }
 }
 
 #[test]

@@ -191,6 +191,15 @@ pub enum ParamValue {
     },
     Uri(String),
     Composite(Vec<ParamValue>),
+    /// A token whose code is one of `codes` in `system`: what the store's
+    /// engine makes of `:below`, `:above`, `:in` and `:not-in` on a token
+    /// (subsumption and value sets need the terminology, which this crate
+    /// does not have), so that the SQL never sees a modifier it would have
+    /// to understand.
+    Codes {
+        system: String,
+        codes: Vec<String>,
+    },
 }
 
 /// Case- and accent-insensitive form of a string, for string search
@@ -286,6 +295,8 @@ pub fn parse_value(kind: ParamKind, modifier: Modifier, raw: &str) -> Result<Par
         (K::String, Modifier::Exact) => ParamValue::String(unescape(raw)),
         (K::String, _) => ParamValue::String(normalize(&unescape(raw))),
         (K::Token, Modifier::Text) => ParamValue::String(normalize(&unescape(raw))),
+        // search.html#modifiers: a value set's canonical URL.
+        (K::Token, Modifier::In | Modifier::NotIn) => ParamValue::Uri(unescape(raw)),
         (K::Token, Modifier::OfType) => {
             let parts = split_unescaped(raw, '|');
             match parts.as_slice() {

@@ -12,6 +12,7 @@ mod crash;
 mod demo;
 mod dmd;
 mod migrate;
+mod modifiers;
 mod pg;
 mod real_data;
 mod search;
