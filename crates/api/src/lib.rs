@@ -10,6 +10,7 @@
 //! as an OperationOutcome with the status [`error`] assigns; a request body
 //! is never trusted to be small, JSON or FHIR until checked.
 
+pub mod bulk;
 mod call;
 mod capability;
 pub mod dmd;
@@ -59,6 +60,8 @@ pub struct AppState {
     pub config: Arc<ApiConfig>,
     /// The SNOMED CT release the terminology operations answer from.
     pub terminology: terminology::Terminology,
+    /// Bulk Data export jobs, when the server has a folder for their files.
+    pub exports: Option<Arc<gp_migrate::bulk::Exports>>,
     /// Practices seen so far, by ODS code; a practice never goes away
     /// while the server runs, so entries never go stale.
     practices: Arc<RwLock<HashMap<OdsCode, Practice>>>,
@@ -70,8 +73,15 @@ impl AppState {
             store,
             config: Arc::new(config),
             terminology: terminology::Terminology::default(),
+            exports: None,
             practices: Arc::default(),
         }
+    }
+
+    /// Runs Bulk Data exports, their files under `dir` (emptied now).
+    pub fn with_exports(mut self, dir: &std::path::Path) -> anyhow::Result<Self> {
+        self.exports = Some(Arc::new(gp_migrate::bulk::Exports::new(dir)?));
+        Ok(self)
     }
 
     /// The practice an ODS code in a URL names; 404 if this server does
@@ -102,7 +112,9 @@ impl AppState {
 
 /// The whole HTTP application.
 pub fn app(state: AppState) -> Router {
-    let fhir = terminology::routes().merge(rest::routes());
+    let fhir = terminology::routes()
+        .merge(bulk::routes())
+        .merge(rest::routes());
     Router::new()
         .route("/", get(rest::home))
         .route("/health", get(|| async { "ok" }))

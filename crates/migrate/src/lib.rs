@@ -15,6 +15,7 @@
 //! resumable; every source record accounted for in a [`Report`]), and
 //! [`verify`] compares two sides version by version.
 
+pub mod bulk;
 mod export;
 mod foreign;
 mod import;

@@ -53,7 +53,8 @@ impl Server {
             max_body_bytes: cfg.max_body_bytes,
             public_url: cfg.public_url.clone(),
         };
-        let state = AppState::new(store.clone(), api);
+        let state =
+            AppState::new(store.clone(), api).with_exports(&cfg.data.join("bulk-export"))?;
         let (release, index) = crate::terminology::ready(&store).await?;
         let index = Arc::new(index);
         store.set_snomed_index(index.clone());
