@@ -5,6 +5,7 @@ use std::io::{BufRead, Read};
 use std::path::Path;
 
 use anyhow::{Context, Result, bail};
+use gp_fhir::search::index::IndexEntry;
 use gp_fhir::{DateRange, Id, Instant, ResourceType};
 use gp_store::{Ctx, NewVersion, Store, StoreError};
 use serde::Serialize;
@@ -247,6 +248,8 @@ struct Ready {
     author: String,
     body: Vec<u8>,
     sha256: String,
+    /// The body parsed (none for a deletion), for index extraction.
+    json: Option<serde_json::Value>,
 }
 
 impl Ready {
@@ -286,6 +289,7 @@ fn check(text: &str, line: u64) -> Result<Ready, (String, Option<String>, String
             "the resource does not match its SHA-256: it was changed or damaged".into(),
         ));
     }
+    let mut json = None;
     if !l.deleted {
         let v: serde_json::Value = serde_json::from_slice(&body)
             .map_err(|e| fail(format!("the resource is not JSON: {e}")))?;
@@ -303,6 +307,7 @@ fn check(text: &str, line: u64) -> Result<Ready, (String, Option<String>, String
                 says.2.unwrap_or("?")
             )));
         }
+        json = Some(v);
     }
     Ok(Ready {
         line,
@@ -314,7 +319,91 @@ fn check(text: &str, line: u64) -> Result<Ready, (String, Option<String>, String
         author: l.author.to_owned(),
         body,
         sha256: l.sha256.to_owned(),
+        json,
     })
+}
+
+/// A line that failed its checks: type (or "(unreadable)"), line, record, why.
+type Refused = (String, u64, Option<String>, String);
+
+/// Checks a batch of lines and extracts the index entries of each
+/// resource's last version in it (every insert replaces a resource's
+/// entries), spread over the cores. Blocking.
+type Prepared = (Vec<(Ready, Vec<IndexEntry>)>, Vec<Refused>);
+
+fn prepare(lines: Vec<(u64, String)>) -> Result<Prepared> {
+    let workers = std::thread::available_parallelism()
+        .map_or(2, |n| n.get())
+        .max(1);
+    let chunk = lines.len().div_ceil(workers).max(1);
+    let checked: Result<Vec<Result<Ready, Refused>>, _> = std::thread::scope(|s| {
+        let handles: Vec<_> = lines
+            .chunks(chunk)
+            .map(|part| {
+                s.spawn(move || {
+                    part.iter()
+                        .map(|(n, text)| {
+                            check(text, *n).map_err(|(ty, record, why)| (ty, *n, record, why))
+                        })
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join())
+            .collect::<Result<Vec<_>, _>>()
+            .map(|parts| parts.into_iter().flatten().collect())
+    });
+    let checked = checked.map_err(|_| anyhow::anyhow!("a worker checking the package failed"))?;
+    let mut ready = Vec::with_capacity(checked.len());
+    let mut refused = Vec::new();
+    for c in checked {
+        match c {
+            Ok(r) => ready.push(r),
+            Err(e) => refused.push(e),
+        }
+    }
+    let mut last: HashMap<(ResourceType, String), usize> = HashMap::new();
+    for (i, r) in ready.iter().enumerate() {
+        last.insert((r.ty, r.id.clone()), i);
+    }
+    let wanted: Vec<bool> = (0..ready.len())
+        .map(|i| last.get(&(ready[i].ty, ready[i].id.clone())) == Some(&i))
+        .collect();
+    let chunk = ready.len().div_ceil(workers).max(1);
+    let indexes: Result<Vec<Vec<IndexEntry>>, _> = std::thread::scope(|s| {
+        let handles: Vec<_> = ready
+            .chunks(chunk)
+            .zip(wanted.chunks(chunk))
+            .map(|(part, want)| {
+                s.spawn(move || {
+                    part.iter()
+                        .zip(want)
+                        .map(|(r, w)| match (&r.json, w) {
+                            (Some(v), true) => gp_search::extract_json(r.ty, v),
+                            _ => Vec::new(),
+                        })
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join())
+            .collect::<Result<Vec<_>, _>>()
+            .map(|parts| parts.into_iter().flatten().collect())
+    });
+    let indexes = indexes.map_err(|_| anyhow::anyhow!("a worker indexing the package failed"))?;
+    let ready = ready
+        .into_iter()
+        .zip(indexes)
+        .map(|(mut r, index)| {
+            r.json = None;
+            (r, index)
+        })
+        .collect();
+    Ok((ready, refused))
 }
 
 /// Loads the package in `dir` into the practice of `ctx`, keeping ids,
@@ -339,6 +428,9 @@ pub async fn import(
     let total = manifest.totals.versions;
     let mut n = 0u64;
     let mut done = false;
+    // A pipeline: while the writer commits one batch, the next is read,
+    // checked and indexed on the other cores.
+    let mut writing: Option<tokio::task::JoinHandle<Result<Vec<Written>>>> = None;
     while !done {
         let mut batch = Vec::with_capacity(BATCH);
         while batch.len() < BATCH {
@@ -348,25 +440,27 @@ pub async fn import(
             };
             n += 1;
             let text = text.with_context(|| format!("reading line {n}"))?;
-            if text.trim().is_empty() {
-                continue;
-            }
-            match check(&text, n) {
-                Ok(r) => batch.push(r),
-                Err((ty, record, reason)) => report.reject(&ty, n, record, reason),
+            if !text.trim().is_empty() {
+                batch.push((n, text));
             }
         }
-        if batch.is_empty() {
-            continue;
+        let (ready, refused) = tokio::task::spawn_blocking(move || prepare(batch)).await??;
+        for (ty, line, record, reason) in refused {
+            report.reject(&ty, line, record, reason);
         }
-        let outcomes = write_batch(store, ctx, batch).await?;
-        for (ty, line, record, outcome) in outcomes {
-            match outcome {
-                Ok(o) => report.count(ty.as_str(), &o),
-                Err(reason) => report.reject(ty.as_str(), line, Some(record), reason),
-            }
+        if let Some(w) = writing.take() {
+            record(&mut report, w.await??);
+        }
+        if !ready.is_empty() {
+            let (store, ctx) = (store.clone(), ctx.clone());
+            writing = Some(tokio::spawn(async move {
+                write_batch(&store, &ctx, ready).await
+            }));
         }
         progress(Progress { done: n, total });
+    }
+    if let Some(w) = writing.take() {
+        record(&mut report, w.await??);
     }
     report.finished_at = Instant::now().to_string();
     Ok(report)
@@ -374,62 +468,59 @@ pub async fn import(
 
 type Written = (ResourceType, u64, String, Result<Outcome, String>);
 
-/// Indexes the batch's latest versions off the writer, then writes it in
-/// one transaction.
-async fn write_batch(store: &Store, ctx: &Ctx, batch: Vec<Ready>) -> Result<Vec<Written>> {
-    // Only each resource's last version in the batch needs index entries:
-    // every insert replaces the resource's entries.
-    let batch = tokio::task::spawn_blocking(move || {
-        let mut last: HashMap<(ResourceType, &str), usize> = HashMap::new();
-        for (i, r) in batch.iter().enumerate() {
-            last.insert((r.ty, r.id.as_str()), i);
+fn record(report: &mut Report, written: Vec<Written>) {
+    for (ty, line, record, outcome) in written {
+        match outcome {
+            Ok(o) => report.count(ty.as_str(), &o),
+            Err(reason) => report.reject(ty.as_str(), line, Some(record), reason),
         }
-        let wanted: Vec<bool> = (0..batch.len())
-            .map(|i| last.get(&(batch[i].ty, batch[i].id.as_str())) == Some(&i))
-            .collect();
-        batch
-            .into_iter()
-            .zip(wanted)
-            .map(|(r, wanted)| {
-                let index = if wanted && !r.deleted {
-                    serde_json::from_slice::<serde_json::Value>(&r.body)
-                        .map(|v| gp_search::extract_json(r.ty, &v))
-                        .unwrap_or_default()
-                } else {
-                    Vec::new()
-                };
-                (r, index)
-            })
-            .collect::<Vec<_>>()
-    })
-    .await?;
+    }
+}
+
+/// Writes a prepared batch in one transaction.
+async fn write_batch(
+    store: &Store,
+    ctx: &Ctx,
+    batch: Vec<(Ready, Vec<IndexEntry>)>,
+) -> Result<Vec<Written>> {
     let written = store
         .write_with(ctx, move |tx| {
             let mut out = Vec::with_capacity(batch.len());
             for (r, index) in batch {
                 let record = r.record();
-                let outcome = match tx.version(r.ty, &r.id, r.version)? {
-                    Some(have) if digest(&have.body) == r.sha256 => Ok(Outcome::AlreadyPresent),
-                    Some(_) => Err(format!("the target already holds a different {record}")),
+                // What stops this version going in, if anything. Without
+                // version 1 there is no resource at all: no later one to find.
+                let held = match tx.version(r.ty, &r.id, r.version)? {
+                    Some(have) if digest(&have.body) == r.sha256 => {
+                        Some(Ok(Outcome::AlreadyPresent))
+                    }
+                    Some(_) => Some(Err(format!(
+                        "the target already holds a different {record}"
+                    ))),
+                    None if r.version == 1 => None,
                     None => match tx.latest(r.ty, &r.id)? {
-                        Some(have) if have.version > r.version => Err(format!(
+                        Some(have) if have.version > r.version => Some(Err(format!(
                             "the target already holds a later version ({}) of {}/{}",
                             have.version, r.ty, r.id
-                        )),
-                        _ => {
-                            tx.insert(&NewVersion {
-                                resource_type: r.ty,
-                                id: r.id.clone(),
-                                version: r.version,
-                                last_updated: r.last_updated,
-                                deleted: r.deleted,
-                                body: r.body,
-                                index,
-                                author: Some(r.author),
-                            })?;
-                            Ok(Outcome::Imported)
-                        }
+                        ))),
+                        _ => None,
                     },
+                };
+                let outcome = match held {
+                    Some(o) => o,
+                    None => {
+                        tx.insert(&NewVersion {
+                            resource_type: r.ty,
+                            id: r.id.clone(),
+                            version: r.version,
+                            last_updated: r.last_updated,
+                            deleted: r.deleted,
+                            body: r.body,
+                            index,
+                            author: Some(r.author),
+                        })?;
+                        Ok(Outcome::Imported)
+                    }
                 };
                 out.push((r.ty, r.line, record, outcome));
             }
