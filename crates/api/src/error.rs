@@ -9,6 +9,7 @@
 //! | media type not acceptable           | 406    | not-supported  |
 //! | `If-Match` mismatch, ambiguous condition | 412 | conflict / multiple-matches |
 //! | state conflict                      | 409    | conflict       |
+//! | write to a frozen (read-only) practice | 409 | lock-error     |
 //! | deleted resource                    | 410    | deleted        |
 //! | body over the configured limit      | 413    | too-long       |
 //! | body media type not JSON            | 415    | not-supported  |
@@ -89,6 +90,7 @@ pub fn status_of(e: &StoreError) -> (StatusCode, IssueType) {
         StoreError::Unprocessable(_) => (StatusCode::UNPROCESSABLE_ENTITY, IssueType::Invalid),
         StoreError::PreconditionFailed(_) => (StatusCode::PRECONDITION_FAILED, IssueType::Conflict),
         StoreError::Conflict(_) => (StatusCode::CONFLICT, IssueType::Conflict),
+        StoreError::Frozen(_) => (StatusCode::CONFLICT, IssueType::LockError),
         StoreError::NotSupported(_) => (StatusCode::NOT_IMPLEMENTED, IssueType::NotSupported),
         StoreError::Backend(_) => (StatusCode::INTERNAL_SERVER_ERROR, IssueType::Exception),
         StoreError::Unavailable => (StatusCode::SERVICE_UNAVAILABLE, IssueType::Transient),

@@ -65,6 +65,9 @@ enum Command {
         #[command(flatten)]
         store: StoreArgs,
     },
+    /// Freeze a practice read-only for a migration's final export, or thaw it.
+    #[command(subcommand)]
+    Practice(PracticeCommand),
     /// Compare a practice in this store with a package or another store,
     /// version by version, and print the differences.
     Verify {
@@ -77,6 +80,23 @@ enum Command {
         /// Another PostgreSQL database to compare with.
         #[arg(long)]
         other_database: Option<String>,
+        #[command(flatten)]
+        store: StoreArgs,
+    },
+}
+
+#[derive(Subcommand)]
+enum PracticeCommand {
+    /// Refuse every write to the practice (reads go on), saying why.
+    Freeze {
+        /// What writers are told, e.g. "moving to another system on 1 March".
+        #[arg(long, default_value = "frozen for migration")]
+        reason: String,
+        #[command(flatten)]
+        store: StoreArgs,
+    },
+    /// Accept writes again.
+    Unfreeze {
         #[command(flatten)]
         store: StoreArgs,
     },
@@ -247,6 +267,12 @@ fn run(cli: Cli) -> Result<()> {
             report,
             accept_rejections,
         )),
+        Command::Practice(PracticeCommand::Freeze { reason, store }) => {
+            runtime.block_on(migrate::freeze(store_config(store, &file), Some(reason)))
+        }
+        Command::Practice(PracticeCommand::Unfreeze { store }) => {
+            runtime.block_on(migrate::freeze(store_config(store, &file), None))
+        }
         Command::Verify {
             package,
             other_data,

@@ -199,6 +199,33 @@ async fn import_target(
     Ok(Ctx::new(p, operator()))
 }
 
+/// `opengp practice freeze|unfreeze`.
+pub async fn freeze(cfg: ServerConfig, reason: Option<String>) -> Result<()> {
+    let store = open_existing(&cfg).await?;
+    let out = async {
+        let ctx = practice(&store, &cfg.practice).await?;
+        store.set_frozen(&ctx, reason.clone()).await?;
+        Ok::<_, anyhow::Error>(ctx)
+    }
+    .await;
+    close(store).await?;
+    let ctx = out?;
+    let mut o = std::io::stdout().lock();
+    match reason {
+        Some(r) => writeln!(
+            o,
+            "{} ({}) is read-only: writes are refused ({r}); reads and export go on",
+            ctx.practice.name, ctx.practice.ods
+        )?,
+        None => writeln!(
+            o,
+            "{} ({}) accepts writes again",
+            ctx.practice.name, ctx.practice.ods
+        )?,
+    }
+    Ok(())
+}
+
 /// What `opengp verify` compares the store with.
 pub enum Other {
     Package(PathBuf),

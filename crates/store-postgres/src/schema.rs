@@ -132,6 +132,12 @@ const MIGRATIONS: &[Migration] = &[
         name: "dm+d releases (national reference data)",
         sql: crate::dmd::MIGRATION,
     },
+    Migration {
+        version: 5,
+        name: "a practice can be frozen read-only",
+        // A nullable column without a default: no table rewrite, no long lock.
+        sql: "ALTER TABLE practice ADD COLUMN frozen text;",
+    },
 ];
 
 /// An arbitrary constant naming the migration lock.

@@ -215,6 +215,16 @@ impl ReadTx for Scoped<'_> {
             .collect()
     }
 
+    fn frozen(&mut self) -> Result<Option<String>, StoreError> {
+        self.conn
+            .query_opt(
+                "SELECT frozen FROM practice WHERE key = $1",
+                &[&self.practice],
+            )
+            .map_err(db_err)?
+            .map_or(Ok(None), |r| r.try_get(0).map_err(db_err))
+    }
+
     fn last_position(&mut self) -> Result<i64, StoreError> {
         self.conn
             .query_one(

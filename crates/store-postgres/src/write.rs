@@ -200,6 +200,9 @@ impl ReadTx for ScopedWrite<'_> {
         self.flush()?;
         self.read.last_position()
     }
+    fn frozen(&mut self) -> Result<Option<String>, StoreError> {
+        self.read.frozen()
+    }
     fn references(
         &mut self,
         ty: ResourceType,
@@ -222,6 +225,19 @@ impl ReadTx for ScopedWrite<'_> {
 }
 
 impl WriteTx for ScopedWrite<'_> {
+    fn set_frozen(&mut self, reason: Option<&str>) -> Result<(), StoreError> {
+        // The writer holds the practice's counter row locked, so no write of
+        // this practice runs beside the freeze.
+        self.read
+            .conn
+            .execute(
+                "UPDATE practice SET frozen = $2 WHERE key = $1",
+                &[&self.read.practice, &reason],
+            )
+            .map(|_| ())
+            .map_err(db_err)
+    }
+
     fn now(&mut self) -> Instant {
         let now = Instant::now().millis().max(self.counter.stamped);
         self.counter.stamped = now;

@@ -102,6 +102,9 @@ const MIGRATIONS: &[&str] = &[
     crate::terminology::MIGRATION,
     // 5: dm+d releases (national reference data, no practice key).
     crate::dmd::MIGRATION,
+    // 6: a practice can be frozen read-only (a migration's cut-over), with
+    // the reason writes are refused.
+    "ALTER TABLE practice ADD COLUMN frozen TEXT;",
 ];
 
 pub(crate) fn migrate(conn: &Connection) -> Result<(), StoreError> {

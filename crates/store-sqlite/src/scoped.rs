@@ -199,6 +199,13 @@ impl ReadTx for Scoped<'_> {
         rows.collect::<Result<Vec<_>, _>>().map_err(db_err)
     }
 
+    fn frozen(&mut self) -> Result<Option<String>, StoreError> {
+        self.conn
+            .prepare_cached("SELECT frozen FROM practice WHERE key = ?1")
+            .and_then(|mut s| s.query_row(params![self.practice], |r| r.get(0)))
+            .map_err(db_err)
+    }
+
     fn last_position(&mut self) -> Result<i64, StoreError> {
         self.conn
             .query_row(
@@ -327,9 +334,21 @@ impl ReadTx for ScopedWrite<'_> {
     fn last_position(&mut self) -> Result<i64, StoreError> {
         self.read.last_position()
     }
+    fn frozen(&mut self) -> Result<Option<String>, StoreError> {
+        self.read.frozen()
+    }
 }
 
 impl WriteTx for ScopedWrite<'_> {
+    fn set_frozen(&mut self, reason: Option<&str>) -> Result<(), StoreError> {
+        self.read
+            .conn
+            .prepare_cached("UPDATE practice SET frozen = ?2 WHERE key = ?1")
+            .and_then(|mut s| s.execute(params![self.read.practice, reason]))
+            .map(|_| ())
+            .map_err(db_err)
+    }
+
     fn now(&mut self) -> Instant {
         let now = Instant::now().millis().max(*self.clock);
         *self.clock = now;

@@ -135,6 +135,11 @@ pub trait ReadTx {
             "this store cannot list its versions".into(),
         ))
     }
+    /// Why the practice is frozen read-only, if it is (a migration's
+    /// cut-over); the engine refuses writes to a frozen practice.
+    fn frozen(&mut self) -> Result<Option<String>, StoreError> {
+        Ok(None)
+    }
     /// The position of the last version written, for [`ReadTx::versions`].
     fn last_position(&mut self) -> Result<i64, StoreError> {
         Err(StoreError::NotSupported(
@@ -164,6 +169,13 @@ pub trait WriteTx: ReadTx {
     fn now(&mut self) -> Instant;
     /// Appends a version and makes it the current one.
     fn insert(&mut self, version: &NewVersion) -> Result<(), StoreError>;
+    /// Freezes the practice read-only with a reason, or thaws it (`None`).
+    fn set_frozen(&mut self, reason: Option<&str>) -> Result<(), StoreError> {
+        let _ = reason;
+        Err(StoreError::NotSupported(
+            "this store cannot freeze a practice".into(),
+        ))
+    }
 }
 
 /// Work for the writer: `run` inside the transaction, returning whether to

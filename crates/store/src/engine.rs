@@ -229,7 +229,38 @@ impl Store {
     }
 
     /// Queues a write without waiting, so that several can share a commit.
+    /// A frozen practice refuses it, checked inside the write's own
+    /// transaction so that no write slips past a freeze.
     fn submit<R, F>(&self, ctx: &Ctx, f: F) -> oneshot::Receiver<Result<R, StoreError>>
+    where
+        R: Send + 'static,
+        F: FnOnce(&mut dyn WriteTx) -> Result<R, StoreError> + Send + 'static,
+    {
+        let ods = ctx.practice.ods.clone();
+        self.submit_unchecked(ctx, move |tx| {
+            if let Some(why) = tx.frozen()? {
+                return Err(StoreError::Frozen(format!(
+                    "practice {ods} is read-only ({why}); nothing was written"
+                )));
+            }
+            f(tx)
+        })
+    }
+
+    /// Freezes the practice read-only (a migration's cut-over: writes are
+    /// refused with `reason`, reads go on), or thaws it with `None`.
+    pub async fn set_frozen(&self, ctx: &Ctx, reason: Option<String>) -> Result<(), StoreError> {
+        self.submit_unchecked(ctx, move |tx| tx.set_frozen(reason.as_deref()))
+            .await
+            .unwrap_or(Err(StoreError::Unavailable))
+    }
+
+    /// Whether the practice is frozen, and why.
+    pub async fn frozen(&self, ctx: &Ctx) -> Result<Option<String>, StoreError> {
+        self.read_with(ctx, |tx| tx.frozen()).await
+    }
+
+    fn submit_unchecked<R, F>(&self, ctx: &Ctx, f: F) -> oneshot::Receiver<Result<R, StoreError>>
     where
         R: Send + 'static,
         F: FnOnce(&mut dyn WriteTx) -> Result<R, StoreError> + Send + 'static,

@@ -31,6 +31,10 @@ pub enum StoreError {
     /// The request conflicts with the current state (409).
     #[error("{0}")]
     Conflict(String),
+    /// The practice is frozen read-only (for a migration's final export):
+    /// writes are refused (409), reads go on.
+    #[error("{0}")]
+    Frozen(String),
     /// A feature this server does not implement (501 for interactions,
     /// 400 for parameters).
     #[error("{0}")]

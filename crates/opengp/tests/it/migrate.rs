@@ -589,3 +589,77 @@ async fn foreign_data_is_imported_with_every_record_accounted_for() {
     assert_eq!(rep["totals"]["imported"].as_u64(), Some(0), "{rep}");
     assert_eq!(rep["totals"]["transformed"].as_u64(), Some(0), "{rep}");
 }
+
+/// Cut-over: a practice frozen from the command line refuses writes with a
+/// clear message while a server is running on it (reads and export go
+/// on), and accepts them again once thawed; on both backends.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_frozen_practice_refuses_writes() {
+    let tmp = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let pg = TestDatabase::create();
+    for on_pg in [false, true] {
+        let data = tmp.path().join(if on_pg { "pg" } else { "sqlite" });
+        let backend: Option<std::sync::Arc<dyn gp_store::Backend>> =
+            if on_pg { Some(pg.backend()) } else { None };
+        let server = spawn_for_test_with(&data, TEST_MAX_BODY, backend)
+            .await
+            .unwrap_or_else(|e| panic!("server: {e:#}"));
+        let store: Vec<String> = if on_pg {
+            vec!["--database".into(), pg.url.clone()]
+        } else {
+            vec!["--data".into(), path(&data).to_owned()]
+        };
+        let store: Vec<&str> = store.iter().map(String::as_str).collect();
+        let client = reqwest::Client::new();
+        let post = || {
+            client
+                .post(format!("{}/Patient", server.base))
+                .header("content-type", "application/fhir+json")
+                .body(json!({ "resourceType": "Patient" }).to_string())
+                .send()
+        };
+        assert_eq!(post().await.unwrap_or_else(|e| panic!("{e}")).status(), 201);
+
+        let mut args = vec![
+            "practice",
+            "freeze",
+            "--practice",
+            ODS,
+            "--reason",
+            "moving on Monday",
+        ];
+        args.extend(&store);
+        let out = ok(&args);
+        assert!(out.contains("read-only"), "{out}");
+        let res = post().await.unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(res.status(), 409);
+        let o: Value = res.json().await.unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(o["issue"][0]["code"], "lock-error", "{o}");
+        let msg = o["issue"][0]["diagnostics"].as_str().unwrap_or_default();
+        assert!(
+            msg.contains("read-only") && msg.contains("moving on Monday"),
+            "{msg}"
+        );
+        let s: Value = client
+            .get(format!("{}/Patient?_total=accurate", server.base))
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("{e}"))
+            .json()
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(s["total"], 1, "reads go on: {s}");
+        let mut args = vec!["export", "--practice", ODS, "--out"];
+        let pkg = tmp.path().join(if on_pg { "pkg-pg" } else { "pkg-sqlite" });
+        args.push(path(&pkg));
+        args.extend(&store);
+        ok(&args);
+
+        let mut args = vec!["practice", "unfreeze", "--practice", ODS];
+        args.extend(&store);
+        ok(&args);
+        assert_eq!(post().await.unwrap_or_else(|e| panic!("{e}")).status(), 201);
+        server.stop().await.unwrap_or_else(|e| panic!("{e:#}"));
+    }
+    pg.finish();
+}
