@@ -9,7 +9,7 @@ use axum::http::request::Parts;
 use axum::http::{HeaderMap, StatusCode, header};
 use bytes::Bytes;
 use gp_fhir::{Id, IssueType, ResourceType};
-use gp_store::{Actor, Ctx};
+use gp_store::Ctx;
 use http_body_util::BodyExt;
 
 use crate::AppState;
@@ -61,10 +61,18 @@ impl FromRequestParts<AppState> for Call {
             }
         };
         let base = format!("{root}/practices/{}/fhir", practice.ods);
+        // Every request resolves to an access context, which the store
+        // enforces; only the CapabilityStatement is public.
+        // (Inside the nested router the path is relative to the FHIR base.)
+        let path = parts.uri.path();
+        let public = path == "/metadata" || path.ends_with("/fhir/metadata");
+        let ctx = if public {
+            Ctx::anonymous(practice)
+        } else {
+            crate::auth::authenticate(state, &practice, &parts.headers).await?
+        };
         Ok(Call {
-            // Until sign-in exists (the identity issue), requests act as an
-            // unauthenticated user, recorded as such on every version.
-            ctx: Ctx::new(practice, Actor::new("unauthenticated")),
+            ctx,
             base,
             format,
             prefer: Prefer::from_headers(&parts.headers),

@@ -4,6 +4,8 @@
 //! |-------------------------------------|--------|----------------|
 //! | body not JSON / not a resource      | 400    | structure/invalid |
 //! | bad parameter or header             | 400    | invalid        |
+//! | no or expired session, sign-in refused | 401  | login (with `WWW-Authenticate`) |
+//! | role does not allow it, other practice's session | 403 | forbidden |
 //! | unknown type, id, version, practice | 404    | not-found      |
 //! | method not allowed on the URL       | 405    | not-supported  |
 //! | media type not acceptable           | 406    | not-supported  |
@@ -93,6 +95,8 @@ pub fn status_of(e: &StoreError) -> (StatusCode, IssueType) {
         StoreError::Frozen(_) => (StatusCode::CONFLICT, IssueType::LockError),
         StoreError::NotSupported(_) => (StatusCode::NOT_IMPLEMENTED, IssueType::NotSupported),
         StoreError::Backend(_) => (StatusCode::INTERNAL_SERVER_ERROR, IssueType::Exception),
+        StoreError::Unauthorized(_) => (StatusCode::UNAUTHORIZED, IssueType::Login),
+        StoreError::Forbidden(_) => (StatusCode::FORBIDDEN, IssueType::Forbidden),
         StoreError::Unavailable => (StatusCode::SERVICE_UNAVAILABLE, IssueType::Transient),
     }
 }
@@ -103,6 +107,13 @@ impl IntoResponse for ApiError {
         let mut res = (self.status, body).into_response();
         res.headers_mut()
             .insert(header::CONTENT_TYPE, HeaderValue::from_static(FHIR_JSON));
+        if self.status == StatusCode::UNAUTHORIZED {
+            // rfc6750 section 3: say how to authenticate.
+            res.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static("Bearer realm=\"OpenGP\""),
+            );
+        }
         if let Some(tag) = self.etag.and_then(|t| HeaderValue::from_str(&t).ok()) {
             res.headers_mut().insert(header::ETAG, tag);
         }

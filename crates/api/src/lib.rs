@@ -10,6 +10,7 @@
 //! as an OperationOutcome with the status [`error`] assigns; a request body
 //! is never trusted to be small, JSON or FHIR until checked.
 
+pub mod auth;
 pub mod bulk;
 mod call;
 mod capability;
@@ -26,7 +27,7 @@ use std::sync::{Arc, RwLock};
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::http::StatusCode;
-use axum::routing::get;
+use axum::routing::{get, post};
 use gp_fhir::{IssueType, OdsCode};
 use gp_store::{Actor, Practice, Store, StoreError};
 use tower_http::compression::CompressionLayer;
@@ -65,6 +66,8 @@ pub struct AppState {
     /// Practices seen so far, by ODS code; a practice never goes away
     /// while the server runs, so entries never go stale.
     practices: Arc<RwLock<HashMap<OdsCode, Practice>>>,
+    /// Sessions resolved recently, so that a request pays no query for its token.
+    sessions: auth::SessionCache,
 }
 
 impl AppState {
@@ -75,6 +78,7 @@ impl AppState {
             terminology: terminology::Terminology::default(),
             exports: None,
             practices: Arc::default(),
+            sessions: auth::SessionCache::default(),
         }
     }
 
@@ -86,7 +90,7 @@ impl AppState {
 
     /// The practice an ODS code in a URL names; 404 if this server does
     /// not serve it.
-    async fn practice(&self, ods: &str) -> Result<Practice, ApiError> {
+    pub(crate) async fn practice(&self, ods: &str) -> Result<Practice, ApiError> {
         let unknown = || ApiError::not_found(format!("this server has no practice '{ods}'"));
         let code = OdsCode::parse(ods).ok_or_else(unknown)?;
         if let Some(p) = self
@@ -118,6 +122,9 @@ pub fn app(state: AppState) -> Router {
     Router::new()
         .route("/", get(rest::home))
         .route("/health", get(|| async { "ok" }))
+        .route("/auth/login", post(auth::login))
+        .route("/auth/logout", post(auth::logout))
+        .route("/auth/logout-everywhere", post(auth::logout_everywhere))
         .nest("/practices/{ods}/fhir", fhir)
         .fallback(|| async { ApiError::not_found("there is nothing at this URL; a practice's FHIR API is at /practices/{ODS code}/fhir") })
         // Bodies are limited by our own extractor so that the limit answers

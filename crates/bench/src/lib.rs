@@ -26,6 +26,8 @@ use serde_json::Value;
 pub struct Plan {
     /// The practice's FHIR base URL.
     pub base: String,
+    /// A session token with the rights to write and read everything.
+    pub token: String,
     /// A folder of gzip'd Synthea transaction Bundles.
     pub synthea: PathBuf,
     /// Concurrent clients posting bundles.
@@ -153,12 +155,23 @@ pub(crate) async fn ingest(
     Ok(ids)
 }
 
+/// An HTTP client that signs every request with the session `token`.
+pub fn client(token: &str) -> Result<reqwest::Client> {
+    let mut headers = reqwest::header::HeaderMap::new();
+    headers.insert(
+        reqwest::header::AUTHORIZATION,
+        reqwest::header::HeaderValue::from_str(&format!("Bearer {token}"))?,
+    );
+    Ok(reqwest::Client::builder()
+        .default_headers(headers)
+        .pool_max_idle_per_host(64)
+        .build()?)
+}
+
 /// Runs every scenario in turn.
 pub async fn run(plan: &Plan) -> Result<Report> {
     let bundles = load_bundles(&plan.synthea)?;
-    let client = reqwest::Client::builder()
-        .pool_max_idle_per_host(64)
-        .build()?;
+    let client = client(&plan.token)?;
 
     let resources: usize = bundles.iter().map(|(n, _)| n).sum();
     let started = Instant::now();

@@ -17,6 +17,8 @@ use crate::{load_bundles, percentile};
 #[derive(Clone, Debug)]
 pub struct SearchPlan {
     pub base: String,
+    /// A session token with the rights to write and read everything.
+    pub token: String,
     pub synthea: std::path::PathBuf,
     /// Rounds of the Synthea data to load (27k resources each).
     pub rounds: usize,
@@ -104,9 +106,7 @@ pub async fn run(plan: &SearchPlan) -> Result<SearchReport> {
 
     // Grow the store: each round posts every bundle with record numbers
     // suffixed by the round, so that an identifier finds one patient.
-    let client = reqwest::Client::builder()
-        .pool_max_idle_per_host(64)
-        .build()?;
+    let client = crate::client(&plan.token)?;
     let mut jobs = Vec::new();
     for round in 0..plan.rounds {
         for (b, (n, text)) in bundles.iter().zip(&raw) {

@@ -84,8 +84,8 @@ pub fn queries(dir: &Path, n: usize) -> Result<Vec<String>> {
 
 /// Times each query against the practice base `base`, after a short
 /// warm-up of the connection.
-pub async fn run(base: &str, queries: &[String]) -> Result<TerminologyReport> {
-    let client = reqwest::Client::new();
+pub async fn run(base: &str, token: &str, queries: &[String]) -> Result<TerminologyReport> {
+    let client = crate::client(token)?;
     let url = format!("{base}/ValueSet/$expand");
     let ask = |q: &str| {
         client

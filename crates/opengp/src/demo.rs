@@ -155,3 +155,67 @@ async fn write(store: &Store, ctx: &Ctx, bundle: &Value) -> Result<()> {
     }
     Ok(())
 }
+
+/// A demo staff account, with its password, for the guide to print.
+#[derive(Debug, Clone)]
+pub struct DemoAccount {
+    pub username: String,
+    pub password: String,
+    pub name: String,
+    pub roles: Vec<String>,
+    pub practitioner: String,
+}
+
+/// The demo's staff accounts: one per member of staff, linked to their
+/// Practitioner, in their national role. The practice manager also holds
+/// systems support (R8015: staff accounts) and privacy officer (R0001: the
+/// audit trail). Passwords derive from the seed, so a later run can print
+/// them again; they protect synthetic data only.
+pub fn demo_accounts(seed: u64) -> Vec<DemoAccount> {
+    gp_demo::STAFF
+        .iter()
+        .map(|s| {
+            let mut roles = vec![s.role.0.to_owned()];
+            if s.id == "pm-clarke" {
+                roles.extend(["R8015".to_owned(), "R0001".to_owned()]);
+            }
+            let digest = gp_store::accounts::token_hash(&format!("opengp-demo:{seed}:{}", s.id));
+            DemoAccount {
+                username: s.id.to_owned(),
+                password: format!("demo-{}", &digest[..16]),
+                name: format!("{} {} {}", s.prefix, s.given, s.family)
+                    .trim()
+                    .to_owned(),
+                roles,
+                practitioner: s.id.to_owned(),
+            }
+        })
+        .collect()
+}
+
+/// Creates the demo's staff accounts that do not exist yet.
+pub async fn ensure_accounts(store: &Store, ctx: &Ctx, seed: u64) -> Result<Vec<DemoAccount>> {
+    let accounts = demo_accounts(seed);
+    let existing: std::collections::HashSet<String> = store
+        .users(ctx)
+        .await?
+        .into_iter()
+        .map(|u| u.username)
+        .collect();
+    for a in accounts.iter().filter(|a| !existing.contains(&a.username)) {
+        store
+            .add_user(
+                ctx,
+                gp_store::accounts::NewUser {
+                    username: a.username.clone(),
+                    name: a.name.clone(),
+                    password: a.password.clone(),
+                    roles: a.roles.clone(),
+                    practitioner: Some(a.practitioner.clone()),
+                },
+            )
+            .await
+            .with_context(|| format!("creating the demo account {}", a.username))?;
+    }
+    Ok(accounts)
+}

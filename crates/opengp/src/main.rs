@@ -11,6 +11,7 @@ use opengp::config::{self, FileConfig, ServerConfig};
 use opengp::server::{Server, shutdown_signal};
 
 mod migrate;
+mod users;
 
 #[derive(Parser)]
 #[command(
@@ -41,6 +42,12 @@ enum Command {
     /// SNOMED CT and dm+d releases: load one into the store, or generate a synthetic SNOMED CT one.
     #[command(subcommand)]
     Terminology(TerminologyCommand),
+    /// Staff accounts: add or list them.
+    #[command(subcommand)]
+    User(UserCommand),
+    /// The practice's access policy: which activities each role may carry out.
+    #[command(subcommand)]
+    Policy(PolicyCommand),
     /// Write everything a practice owns (every version of every resource,
     /// with authors and instants) into a practice package folder.
     Export {
@@ -97,6 +104,51 @@ enum PracticeCommand {
     },
     /// Accept writes again.
     Unfreeze {
+        #[command(flatten)]
+        store: StoreArgs,
+    },
+}
+
+#[derive(Subcommand)]
+enum UserCommand {
+    /// Create a staff account. Prints a generated password unless
+    /// --password-stdin gives one.
+    Add {
+        /// What the user types to sign in.
+        #[arg(long)]
+        username: String,
+        /// The user's full name.
+        #[arg(long)]
+        name: String,
+        /// A role profile (national RBAC R-code, e.g. R8000); repeat for more.
+        #[arg(long = "role", required = true)]
+        roles: Vec<String>,
+        /// The id of the user's Practitioner resource.
+        #[arg(long)]
+        practitioner: Option<String>,
+        /// Read the password from standard input.
+        #[arg(long)]
+        password_stdin: bool,
+        #[command(flatten)]
+        store: StoreArgs,
+    },
+    /// List the practice's staff accounts.
+    List {
+        #[command(flatten)]
+        store: StoreArgs,
+    },
+}
+
+#[derive(Subcommand)]
+enum PolicyCommand {
+    /// Print the practice's policy (roles to activities) as JSON.
+    Show {
+        #[command(flatten)]
+        store: StoreArgs,
+    },
+    /// Replace the practice's policy with a JSON file's.
+    Set {
+        file: PathBuf,
         #[command(flatten)]
         store: StoreArgs,
     },
@@ -253,6 +305,32 @@ fn run(cli: Cli) -> Result<()> {
             runtime.block_on(serve(cfg, Some(opts)))
         }
         Command::Bench(args) => runtime.block_on(bench(args)),
+        Command::User(UserCommand::Add {
+            username,
+            name,
+            roles,
+            practitioner,
+            password_stdin,
+            store,
+        }) => runtime.block_on(users::add(
+            store_config(store, &file),
+            users::AddUser {
+                username,
+                name,
+                roles,
+                practitioner,
+                password_stdin,
+            },
+        )),
+        Command::User(UserCommand::List { store }) => {
+            runtime.block_on(users::list(store_config(store, &file)))
+        }
+        Command::Policy(PolicyCommand::Show { store }) => {
+            runtime.block_on(users::show_policy(store_config(store, &file)))
+        }
+        Command::Policy(PolicyCommand::Set { file: path, store }) => {
+            runtime.block_on(users::set_policy(store_config(store, &file), path))
+        }
         Command::Export { out, store } => {
             runtime.block_on(migrate::export(store_config(store, &file), out))
         }
@@ -381,9 +459,14 @@ fn init_logging(format: Option<&str>) -> Result<()> {
 
 async fn serve(cfg: ServerConfig, demo: Option<gp_demo::Options>) -> Result<()> {
     let server = Server::bind(&cfg).await?;
-    if let Some(opts) = &demo {
-        seed_demo(&server, opts).await?;
-    }
+    let accounts = match &demo {
+        Some(opts) => {
+            seed_demo(&server, opts).await?;
+            let ctx = gp_store::Ctx::new(server.practice.clone(), gp_store::Actor::system());
+            opengp::demo::ensure_accounts(&server.store, &ctx, opts.seed).await?
+        }
+        None => Vec::new(),
+    };
     let mut out = std::io::stdout().lock();
     let place = match cfg.database {
         // The URL may carry a password: name the kind of store only.
@@ -403,7 +486,7 @@ async fn serve(cfg: ServerConfig, demo: Option<gp_demo::Options>) -> Result<()> 
         server.base_url()
     )?;
     if let Some(opts) = &demo {
-        print_demo_guide(&mut out, &server.base_url(), opts)?;
+        print_demo_guide(&mut out, &server.base_url(), opts, &accounts)?;
     }
     writeln!(out, "Press Ctrl-C to stop.")?;
     drop(out);
@@ -452,21 +535,38 @@ async fn seed_demo(server: &Server, opts: &gp_demo::Options) -> Result<()> {
 }
 
 /// Where to go in the demo: the staff, and a patient worth looking at.
-fn print_demo_guide(out: &mut impl Write, base: &str, opts: &gp_demo::Options) -> Result<()> {
+fn print_demo_guide(
+    out: &mut impl Write,
+    base: &str,
+    opts: &gp_demo::Options,
+    accounts: &[opengp::demo::DemoAccount],
+) -> Result<()> {
     writeln!(
         out,
-        "  Staff (sign-in comes with issue 5; until then the API is open):"
+        "  Staff accounts (user name, password, role profiles; synthetic data only):"
     )?;
-    for s in gp_demo::STAFF {
-        let name = format!("{} {} {}", s.prefix, s.given, s.family);
+    for a in accounts {
         writeln!(
             out,
-            "    {:<24} {} {:<40} {}/Practitioner/{}",
-            name.trim(),
-            s.role.0,
-            s.role.1,
+            "    {:<24} {:<14} {:<22} {:<15} {}/Practitioner/{}",
+            a.name,
+            a.username,
+            a.password,
+            a.roles.join(","),
             base,
-            s.id
+            a.practitioner
+        )?;
+    }
+    let root = base.split("/practices/").next().unwrap_or(base);
+    if let Some(a) = accounts.first() {
+        writeln!(
+            out,
+            "  Sign in:             curl -d '{{\"practice\":\"{}\",\"username\":\"{}\",\"password\":\"{}\"}}' -H 'content-type: application/json' {root}/auth/login",
+            opts.ods, a.username, a.password
+        )?;
+        writeln!(
+            out,
+            "                       then send the access_token it returns as 'Authorization: Bearer TOKEN'"
         )?;
     }
     let demo = gp_demo::Demo::new(opts.clone());
@@ -561,6 +661,8 @@ async fn bench(args: BenchArgs) -> Result<()> {
     }
     let server = Server::bind(&cfg).await?;
     let base = server.base_url();
+    let token =
+        opengp::server::full_access_session(&server.store, &server.practice, "bench").await?;
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let running = tokio::spawn(server.run(async move {
         let _ = stopped.await;
@@ -568,6 +670,7 @@ async fn bench(args: BenchArgs) -> Result<()> {
     let report = match args.scenario.as_str() {
         "crud" => gp_bench::run(&gp_bench::Plan {
             base,
+            token,
             synthea: args.synthea,
             clients: args.clients,
             reads: args.reads,
@@ -576,6 +679,7 @@ async fn bench(args: BenchArgs) -> Result<()> {
         .map(|r| r.to_string()),
         "search" => gp_bench::search::run(&gp_bench::search::SearchPlan {
             base,
+            token,
             synthea: args.synthea,
             rounds: args.rounds,
             clients: args.clients,
@@ -645,13 +749,15 @@ async fn bench_terminology(
         started.elapsed().as_secs_f64(),
     ));
     let base = server.base_url();
+    let token =
+        opengp::server::full_access_session(&server.store, &server.practice, "bench").await?;
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let running = tokio::spawn(server.run(async move {
         let _ = stopped.await;
     }));
     let mix = gp_bench::terminology::queries(&release, queries);
     let report = match mix {
-        Ok(mix) => gp_bench::terminology::run(&base, &mix).await,
+        Ok(mix) => gp_bench::terminology::run(&base, &token, &mix).await,
         Err(e) => Err(e),
     };
     let _ = stop.send(());

@@ -159,6 +159,7 @@ pub async fn spawn_for_test_with(
     let base = server.base_url();
     let addr = server.addr;
     let store = server.store.clone();
+    let token = full_access_session(&store, &server.practice, "test").await?;
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let handle = tokio::spawn(server.run(async move {
         let _ = stopped.await;
@@ -167,9 +168,51 @@ pub async fn spawn_for_test_with(
         base,
         addr,
         store,
+        token,
         stop: Some(stop),
         handle: Some(handle),
     })
+}
+
+/// The role of the tests' and the benchmarks' own accounts: every activity,
+/// through the practice's adjustable policy (not a code the national RBAC
+/// uses).
+pub const FULL_ACCESS_ROLE: &str = "R9999";
+
+/// Creates an account `username` in [`FULL_ACCESS_ROLE`] (for tests and
+/// benchmarks on a fresh store) and signs it in: the bearer token for the
+/// practice's FHIR API.
+pub async fn full_access_session(
+    store: &Store,
+    practice: &Practice,
+    username: &str,
+) -> Result<String> {
+    let ctx = gp_store::Ctx::new(practice.clone(), Actor::system());
+    let mut policy = store.policy(&ctx).await?;
+    policy.set(FULL_ACCESS_ROLE, gp_store::access::Activities::all())?;
+    store.set_policy(&ctx, &policy).await?;
+    let password = gp_store::accounts::generate_password();
+    if store
+        .users(&ctx)
+        .await?
+        .iter()
+        .all(|u| u.username != username)
+    {
+        store
+            .add_user(
+                &ctx,
+                gp_store::accounts::NewUser {
+                    username: username.into(),
+                    name: format!("Full access ({username})"),
+                    password: password.clone(),
+                    roles: vec![FULL_ACCESS_ROLE.into()],
+                    practitioner: None,
+                },
+            )
+            .await?;
+    }
+    let session = store.sign_in(practice, username, &password, None).await?;
+    Ok(session.token)
 }
 
 /// A running test server.
@@ -177,6 +220,9 @@ pub struct TestServer {
     pub base: String,
     pub addr: SocketAddr,
     pub store: Store,
+    /// A session of the tests' account with every activity: send it as
+    /// `Authorization: Bearer`.
+    pub token: String,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     handle: Option<tokio::task::JoinHandle<Result<()>>>,
 }

@@ -43,6 +43,7 @@
 //! the async executor: [`PgBackend::connect`] and every trait method block,
 //! and `gp_store::Store` already calls them from blocking threads.
 
+mod accounts;
 mod conn;
 mod dmd;
 mod index;

@@ -138,6 +138,11 @@ const MIGRATIONS: &[Migration] = &[
         // A nullable column without a default: no table rewrite, no long lock.
         sql: "ALTER TABLE practice ADD COLUMN frozen text;",
     },
+    Migration {
+        version: 6,
+        name: "staff accounts, sessions, the practice's access policy",
+        sql: crate::accounts::MIGRATION,
+    },
 ];
 
 /// An arbitrary constant naming the migration lock.

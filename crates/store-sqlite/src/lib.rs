@@ -13,6 +13,7 @@
 //! Architecture invariant: every statement is filtered by the practice key,
 //! which [`scoped::Scoped`] holds and callers cannot change.
 
+mod accounts;
 mod dmd;
 mod index;
 mod schema;

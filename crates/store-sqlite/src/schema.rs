@@ -105,6 +105,8 @@ const MIGRATIONS: &[&str] = &[
     // 6: a practice can be frozen read-only (a migration's cut-over), with
     // the reason writes are refused.
     "ALTER TABLE practice ADD COLUMN frozen TEXT;",
+    // 7: staff accounts, sessions, the practice's access policy.
+    crate::accounts::MIGRATION,
 ];
 
 pub(crate) fn migrate(conn: &Connection) -> Result<(), StoreError> {

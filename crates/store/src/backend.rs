@@ -6,6 +6,7 @@ use bytes::Bytes;
 use gp_fhir::search::SearchQuery;
 use gp_fhir::{Instant, OdsCode, ResourceType};
 
+use crate::accounts::{SessionRecord, UserRecord};
 use crate::{Actor, Ctx, Practice, StoreError};
 
 /// One stored version of a resource.
@@ -87,7 +88,7 @@ pub struct HistoryPage {
 }
 
 /// Reads within one practice, inside one consistent snapshot.
-pub trait ReadTx {
+pub trait ReadTx: AccountsRead {
     /// The latest version (possibly a deletion) of a resource.
     fn latest(&mut self, ty: ResourceType, id: &str) -> Result<Option<StoredVersion>, StoreError>;
     /// A specific version.
@@ -162,8 +163,30 @@ pub trait ReadTx {
     }
 }
 
+/// Staff accounts, sessions and the access policy of the practice
+/// (accounts.rs), read inside the same snapshot as the record.
+pub trait AccountsRead {
+    fn user_named(&mut self, username: &str) -> Result<Option<UserRecord>, StoreError>;
+    fn user_by_id(&mut self, id: &str) -> Result<Option<UserRecord>, StoreError>;
+    /// Every account, by user name.
+    fn users(&mut self) -> Result<Vec<UserRecord>, StoreError>;
+    fn session(&mut self, token_hash: &str) -> Result<Option<SessionRecord>, StoreError>;
+    /// The practice's own policy file, if it has stored one.
+    fn policy(&mut self) -> Result<Option<String>, StoreError>;
+}
+
+/// Writes of accounts, sessions and policy, in the writer's transaction.
+pub trait AccountsWrite {
+    /// Creates or replaces the account with this id.
+    fn put_user(&mut self, user: &UserRecord) -> Result<(), StoreError>;
+    fn put_session(&mut self, session: &SessionRecord) -> Result<(), StoreError>;
+    /// Revokes one session of the user (by token hash), or all of them.
+    fn revoke_sessions(&mut self, user_id: &str, only: Option<&str>) -> Result<(), StoreError>;
+    fn put_policy(&mut self, policy: &str) -> Result<(), StoreError>;
+}
+
 /// Writes within one practice, inside the writer's transaction.
-pub trait WriteTx: ReadTx {
+pub trait WriteTx: ReadTx + AccountsWrite {
     /// The instant to stamp on versions written now; never earlier than any
     /// instant this store has stamped before.
     fn now(&mut self) -> Instant;

@@ -58,6 +58,27 @@ fn deleted(d: DeleteOutcome) -> EntryResponse {
     }
 }
 
+/// Refuses an entry the context's role does not allow: reads by the type in
+/// the URL (a whole-practice URL needs the clinical record), writes by the
+/// type in the URL or, failing that, of the resource.
+pub(crate) fn require_entry(ctx: &crate::Ctx, e: &RequestEntry) -> Result<(), StoreError> {
+    let path = e.url.trim_start_matches('/');
+    let first = path.split(['/', '?']).next().unwrap_or_default();
+    let ty = ResourceType::parse(first).or_else(|| {
+        e.resource
+            .as_ref()
+            .and_then(|r| r["resourceType"].as_str())
+            .and_then(ResourceType::parse)
+    });
+    if is_read(e) {
+        return ctx.require(crate::access::read_activity(ty));
+    }
+    match ty {
+        Some(t) => crate::engine::require_write(ctx, t),
+        None => ctx.require(crate::access::Activity::RecordClinical),
+    }
+}
+
 pub(crate) fn is_read(e: &RequestEntry) -> bool {
     matches!(e.method, Method::Get | Method::Head)
 }

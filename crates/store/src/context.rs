@@ -2,6 +2,9 @@
 
 use gp_fhir::OdsCode;
 
+use crate::StoreError;
+use crate::access::{Access, Activities, Activity, SignedIn};
+
 /// A practice (the tenant). Obtained only from a backend, so that its
 /// storage key is always one the backend issued.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -35,15 +38,70 @@ impl Actor {
 }
 
 /// The context every storage call carries: there is no way to reach a
-/// practice's data without one.
+/// practice's data without one. The engine checks `access` on every
+/// interaction.
 #[derive(Clone, Debug)]
 pub struct Ctx {
     pub practice: Practice,
     pub actor: Actor,
+    pub access: Access,
 }
 
 impl Ctx {
+    /// The server's or a console operator's context, with every activity
+    /// (demo seeding, migration, the `opengp` commands). The HTTP API
+    /// never builds one: its requests come with [`Ctx::signed_in`].
     pub fn new(practice: Practice, actor: Actor) -> Self {
-        Ctx { practice, actor }
+        Ctx {
+            practice,
+            actor,
+            access: Access::operator(),
+        }
+    }
+
+    /// Nobody: a request that needs no sign-in (the CapabilityStatement).
+    /// It allows no activity.
+    pub fn anonymous(practice: Practice) -> Self {
+        Ctx {
+            practice,
+            actor: Actor::new("anonymous"),
+            access: Access {
+                user: None,
+                activities: Activities::default(),
+            },
+        }
+    }
+
+    /// A signed-in user's context, with what their role allows.
+    pub fn signed_in(practice: Practice, user: SignedIn, activities: Activities) -> Self {
+        Ctx {
+            practice,
+            actor: Actor::new(user.username.clone()),
+            access: Access {
+                user: Some(std::sync::Arc::new(user)),
+                activities,
+            },
+        }
+    }
+
+    /// Refuses (403) unless the role allows `activity`.
+    pub fn require(&self, activity: Activity) -> Result<(), StoreError> {
+        if self.access.activities.contains(activity) {
+            return Ok(());
+        }
+        let role = self
+            .access
+            .user
+            .as_ref()
+            .map_or("this context", |u| u.role.as_str());
+        Err(StoreError::Forbidden(format!(
+            "the role {role} does not allow the activity '{}'",
+            activity.code()
+        )))
+    }
+
+    /// Whether the role allows `activity`.
+    pub fn allows(&self, activity: Activity) -> bool {
+        self.access.activities.contains(activity)
     }
 }

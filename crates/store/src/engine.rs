@@ -11,6 +11,7 @@ use gp_fhir::search::{self, SearchQuery, Total};
 use gp_fhir::{Id, IssueType, OdsCode, Resource, ResourceType};
 use tokio::sync::oneshot;
 
+use crate::access::{read_activity, write_activity};
 use crate::backend::{
     Backend, HistoryPage, HistoryQuery, HistoryScope, NewVersion, ReadTx, SearchPage,
     StoredVersion, WriteJob, WriteTx,
@@ -195,8 +196,31 @@ impl Store {
         blocking(move || backend.practices(&actor)).await
     }
 
-    /// Runs a read-only closure against a consistent snapshot.
+    /// Runs a read-only closure against a consistent snapshot: whole-practice
+    /// work (migration) for an operator's context only, since it bypasses
+    /// the per-interaction checks.
     pub async fn read_with<R, F>(&self, ctx: &Ctx, f: F) -> Result<R, StoreError>
+    where
+        R: Send + 'static,
+        F: FnOnce(&mut dyn ReadTx) -> Result<R, StoreError> + Send + 'static,
+    {
+        operator_only(ctx)?;
+        self.read_in(ctx, f).await
+    }
+
+    /// Runs a closure in the writer's transaction and waits for its durable
+    /// commit; an operator's context only, as [`Store::read_with`].
+    pub async fn write_with<R, F>(&self, ctx: &Ctx, f: F) -> Result<R, StoreError>
+    where
+        R: Send + 'static,
+        F: FnOnce(&mut dyn WriteTx) -> Result<R, StoreError> + Send + 'static,
+    {
+        operator_only(ctx)?;
+        self.write_in(ctx, f).await
+    }
+
+    /// [`Store::read_with`] after the caller has checked the access.
+    pub(crate) async fn read_in<R, F>(&self, ctx: &Ctx, f: F) -> Result<R, StoreError>
     where
         R: Send + 'static,
         F: FnOnce(&mut dyn ReadTx) -> Result<R, StoreError> + Send + 'static,
@@ -218,7 +242,7 @@ impl Store {
 
     /// Runs a closure in the writer's transaction and waits for its durable
     /// commit. An error rolls back everything the closure did.
-    pub async fn write_with<R, F>(&self, ctx: &Ctx, f: F) -> Result<R, StoreError>
+    pub(crate) async fn write_in<R, F>(&self, ctx: &Ctx, f: F) -> Result<R, StoreError>
     where
         R: Send + 'static,
         F: FnOnce(&mut dyn WriteTx) -> Result<R, StoreError> + Send + 'static,
@@ -250,6 +274,7 @@ impl Store {
     /// Freezes the practice read-only (a migration's cut-over: writes are
     /// refused with `reason`, reads go on), or thaws it with `None`.
     pub async fn set_frozen(&self, ctx: &Ctx, reason: Option<String>) -> Result<(), StoreError> {
+        operator_only(ctx)?;
         self.submit_unchecked(ctx, move |tx| tx.set_frozen(reason.as_deref()))
             .await
             .unwrap_or(Err(StoreError::Unavailable))
@@ -283,7 +308,8 @@ impl Store {
         ty: ResourceType,
         id: Id,
     ) -> Result<StoredVersion, StoreError> {
-        self.read_with(ctx, move |tx| read_in(tx, ty, &id)).await
+        ctx.require(read_activity(Some(ty)))?;
+        self.read_in(ctx, move |tx| read_in(tx, ty, &id)).await
     }
 
     pub async fn vread(
@@ -293,7 +319,8 @@ impl Store {
         id: Id,
         version: u64,
     ) -> Result<StoredVersion, StoreError> {
-        self.read_with(ctx, move |tx| vread_in(tx, ty, &id, version))
+        ctx.require(read_activity(Some(ty)))?;
+        self.read_in(ctx, move |tx| vread_in(tx, ty, &id, version))
             .await
     }
 
@@ -303,14 +330,21 @@ impl Store {
         ty: Option<ResourceType>,
         mut query: SearchQuery,
     ) -> Result<SearchResult, StoreError> {
+        ctx.require(read_activity(ty))?;
         let index = self.search_index();
         crate::codes::expand(
             index.as_deref(),
             &mut query.criteria,
             crate::codes::MAX_CODES,
         )?;
-        self.read_with(ctx, move |tx| search_in(tx, ty, &query))
-            .await
+        let mut found = self
+            .read_in(ctx, move |tx| search_in(tx, ty, &query))
+            .await?;
+        // What `_include` brings is shown only where the role may read it.
+        found
+            .included
+            .retain(|v| ctx.allows(read_activity(Some(v.resource_type))));
+        Ok(found)
     }
 
     pub async fn history(
@@ -319,7 +353,12 @@ impl Store {
         scope: HistoryScope,
         query: HistoryQuery,
     ) -> Result<HistoryPage, StoreError> {
-        self.read_with(ctx, move |tx| history_in(tx, &scope, &query))
+        let ty = match &scope {
+            HistoryScope::Practice => None,
+            HistoryScope::Type(t) | HistoryScope::Instance(t, _) => Some(*t),
+        };
+        ctx.require(read_activity(ty))?;
+        self.read_in(ctx, move |tx| history_in(tx, &scope, &query))
             .await
     }
 
@@ -329,8 +368,9 @@ impl Store {
         resource: Resource,
         if_none_exist: Option<String>,
     ) -> Result<WriteOutcome, StoreError> {
+        require_write(ctx, resource.resource_type())?;
         let resource = prepare(resource).await?;
-        self.write_with(ctx, move |tx| {
+        self.write_in(ctx, move |tx| {
             create_in(tx, resource, if_none_exist.as_deref(), None)
         })
         .await
@@ -344,8 +384,9 @@ impl Store {
         resource: Resource,
         pre: Preconditions,
     ) -> Result<WriteOutcome, StoreError> {
+        require_write(ctx, ty)?;
         let resource = prepare(resource).await?;
-        self.write_with(ctx, move |tx| update_in(tx, ty, &id, resource, &pre))
+        self.write_in(ctx, move |tx| update_in(tx, ty, &id, resource, &pre))
             .await
     }
 
@@ -357,8 +398,10 @@ impl Store {
         resource: Resource,
         pre: Preconditions,
     ) -> Result<WriteOutcome, StoreError> {
+        require_write(ctx, ty)?;
+        ctx.require(read_activity(Some(ty)))?;
         let resource = prepare(resource).await?;
-        self.write_with(ctx, move |tx| {
+        self.write_in(ctx, move |tx| {
             conditional_update_in(tx, ty, &query, resource, &pre, None)
         })
         .await
@@ -372,7 +415,9 @@ impl Store {
         patch: json_patch::Patch,
         pre: Preconditions,
     ) -> Result<WriteOutcome, StoreError> {
-        self.write_with(ctx, move |tx| patch_in(tx, ty, &id, &patch, &pre))
+        require_write(ctx, ty)?;
+        ctx.require(read_activity(Some(ty)))?;
+        self.write_in(ctx, move |tx| patch_in(tx, ty, &id, &patch, &pre))
             .await
     }
 
@@ -382,7 +427,8 @@ impl Store {
         ty: ResourceType,
         id: Id,
     ) -> Result<DeleteOutcome, StoreError> {
-        self.write_with(ctx, move |tx| delete_in(tx, ty, &id)).await
+        require_write(ctx, ty)?;
+        self.write_in(ctx, move |tx| delete_in(tx, ty, &id)).await
     }
 
     pub async fn conditional_delete(
@@ -391,7 +437,9 @@ impl Store {
         ty: ResourceType,
         query: Vec<(String, String)>,
     ) -> Result<DeleteOutcome, StoreError> {
-        self.write_with(ctx, move |tx| conditional_delete_in(tx, ty, &query))
+        require_write(ctx, ty)?;
+        ctx.require(read_activity(Some(ty)))?;
+        self.write_in(ctx, move |tx| conditional_delete_in(tx, ty, &query))
             .await
     }
 
@@ -406,13 +454,18 @@ impl Store {
     ) -> Result<(gp_fhir::bundle::BundleKind, Vec<EntryResult>), StoreError> {
         let (kind, entries) =
             gp_fhir::bundle::parse_request(bundle).map_err(StoreError::BadRequest)?;
+        // Every entry is checked before any runs: a Bundle with one entry
+        // the role does not allow is refused whole.
+        for e in &entries {
+            bundle::require_entry(ctx, e)?;
+        }
         let base = base.to_owned();
         match kind {
             gp_fhir::bundle::BundleKind::Transaction => {
                 let (entries, prepared) = prepare_all(entries).await?;
                 let codes = self.search_index();
                 let results = self
-                    .write_with(ctx, move |tx| {
+                    .write_in(ctx, move |tx| {
                         bundle::transaction_in(tx, entries, prepared, &base, codes.as_deref())
                     })
                     .await?;
@@ -433,7 +486,7 @@ impl Store {
                         }
                         let (b, codes) = (base.clone(), self.search_index());
                         results[i] = Some(
-                            self.read_with(ctx, move |tx| {
+                            self.read_in(ctx, move |tx| {
                                 bundle::read_entry_in(tx, &entry, &b, codes.as_deref())
                             })
                             .await,
@@ -457,6 +510,27 @@ impl Store {
                 Ok((kind, results))
             }
         }
+    }
+}
+
+/// Refuses whole-practice work to anyone but an operator.
+fn operator_only(ctx: &Ctx) -> Result<(), StoreError> {
+    if ctx.access.user.is_some() || ctx.access.activities != crate::access::Activities::all() {
+        return Err(StoreError::Forbidden(
+            "whole-practice work is for the practice's operators".into(),
+        ));
+    }
+    Ok(())
+}
+
+/// Refuses a write of `ty` the role does not allow (and every write of the
+/// audit trail, which is append-only).
+pub(crate) fn require_write(ctx: &Ctx, ty: ResourceType) -> Result<(), StoreError> {
+    match write_activity(ty) {
+        Some(a) => ctx.require(a),
+        None => Err(StoreError::Forbidden(format!(
+            "{ty} resources cannot be written through the API"
+        ))),
     }
 }
 

@@ -42,6 +42,13 @@ pub enum StoreError {
     /// The storage engine failed; the cause is logged, never sent (500/503).
     #[error("storage failure: {0}")]
     Backend(String),
+    /// No valid session, or a sign-in that failed (401). The message never
+    /// tells which part was wrong.
+    #[error("{0}")]
+    Unauthorized(String),
+    /// The user's role does not allow this (403).
+    #[error("{0}")]
+    Forbidden(String),
     /// The store is shutting down or its writer is gone (503).
     #[error("the store is not available")]
     Unavailable,

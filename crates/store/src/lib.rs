@@ -8,10 +8,14 @@
 //! Architecture invariants:
 //! - Every call names the practice and the acting user ([`Ctx`]); a backend
 //!   transaction is scoped to one practice and cannot see another's rows.
+//! - Every interaction checks the activity it needs against the context's
+//!   access ([`access`]): the one enforcement point.
 //! - A write is acknowledged only after its transaction has committed
 //!   durably; an error leaves nothing behind (the job's savepoint is rolled back).
 //! - This crate contains no SQL and knows nothing about HTTP.
 
+pub mod access;
+pub mod accounts;
 mod backend;
 mod bundle;
 mod codes;
@@ -23,8 +27,8 @@ mod target;
 mod terminology;
 
 pub use backend::{
-    Backend, HistoryPage, HistoryQuery, HistoryScope, NewVersion, ReadTx, SearchPage,
-    StoredVersion, VersionRecord, WriteJob, WriteTx,
+    AccountsRead, AccountsWrite, Backend, HistoryPage, HistoryQuery, HistoryScope, NewVersion,
+    ReadTx, SearchPage, StoredVersion, VersionRecord, WriteJob, WriteTx,
 };
 pub use bundle::{EntryResponse, EntryResult, history_query};
 pub use context::{Actor, Ctx, Practice};

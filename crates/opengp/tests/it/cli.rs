@@ -154,6 +154,18 @@ fn stop(mut child: std::process::Child) {
     assert!(exit.success(), "a graceful shutdown exits 0, got {exit}");
 }
 
+/// The password printed beside `user` in the demo's staff list.
+fn password_of(printed: &str, user: &str) -> String {
+    printed
+        .lines()
+        .find_map(|l| {
+            let words: Vec<&str> = l.split_whitespace().collect();
+            let at = words.iter().position(|w| *w == user)?;
+            words.get(at + 1).map(|w| (*w).to_owned())
+        })
+        .unwrap_or_else(|| panic!("no account {user} in: {printed}"))
+}
+
 /// `opengp demo --patients N` generates the practice on first run, prints
 /// the staff and where to look, and reuses the data directory afterwards.
 #[test]
@@ -181,30 +193,55 @@ fn demo_seeds_once_and_prints_where_to_go() {
         printed.contains("OpenGP Demo Surgery (Y90001)"),
         "{printed}"
     );
-    assert!(
-        printed.contains("R8000 Clinical Practitioner Access Role"),
-        "{printed}"
-    );
-    assert!(
-        printed.contains("R8009 Receptionist Access Role"),
-        "{printed}"
-    );
+    // Each member of staff has an account, printed with its password.
+    let gp = password_of(&printed, "gp-patel");
+    let receptionist = password_of(&printed, "rec-morris");
+    assert!(printed.contains("R8008,R8015,R0001"), "{printed}");
+    assert!(printed.contains("/auth/login"), "{printed}");
     assert!(printed.contains("/$everything"), "{printed}");
     assert!(base.ends_with("/practices/Y90001/fhir"), "{printed}");
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .unwrap_or_else(|e| panic!("{e}"));
-    let count = |base: &str| {
+    // The sign-in endpoint of the server whose FHIR base is `base`.
+    let sign_in = |base: &str, user: &str, password: &str| -> Option<String> {
+        let root = base.split("/practices/").next().unwrap_or_default();
         rt.block_on(async {
-            let r = reqwest::get(format!("{base}/Patient?_summary=count"))
+            let r = reqwest::Client::new()
+                .post(format!("{root}/auth/login"))
+                .json(&serde_json::json!({
+                    "practice": "Y90001", "username": user, "password": password
+                }))
+                .send()
                 .await
                 .ok()?;
             let v: serde_json::Value = r.json().await.ok()?;
-            v["total"].as_u64()
+            v["access_token"].as_str().map(str::to_owned)
         })
     };
-    assert_eq!(count(&base), Some(40));
+    let get = |base: &str, token: &str, path: &str| -> (u16, serde_json::Value) {
+        rt.block_on(async {
+            let r = reqwest::Client::new()
+                .get(format!("{base}/{path}"))
+                .bearer_auth(token)
+                .send()
+                .await
+                .unwrap_or_else(|e| panic!("{e}"));
+            let status = r.status().as_u16();
+            (status, r.json().await.unwrap_or_default())
+        })
+    };
+    let token = sign_in(&base, "gp-patel", &gp).unwrap_or_else(|| panic!("the GP signs in"));
+    let count = |token: &str| get(&base, token, "Patient?_summary=count").1["total"].as_u64();
+    assert_eq!(count(&token), Some(40));
+    // The receptionist sees the register but not the clinical record.
+    let rec = sign_in(&base, "rec-morris", &receptionist).unwrap_or_else(|| panic!("signs in"));
+    assert_eq!(count(&rec), Some(40));
+    let (status, outcome) = get(&base, &rec, "Observation?_count=1");
+    assert_eq!(status, 403, "{outcome}");
+    assert_eq!(outcome["issue"][0]["code"], "forbidden", "{outcome}");
+    assert_eq!(sign_in(&base, "gp-patel", "not the password"), None);
     stop(child);
 
     let (child, printed, base) = start_demo(&args);
@@ -213,7 +250,14 @@ fn demo_seeds_once_and_prints_where_to_go() {
         "{printed}"
     );
     assert!(!printed.contains("Generating"), "{printed}");
-    assert_eq!(count(&base), Some(40));
+    // The same accounts and passwords, printed again.
+    assert_eq!(password_of(&printed, "gp-patel"), gp);
+    let token = sign_in(&base, "gp-patel", &gp).unwrap_or_else(|| panic!("signs in again"));
+    assert!(base.ends_with("/practices/Y90001/fhir"));
+    assert_eq!(
+        get(&base, &token, "Patient?_summary=count").1["total"].as_u64(),
+        Some(40)
+    );
     stop(child);
 
     let (ok, _, err) = run(&["demo", "--data", &data, "--date", "2025-13-40"]);

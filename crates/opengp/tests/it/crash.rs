@@ -138,6 +138,45 @@ impl Ledger {
 struct Server {
     child: Child,
     base: String,
+    /// A session of the test's account, opened after each start (sessions
+    /// are stored, so it would survive the crash too).
+    token: String,
+}
+
+/// The test's staff account (a clinical practitioner: patients and
+/// observations), created with `opengp user add` before the first start.
+const USER: &str = "crash";
+const PASSWORD: &str = "crash-test-password";
+
+fn add_account(data: &Path) {
+    use std::io::Write;
+    let mut child = std::process::Command::new(support::opengp_bin())
+        .args(["user", "add", "--practice", PRACTICE, "--username", USER])
+        .args([
+            "--name",
+            "Crash Test",
+            "--role",
+            "R8000",
+            "--password-stdin",
+            "--data",
+        ])
+        .arg(data)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("opengp user add: {e}"));
+    if let Some(mut stdin) = child.stdin.take() {
+        writeln!(stdin, "{PASSWORD}").unwrap_or_else(|e| panic!("{e}"));
+    }
+    let out = child
+        .wait_with_output()
+        .unwrap_or_else(|e| panic!("opengp user add: {e}"));
+    assert!(
+        out.status.success(),
+        "opengp user add: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 impl Server {
@@ -234,7 +273,24 @@ impl Server {
             "GET metadata after start\n{}",
             log_tail(log)
         );
-        Server { child, base }
+        let login = reqwest::Client::new()
+            .post(base.replace(&format!("/practices/{PRACTICE}/fhir"), "/auth/login"))
+            .json(&json!({ "practice": PRACTICE, "username": USER, "password": PASSWORD }))
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("sign-in: {e}\n{}", log_tail(log)));
+        assert_eq!(
+            login.status(),
+            200,
+            "sign-in after start\n{}",
+            log_tail(log)
+        );
+        let v: Value = login
+            .json()
+            .await
+            .unwrap_or_else(|e| panic!("sign-in: {e}"));
+        let token = v["access_token"].as_str().unwrap_or_default().to_owned();
+        Server { child, base, token }
     }
 
     /// SIGKILL. Returns how the server had ended if it was already gone.
@@ -790,11 +846,19 @@ impl Client {
 async fn run_client(
     mut c: Client,
     base: String,
+    token: String,
     killed: Arc<AtomicBool>,
     cycle: usize,
 ) -> (Client, Outcome) {
     let mut out = Outcome::default();
+    let mut auth = reqwest::header::HeaderMap::new();
+    auth.insert(
+        reqwest::header::AUTHORIZATION,
+        reqwest::header::HeaderValue::from_str(&format!("Bearer {token}"))
+            .unwrap_or_else(|e| panic!("{e}")),
+    );
     let http = reqwest::Client::builder()
+        .default_headers(auth)
         .timeout(Duration::from_secs(30))
         .build()
         .unwrap_or_else(|e| panic!("HTTP client: {e}"));
@@ -825,8 +889,8 @@ async fn run_client(
 // ---- checking ----
 
 /// Reads back each acknowledged version; returns the problems found.
-async fn check_versions(base: &str, acks: Vec<Ack>) -> Vec<String> {
-    let http = reqwest::Client::new();
+async fn check_versions(base: &str, token: &str, acks: Vec<Ack>) -> Vec<String> {
+    let http = support::authorised_client(token);
     let chunk = acks.len().div_ceil(CHECKERS).max(1);
     let mut tasks = Vec::new();
     for part in acks.chunks(chunk) {
@@ -866,8 +930,12 @@ async fn check_versions(base: &str, acks: Vec<Ack>) -> Vec<String> {
 
 /// Reads each resource's current version, which must be at least the
 /// newest acknowledged. Returns the problems and the current versions.
-async fn check_current(base: &str, resources: Vec<(Key, u64)>) -> (Vec<String>, HashMap<Key, u64>) {
-    let http = reqwest::Client::new();
+async fn check_current(
+    base: &str,
+    token: &str,
+    resources: Vec<(Key, u64)>,
+) -> (Vec<String>, HashMap<Key, u64>) {
+    let http = support::authorised_client(token);
     let chunk = resources.len().div_ceil(CHECKERS).max(1);
     let mut tasks = Vec::new();
     for part in resources.chunks(chunk) {
@@ -944,13 +1012,22 @@ async fn acknowledged_writes_survive_sigkill() {
     let mut rechecked = 0usize;
     let mut startup_kills = 0usize;
     let mut unacknowledged_found = 0usize;
+    add_account(&data);
     let mut server = Server::start(&data, &log).await;
 
     for cycle in 1..=cycles {
         let killed = Arc::new(AtomicBool::new(false));
         let running: Vec<_> = clients
             .drain(..)
-            .map(|c| tokio::spawn(run_client(c, server.base.clone(), killed.clone(), cycle)))
+            .map(|c| {
+                tokio::spawn(run_client(
+                    c,
+                    server.base.clone(),
+                    server.token.clone(),
+                    killed.clone(),
+                    cycle,
+                ))
+            })
             .collect();
         let delay = rng.random_range(KILL_AFTER_MS.0..=KILL_AFTER_MS.1);
         tokio::time::sleep(Duration::from_millis(delay)).await;
@@ -991,12 +1068,12 @@ async fn acknowledged_writes_survive_sigkill() {
             check.push(ledger.acks[rng.random_range(0..before)].clone());
         }
         rechecked += check.len();
-        problems.extend(check_versions(&server.base, check).await);
+        problems.extend(check_versions(&server.base, &server.token, check).await);
         let resources: Vec<(Key, u64)> = touched
             .into_iter()
             .filter_map(|k| ledger.newest.get(&k).map(|&v| (k, v)))
             .collect();
-        let (p, current) = check_current(&server.base, resources).await;
+        let (p, current) = check_current(&server.base, &server.token, resources).await;
         problems.extend(p);
         assert_no_problems(
             &problems,
@@ -1041,10 +1118,14 @@ async fn acknowledged_writes_survive_sigkill() {
     );
 
     let server = Server::start(&data, &log).await;
-    let mut problems = check_versions(&server.base, ledger.acks.clone()).await;
+    let mut problems = check_versions(&server.base, &server.token, ledger.acks.clone()).await;
     let resources: Vec<(Key, u64)> = ledger.newest.iter().map(|(k, &v)| (k.clone(), v)).collect();
     let resource_count = resources.len();
-    problems.extend(check_current(&server.base, resources).await.0);
+    problems.extend(
+        check_current(&server.base, &server.token, resources)
+            .await
+            .0,
+    );
     assert_no_problems(&problems, "after all the cycles and a clean restart", &log);
     let status = server.stop(&log).await;
     assert!(

@@ -257,7 +257,7 @@ async fn cli_loads_a_dmd_release_the_server_then_serves() {
     let server = opengp::server::spawn_for_test(&data, 1 << 20)
         .await
         .unwrap_or_else(|e| panic!("{e}"));
-    let client = reqwest::Client::new();
+    let client = crate::support::authorised_client(&server.token);
     let expand = |filter: &'static str| {
         client
             .get(format!("{}/ValueSet/$expand", server.base))

@@ -5,6 +5,7 @@
 //! both storage backends, PostgreSQL on a throwaway cluster (`pg`).
 
 mod api;
+mod auth;
 mod bulk;
 mod bundles;
 mod cli;

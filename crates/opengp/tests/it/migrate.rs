@@ -69,7 +69,7 @@ async fn practice_with_history(data: &Path, bundles: usize) -> String {
     let server = spawn_for_test_with(data, TEST_MAX_BODY, None)
         .await
         .unwrap_or_else(|e| panic!("server: {e:#}"));
-    let client = reqwest::Client::new();
+    let client = crate::support::authorised_client(&server.token);
     let send = |method: reqwest::Method, url: String, body: Vec<u8>| {
         client
             .request(method, url)
@@ -240,7 +240,7 @@ async fn a_practice_moves_to_postgres_and_back_losslessly() {
     let server = spawn_for_test_with(&d3, TEST_MAX_BODY, None)
         .await
         .unwrap_or_else(|e| panic!("server: {e:#}"));
-    let client = reqwest::Client::new();
+    let client = crate::support::authorised_client(&server.token);
     let get = |p: String| client.get(format!("{}/{p}", server.base)).send();
     let p: Value = get(format!("Patient/{id}"))
         .await
@@ -545,7 +545,7 @@ async fn foreign_data_is_imported_with_every_record_accounted_for() {
     let server = spawn_for_test_with(&data, TEST_MAX_BODY, None)
         .await
         .unwrap_or_else(|e| panic!("server: {e:#}"));
-    let client = reqwest::Client::new();
+    let client = crate::support::authorised_client(&server.token);
     let get = |p: &str| client.get(format!("{}/{p}", server.base)).send();
     let p: Value = get("Patient/p1")
         .await
@@ -610,7 +610,7 @@ async fn a_frozen_practice_refuses_writes() {
             vec!["--data".into(), path(&data).to_owned()]
         };
         let store: Vec<&str> = store.iter().map(String::as_str).collect();
-        let client = reqwest::Client::new();
+        let client = crate::support::authorised_client(&server.token);
         let post = || {
             client
                 .post(format!("{}/Patient", server.base))

@@ -62,6 +62,8 @@ pub struct App {
     _dir: tempfile::TempDir,
     /// The test's PostgreSQL database, checked and dropped at `stop`.
     pg: Option<TestDatabase>,
+    /// Clients signed in to other practices (`add_practice`), by ODS code.
+    others: std::sync::Mutex<Vec<(String, reqwest::Client)>>,
 }
 
 /// A server on `db` accepting bodies up to `max_body_bytes`.
@@ -78,15 +80,56 @@ pub async fn spawn_app_on(db: Db, max_body_bytes: usize) -> App {
     let server = spawn_for_test_with(dir.path(), max_body_bytes, backend)
         .await
         .unwrap_or_else(|e| panic!("server: {e:#}"));
+    let client = authorised_client(&server.token);
     App {
         server,
-        client: reqwest::Client::new(),
+        client,
         _dir: dir,
         pg,
+        others: std::sync::Mutex::default(),
     }
 }
 
+/// An HTTP client that sends `token` as its bearer token on every request.
+pub fn authorised_client(token: &str) -> reqwest::Client {
+    let mut headers = reqwest::header::HeaderMap::new();
+    let value = reqwest::header::HeaderValue::from_str(&format!("Bearer {token}"))
+        .unwrap_or_else(|e| panic!("token header: {e}"));
+    headers.insert(reqwest::header::AUTHORIZATION, value);
+    reqwest::Client::builder()
+        .default_headers(headers)
+        .build()
+        .unwrap_or_else(|e| panic!("HTTP client: {e}"))
+}
+
 impl App {
+    /// Creates another practice in the deployment and signs a full-access
+    /// account in to it; [`App::client_for`] uses it for that practice's URLs.
+    pub async fn add_practice(&self, ods: &str, name: &str) {
+        let code = gp_fhir::OdsCode::parse(ods).unwrap_or_else(|| panic!("ODS code {ods}"));
+        let practice = self
+            .server
+            .store
+            .ensure_practice(&code, name, &gp_store::Actor::system())
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        let token = opengp::server::full_access_session(&self.server.store, &practice, "test")
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        if let Ok(mut others) = self.others.lock() {
+            others.push((ods.to_owned(), authorised_client(&token)));
+        }
+    }
+
+    /// The client signed in to the practice `url` is at.
+    pub fn client_for(&self, url: &str) -> reqwest::Client {
+        let others = self.others.lock().map(|o| o.clone()).unwrap_or_default();
+        others
+            .into_iter()
+            .find(|(ods, _)| url.contains(&format!("/practices/{ods}/")))
+            .map_or_else(|| self.client.clone(), |(_, c)| c)
+    }
+
     pub fn url(&self, path: &str) -> String {
         if path.is_empty() || path.starts_with('?') {
             format!("{}{path}", self.server.base)

@@ -4,8 +4,6 @@
 //! conditional operations, transaction references, paging links), answering exactly as if it had never existed; and the
 //! same logical id in both practices is two resources.
 
-use gp_fhir::OdsCode;
-use gp_store::Actor;
 use serde_json::{Value, json};
 
 use crate::support::{App, json};
@@ -29,7 +27,7 @@ fn other(app: &App, path: &str) -> String {
 
 async fn send(app: &App, method: &str, url: &str, body: Option<&Value>) -> reqwest::Response {
     let method = reqwest::Method::from_bytes(method.as_bytes()).unwrap_or_else(|e| panic!("{e}"));
-    let mut req = app.client.request(method, url);
+    let mut req = app.client_for(url).request(method, url);
     if let Some(b) = body {
         req = req
             .header("content-type", "application/fhir+json")
@@ -53,12 +51,8 @@ async fn total(app: &App, url: &str) -> Value {
 }
 
 async fn another_practice_sees_nothing(app: App) {
-    let ods = OdsCode::parse(OTHER).unwrap_or_else(|| panic!("valid ODS code"));
-    app.server
-        .store
-        .ensure_practice(&ods, "The Other Surgery", &Actor::system())
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+    // A full-access account of the other practice looks.
+    app.add_practice(OTHER, "The Other Surgery").await;
 
     // The first practice: a patient with two versions, an observation.
     let id = app
@@ -202,7 +196,7 @@ async fn another_practice_sees_nothing(app: App) {
     // The first practice's version means nothing here: the second
     // practice's own resource of that id is at version 1.
     let res = app
-        .client
+        .client_for(&put)
         .put(&put)
         .header("content-type", "application/fhir+json")
         .header("if-match", "W/\"2\"")
@@ -212,7 +206,7 @@ async fn another_practice_sees_nothing(app: App) {
         .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(res.status(), 412);
     let patch = app
-        .client
+        .client_for(&other(&app, ""))
         .patch(other(&app, "Patient/never-existed"))
         .header("content-type", "application/json-patch+json")
         .body(r#"[{"op":"replace","path":"/gender","value":"male"}]"#)
@@ -222,7 +216,7 @@ async fn another_practice_sees_nothing(app: App) {
     assert_eq!(patch.status(), 404);
     // Conditional create and delete find nothing of the first practice.
     let res = app
-        .client
+        .client_for(&other(&app, ""))
         .post(other(&app, "Observation"))
         .header("content-type", "application/fhir+json")
         .header(

@@ -270,7 +270,10 @@ async fn cli_generates_and_loads_a_release_the_server_then_serves() {
         "{}/ValueSet/$expand?url={SCT}?fhir_vs=isa/404684003&count=1",
         server.base
     );
-    let vs: Value = reqwest::get(&url)
+    let client = crate::support::authorised_client(&server.token);
+    let vs: Value = client
+        .get(&url)
+        .send()
         .await
         .unwrap_or_else(|e| panic!("{e}"))
         .json()
@@ -285,7 +288,9 @@ async fn cli_generates_and_loads_a_release_the_server_then_serves() {
         server.base
     );
     assert_eq!(
-        reqwest::get(&lookup)
+        client
+            .get(&lookup)
+            .send()
             .await
             .map(|r| r.status().as_u16())
             .ok(),

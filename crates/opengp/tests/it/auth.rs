@@ -1,0 +1,419 @@
+//! Signing in and what a role may do, on each backend: no or a bad token
+//! is 401 with an OperationOutcome and `WWW-Authenticate` (rfc6750 section
+//! 3), another practice's session 403, a role that does not allow the
+//! interaction 403 `forbidden`; lockout after repeated failures, sign-out
+//! and sign-out everywhere.
+
+use gp_store::accounts::NewUser;
+use gp_store::{Actor, Ctx};
+use serde_json::{Value, json};
+
+use crate::support::{App, assert_outcome, authorised_client, json};
+
+crate::on_both_backends!(
+    no_valid_session_is_401_and_metadata_is_public,
+    sign_in_lockout_and_sign_out,
+    roles_allow_only_their_activities,
+);
+
+const PASSWORD: &str = "a long enough password";
+
+/// Creates an account `user` in `roles` at the test practice.
+async fn add_user(app: &App, user: &str, roles: &[&str]) {
+    let ctx = Ctx::new(practice(app).await, Actor::system());
+    app.server
+        .store
+        .add_user(
+            &ctx,
+            NewUser {
+                username: user.into(),
+                name: format!("{user} (test)"),
+                password: PASSWORD.into(),
+                roles: roles.iter().map(|r| (*r).to_owned()).collect(),
+                practitioner: None,
+            },
+        )
+        .await
+        .unwrap_or_else(|e| panic!("adding {user}: {e}"));
+}
+
+async fn practice(app: &App) -> gp_store::Practice {
+    let ods = gp_fhir::OdsCode::parse(opengp::config::DEFAULT_PRACTICE)
+        .unwrap_or_else(|| panic!("ODS code"));
+    app.server
+        .store
+        .practice(&ods, &Actor::system())
+        .await
+        .ok()
+        .flatten()
+        .unwrap_or_else(|| panic!("the test practice"))
+}
+
+fn root(app: &App) -> String {
+    format!("http://{}", app.server.addr)
+}
+
+async fn login(app: &App, user: &str, password: &str, role: Option<&str>) -> reqwest::Response {
+    let mut body = json!({
+        "practice": opengp::config::DEFAULT_PRACTICE,
+        "username": user,
+        "password": password,
+    });
+    if let Some(r) = role {
+        body["role"] = json!(r);
+    }
+    reqwest::Client::new()
+        .post(format!("{}/auth/login", root(app)))
+        .json(&body)
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("login: {e}"))
+}
+
+/// Signs in and returns a client carrying the session.
+async fn signed_in(app: &App, user: &str, role: Option<&str>) -> reqwest::Client {
+    let res = login(app, user, PASSWORD, role).await;
+    assert_eq!(res.status(), 200, "{user} signs in");
+    let v = json(res).await;
+    authorised_client(v["access_token"].as_str().unwrap_or_default())
+}
+
+async fn status(client: &reqwest::Client, method: &str, url: &str, body: Option<&Value>) -> u16 {
+    let method = reqwest::Method::from_bytes(method.as_bytes()).unwrap_or_else(|e| panic!("{e}"));
+    let mut req = client.request(method, url);
+    if let Some(b) = body {
+        req = req
+            .header("content-type", "application/fhir+json")
+            .body(b.to_string());
+    }
+    req.send()
+        .await
+        .unwrap_or_else(|e| panic!("{url}: {e}"))
+        .status()
+        .as_u16()
+}
+
+async fn no_valid_session_is_401_and_metadata_is_public(app: App) {
+    let anonymous = reqwest::Client::new();
+    let id = app
+        .create(&json!({ "resourceType": "Patient", "name": [{ "family": "Hidden" }] }))
+        .await;
+    for path in [
+        format!("Patient/{id}"),
+        "Patient".into(),
+        "_history".into(),
+        "CodeSystem/$lookup?system=http://snomed.info/sct&code=44054006".into(),
+    ] {
+        let res = anonymous
+            .get(app.url(&path))
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        let challenge = res
+            .headers()
+            .get("www-authenticate")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_owned();
+        assert!(challenge.starts_with("Bearer"), "{path}: {challenge}");
+        let v = assert_outcome(res, 401, "login").await;
+        assert!(!v.to_string().contains("Hidden"), "reveals nothing: {v}");
+    }
+    // Writes too, and a token that is not one.
+    let res = anonymous
+        .post(app.url("Patient"))
+        .header("content-type", "application/fhir+json")
+        .body(json!({ "resourceType": "Patient" }).to_string())
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_outcome(res, 401, "login").await;
+    let forged = format!("{}.{}", opengp::config::DEFAULT_PRACTICE, "0".repeat(64));
+    for token in ["nonsense", forged.as_str()] {
+        let res = authorised_client(token)
+            .get(app.url("Patient"))
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_outcome(res, 401, "login").await;
+    }
+    // A session of another practice is refused there.
+    let ods = gp_fhir::OdsCode::parse("B82002").unwrap_or_else(|| panic!("ODS"));
+    let other = app
+        .server
+        .store
+        .ensure_practice(&ods, "The Other Surgery", &Actor::system())
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let other_token = opengp::server::full_access_session(&app.server.store, &other, "other")
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let res = authorised_client(&other_token)
+        .get(app.url(&format!("Patient/{id}")))
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let v = assert_outcome(res, 403, "forbidden").await;
+    assert!(!v.to_string().contains("Hidden"), "{v}");
+
+    // The CapabilityStatement is public and says how to authenticate.
+    let res = anonymous
+        .get(app.url("metadata"))
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(res.status(), 200);
+    let cs = json(res).await;
+    let security = cs["rest"][0]["security"]["description"]
+        .as_str()
+        .unwrap_or_default();
+    assert!(security.contains("/auth/login"), "{cs}");
+    app.stop().await;
+}
+
+async fn sign_in_lockout_and_sign_out(app: App) {
+    add_user(&app, "nurse", &["R8001", "R8003"]).await;
+    // Wrong password, unknown user: the same 401.
+    let wrong = assert_outcome(
+        login(&app, "nurse", "not it at all", None).await,
+        401,
+        "login",
+    )
+    .await;
+    let unknown = assert_outcome(login(&app, "nobody", PASSWORD, None).await, 401, "login").await;
+    assert_eq!(wrong["issue"], unknown["issue"]);
+    // A role the user does not hold.
+    assert_outcome(
+        login(&app, "nurse", PASSWORD, Some("R8000")).await,
+        403,
+        "forbidden",
+    )
+    .await;
+    // The first role unless another is asked for.
+    let v = json(login(&app, "nurse", PASSWORD, None).await).await;
+    assert_eq!(v["role"], "R8001", "{v}");
+    assert_eq!(v["token_type"], "Bearer");
+    assert!(v["expires_in"].as_i64().unwrap_or(0) > 11 * 3600, "{v}");
+    let v = json(login(&app, "nurse", PASSWORD, Some("R8003")).await).await;
+    assert_eq!(v["role"], "R8003", "{v}");
+
+    // Sign-out ends this session only; sign-out everywhere ends them all.
+    let first = signed_in(&app, "nurse", None).await;
+    let second = signed_in(&app, "nurse", None).await;
+    let third = signed_in(&app, "nurse", None).await;
+    assert_eq!(status(&first, "GET", &app.url("Patient"), None).await, 200);
+    let out = format!("{}/auth/logout", root(&app));
+    assert_eq!(status(&first, "POST", &out, None).await, 204);
+    assert_eq!(status(&first, "GET", &app.url("Patient"), None).await, 401);
+    assert_eq!(status(&second, "GET", &app.url("Patient"), None).await, 200);
+    let everywhere = format!("{}/auth/logout-everywhere", root(&app));
+    assert_eq!(status(&second, "POST", &everywhere, None).await, 204);
+    assert_eq!(status(&second, "GET", &app.url("Patient"), None).await, 401);
+    assert_eq!(status(&third, "GET", &app.url("Patient"), None).await, 401);
+
+    // Five failures in a row lock the account: then even the right
+    // password is refused, with the same answer.
+    for _ in 0..gp_store::accounts::MAX_FAILURES {
+        assert_eq!(
+            login(&app, "nurse", "guess guess guess", None)
+                .await
+                .status(),
+            401
+        );
+    }
+    let locked = assert_outcome(login(&app, "nurse", PASSWORD, None).await, 401, "login").await;
+    assert_eq!(locked["issue"], wrong["issue"]);
+    app.stop().await;
+}
+
+/// What is tried, by whom, how, where, with what body, and the status due.
+type Case<'a> = (
+    &'a str,
+    &'a reqwest::Client,
+    &'a str,
+    String,
+    Option<&'a Value>,
+    u16,
+);
+
+async fn roles_allow_only_their_activities(app: App) {
+    add_user(&app, "gp", &["R8000"]).await;
+    add_user(&app, "nurse", &["R8001"]).await;
+    add_user(&app, "reception", &["R8009"]).await;
+    let gp = signed_in(&app, "gp", None).await;
+    let nurse = signed_in(&app, "nurse", None).await;
+    let reception = signed_in(&app, "reception", None).await;
+
+    let patient = json!({ "resourceType": "Patient", "name": [{ "family": "Booked" }] });
+    assert_eq!(
+        status(&reception, "POST", &app.url("Patient"), Some(&patient)).await,
+        201
+    );
+    let pid = app.create(&patient).await;
+    let obs = json!({ "resourceType": "Observation", "status": "final", "code": { "text": "BP" },
+                      "subject": { "reference": format!("Patient/{pid}") } });
+    let rx = json!({ "resourceType": "MedicationRequest", "status": "active", "intent": "order",
+                     "medicationCodeableConcept": { "text": "Amoxicillin" },
+                     "subject": { "reference": format!("Patient/{pid}") } });
+    let audit = json!({ "resourceType": "AuditEvent", "type": { "code": "rest" },
+                        "recorded": "2025-01-01T00:00:00Z", "agent": [{ "requestor": true }],
+                        "source": { "observer": { "display": "x" } } });
+    let practitioner = json!({ "resourceType": "Practitioner" });
+    let oid = app.create(&obs).await;
+    let table: Vec<Case<'_>> = vec![
+        (
+            "reception reads the register",
+            &reception,
+            "GET",
+            app.url(&format!("Patient/{pid}")),
+            None,
+            200,
+        ),
+        (
+            "reception cannot read the record",
+            &reception,
+            "GET",
+            app.url(&format!("Observation/{oid}")),
+            None,
+            403,
+        ),
+        (
+            "reception cannot search the record",
+            &reception,
+            "GET",
+            app.url("Observation"),
+            None,
+            403,
+        ),
+        (
+            "reception cannot see everything",
+            &reception,
+            "GET",
+            app.url(&format!("Patient/{pid}/$everything")),
+            None,
+            403,
+        ),
+        (
+            "reception cannot record",
+            &reception,
+            "POST",
+            app.url("Observation"),
+            Some(&obs),
+            403,
+        ),
+        (
+            "reception cannot prescribe",
+            &reception,
+            "POST",
+            app.url("MedicationRequest"),
+            Some(&rx),
+            403,
+        ),
+        (
+            "the nurse records",
+            &nurse,
+            "POST",
+            app.url("Observation"),
+            Some(&obs),
+            201,
+        ),
+        (
+            "the nurse cannot prescribe",
+            &nurse,
+            "POST",
+            app.url("MedicationRequest"),
+            Some(&rx),
+            403,
+        ),
+        (
+            "the nurse cannot delete a prescription",
+            &nurse,
+            "DELETE",
+            app.url("MedicationRequest/x"),
+            None,
+            403,
+        ),
+        (
+            "the GP prescribes",
+            &gp,
+            "POST",
+            app.url("MedicationRequest"),
+            Some(&rx),
+            201,
+        ),
+        (
+            "the GP reads the record",
+            &gp,
+            "GET",
+            app.url(&format!("Observation/{oid}")),
+            None,
+            200,
+        ),
+        (
+            "nobody writes the audit trail",
+            &gp,
+            "POST",
+            app.url("AuditEvent"),
+            Some(&audit),
+            403,
+        ),
+        (
+            "the GP cannot read the audit trail",
+            &gp,
+            "GET",
+            app.url("AuditEvent"),
+            None,
+            403,
+        ),
+        (
+            "the GP cannot administer staff records",
+            &gp,
+            "POST",
+            app.url("Practitioner"),
+            Some(&practitioner),
+            403,
+        ),
+    ];
+    for (what, client, method, url, body, want) in &table {
+        assert_eq!(status(client, method, url, *body).await, *want, "{what}");
+    }
+    // A refusal is a FHIR OperationOutcome.
+    let res = reception
+        .get(app.url("Observation"))
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_outcome(res, 403, "forbidden").await;
+    // A Bundle with one entry the role may not run is refused whole.
+    let batch = json!({ "resourceType": "Bundle", "type": "transaction", "entry": [
+        { "resource": patient, "request": { "method": "POST", "url": "Patient" } },
+        { "resource": obs, "request": { "method": "POST", "url": "Observation" } },
+    ]});
+    let res = reception
+        .post(app.url(""))
+        .header("content-type", "application/fhir+json")
+        .body(batch.to_string())
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_outcome(res, 403, "forbidden").await;
+    // What _include would bring is left out where the role may not read it.
+    let b = json(
+        reception
+            .get(app.url(&format!(
+                "Patient?_id={pid}&_revinclude=Observation:subject"
+            )))
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("{e}")),
+    )
+    .await;
+    let types: Vec<&str> = b["entry"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|e| e["resource"]["resourceType"].as_str())
+        .collect();
+    assert_eq!(types, ["Patient"], "{b}");
+    app.stop().await;
+}

@@ -1,0 +1,226 @@
+//! Staff accounts, sessions and the practice's access policy. Every
+//! statement binds the practice key as `$1`.
+
+use gp_fhir::Instant;
+use gp_store::accounts::{SessionRecord, UserRecord};
+use gp_store::{AccountsRead, AccountsWrite, StoreError};
+use postgres::Row;
+
+use crate::conn::{db_err, is_unique_violation};
+use crate::scoped::Scoped;
+use crate::write::ScopedWrite;
+
+/// Schema migration 6. New tables only: nothing running is locked.
+pub(crate) const MIGRATION: &str = "
+    CREATE TABLE app_user (
+        practice bigint NOT NULL,
+        id text NOT NULL,
+        username text NOT NULL,
+        name text NOT NULL,
+        password_hash text NOT NULL,
+        roles text NOT NULL,
+        practitioner text,
+        failed integer NOT NULL,
+        locked_until bigint,
+        PRIMARY KEY (practice, id),
+        UNIQUE (practice, username)
+    );
+    -- Sessions by the SHA-256 of their token; the token itself is never stored.
+    CREATE TABLE app_session (
+        practice bigint NOT NULL,
+        token_hash text NOT NULL,
+        user_id text NOT NULL,
+        role text NOT NULL,
+        created_at bigint NOT NULL,
+        expires_at bigint NOT NULL,
+        revoked boolean NOT NULL,
+        PRIMARY KEY (practice, token_hash)
+    );
+    CREATE INDEX app_session_by_user ON app_session (practice, user_id);
+    CREATE TABLE access_policy (
+        practice bigint PRIMARY KEY,
+        body text NOT NULL
+    );";
+
+const USER_COLUMNS: &str =
+    "id, username, name, password_hash, roles, practitioner, failed, locked_until";
+
+fn user_row(r: &Row) -> Result<UserRecord, StoreError> {
+    let roles: String = r.try_get(4).map_err(db_err)?;
+    Ok(UserRecord {
+        id: r.try_get(0).map_err(db_err)?,
+        username: r.try_get(1).map_err(db_err)?,
+        name: r.try_get(2).map_err(db_err)?,
+        password_hash: r.try_get(3).map_err(db_err)?,
+        roles: roles.split_whitespace().map(str::to_owned).collect(),
+        practitioner: r.try_get(5).map_err(db_err)?,
+        failed: r.try_get::<_, i32>(6).map_err(db_err)? as u32,
+        locked_until: r
+            .try_get::<_, Option<i64>>(7)
+            .map_err(db_err)?
+            .map(Instant::from_millis),
+    })
+}
+
+impl AccountsRead for Scoped<'_> {
+    fn user_named(&mut self, username: &str) -> Result<Option<UserRecord>, StoreError> {
+        let sql =
+            format!("SELECT {USER_COLUMNS} FROM app_user WHERE practice = $1 AND username = $2");
+        let row = self
+            .conn
+            .query_opt(&sql, &[&self.practice, &username])
+            .map_err(db_err)?;
+        row.as_ref().map(user_row).transpose()
+    }
+
+    fn user_by_id(&mut self, id: &str) -> Result<Option<UserRecord>, StoreError> {
+        let sql = format!("SELECT {USER_COLUMNS} FROM app_user WHERE practice = $1 AND id = $2");
+        let row = self
+            .conn
+            .query_opt(&sql, &[&self.practice, &id])
+            .map_err(db_err)?;
+        row.as_ref().map(user_row).transpose()
+    }
+
+    fn users(&mut self) -> Result<Vec<UserRecord>, StoreError> {
+        let sql =
+            format!("SELECT {USER_COLUMNS} FROM app_user WHERE practice = $1 ORDER BY username");
+        let rows = self.conn.query(&sql, &[&self.practice]).map_err(db_err)?;
+        rows.iter().map(user_row).collect()
+    }
+
+    fn session(&mut self, token_hash: &str) -> Result<Option<SessionRecord>, StoreError> {
+        let row = self
+            .conn
+            .query_opt(
+                "SELECT token_hash, user_id, role, created_at, expires_at, revoked
+                 FROM app_session WHERE practice = $1 AND token_hash = $2",
+                &[&self.practice, &token_hash],
+            )
+            .map_err(db_err)?;
+        let Some(r) = row else { return Ok(None) };
+        Ok(Some(SessionRecord {
+            token_hash: r.try_get(0).map_err(db_err)?,
+            user_id: r.try_get(1).map_err(db_err)?,
+            role: r.try_get(2).map_err(db_err)?,
+            created: Instant::from_millis(r.try_get(3).map_err(db_err)?),
+            expires: Instant::from_millis(r.try_get(4).map_err(db_err)?),
+            revoked: r.try_get(5).map_err(db_err)?,
+        }))
+    }
+
+    fn policy(&mut self) -> Result<Option<String>, StoreError> {
+        let row = self
+            .conn
+            .query_opt(
+                "SELECT body FROM access_policy WHERE practice = $1",
+                &[&self.practice],
+            )
+            .map_err(db_err)?;
+        row.map(|r| r.try_get(0).map_err(db_err)).transpose()
+    }
+}
+
+impl AccountsRead for ScopedWrite<'_> {
+    fn user_named(&mut self, username: &str) -> Result<Option<UserRecord>, StoreError> {
+        self.read.user_named(username)
+    }
+    fn user_by_id(&mut self, id: &str) -> Result<Option<UserRecord>, StoreError> {
+        self.read.user_by_id(id)
+    }
+    fn users(&mut self) -> Result<Vec<UserRecord>, StoreError> {
+        self.read.users()
+    }
+    fn session(&mut self, token_hash: &str) -> Result<Option<SessionRecord>, StoreError> {
+        self.read.session(token_hash)
+    }
+    fn policy(&mut self) -> Result<Option<String>, StoreError> {
+        self.read.policy()
+    }
+}
+
+impl AccountsWrite for ScopedWrite<'_> {
+    fn put_user(&mut self, u: &UserRecord) -> Result<(), StoreError> {
+        let sql = format!(
+            "INSERT INTO app_user (practice, {USER_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+             ON CONFLICT (practice, id) DO UPDATE SET username = excluded.username,
+               name = excluded.name, password_hash = excluded.password_hash,
+               roles = excluded.roles, practitioner = excluded.practitioner,
+               failed = excluded.failed, locked_until = excluded.locked_until"
+        );
+        let roles = u.roles.join(" ");
+        let failed = u.failed as i32;
+        let locked = u.locked_until.map(Instant::millis);
+        self.read
+            .conn
+            .execute(
+                &sql,
+                &[
+                    &self.read.practice,
+                    &u.id,
+                    &u.username,
+                    &u.name,
+                    &u.password_hash,
+                    &roles,
+                    &u.practitioner,
+                    &failed,
+                    &locked,
+                ],
+            )
+            .map(drop)
+            .map_err(|e| {
+                if is_unique_violation(&e) {
+                    StoreError::Conflict(format!(
+                        "the practice already has a user '{}'",
+                        u.username
+                    ))
+                } else {
+                    db_err(e)
+                }
+            })
+    }
+
+    fn put_session(&mut self, s: &SessionRecord) -> Result<(), StoreError> {
+        self.read
+            .conn
+            .execute(
+                "INSERT INTO app_session (practice, token_hash, user_id, role, created_at, expires_at, revoked)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7)",
+                &[
+                    &self.read.practice,
+                    &s.token_hash,
+                    &s.user_id,
+                    &s.role,
+                    &s.created.millis(),
+                    &s.expires.millis(),
+                    &s.revoked,
+                ],
+            )
+            .map(drop)
+            .map_err(db_err)
+    }
+
+    fn revoke_sessions(&mut self, user_id: &str, only: Option<&str>) -> Result<(), StoreError> {
+        self.read
+            .conn
+            .execute(
+                "UPDATE app_session SET revoked = true
+                 WHERE practice = $1 AND user_id = $2 AND ($3::text IS NULL OR token_hash = $3)",
+                &[&self.read.practice, &user_id, &only],
+            )
+            .map(drop)
+            .map_err(db_err)
+    }
+
+    fn put_policy(&mut self, policy: &str) -> Result<(), StoreError> {
+        self.read
+            .conn
+            .execute(
+                "INSERT INTO access_policy (practice, body) VALUES ($1, $2)
+                 ON CONFLICT (practice) DO UPDATE SET body = excluded.body",
+                &[&self.read.practice, &policy],
+            )
+            .map(drop)
+            .map_err(db_err)
+    }
+}

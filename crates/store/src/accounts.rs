@@ -1,0 +1,406 @@
+//! Built-in staff accounts: users stored per practice with Argon2id password
+//! hashes, lockout after repeated failures, sessions that expire, and
+//! sign-out everywhere.
+//!
+//! A session token is `{ODS}.{64 hex digits}`: the practice it belongs to,
+//! then 256 random bits. Only its SHA-256 is stored, so a copy of the
+//! database gives nobody a working token.
+
+use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
+use argon2::{Argon2, Params};
+use gp_fhir::{Instant, IssueType};
+use rand::RngCore;
+use sha2::{Digest, Sha256};
+
+use crate::access::{Activity, Policy, SignedIn, is_role_code};
+use crate::engine::blocking;
+use crate::{Actor, Ctx, Practice, Store, StoreError};
+
+/// Failed sign-ins in a row before an account locks.
+pub const MAX_FAILURES: u32 = 5;
+/// How long a locked account stays locked.
+pub const LOCKOUT_MILLIS: i64 = 15 * 60 * 1000;
+/// How long a session lasts: one working day.
+pub const SESSION_MILLIS: i64 = 12 * 60 * 60 * 1000;
+
+/// A staff account as stored.
+#[derive(Clone, Debug)]
+pub struct UserRecord {
+    pub id: String,
+    /// What the user types to sign in; unique within the practice.
+    pub username: String,
+    pub name: String,
+    /// The Argon2id hash in PHC string form (never the password).
+    pub password_hash: String,
+    /// The role profiles (R-codes) the user holds at the practice; the first
+    /// is the one a sign-in without a role chooses.
+    pub roles: Vec<String>,
+    /// The Practitioner resource the account belongs to, if any.
+    pub practitioner: Option<String>,
+    /// Failed sign-ins since the last success or lockout.
+    pub failed: u32,
+    pub locked_until: Option<Instant>,
+}
+
+/// A session as stored: the hash of its token, never the token.
+#[derive(Clone, Debug)]
+pub struct SessionRecord {
+    pub token_hash: String,
+    pub user_id: String,
+    pub role: String,
+    pub created: Instant,
+    pub expires: Instant,
+    pub revoked: bool,
+}
+
+/// An account to create.
+#[derive(Clone, Debug)]
+pub struct NewUser {
+    pub username: String,
+    pub name: String,
+    pub password: String,
+    pub roles: Vec<String>,
+    pub practitioner: Option<String>,
+}
+
+/// A session just opened: the token is shown to the client once.
+#[derive(Clone, Debug)]
+pub struct Session {
+    pub token: String,
+    pub user: SignedIn,
+}
+
+/// The practice a token names (its part before the dot).
+pub fn token_practice(token: &str) -> Option<&str> {
+    token.split_once('.').map(|(ods, _)| ods)
+}
+
+/// The stored form of a token.
+pub fn token_hash(token: &str) -> String {
+    hex(&Sha256::digest(token.as_bytes()))
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn new_token(practice: &Practice) -> String {
+    let mut secret = [0u8; 32];
+    rand::rng().fill_bytes(&mut secret);
+    format!("{}.{}", practice.ods, hex(&secret))
+}
+
+/// A random password of 20 letters and digits (about 115 bits), without
+/// the characters people misread (0/O, 1/l/I).
+pub fn generate_password() -> String {
+    const ALPHABET: &[u8] = b"abcdefghijkmnopqrstuvwxyzABCDEFGHJKLMNPQRSTUVWXYZ23456789";
+    let mut rng = rand::rng();
+    (0..20)
+        .map(|_| ALPHABET[(rng.next_u32() as usize) % ALPHABET.len()] as char)
+        .collect()
+}
+
+fn argon2() -> Argon2<'static> {
+    // OWASP's Argon2id recommendation: 19 MiB, two passes, one lane.
+    let params = Params::new(19 * 1024, 2, 1, None).unwrap_or_default();
+    Argon2::new(argon2::Algorithm::Argon2id, argon2::Version::V0x13, params)
+}
+
+/// Hashes a password with Argon2id and a random salt.
+pub fn hash_password(password: &str) -> Result<String, StoreError> {
+    let mut salt = [0u8; 16];
+    rand::rng().fill_bytes(&mut salt);
+    let salt = SaltString::encode_b64(&salt).map_err(|e| StoreError::Backend(e.to_string()))?;
+    argon2()
+        .hash_password(password.as_bytes(), &salt)
+        .map(|h| h.to_string())
+        .map_err(|e| StoreError::Backend(format!("hashing a password: {e}")))
+}
+
+fn verify_password(password: &str, hash: &str) -> bool {
+    PasswordHash::new(hash)
+        .map(|h| argon2().verify_password(password.as_bytes(), &h).is_ok())
+        .unwrap_or(false)
+}
+
+/// A hash of nothing anyone knows, checked when the user name is unknown so
+/// that the answer takes as long as for a wrong password.
+fn decoy_hash() -> &'static str {
+    static DECOY: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    DECOY.get_or_init(|| hash_password("no user has this password").unwrap_or_default())
+}
+
+/// The one answer to every failed sign-in, so that it tells nothing about
+/// which part was wrong or whether the account exists or is locked.
+fn refused() -> StoreError {
+    StoreError::Unauthorized(
+        "the user name or password is not right, or the account is locked for a while".into(),
+    )
+}
+
+fn check_new_user(u: &NewUser) -> Result<(), StoreError> {
+    let bad = |m: String| StoreError::bad_request(IssueType::Invalid, m);
+    let name_ok = !u.username.is_empty()
+        && u.username.len() <= 64
+        && u.username
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"._-@".contains(&b));
+    if !name_ok {
+        return Err(bad(format!(
+            "'{}' is not a user name (letters, digits and . _ - @, up to 64)",
+            u.username
+        )));
+    }
+    if u.password.chars().count() < 12 {
+        return Err(bad("a password needs at least 12 characters".into()));
+    }
+    if u.roles.is_empty() {
+        return Err(bad("a user needs at least one role profile".into()));
+    }
+    if let Some(r) = u.roles.iter().find(|r| !is_role_code(r)) {
+        return Err(bad(format!("'{r}' is not a role code (R and digits)")));
+    }
+    Ok(())
+}
+
+impl Store {
+    /// Creates a staff account at the context's practice.
+    pub async fn add_user(&self, ctx: &Ctx, new: NewUser) -> Result<UserRecord, StoreError> {
+        ctx.require(Activity::AdministerUsers)?;
+        check_new_user(&new)?;
+        let password = new.password.clone();
+        let password_hash = blocking(move || hash_password(&password)).await?;
+        let user = UserRecord {
+            id: uuid::Uuid::new_v4().to_string(),
+            username: new.username,
+            name: new.name,
+            password_hash,
+            roles: new.roles,
+            practitioner: new.practitioner,
+            failed: 0,
+            locked_until: None,
+        };
+        let record = user.clone();
+        self.write_in(ctx, move |tx| {
+            if tx.user_named(&record.username)?.is_some() {
+                return Err(StoreError::Conflict(format!(
+                    "the practice already has a user '{}'",
+                    record.username
+                )));
+            }
+            tx.put_user(&record)
+        })
+        .await?;
+        Ok(user)
+    }
+
+    /// The practice's staff accounts.
+    pub async fn users(&self, ctx: &Ctx) -> Result<Vec<UserRecord>, StoreError> {
+        ctx.require(Activity::AdministerUsers)?;
+        self.read_in(ctx, |tx| tx.users()).await
+    }
+
+    /// Checks a user name and password and opens a session in `role` (or
+    /// the user's first role). Every failure looks the same to the caller;
+    /// [`MAX_FAILURES`] in a row lock the account for [`LOCKOUT_MILLIS`].
+    pub async fn sign_in(
+        &self,
+        practice: &Practice,
+        username: &str,
+        password: &str,
+        role: Option<&str>,
+    ) -> Result<Session, StoreError> {
+        let ctx = Ctx::new(practice.clone(), Actor::system());
+        let name = username.to_owned();
+        let user = self.read_in(&ctx, move |tx| tx.user_named(&name)).await?;
+        let (pw, hash) = (
+            password.to_owned(),
+            user.as_ref()
+                .map_or_else(|| decoy_hash().to_owned(), |u| u.password_hash.clone()),
+        );
+        let good = blocking(move || Ok(verify_password(&pw, &hash))).await?;
+        let Some(user) = user else {
+            return Err(refused());
+        };
+        let now = Instant::now();
+        let locked = user.locked_until.is_some_and(|t| t > now);
+        if locked {
+            return Err(refused());
+        }
+        if !good {
+            let id = user.id.clone();
+            self.write_in(&ctx, move |tx| {
+                let Some(mut u) = tx.user_by_id(&id)? else {
+                    return Ok(());
+                };
+                u.failed += 1;
+                if u.failed >= MAX_FAILURES {
+                    u.failed = 0;
+                    u.locked_until = Some(Instant::from_millis(now.millis() + LOCKOUT_MILLIS));
+                    tracing::warn!(user = %u.username, "account locked after repeated failed sign-ins");
+                }
+                tx.put_user(&u)
+            })
+            .await?;
+            return Err(refused());
+        }
+        let role = match role {
+            Some(r) if user.roles.iter().any(|h| h == r) => r.to_owned(),
+            Some(r) => {
+                return Err(StoreError::Forbidden(format!(
+                    "you do not hold the role profile {r} at this practice"
+                )));
+            }
+            None => user.roles.first().cloned().ok_or_else(refused)?,
+        };
+        let token = new_token(practice);
+        let session = SessionRecord {
+            token_hash: token_hash(&token),
+            user_id: user.id.clone(),
+            role: role.clone(),
+            created: now,
+            expires: Instant::from_millis(now.millis() + SESSION_MILLIS),
+            revoked: false,
+        };
+        let signed_in = SignedIn {
+            user_id: user.id.clone(),
+            username: user.username.clone(),
+            name: user.name.clone(),
+            role,
+            practitioner: user.practitioner.clone(),
+            expires: session.expires,
+        };
+        let id = user.id.clone();
+        self.write_in(&ctx, move |tx| {
+            if let Some(mut u) = tx.user_by_id(&id)?
+                && (u.failed != 0 || u.locked_until.is_some())
+            {
+                u.failed = 0;
+                u.locked_until = None;
+                tx.put_user(&u)?;
+            }
+            tx.put_session(&session)
+        })
+        .await?;
+        Ok(Session {
+            token,
+            user: signed_in,
+        })
+    }
+
+    /// The context a session token stands for at `practice`: 401 for a
+    /// token that is unknown, expired or revoked, 403 for one of another
+    /// practice.
+    pub async fn resolve(&self, practice: &Practice, token: &str) -> Result<Ctx, StoreError> {
+        let expired = || StoreError::Unauthorized("the session is not valid; sign in again".into());
+        match token_practice(token) {
+            Some(ods) if ods == practice.ods.as_str() => {}
+            Some(_) => {
+                return Err(StoreError::Forbidden(
+                    "this session is for another practice".into(),
+                ));
+            }
+            None => return Err(expired()),
+        }
+        let system = Ctx::new(practice.clone(), Actor::system());
+        let hash = token_hash(token);
+        let found = self
+            .read_in(&system, move |tx| {
+                let Some(s) = tx.session(&hash)? else {
+                    return Ok(None);
+                };
+                let user = tx.user_by_id(&s.user_id)?;
+                let policy = tx.policy()?;
+                Ok(user.map(|u| (s, u, policy)))
+            })
+            .await?;
+        let Some((session, user, policy)) = found else {
+            return Err(expired());
+        };
+        if session.revoked || session.expires <= Instant::now() {
+            return Err(expired());
+        }
+        let policy = match policy {
+            Some(text) => Policy::from_json(&text)?,
+            None => Policy::baseline()?,
+        };
+        let activities = policy.activities(&session.role);
+        Ok(Ctx::signed_in(
+            practice.clone(),
+            SignedIn {
+                user_id: user.id,
+                username: user.username,
+                name: user.name,
+                role: session.role,
+                practitioner: user.practitioner,
+                expires: session.expires,
+            },
+            activities,
+        ))
+    }
+
+    /// Ends the session of `token`, or with `everywhere` every session of
+    /// its user.
+    pub async fn sign_out(
+        &self,
+        ctx: &Ctx,
+        token: &str,
+        everywhere: bool,
+    ) -> Result<(), StoreError> {
+        let Some(user) = ctx.access.user.clone() else {
+            return Ok(());
+        };
+        let hash = token_hash(token);
+        let system = Ctx::new(ctx.practice.clone(), Actor::system());
+        self.write_in(&system, move |tx| {
+            tx.revoke_sessions(&user.user_id, (!everywhere).then_some(hash.as_str()))
+        })
+        .await
+    }
+
+    /// The practice's policy: its own if it has stored one, else the baseline.
+    pub async fn policy(&self, ctx: &Ctx) -> Result<Policy, StoreError> {
+        match self.read_in(ctx, |tx| tx.policy()).await? {
+            Some(text) => Policy::from_json(&text),
+            None => Policy::baseline(),
+        }
+    }
+
+    /// Replaces the practice's policy.
+    pub async fn set_policy(&self, ctx: &Ctx, policy: &Policy) -> Result<(), StoreError> {
+        ctx.require(Activity::AdministerUsers)?;
+        let text = policy.to_json();
+        self.write_in(ctx, move |tx| tx.put_policy(&text)).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn passwords_hash_with_argon2id_and_verify() {
+        let h = hash_password("correct horse battery").unwrap_or_else(|e| panic!("{e}"));
+        assert!(h.starts_with("$argon2id$v=19$m=19456,t=2,p=1$"), "{h}");
+        assert!(verify_password("correct horse battery", &h));
+        assert!(!verify_password("correct horse batterx", &h));
+        assert!(!verify_password("anything", "not a hash"));
+        let again = hash_password("correct horse battery").unwrap_or_else(|e| panic!("{e}"));
+        assert_ne!(h, again, "salted");
+    }
+
+    #[test]
+    fn tokens_name_their_practice_and_are_stored_hashed() {
+        let p = Practice {
+            key: 1,
+            ods: gp_fhir::OdsCode::parse("A81001").unwrap_or_else(|| panic!("ods")),
+            name: "x".into(),
+        };
+        let t = new_token(&p);
+        assert_eq!(token_practice(&t), Some("A81001"));
+        assert_eq!(t.len(), "A81001.".len() + 64);
+        assert_ne!(new_token(&p), t);
+        assert_eq!(token_hash(&t).len(), 64);
+        assert_ne!(token_hash(&t), t);
+    }
+}
