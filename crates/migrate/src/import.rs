@@ -485,28 +485,63 @@ async fn write_batch(
 ) -> Result<Vec<Written>> {
     let written = store
         .write_with(ctx, move |tx| {
-            let mut out = Vec::with_capacity(batch.len());
-            for (r, index) in batch {
+            // All the checks first, then all the inserts: a store that
+            // buffers writes (PostgreSQL) sends them as a few multi-row
+            // statements instead of flushing before every check. Versions
+            // planned in this batch count as held for the ones after them.
+            let mut planned: HashMap<(ResourceType, String, u64), String> = HashMap::new();
+            let mut highest: HashMap<(ResourceType, String), u64> = HashMap::new();
+            let mut held = Vec::with_capacity(batch.len());
+            for (r, _) in &batch {
                 let record = r.record();
-                // What stops this version going in, if anything. Without
-                // version 1 there is no resource at all: no later one to find.
-                let held = match tx.version(r.ty, &r.id, r.version)? {
-                    Some(have) if digest(&have.body) == r.sha256 => {
-                        Some(Ok(Outcome::AlreadyPresent))
-                    }
-                    Some(_) => Some(Err(format!(
-                        "the target already holds a different {record}"
-                    ))),
-                    None if r.version == 1 => None,
-                    None => match tx.latest(r.ty, &r.id)? {
-                        Some(have) if have.version > r.version => Some(Err(format!(
-                            "the target already holds a later version ({}) of {}/{}",
-                            have.version, r.ty, r.id
-                        ))),
-                        _ => None,
-                    },
+                let key = (r.ty, r.id.clone(), r.version);
+                let later = |v: u64| {
+                    format!(
+                        "the target already holds a later version ({v}) of {}/{}",
+                        r.ty, r.id
+                    )
                 };
-                let outcome = match held {
+                let h = if let Some(sha) = planned.get(&key) {
+                    Some(if *sha == r.sha256 {
+                        Ok(Outcome::AlreadyPresent)
+                    } else {
+                        Err(format!("the target already holds a different {record}"))
+                    })
+                } else if let Some(&v) = highest
+                    .get(&(r.ty, r.id.clone()))
+                    .filter(|&&v| v > r.version)
+                {
+                    Some(Err(later(v)))
+                } else {
+                    // Without version 1 there is no resource at all: no
+                    // later one to find.
+                    match tx.version(r.ty, &r.id, r.version)? {
+                        Some(have) if digest(&have.body) == r.sha256 => {
+                            Some(Ok(Outcome::AlreadyPresent))
+                        }
+                        Some(_) => Some(Err(format!(
+                            "the target already holds a different {record}"
+                        ))),
+                        None if r.version == 1 => None,
+                        None => match tx.latest(r.ty, &r.id)? {
+                            Some(have) if have.version > r.version => {
+                                Some(Err(later(have.version)))
+                            }
+                            _ => None,
+                        },
+                    }
+                };
+                if h.is_none() {
+                    planned.insert(key, r.sha256.clone());
+                    let top = highest.entry((r.ty, r.id.clone())).or_insert(0);
+                    *top = (*top).max(r.version);
+                }
+                held.push(h);
+            }
+            let mut out = Vec::with_capacity(batch.len());
+            for ((r, index), h) in batch.into_iter().zip(held) {
+                let record = r.record();
+                let outcome = match h {
                     Some(o) => o,
                     None => {
                         tx.insert(&NewVersion {
