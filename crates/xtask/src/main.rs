@@ -95,7 +95,14 @@ fn postgres_bin() -> Result<PathBuf> {
     if let Some(bin) = find_postgres_bin() {
         return Ok(bin);
     }
-    eprintln!("xtask: installing PostgreSQL (Debian package postgresql) for the tests");
+    apt_install("postgresql")?;
+    find_postgres_bin()
+        .context("the postgresql package installed no /usr/lib/postgresql/*/bin/initdb")
+}
+
+/// Installs a Debian package for the tests (as root, or through sudo).
+fn apt_install(package: &str) -> Result<()> {
+    eprintln!("xtask: installing the Debian package {package} for the tests");
     let root = {
         use std::os::unix::fs::MetadataExt;
         std::fs::metadata("/proc/self").is_ok_and(|m| m.uid() == 0)
@@ -116,11 +123,19 @@ fn postgres_bin() -> Result<PathBuf> {
         "install",
         "-y",
         "--no-install-recommends",
-        "postgresql",
+        package,
     ]))
-    .context("installing the Debian package postgresql")?;
-    find_postgres_bin()
-        .context("the postgresql package installed no /usr/lib/postgresql/*/bin/initdb")
+    .with_context(|| format!("installing the Debian package {package}"))
+}
+
+/// Whether a program runs on this machine.
+fn have(program: &str) -> bool {
+    Command::new(program)
+        .arg("--version")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
 }
 
 /// Fetches and unpacks the R4 package once; later calls reuse it.
@@ -132,6 +147,9 @@ fn fhir_package(root: &Path) -> Result<PathBuf> {
         return Ok(package);
     }
     std::fs::create_dir_all(&base)?;
+    if !have("npm") {
+        apt_install("npm")?;
+    }
     run(Command::new("npm")
         .args(["pack", "--silent", R4_PACKAGE])
         .current_dir(&base))
