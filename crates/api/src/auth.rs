@@ -106,6 +106,38 @@ pub(crate) async fn authenticate(
     Ok(ctx)
 }
 
+/// The access context a session token stands for, whichever practice it
+/// was issued at (the token names it): for clients that keep the token
+/// elsewhere than in a bearer header, such as the web app's cookie.
+pub async fn resolve_token(st: &AppState, token: &str) -> Result<Ctx, ApiError> {
+    let expired = || ApiError::from(StoreError::Unauthorized("sign in again".into()));
+    let ods = gp_store::accounts::token_practice(token).ok_or_else(expired)?;
+    let practice = st.practice(ods).await.map_err(|_| expired())?;
+    let now = Instant::now().millis();
+    if let Some(ctx) = st.sessions.get(token, now)
+        && ctx.practice.key == practice.key
+    {
+        return Ok(ctx);
+    }
+    let ctx = st.store.resolve(&practice, token).await?;
+    st.sessions.put(token, &ctx, now);
+    Ok(ctx)
+}
+
+/// Ends a session (or every session of its user) and forgets it here.
+pub async fn end_session(
+    st: &AppState,
+    ctx: &Ctx,
+    token: &str,
+    everywhere: bool,
+) -> Result<(), ApiError> {
+    st.store.sign_out(ctx, token, everywhere).await?;
+    if let Some(u) = &ctx.access.user {
+        st.sessions.forget(token, &u.user_id, everywhere);
+    }
+    Ok(())
+}
+
 #[derive(serde::Deserialize)]
 struct Login {
     practice: String,
@@ -187,10 +219,7 @@ async fn logout_with(st: AppState, headers: HeaderMap, everywhere: bool) -> Resp
             ApiError::from(StoreError::Unauthorized("the session is not valid".into()))
         })?;
         let ctx = st.store.resolve(&practice, token).await?;
-        st.store.sign_out(&ctx, token, everywhere).await?;
-        if let Some(u) = &ctx.access.user {
-            st.sessions.forget(token, &u.user_id, everywhere);
-        }
+        end_session(&st, &ctx, token, everywhere).await?;
         Ok::<_, ApiError>(StatusCode::NO_CONTENT.into_response())
     }
     .await;

@@ -90,7 +90,7 @@ impl AppState {
 
     /// The practice an ODS code in a URL names; 404 if this server does
     /// not serve it.
-    pub(crate) async fn practice(&self, ods: &str) -> Result<Practice, ApiError> {
+    pub async fn practice(&self, ods: &str) -> Result<Practice, ApiError> {
         let unknown = || ApiError::not_found(format!("this server has no practice '{ods}'"));
         let code = OdsCode::parse(ods).ok_or_else(unknown)?;
         if let Some(p) = self
@@ -114,8 +114,9 @@ impl AppState {
     }
 }
 
-/// The whole HTTP application.
-pub fn app(state: AppState) -> Router {
+/// The whole HTTP application: the FHIR API and `more` (the web app),
+/// behind one set of layers.
+pub fn app(state: AppState, more: Router<AppState>) -> Router {
     let fhir = terminology::routes()
         .merge(bulk::routes())
         .merge(rest::routes());
@@ -126,6 +127,7 @@ pub fn app(state: AppState) -> Router {
         .route("/auth/logout", post(auth::logout))
         .route("/auth/logout-everywhere", post(auth::logout_everywhere))
         .nest("/practices/{ods}/fhir", fhir)
+        .merge(more)
         .fallback(|| async { ApiError::not_found("there is nothing at this URL; a practice's FHIR API is at /practices/{ODS code}/fhir") })
         // Bodies are limited by our own extractor so that the limit answers
         // with an OperationOutcome.
@@ -135,14 +137,16 @@ pub fn app(state: AppState) -> Router {
         .with_state(state)
 }
 
-/// Serves `state` on `listener` until `shutdown` completes; then stops
-/// accepting connections and waits for requests in flight to finish.
+/// Serves `state` (and the routes in `more`) on `listener` until `shutdown`
+/// completes; then stops accepting connections and waits for requests in
+/// flight to finish.
 pub async fn serve(
     listener: tokio::net::TcpListener,
     state: AppState,
+    more: Router<AppState>,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, app(state))
+    axum::serve(listener, app(state, more))
         .with_graceful_shutdown(shutdown)
         .await
 }

@@ -79,7 +79,7 @@ impl Server {
     /// and closes the store.
     pub async fn run(self, shutdown: impl Future<Output = ()> + Send + 'static) -> Result<()> {
         let store = self.store.clone();
-        gp_api::serve(self.listener, self.state, shutdown).await?;
+        gp_api::serve(self.listener, self.state, gp_web::routes(), shutdown).await?;
         tracing::info!("requests finished; closing the store");
         tokio::task::spawn_blocking(move || store.close()).await?;
         Ok(())

@@ -68,6 +68,9 @@ pub struct NewUser {
 pub struct Session {
     pub token: String,
     pub user: SignedIn,
+    /// Every role profile the user holds at the practice, so that a user
+    /// with several can be offered the choice ([`Store::change_role`]).
+    pub roles: Vec<String>,
 }
 
 /// The practice a token names (its part before the dot).
@@ -244,6 +247,7 @@ impl Store {
             .await?;
             return Err(refused());
         }
+        let roles = user.roles.clone();
         let role = match role {
             Some(r) if user.roles.iter().any(|h| h == r) => r.to_owned(),
             Some(r) => {
@@ -285,6 +289,68 @@ impl Store {
         Ok(Session {
             token,
             user: signed_in,
+            roles,
+        })
+    }
+
+    /// The role profiles the signed-in user holds at the practice.
+    pub async fn held_roles(&self, ctx: &Ctx) -> Result<Vec<String>, StoreError> {
+        let Some(me) = ctx.access.user.clone() else {
+            return Ok(Vec::new());
+        };
+        let system = Ctx::new(ctx.practice.clone(), Actor::system());
+        let user = self
+            .read_in(&system, move |tx| tx.user_by_id(&me.user_id))
+            .await?;
+        Ok(user.map(|u| u.roles).unwrap_or_default())
+    }
+
+    /// Replaces the session of `token` with one in another role the user
+    /// holds (the old token stops working at once).
+    pub async fn change_role(
+        &self,
+        ctx: &Ctx,
+        token: &str,
+        role: &str,
+    ) -> Result<Session, StoreError> {
+        let Some(me) = ctx.access.user.clone() else {
+            return Err(refused());
+        };
+        let system = Ctx::new(ctx.practice.clone(), Actor::system());
+        let id = me.user_id.clone();
+        let user = self
+            .read_in(&system, move |tx| tx.user_by_id(&id))
+            .await?
+            .ok_or_else(refused)?;
+        if !user.roles.iter().any(|h| h == role) {
+            return Err(StoreError::Forbidden(format!(
+                "you do not hold the role profile {role} at this practice"
+            )));
+        }
+        let now = Instant::now();
+        let new = new_token(&ctx.practice);
+        let session = SessionRecord {
+            token_hash: token_hash(&new),
+            user_id: user.id.clone(),
+            role: role.to_owned(),
+            created: now,
+            expires: me.expires,
+            revoked: false,
+        };
+        let old = token_hash(token);
+        let uid = user.id.clone();
+        self.write_in(&system, move |tx| {
+            tx.revoke_sessions(&uid, Some(old.as_str()))?;
+            tx.put_session(&session)
+        })
+        .await?;
+        Ok(Session {
+            token: new,
+            user: SignedIn {
+                role: role.to_owned(),
+                ..(*me).clone()
+            },
+            roles: user.roles,
         })
     }
 

@@ -1,0 +1,97 @@
+//! The home page: the user's appointments and work for today.
+
+use maud::html;
+use serde_json::Value;
+
+use crate::fhir::{self, patient_name, show_age};
+use crate::session::Web;
+use crate::ui::{Page, ok};
+
+/// `GET /app`.
+pub async fn page_(web: &Web) -> Page {
+    let today = fhir::today();
+    let tomorrow = today.next_day().unwrap_or(today);
+    let (appointments, patients) = match web.practitioner() {
+        Some(p) => {
+            web.search(
+                "Appointment",
+                vec![
+                    ("actor", format!("Practitioner/{p}")),
+                    ("date", format!("ge{today}")),
+                    ("date", format!("lt{tomorrow}")),
+                    ("_sort", "date".into()),
+                    ("_count", "100".into()),
+                    ("_include", "Appointment:patient".into()),
+                ],
+            )
+            .await?
+        }
+        None => (Vec::new(), Vec::new()),
+    };
+    let name_of = |reference: Option<&str>| -> Option<(String, String, String)> {
+        let id = reference?.strip_prefix("Patient/")?;
+        let p = patients
+            .iter()
+            .find(|p| p.get("id").and_then(Value::as_str) == Some(id))?;
+        let age = p
+            .get("birthDate")
+            .and_then(Value::as_str)
+            .and_then(fhir::date)
+            .map(|b| show_age(b, today))
+            .unwrap_or_default();
+        Some((id.to_owned(), patient_name(p), age))
+    };
+    let (who, _) = web.who();
+    let body = html! {
+        h1 { "Today" }
+        p class="nhsuk-body-l" { (who) " · " (fhir::show_date(&today.to_string())) }
+        div class="og-grid" {
+            section aria-labelledby="appts" {
+                h2 id="appts" { "Your appointments" }
+                @if web.practitioner().is_none() {
+                    p class="og-muted" { "Your account is not linked to a clinician, so there is no appointment list." }
+                } @else if appointments.is_empty() {
+                    p class="og-muted" { "No appointments booked with you today." }
+                } @else {
+                    table class="nhsuk-table" {
+                        caption class="nhsuk-table__caption nhsuk-u-visually-hidden" { "Appointments today" }
+                        thead class="nhsuk-table__head" {
+                            tr { th scope="col" { "Time" } th scope="col" { "Patient" } th scope="col" { "Status" } }
+                        }
+                        tbody class="nhsuk-table__body" {
+                            @for a in &appointments {
+                                @let start = fhir::str_at(a, &["start"]).unwrap_or_default();
+                                @let patient = a.get("participant").and_then(Value::as_array).and_then(|ps| {
+                                    ps.iter().filter_map(|p| p.get("actor")?.get("reference")?.as_str())
+                                        .find(|r| r.starts_with("Patient/"))
+                                });
+                                tr class="nhsuk-table__row" {
+                                    td class="nhsuk-table__cell" { (start.get(11..16).unwrap_or(start)) }
+                                    td class="nhsuk-table__cell" {
+                                        @match name_of(patient) {
+                                            Some((id, name, age)) => { a href={ "/app/patients/" (id) } { (name) } " (" (age) ")" }
+                                            None => { span class="og-muted" { (fhir::str_at(a, &["description"]).unwrap_or("Unbooked")) } }
+                                        }
+                                    }
+                                    td class="nhsuk-table__cell" { (fhir::str_at(a, &["status"]).unwrap_or_default()) }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+            section aria-labelledby="work" {
+                h2 id="work" { "Work" }
+                ul class="nhsuk-list" {
+                    li { a href="/app/patients" { "Find a patient" } }
+                    li { a href="/app/patients/new" data-key="register" { "Register a new patient" } }
+                }
+            }
+        }
+    };
+    ok(crate::ui::page("Today", Some(web), &[], body))
+}
+
+pub async fn page(web: Web) -> Page {
+    page_(&web).await
+}

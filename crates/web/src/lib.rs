@@ -1,0 +1,93 @@
+//! The clinician web app: pages rendered on the server (maud), partial
+//! updates with htmx, and the NHS design system's styles.
+//!
+//! Every page acts through [`gp_store::Store`] with the signed-in user's
+//! [`Ctx`], exactly as the FHIR API does: the same access rules, the same
+//! versions, the same audit. The app keeps nothing of its own but the
+//! session cookie.
+//!
+//! API Boundary: [`routes`] adds the app under `/app` to the API's router.
+//!
+//! Architecture invariants: no SQL; no inline script or style (the
+//! Content-Security-Policy forbids both); every form that changes data
+//! carries the session's CSRF token; bad input answers a page that says
+//! what is wrong, never a 500.
+
+mod assets;
+mod consult;
+mod fhir;
+mod home;
+mod login;
+mod patients;
+mod record;
+mod session;
+mod ui;
+
+use axum::Router;
+use axum::http::{HeaderValue, header};
+use axum::response::Response;
+use axum::routing::{get, post};
+use gp_api::AppState;
+
+pub use session::Web;
+pub use ui::WebError;
+
+/// The web app's routes, under `/app`.
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/app", get(home::page))
+        .route("/app/login", get(login::form).post(login::submit))
+        .route("/app/role", get(login::roles).post(login::choose))
+        .route("/app/logout", post(login::logout))
+        .route("/app/assets/{file}", get(assets::serve))
+        .route("/app/assets/images/{file}", get(assets::image))
+        .route("/app/patients", get(patients::search))
+        .route(
+            "/app/patients/new",
+            get(patients::new_form).post(patients::register),
+        )
+        .route("/app/patients/{id}", get(record::summary))
+        .route("/app/patients/{id}/journal", get(record::journal))
+        .route(
+            "/app/patients/{id}/consultation",
+            get(consult::form).post(consult::save),
+        )
+        .route(
+            "/app/patients/{id}/problems/{cid}",
+            post(record::update_problem),
+        )
+        .route(
+            "/app/patients/{id}/history/{ty}/{eid}",
+            get(record::history),
+        )
+        .route("/app/snomed", get(consult::suggest))
+        .layer(axum::middleware::map_response(security_headers))
+}
+
+/// Headers on every page: a Content-Security-Policy that allows only our
+/// own scripts and styles, and no framing, sniffing or referrers.
+async fn security_headers(mut res: Response) -> Response {
+    let h = res.headers_mut();
+    h.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(
+            "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; \
+             object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'",
+        ),
+    );
+    h.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    h.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    );
+    h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    if !h.contains_key(header::CACHE_CONTROL) {
+        // Pages hold patient data: never kept by a shared cache or the
+        // browser's back-forward store after sign-out.
+        h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    }
+    res
+}
