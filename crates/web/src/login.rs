@@ -64,7 +64,14 @@ async fn login_page(
                             }
                         }
                     }
-                    (ui::text_input("username", "User name", username, errors, "nhsuk-u-width-two-thirds", "username"))
+                    div class={ "nhsuk-form-group" @if ui::field_error(errors, "username").is_some() { " nhsuk-form-group--error" } } {
+                        label class="nhsuk-label" for="username" { "User name" }
+                        @if let Some(e) = ui::field_error(errors, "username") {
+                            span class="nhsuk-error-message" id="username-error" { span class="nhsuk-u-visually-hidden" { "Error: " } (e) }
+                        }
+                        input class="nhsuk-input nhsuk-u-width-two-thirds" id="username" name="username" type="text"
+                            value=(username) autocomplete="username" autofocus spellcheck="false";
+                    }
                     div class="nhsuk-form-group" {
                         label class="nhsuk-label" for="password" { "Password" }
                         input class="nhsuk-input nhsuk-u-width-two-thirds" id="password" name="password"

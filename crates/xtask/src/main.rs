@@ -3,7 +3,8 @@
 //! - `test`: everything the test suite needs on a fresh machine (the FHIR
 //!   package; PostgreSQL's `initdb` and `pg_ctl`, from the Debian package
 //!   `postgresql` if missing), then the whole suite (formatting, lints,
-//!   tests). This is the README's test command.
+//!   tests). This is the README's test command. The browser tests get
+//!   Debian's `chromium` and `chromium-driver` and npm's `axe-core`.
 //! - `fhir-package`: fetch the official FHIR R4 examples package (npm
 //!   `hl7.fhir.r4.examples@4.0.1`) into `target/fhir-packages/`.
 //! - `codegen`: derive `crates/fhir/data/*.json` from that package. The derived
@@ -15,9 +16,6 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use anyhow::{Context, Result, bail};
-
-/// The official R4 package: the specification's definitions and examples (CC0).
-const R4_PACKAGE: &str = "hl7.fhir.r4.examples@4.0.1";
 
 fn main() -> Result<()> {
     let task = std::env::args().nth(1).unwrap_or_default();
@@ -48,6 +46,8 @@ fn project_root() -> PathBuf {
 /// Runs the whole suite as CI does: formatting, lints, then every test.
 fn test(root: &Path) -> Result<()> {
     let package = fhir_package(root)?;
+    let axe = npm_package(root, AXE.0, AXE.1)?.join("axe.min.js");
+    chromium()?;
     run(Command::new("cargo")
         .args(["fmt", "--all", "--", "--check"])
         .current_dir(root))?;
@@ -69,6 +69,7 @@ fn test(root: &Path) -> Result<()> {
     }
     run(tests
         .env("OPENGP_R4_EXAMPLES", &package)
+        .env("OPENGP_AXE", &axe)
         .env("OPENGP_SHARED_DATA", root.join("../shared/data"))
         .current_dir(root))?;
     Ok(())
@@ -119,13 +120,9 @@ fn apt_install(package: &str) -> Result<()> {
         c
     };
     run(&mut apt(&["update"]))?;
-    run(&mut apt(&[
-        "install",
-        "-y",
-        "--no-install-recommends",
-        package,
-    ]))
-    .with_context(|| format!("installing the Debian package {package}"))
+    let mut args = vec!["install", "-y", "--no-install-recommends"];
+    args.extend(package.split_whitespace());
+    run(&mut apt(&args)).with_context(|| format!("installing the Debian package {package}"))
 }
 
 /// Whether a program runs on this machine.
@@ -140,8 +137,18 @@ fn have(program: &str) -> bool {
 
 /// Fetches and unpacks the R4 package once; later calls reuse it.
 fn fhir_package(root: &Path) -> Result<PathBuf> {
+    npm_package(root, "hl7.fhir.r4.examples", "4.0.1")
+}
+
+/// axe-core, which the browser tests run in every page (MPL-2.0; fetched,
+/// never committed).
+const AXE: (&str, &str) = ("axe-core", "4.10.3");
+
+/// An npm package unpacked under `target/fhir-packages/NAME-VERSION/package`,
+/// fetched once with `npm pack` (installing Debian's npm if missing).
+fn npm_package(root: &Path, name: &str, version: &str) -> Result<PathBuf> {
     let base = root.join("target/fhir-packages");
-    let unpacked = base.join("hl7.fhir.r4.examples-4.0.1");
+    let unpacked = base.join(format!("{name}-{version}"));
     let package = unpacked.join("package");
     if package.join("package.json").exists() {
         return Ok(package);
@@ -151,10 +158,10 @@ fn fhir_package(root: &Path) -> Result<PathBuf> {
         apt_install("npm")?;
     }
     run(Command::new("npm")
-        .args(["pack", "--silent", R4_PACKAGE])
+        .args(["pack", "--silent", &format!("{name}@{version}")])
         .current_dir(&base))
-    .context("fetching the FHIR R4 package with npm (is Node.js installed?)")?;
-    let tgz = base.join("hl7.fhir.r4.examples-4.0.1.tgz");
+    .with_context(|| format!("fetching the npm package {name}@{version}"))?;
+    let tgz = base.join(format!("{name}-{version}.tgz"));
     let file = std::fs::File::open(&tgz).with_context(|| format!("opening {}", tgz.display()))?;
     let partial = base.join("unpacking");
     let _ = std::fs::remove_dir_all(&partial);
@@ -162,6 +169,15 @@ fn fhir_package(root: &Path) -> Result<PathBuf> {
     let _ = std::fs::remove_dir_all(&unpacked);
     std::fs::rename(&partial, &unpacked)?;
     Ok(package)
+}
+
+/// Headless Chromium and its WebDriver for the web app's browser tests,
+/// from Debian's packages when missing.
+fn chromium() -> Result<()> {
+    if !Path::new("/usr/bin/chromium").exists() || !Path::new("/usr/bin/chromedriver").exists() {
+        apt_install("chromium chromium-driver")?;
+    }
+    Ok(())
 }
 
 fn run(cmd: &mut Command) -> Result<()> {

@@ -6,6 +6,7 @@
 
 mod api;
 mod auth;
+mod browser;
 mod bulk;
 mod bundles;
 mod cli;

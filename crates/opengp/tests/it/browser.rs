@@ -1,0 +1,525 @@
+//! The clinician web app in a real browser: headless Chromium driven over
+//! WebDriver (chromedriver), against a real server with a real SQLite file.
+//! Every page visited is checked with axe-core (WCAG 2.1 A and AA rules; no
+//! serious or critical violation allowed), and every step saves a
+//! screenshot under `target/browser-screenshots/`.
+//!
+//! Needs `/usr/bin/chromium`, `/usr/bin/chromedriver` and axe-core
+//! (`OPENGP_AXE`), which `cargo xtask test` installs.
+
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use fantoccini::actions::{InputSource, KeyAction, KeyActions};
+use fantoccini::key::Key;
+use fantoccini::{Client, ClientBuilder, Locator};
+use gp_store::accounts::NewUser;
+use gp_store::{Actor, Ctx};
+use serde_json::{Value, json};
+
+use crate::support::{App, Db, TEST_MAX_BODY, spawn_app_on};
+
+const USER: &str = "dr-browser";
+const PASSWORD: &str = "a long enough password";
+
+/// A chromedriver process and a browser session on it; both end on drop.
+struct Browser {
+    client: Client,
+    driver: Child,
+    _profile: tempfile::TempDir,
+    shots: PathBuf,
+    test: &'static str,
+    step: u32,
+    axe: String,
+}
+
+impl Drop for Browser {
+    fn drop(&mut self) {
+        let _ = self.driver.kill();
+        let _ = self.driver.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .unwrap_or_else(|e| panic!("no free port: {e}"))
+}
+
+impl Browser {
+    async fn start(test: &'static str) -> Browser {
+        let axe_path = std::env::var("OPENGP_AXE").unwrap_or_else(|_| {
+            panic!("OPENGP_AXE is not set: run the suite with `cargo xtask test`, which fetches axe-core")
+        });
+        let axe = std::fs::read_to_string(&axe_path)
+            .unwrap_or_else(|e| panic!("reading axe-core at {axe_path}: {e}"));
+        let port = free_port();
+        let driver = Command::new("/usr/bin/chromedriver")
+            .arg(format!("--port={port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| {
+                panic!("starting /usr/bin/chromedriver ({e}): `cargo xtask test` installs it")
+            });
+        let profile = tempfile::tempdir().unwrap_or_else(|e| panic!("temp dir: {e}"));
+        let caps = json!({
+            "browserName": "chrome",
+            "goog:chromeOptions": {
+                "binary": "/usr/bin/chromium",
+                "args": [
+                    "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                    "--disable-quic", "--no-first-run", "--disable-background-networking",
+                    "--disable-component-update", "--disable-sync", "--window-size=1280,1024",
+                    format!("--user-data-dir={}", profile.path().display()),
+                ]
+            }
+        });
+        let caps = match caps {
+            Value::Object(m) => m,
+            _ => unreachable!(),
+        };
+        let url = format!("http://127.0.0.1:{port}");
+        let mut client = None;
+        for _ in 0..100 {
+            let connector = hyper_util::client::legacy::connect::HttpConnector::new();
+            match ClientBuilder::new(connector)
+                .capabilities(caps.clone())
+                .connect(&url)
+                .await
+            {
+                Ok(c) => {
+                    client = Some(c);
+                    break;
+                }
+                Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+            }
+        }
+        let client = client.unwrap_or_else(|| panic!("chromedriver did not start a session"));
+        let shots =
+            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../target/browser-screenshots");
+        std::fs::create_dir_all(&shots).unwrap_or_else(|e| panic!("screenshot folder: {e}"));
+        Browser {
+            client,
+            driver,
+            _profile: profile,
+            shots,
+            test,
+            step: 0,
+            axe,
+        }
+    }
+
+    /// Saves a screenshot of the page, and checks it with axe-core.
+    async fn look(&mut self, what: &str) {
+        self.step += 1;
+        let png = self
+            .client
+            .screenshot()
+            .await
+            .unwrap_or_else(|e| panic!("screenshot: {e}"));
+        let file = self
+            .shots
+            .join(format!("{}-{:02}-{what}.png", self.test, self.step));
+        std::fs::write(&file, png).unwrap_or_else(|e| panic!("writing {}: {e}", file.display()));
+        self.accessible(what).await;
+    }
+
+    /// Runs axe-core in the page: no serious or critical WCAG 2.1 A/AA violation.
+    async fn accessible(&mut self, what: &str) {
+        let loaded = self
+            .client
+            .execute("return typeof window.axe === 'object';", vec![])
+            .await
+            .unwrap_or_else(|e| panic!("script: {e}"));
+        if loaded != Value::Bool(true) {
+            self.client
+                .execute(&self.axe, vec![])
+                .await
+                .unwrap_or_else(|e| panic!("injecting axe-core: {e}"));
+        }
+        let found = self
+            .client
+            .execute_async(
+                "const done = arguments[arguments.length - 1];
+                 axe.run(document, { runOnly: { type: 'tag', values: ['wcag2a', 'wcag2aa', 'wcag21a', 'wcag21aa'] } })
+                   .then(r => done(r.violations.map(v => ({ id: v.id, impact: v.impact, help: v.help,
+                       nodes: v.nodes.map(n => n.target.join(' ')).slice(0, 5) }))))
+                   .catch(e => done([{ id: 'axe-error', impact: 'critical', help: String(e), nodes: [] }]));",
+                vec![],
+            )
+            .await
+            .unwrap_or_else(|e| panic!("running axe-core: {e}"));
+        let bad: Vec<&Value> = found
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|v| matches!(v["impact"].as_str(), Some("serious" | "critical")))
+            .collect();
+        assert!(
+            bad.is_empty(),
+            "{} step {} ({what}): accessibility violations: {bad:#?}",
+            self.test,
+            self.step
+        );
+    }
+
+    async fn goto(&self, url: &str) {
+        self.client
+            .goto(url)
+            .await
+            .unwrap_or_else(|e| panic!("opening {url}: {e}"));
+    }
+
+    async fn find(&self, css: &str) -> fantoccini::elements::Element {
+        self.client
+            .wait()
+            .at_most(Duration::from_secs(10))
+            .for_element(Locator::Css(css))
+            .await
+            .unwrap_or_else(|e| panic!("no element '{css}' on the page: {e}"))
+    }
+
+    async fn fill(&self, css: &str, text: &str) {
+        let e = self.find(css).await;
+        e.clear()
+            .await
+            .unwrap_or_else(|e| panic!("clearing {css}: {e}"));
+        e.send_keys(text)
+            .await
+            .unwrap_or_else(|e| panic!("typing into {css}: {e}"));
+    }
+
+    async fn click(&self, css: &str) {
+        self.find(css)
+            .await
+            .click()
+            .await
+            .unwrap_or_else(|e| panic!("clicking {css}: {e}"));
+    }
+
+    /// Types at whatever has the focus, as a keyboard user does.
+    async fn keys(&self, text: &str) {
+        let e = self
+            .client
+            .active_element()
+            .await
+            .unwrap_or_else(|e| panic!("focused element: {e}"));
+        e.send_keys(text)
+            .await
+            .unwrap_or_else(|e| panic!("typing: {e}"));
+    }
+
+    /// Presses a key with Alt held.
+    async fn alt(&self, key: char) {
+        let actions = KeyActions::new("keyboard".into())
+            .then(KeyAction::Down {
+                value: Key::Alt.into(),
+            })
+            .then(KeyAction::Down { value: key })
+            .then(KeyAction::Up { value: key })
+            .then(KeyAction::Up {
+                value: Key::Alt.into(),
+            });
+        self.client
+            .perform_actions(actions)
+            .await
+            .unwrap_or_else(|e| panic!("pressing Alt+{key}: {e}"));
+    }
+
+    async fn text(&self, css: &str) -> String {
+        self.find(css)
+            .await
+            .text()
+            .await
+            .unwrap_or_else(|e| panic!("text of {css}: {e}"))
+    }
+
+    async fn path(&self) -> String {
+        self.client
+            .current_url()
+            .await
+            .map(|u| u.path().to_owned())
+            .unwrap_or_default()
+    }
+
+    /// Waits until the page's path is `path`.
+    async fn wait_path(&self, want: impl Fn(&str) -> bool) -> String {
+        for _ in 0..100 {
+            let p = self.path().await;
+            if want(&p) {
+                return p;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!(
+            "the page did not change as expected; it is at {}",
+            self.path().await
+        )
+    }
+
+    async fn close(self) {
+        let client = self.client.clone();
+        let _ = client.close().await;
+    }
+}
+
+/// A server with a practice, a GP's account linked to a Practitioner, and
+/// a patient with a problem.
+async fn practice() -> App {
+    let app = spawn_app_on(Db::Sqlite, TEST_MAX_BODY).await;
+    let ods = opengp::config::DEFAULT_PRACTICE;
+    let bundle = json!({
+        "resourceType": "Bundle", "type": "transaction",
+        "entry": [
+            { "resource": { "resourceType": "Organization", "id": "org",
+                "identifier": [{ "system": "https://fhir.nhs.uk/Id/ods-organization-code", "value": ods }],
+                "name": "Browser Test Surgery" },
+              "request": { "method": "PUT", "url": "Organization/org" } },
+            { "resource": { "resourceType": "Practitioner", "id": "dr-browser",
+                "name": [{ "family": "Okoro", "given": ["Ada"], "prefix": ["Dr"] }] },
+              "request": { "method": "PUT", "url": "Practitioner/dr-browser" } },
+            { "resource": { "resourceType": "Patient", "id": "pat-1",
+                "identifier": [{ "system": "https://fhir.nhs.uk/Id/nhs-number", "value": "9434765919" }],
+                "name": [{ "use": "official", "family": "Fairweather", "given": ["Edith"], "prefix": ["Mrs"] }],
+                "gender": "female", "birthDate": "1948-05-02",
+                "address": [{ "use": "home", "line": ["1 Park Row"], "postalCode": "LS1 5AB" }],
+                "managingOrganization": { "reference": "Organization/org" } },
+              "request": { "method": "PUT", "url": "Patient/pat-1" } },
+            { "resource": { "resourceType": "Condition", "id": "cond-1",
+                "clinicalStatus": { "coding": [{ "system": "http://terminology.hl7.org/CodeSystem/condition-clinical", "code": "active" }] },
+                "category": [{ "coding": [{ "system": "http://terminology.hl7.org/CodeSystem/condition-category", "code": "problem-list-item" }] }],
+                "code": { "coding": [{ "system": "http://snomed.info/sct", "code": "44054006", "display": "Type 2 diabetes mellitus" }] },
+                "subject": { "reference": "Patient/pat-1" }, "onsetDateTime": "2015-03-01" },
+              "request": { "method": "PUT", "url": "Condition/cond-1" } },
+            { "resource": { "resourceType": "AllergyIntolerance", "id": "alg-1",
+                "clinicalStatus": { "coding": [{ "system": "http://terminology.hl7.org/CodeSystem/allergyintolerance-clinical", "code": "active" }] },
+                "code": { "coding": [{ "system": "http://snomed.info/sct", "code": "91936005", "display": "Allergy to penicillin" }] },
+                "patient": { "reference": "Patient/pat-1" } },
+              "request": { "method": "PUT", "url": "AllergyIntolerance/alg-1" } }
+        ]
+    });
+    let res = app.post("", &bundle).await;
+    assert_eq!(
+        res.status(),
+        200,
+        "{}",
+        res.text().await.unwrap_or_default()
+    );
+    let practice = app
+        .server
+        .store
+        .practice(
+            &gp_fhir::OdsCode::parse(ods).unwrap_or_else(|| panic!("ODS code")),
+            &Actor::system(),
+        )
+        .await
+        .ok()
+        .flatten()
+        .unwrap_or_else(|| panic!("the test practice"));
+    app.server
+        .store
+        .add_user(
+            &Ctx::new(practice, Actor::system()),
+            NewUser {
+                username: USER.into(),
+                name: "Dr Ada Okoro".into(),
+                password: PASSWORD.into(),
+                roles: vec!["R8000".into()],
+                practitioner: Some("dr-browser".into()),
+            },
+        )
+        .await
+        .unwrap_or_else(|e| panic!("adding the GP's account: {e}"));
+    app
+}
+
+fn site(app: &App) -> String {
+    format!("http://{}", app.server.addr)
+}
+
+async fn sign_in(b: &mut Browser, app: &App) {
+    b.goto(&format!("{}/app", site(app))).await;
+    b.wait_path(|p| p == "/app/login").await;
+    b.look("sign-in").await;
+    b.fill("#username", USER).await;
+    b.fill("#password", PASSWORD).await;
+    b.click("button[type=submit]").await;
+    b.wait_path(|p| p == "/app").await;
+}
+
+/// A GP signs in, finds a patient, opens the record, records a consultation
+/// with a coded problem and a blood pressure, and sees both in the summary
+/// (the problem list and the blood pressure chart) and the journal.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_gp_records_a_consultation_and_sees_it_in_the_summary() {
+    let app = practice().await;
+    let mut b = Browser::start("consultation").await;
+    sign_in(&mut b, &app).await;
+    b.look("home").await;
+    b.fill("#patient-search", "fairwether").await; // a typing mistake
+    b.keys(&Key::Enter.to_string()).await;
+    b.wait_path(|p| p == "/app/patients").await;
+    let results = b.text("#results").await;
+    assert!(results.contains("Edith FAIRWEATHER"), "{results}");
+    b.look("search-results").await;
+    b.click("#results a[href='/app/patients/pat-1']").await;
+    b.wait_path(|p| p == "/app/patients/pat-1").await;
+    let banner = b.text(".og-banner").await;
+    assert!(banner.contains("943 476 5919"), "{banner}");
+    assert!(banner.contains("Allergy to penicillin"), "{banner}");
+    b.look("summary").await;
+    b.click("a[data-key=consultation]").await;
+    b.wait_path(|p| p.ends_with("/consultation")).await;
+    b.look("consultation-form").await;
+    b.fill("#history", "Wheeze and cough for two weeks.").await;
+    b.fill("#plan", "Salbutamol; review in 4 weeks.").await;
+    b.fill("#problem_text", "asthm").await;
+    b.click("#problem-suggest button[data-code='195967001']")
+        .await;
+    let code = b
+        .find("#problem_code")
+        .await
+        .prop("value")
+        .await
+        .ok()
+        .flatten()
+        .unwrap_or_default();
+    assert_eq!(code, "195967001");
+    b.fill("#systolic", "152").await;
+    b.fill("#diastolic", "96").await;
+    b.look("consultation-filled").await;
+    b.click("form[data-save] button[type=submit]").await;
+    b.wait_path(|p| p == "/app/patients/pat-1").await;
+    let problems = b.text("section[aria-labelledby=problems]").await;
+    assert!(problems.contains("Asthma"), "{problems}");
+    assert!(problems.contains("Type 2 diabetes mellitus"), "{problems}");
+    let chart = b
+        .find("svg[aria-label^='Blood pressure']")
+        .await
+        .attr("aria-label")
+        .await
+        .ok()
+        .flatten()
+        .unwrap_or_default();
+    assert!(chart.contains("152/96 mmHg"), "{chart}");
+    b.look("summary-after").await;
+    b.click("a[data-key=journal]").await;
+    b.wait_path(|p| p.ends_with("/journal")).await;
+    let journal = b.text("main").await;
+    assert!(
+        journal.contains("Wheeze and cough for two weeks."),
+        "{journal}"
+    );
+    assert!(journal.contains("Dr Ada Okoro"), "{journal}");
+    b.look("journal").await;
+    // The same consultation is in the record the API serves.
+    let found = app
+        .get_json(&app.url("Observation?patient=pat-1&code=http://snomed.info/sct|75367002"))
+        .await;
+    assert_eq!(found["total"], 1, "{found}");
+    b.close().await;
+    app.stop().await;
+}
+
+/// Registering a patient with an NHS number whose check digit is wrong
+/// shows the NHS error summary and saves nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wrong_nhs_number_is_explained_and_nothing_is_saved() {
+    let app = practice().await;
+    let mut b = Browser::start("register").await;
+    sign_in(&mut b, &app).await;
+    b.goto(&format!("{}/app/patients/new", site(&app))).await;
+    b.look("register-form").await;
+    b.fill("#nhs_number", "943 476 5918").await;
+    b.fill("#given", "Arthur").await;
+    b.fill("#family", "Dent").await;
+    b.fill("#dob_day", "11").await;
+    b.fill("#dob_month", "3").await;
+    b.fill("#dob_year", "1952").await;
+    b.click("#gender-male").await;
+    b.click("form[data-save] button[type=submit]").await;
+    let summary = b.text(".nhsuk-error-summary").await;
+    assert!(summary.contains("not a valid NHS number"), "{summary}");
+    b.look("register-error").await;
+    let found = app.get_json(&app.url("Patient?family=Dent")).await;
+    assert_eq!(found["total"], 0, "{found}");
+    b.close().await;
+    app.stop().await;
+}
+
+/// Everything by keyboard: sign in, find the patient with "/", open the
+/// record, start a consultation with "n", choose a SNOMED CT problem with
+/// the arrow keys, and save with Alt+S.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn everything_works_from_the_keyboard() {
+    let app = practice().await;
+    let mut b = Browser::start("keyboard").await;
+    b.goto(&format!("{}/app/login", site(&app))).await;
+    b.find("#username").await; // focused on arrival
+    b.keys(&format!("{USER}{}{PASSWORD}{}", Key::Tab, Key::Enter))
+        .await;
+    b.wait_path(|p| p == "/app").await;
+    // "/" jumps to the patient search.
+    b.find("body").await;
+    b.keys("/").await;
+    b.keys(&format!("Fairweather{}", Key::Enter)).await;
+    b.wait_path(|p| p == "/app/patients").await;
+    // Tab to the first result and open it.
+    b.find("#results a").await;
+    for _ in 0..30 {
+        let on_result = b
+            .client
+            .active_element()
+            .await
+            .ok()
+            .map(|e| async move { e.attr("href").await.ok().flatten() });
+        let href = match on_result {
+            Some(f) => f.await,
+            None => None,
+        };
+        if href.as_deref() == Some("/app/patients/pat-1") {
+            break;
+        }
+        b.keys(&Key::Tab.to_string()).await;
+    }
+    b.keys(&Key::Enter.to_string()).await;
+    b.wait_path(|p| p == "/app/patients/pat-1").await;
+    b.find("body").await;
+    b.keys("n").await;
+    b.wait_path(|p| p.ends_with("/consultation")).await;
+    // The type of consultation has the focus; Tab on to the history.
+    b.keys(&format!("{}Seen for breathlessness.", Key::Tab))
+        .await;
+    // On through examination, plan and the existing-problem choice.
+    b.keys(&format!(
+        "{}{}{}{}asth",
+        Key::Tab,
+        Key::Tab,
+        Key::Tab,
+        Key::Tab
+    ))
+    .await;
+    b.find("#problem-suggest button").await;
+    b.keys(&Key::Down.to_string()).await;
+    b.keys(&Key::Enter.to_string()).await;
+    let code = b
+        .find("#problem_code")
+        .await
+        .prop("value")
+        .await
+        .ok()
+        .flatten()
+        .unwrap_or_default();
+    assert!(!code.is_empty(), "choosing with the keyboard set no code");
+    b.look("keyboard-consultation").await;
+    b.alt('s').await;
+    b.wait_path(|p| p == "/app/patients/pat-1").await;
+    let problems = b.text("section[aria-labelledby=problems]").await;
+    assert!(problems.contains("sthma"), "{problems}");
+    b.look("keyboard-saved").await;
+    b.close().await;
+    app.stop().await;
+}
