@@ -17,6 +17,7 @@ use std::time::{Duration, Instant};
 
 pub mod search;
 pub mod terminology;
+pub mod web;
 
 use anyhow::{Context, Result, bail};
 use serde_json::Value;

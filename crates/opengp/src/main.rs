@@ -254,8 +254,9 @@ struct BenchArgs {
     #[arg(long)]
     data: Option<PathBuf>,
     /// `crud` (ingest and reads), `search` (a grown store and the GP search
-    /// mix) or `terminology` (a UK-sized SNOMED CT release loaded, then
-    /// typeahead over HTTP).
+    /// mix), `terminology` (a UK-sized SNOMED CT release loaded, then
+    /// typeahead over HTTP) or `web` (the clinician app's pages over a demo
+    /// practice: bytes transferred and times).
     #[arg(long, default_value = "crud")]
     scenario: String,
     /// For `search`: rounds of the Synthea data to load (26,963 resources each; 37 is a million).
@@ -271,6 +272,9 @@ struct BenchArgs {
     /// Benchmark a PostgreSQL database instead (it should be empty).
     #[arg(long, env = "OPENGP_DATABASE")]
     database: Option<String>,
+    /// For `web`: patients in the demo practice generated first.
+    #[arg(long, default_value_t = 2000)]
+    patients: u32,
 }
 
 fn main() {
@@ -667,6 +671,8 @@ async fn bench(args: BenchArgs) -> Result<()> {
     }
     let server = Server::bind(&cfg).await?;
     let base = server.base_url();
+    let site = format!("http://{}", server.addr);
+    let (store, practice) = (server.store.clone(), server.practice.clone());
     let token =
         opengp::server::full_access_session(&server.store, &server.practice, "bench").await?;
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
@@ -683,6 +689,7 @@ async fn bench(args: BenchArgs) -> Result<()> {
         })
         .await
         .map(|r| r.to_string()),
+        "web" => bench_web(&store, &practice, &site, args.patients, args.queries).await,
         "search" => gp_bench::search::run(&gp_bench::search::SearchPlan {
             base,
             token,
@@ -694,7 +701,7 @@ async fn bench(args: BenchArgs) -> Result<()> {
         .await
         .map(|r| r.to_string()),
         other => Err(anyhow::anyhow!(
-            "there is no '{other}' scenario; use crud, search or terminology"
+            "there is no '{other}' scenario; use crud, search, terminology or web"
         )),
     };
     let _ = stop.send(());
@@ -703,6 +710,40 @@ async fn bench(args: BenchArgs) -> Result<()> {
     let mut out = std::io::stdout().lock();
     writeln!(out, "{report}")?;
     Ok(())
+}
+
+/// The web scenario: a demo practice generated into the fresh store, then
+/// the clinician app's pages as a GP's browser fetches them.
+async fn bench_web(
+    store: &gp_store::Store,
+    practice: &gp_store::Practice,
+    site: &str,
+    patients: u32,
+    pages: Option<usize>,
+) -> Result<String> {
+    let ctx = gp_store::Ctx::new(practice.clone(), gp_store::Actor::system());
+    let today = time::OffsetDateTime::now_utc().date();
+    let mut opts = gp_demo::Options::new(1, today, practice.ods.as_str(), &practice.name);
+    opts.patients = patients;
+    let seeded = opengp::demo::seed(store, &ctx, opts, &|_| {}).await?;
+    let accounts = opengp::demo::ensure_accounts(store, &ctx, 1).await?;
+    let gp = accounts
+        .iter()
+        .find(|a| a.roles.iter().any(|r| r == "R8000"))
+        .context("the demo has no GP account")?;
+    let plan = gp_bench::web::WebPlan {
+        site: site.to_owned(),
+        practice: practice.ods.as_str().to_owned(),
+        username: gp.username.clone(),
+        password: gp.password.clone(),
+        patients: (0..patients).map(gp_demo::Demo::patient_id).collect(),
+        pages: pages.unwrap_or(500),
+    };
+    let report = gp_bench::web::run(&plan).await?;
+    Ok(format!(
+        "Demo practice: {patients} patients, {} resources\n\n{report}",
+        seeded.resources
+    ))
 }
 
 /// The terminology scenario: a release (generated UK-sized unless given)
