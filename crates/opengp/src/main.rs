@@ -488,6 +488,7 @@ async fn serve(cfg: ServerConfig, demo: Option<gp_demo::Options>) -> Result<()> 
         "OpenGP is serving {} ({}), data in {place}",
         server.practice.name, server.practice.ods,
     )?;
+    writeln!(out, "  Clinician app:       http://{}/app", server.addr)?;
     writeln!(out, "  FHIR API:            {}", server.base_url())?;
     writeln!(out, "  CapabilityStatement: {}/metadata", server.base_url())?;
     writeln!(
