@@ -32,6 +32,7 @@ enum Slot {
     Problem,
     Observation,
     Procedure,
+    Allergy,
 }
 
 impl Slot {
@@ -40,6 +41,7 @@ impl Slot {
             "problem" => Some(Slot::Problem),
             "observation" => Some(Slot::Observation),
             "procedure" => Some(Slot::Procedure),
+            "allergy" => Some(Slot::Allergy),
             _ => None,
         }
     }
@@ -49,12 +51,15 @@ impl Slot {
             Slot::Problem => "problem",
             Slot::Observation => "observation",
             Slot::Procedure => "procedure",
+            Slot::Allergy => "allergy",
         }
     }
 
-    /// Findings, situations and events; observables and evaluations; procedures.
+    /// Findings, situations and events; observables and evaluations;
+    /// procedures; allergic dispositions.
     fn ecl(self) -> &'static str {
         match self {
+            Slot::Allergy => "<< 609328004",
             Slot::Problem => "<< 404684003 OR << 243796009 OR << 272379006",
             Slot::Observation => "<< 363787002 OR << 386053000",
             Slot::Procedure => "<< 71388002",
@@ -92,6 +97,8 @@ pub struct SuggestQuery {
     observation_text: String,
     #[serde(default)]
     procedure_text: String,
+    #[serde(default)]
+    allergy_text: String,
 }
 
 /// `GET /app/snomed?slot=problem&problem_text=diab`: the typeahead list.
@@ -103,6 +110,7 @@ pub async fn suggest(web: Web, Query(q): Query<SuggestQuery>) -> Page {
         Slot::Problem => &q.problem_text,
         Slot::Observation => &q.observation_text,
         Slot::Procedure => &q.procedure_text,
+        Slot::Allergy => &q.allergy_text,
     };
     let Some(loaded) = web.state.terminology.get() else {
         return ok(html! { p class="og-muted" { "No SNOMED CT release is loaded." } });
@@ -171,6 +179,12 @@ pub struct Consultation {
     procedure_text: String,
     #[serde(default)]
     procedure_code: String,
+    #[serde(default)]
+    allergy_text: String,
+    #[serde(default)]
+    allergy_code: String,
+    #[serde(default)]
+    allergy_reaction: String,
 }
 
 /// `GET /app/patients/{id}/consultation`.
@@ -314,6 +328,14 @@ async fn form_page(web: &Web, id: &str, f: &Consultation, errors: &[(&str, Strin
                 legend class="nhsuk-fieldset__legend nhsuk-fieldset__legend--s" { "Procedure" }
                 (coded_field(Slot::Procedure, "Procedure", "Something done in the consultation.", &f.procedure_text, &f.procedure_code, errors))
             }
+            fieldset class="nhsuk-fieldset og-entry" {
+                legend class="nhsuk-fieldset__legend nhsuk-fieldset__legend--s" { "Allergy or intolerance" }
+                (coded_field(Slot::Allergy, "Allergy", "For example allergy to penicillin; it shows in the banner.", &f.allergy_text, &f.allergy_code, errors))
+                div class="nhsuk-form-group" {
+                    label class="nhsuk-label" for="allergy_reaction" { "Reaction (optional)" }
+                    input class="nhsuk-input" id="allergy_reaction" name="allergy_reaction" type="text" value=(f.allergy_reaction);
+                }
+            }
             button class="nhsuk-button" type="submit" { "Save consultation" }
             p class="og-keys" { kbd { "Alt" } "+" kbd { "S" } " saves from anywhere in the form." }
         }
@@ -423,6 +445,12 @@ pub async fn save(web: Web, Path(id): Path<String>, Form(f): Form<Consultation>)
         &f.procedure_code,
         "procedure_text",
     );
+    let allergy = coded(
+        Slot::Allergy,
+        &f.allergy_text,
+        &f.allergy_code,
+        "allergy_text",
+    );
     let (sys, dia) = (f.systolic.trim(), f.diastolic.trim());
     let mut bp = None;
     if !sys.is_empty() || !dia.is_empty() {
@@ -475,6 +503,7 @@ pub async fn save(web: Web, Path(id): Path<String>, Form(f): Form<Consultation>)
         && problem.is_none()
         && observation.is_none()
         && procedure.is_none()
+        && allergy.is_none()
         && bp.is_none()
         && f.about.is_empty();
     if nothing && errors.is_empty() {
@@ -592,6 +621,27 @@ pub async fn save(web: Web, Path(id): Path<String>, Form(f): Form<Consultation>)
         let url = format!("urn:uuid:{}", uuid::Uuid::new_v4());
         section_refs.push(json!({ "reference": url }));
         entries.push(json!({ "fullUrl": url, "resource": p, "request": { "method": "POST", "url": "Procedure" } }));
+    }
+    if let Some((code, display)) = &allergy {
+        let mut a = json!({
+            "resourceType": "AllergyIntolerance",
+            "clinicalStatus": { "coding": [{ "system": "http://terminology.hl7.org/CodeSystem/allergyintolerance-clinical", "code": "active" }] },
+            "verificationStatus": { "coding": [{ "system": "http://terminology.hl7.org/CodeSystem/allergyintolerance-verification", "code": "confirmed" }] },
+            "code": sct(code, display),
+            "patient": subject,
+            "encounter": enc_ref,
+            "recordedDate": now,
+        });
+        if practitioner.is_some() {
+            a["recorder"] = who.clone();
+        }
+        let reaction = f.allergy_reaction.trim();
+        if !reaction.is_empty() {
+            a["reaction"] = json!([{ "manifestation": [{ "text": reaction }] }]);
+        }
+        let url = format!("urn:uuid:{}", uuid::Uuid::new_v4());
+        section_refs.push(json!({ "reference": url }));
+        entries.push(json!({ "fullUrl": url, "resource": a, "request": { "method": "POST", "url": "AllergyIntolerance" } }));
     }
     let organisation = crate::patients::practice_organisation(&web).await?;
     let mut encounter = json!({

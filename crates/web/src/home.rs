@@ -11,20 +11,40 @@ use crate::ui::{Page, ok};
 pub async fn page_(web: &Web) -> Page {
     let today = fhir::today();
     let tomorrow = today.next_day().unwrap_or(today);
+    // Today's list; on a day without one (a weekend), the next ones booked.
+    let mut upcoming = false;
     let (appointments, patients) = match web.practitioner() {
         Some(p) => {
-            web.search(
-                "Appointment",
-                vec![
-                    ("actor", format!("Practitioner/{p}")),
-                    ("date", format!("ge{today}")),
-                    ("date", format!("lt{tomorrow}")),
-                    ("_sort", "date".into()),
-                    ("_count", "100".into()),
-                    ("_include", "Appointment:patient".into()),
-                ],
-            )
-            .await?
+            let mut found = web
+                .search(
+                    "Appointment",
+                    vec![
+                        ("actor", format!("Practitioner/{p}")),
+                        ("date", format!("ge{today}")),
+                        ("date", format!("lt{tomorrow}")),
+                        ("_sort", "date".into()),
+                        ("_count", "100".into()),
+                        ("_include", "Appointment:patient".into()),
+                    ],
+                )
+                .await?;
+            if found.0.is_empty() {
+                upcoming = true;
+                found = web
+                    .search(
+                        "Appointment",
+                        vec![
+                            ("actor", format!("Practitioner/{p}")),
+                            ("date", format!("ge{tomorrow}")),
+                            ("status", "booked".into()),
+                            ("_sort", "date".into()),
+                            ("_count", "10".into()),
+                            ("_include", "Appointment:patient".into()),
+                        ],
+                    )
+                    .await?;
+            }
+            found
         }
         None => (Vec::new(), Vec::new()),
     };
@@ -47,12 +67,13 @@ pub async fn page_(web: &Web) -> Page {
         p class="nhsuk-body-l" { (who) " · " (fhir::show_date(&today.to_string())) }
         div class="og-grid" {
             section aria-labelledby="appts" {
-                h2 id="appts" { "Your appointments" }
+                h2 id="appts" { @if upcoming { "Your next appointments" } @else { "Your appointments today" } }
                 @if web.practitioner().is_none() {
                     p class="og-muted" { "Your account is not linked to a clinician, so there is no appointment list." }
                 } @else if appointments.is_empty() {
-                    p class="og-muted" { "No appointments booked with you today." }
+                    p class="og-muted" { "No appointments booked with you." }
                 } @else {
+                    @if upcoming { p class="og-muted" { "None booked with you today." } }
                     table class="nhsuk-table" {
                         caption class="nhsuk-table__caption nhsuk-u-visually-hidden" { "Appointments today" }
                         thead class="nhsuk-table__head" {
@@ -66,7 +87,10 @@ pub async fn page_(web: &Web) -> Page {
                                         .find(|r| r.starts_with("Patient/"))
                                 });
                                 tr class="nhsuk-table__row" {
-                                    td class="nhsuk-table__cell" { (start.get(11..16).unwrap_or(start)) }
+                                    td class="nhsuk-table__cell" {
+                                        @if upcoming { (fhir::show_date(start)) " " }
+                                        (start.get(11..16).unwrap_or(start))
+                                    }
                                     td class="nhsuk-table__cell" {
                                         @match name_of(patient) {
                                             Some((id, name, age)) => { a href={ "/app/patients/" (id) } { (name) } " (" (age) ")" }

@@ -57,6 +57,10 @@ pub fn routes() -> Router<AppState> {
             post(record::update_problem),
         )
         .route(
+            "/app/patients/{id}/allergies/{aid}",
+            post(record::update_allergy),
+        )
+        .route(
             "/app/patients/{id}/history/{ty}/{eid}",
             get(record::history),
         )

@@ -389,6 +389,14 @@ pub async fn summary(web: Web, Path(id): Path<String>) -> Page {
                             a href={ "/app/patients/" (id) "/history/AllergyIntolerance/" (id_of(a)) } { (concept(a.get("code"))) }
                             @if let Some(r) = a.get("reaction").and_then(|r| r.get(0)).and_then(|r| r.get("manifestation")) { " – " (concept(Some(r))) }
                             @if !active_allergy(a) { span class="og-muted" { " (resolved)" } }
+                            form class="nhsuk-u-margin-bottom-0" method="post" action={ "/app/patients/" (id) "/allergies/" (id_of(a)) } {
+                                input type="hidden" name="_csrf" value=(web.csrf());
+                                @if active_allergy(a) {
+                                    button class="nhsuk-button nhsuk-button--secondary nhsuk-button--small nhsuk-u-margin-bottom-0" name="change" value="resolved" { "Mark resolved" }
+                                } @else {
+                                    button class="nhsuk-button nhsuk-button--secondary nhsuk-button--small nhsuk-u-margin-bottom-0" name="change" value="active" { "Make active" }
+                                }
+                            }
                         }
                     }
                 }
@@ -721,6 +729,35 @@ pub async fn update_problem(
     }
     web.update("Condition", &cid, c).await?;
     Ok(Redirect::to(&format!("/app/patients/{id}#problems")).into_response())
+}
+
+/// `POST /app/patients/{id}/allergies/{aid}`: resolved or active again.
+pub async fn update_allergy(
+    web: Web,
+    Path((id, aid)): Path<(String, String)>,
+    Form(f): Form<ProblemChange>,
+) -> Page {
+    web.check_csrf(&f._csrf)?;
+    let mut a = web.read("AllergyIntolerance", &aid).await?;
+    if fhir::ref_id(a.get("patient"), "Patient") != Some(id.as_str()) {
+        return Err(WebError::NotFound(
+            "this allergy is not in this patient's record".into(),
+        ));
+    }
+    let status = match f.change.as_str() {
+        "resolved" | "active" => f.change.as_str(),
+        _ => {
+            return Err(WebError::BadInput(
+                "that change is not one OpenGP knows".into(),
+            ));
+        }
+    };
+    a["clinicalStatus"] = json!({ "coding": [{
+        "system": "http://terminology.hl7.org/CodeSystem/allergyintolerance-clinical",
+        "code": status
+    }]});
+    web.update("AllergyIntolerance", &aid, a).await?;
+    Ok(Redirect::to(&format!("/app/patients/{id}#allergies")).into_response())
 }
 
 /// What an entry says in one line.

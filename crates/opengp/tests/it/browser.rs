@@ -523,3 +523,102 @@ async fn everything_works_from_the_keyboard() {
     b.close().await;
     app.stop().await;
 }
+
+/// Problem list and allergy management: a problem made past moves to the
+/// past problems, an allergy marked resolved leaves the banner, and the
+/// entry's history shows both versions and what changed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn problems_and_allergies_are_managed_and_their_history_shown() {
+    let app = practice().await;
+    let mut b = Browser::start("problems").await;
+    sign_in(&mut b, &app).await;
+    b.goto(&format!("{}/app/patients/pat-1", site(&app))).await;
+    b.click("form[action$='/problems/cond-1'] button[value=past]")
+        .await;
+    b.wait_path(|p| p == "/app/patients/pat-1").await;
+    let past = b.text("section[aria-labelledby=problems] details").await;
+    assert!(past.contains("Past problems (1)"), "{past}");
+    b.click("form[action$='/allergies/alg-1'] button[value=resolved]")
+        .await;
+    b.wait_path(|p| p == "/app/patients/pat-1").await;
+    let banner = b.text(".og-banner").await;
+    assert!(banner.contains("No allergies recorded"), "{banner}");
+    b.look("managed").await;
+    b.goto(&format!(
+        "{}/app/patients/pat-1/history/Condition/cond-1",
+        site(&app)
+    ))
+    .await;
+    let history = b.text("main").await;
+    assert!(history.contains("Version 2"), "{history}");
+    assert!(
+        history.contains("Changed: abatementDateTime, clinicalStatus"),
+        "{history}"
+    );
+    assert!(history.contains("First recorded."), "{history}");
+    b.look("history").await;
+    // Another patient's entry is not shown under this patient.
+    b.goto(&format!(
+        "{}/app/patients/pat-1/history/Condition/no-such",
+        site(&app)
+    ))
+    .await;
+    let missing = b.text("main h1").await;
+    assert_eq!(missing, "Page not found");
+    b.look("not-found").await;
+    b.close().await;
+    app.stop().await;
+}
+
+/// A user holding two role profiles chooses one after signing in, and the
+/// session acts in it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_user_with_two_roles_chooses_one() {
+    let app = practice().await;
+    let ods = opengp::config::DEFAULT_PRACTICE;
+    let practice = app
+        .server
+        .store
+        .practice(
+            &gp_fhir::OdsCode::parse(ods).unwrap_or_else(|| panic!("ODS code")),
+            &Actor::system(),
+        )
+        .await
+        .ok()
+        .flatten()
+        .unwrap_or_else(|| panic!("the test practice"));
+    app.server
+        .store
+        .add_user(
+            &Ctx::new(practice, Actor::system()),
+            NewUser {
+                username: "two-roles".into(),
+                name: "Sam Two".into(),
+                password: PASSWORD.into(),
+                roles: vec!["R8001".into(), "R8009".into()],
+                practitioner: None,
+            },
+        )
+        .await
+        .unwrap_or_else(|e| panic!("adding the account: {e}"));
+    let mut b = Browser::start("roles").await;
+    b.goto(&format!("{}/app/login", site(&app))).await;
+    b.fill("#username", "two-roles").await;
+    b.fill("#password", PASSWORD).await;
+    b.click("button[type=submit]").await;
+    b.wait_path(|p| p == "/app/role").await;
+    b.look("choose-role").await;
+    b.click("input[value=R8009]").await;
+    b.click("form[action='/app/role'] button[type=submit]")
+        .await;
+    b.wait_path(|p| p == "/app").await;
+    let header = b.text("header").await;
+    assert!(header.contains("Receptionist, R8009"), "{header}");
+    // A receptionist may not read the clinical record.
+    b.goto(&format!("{}/app/patients/pat-1", site(&app))).await;
+    let refused = b.text("main h1").await;
+    assert_eq!(refused, "You do not have permission to do this");
+    b.look("receptionist-refused").await;
+    b.close().await;
+    app.stop().await;
+}
