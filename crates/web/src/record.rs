@@ -253,12 +253,7 @@ fn readings(obs: &[Value], code: &str, component: Option<&str>) -> Vec<(String, 
 pub async fn summary(web: Web, Path(id): Path<String>) -> Page {
     let subject = format!("Patient/{id}");
     let p = |k: &'static str, v: String| (k, v);
-    let charted = [fhir::BLOOD_PRESSURE, fhir::HBA1C, fhir::WEIGHT, fhir::BMI]
-        .iter()
-        .map(|c| format!("{SCT}|{c}"))
-        .collect::<Vec<_>>()
-        .join(",");
-    let (b, problems, meds, encounters, trend, latest, letters) = tokio::try_join!(
+    let (b, problems, meds, encounters, observations, letters) = tokio::try_join!(
         banner_data(&web, &id),
         web.search(
             "Condition",
@@ -280,21 +275,15 @@ pub async fn summary(web: Web, Path(id): Path<String>) -> Page {
                 p("_count", "5".into())
             ]
         ),
-        web.search(
-            "Observation",
-            vec![
-                p("patient", subject.clone()),
-                p("code", charted),
-                p("_sort", "-date".into()),
-                p("_count", "200".into())
-            ]
-        ),
+        // One query for the charts and the latest list: filtering by
+        // `system|code` here cost more than reading the patient's last
+        // few hundred observations.
         web.search(
             "Observation",
             vec![
                 p("patient", subject.clone()),
                 p("_sort", "-date".into()),
-                p("_count", "8".into())
+                p("_count", "300".into())
             ]
         ),
         web.search(
@@ -312,7 +301,8 @@ pub async fn summary(web: Web, Path(id): Path<String>) -> Page {
         active.iter().partition(|c| significance(c) == "major");
     major.sort_by_key(|c| std::cmp::Reverse(when(c)));
     let (repeats, acutes): (Vec<&Value>, Vec<&Value>) = meds.0.iter().partition(|m| is_repeat(m));
-    let trend = trend.0;
+    let trend = observations.0;
+    let latest: Vec<&Value> = trend.iter().take(8).collect();
     let problem_row = |c: &Value| {
         let cid = id_of(c).to_owned();
         let status = clinical_status(c).to_owned();
@@ -431,7 +421,7 @@ pub async fn summary(web: Web, Path(id): Path<String>) -> Page {
                 caption class="nhsuk-u-visually-hidden" { "Latest observations" }
                 thead class="nhsuk-table__head" { tr { th scope="col" { "Date" } th scope="col" { "Observation" } th scope="col" { "Value" } } }
                 tbody class="nhsuk-table__body" {
-                    @for o in &latest.0 {
+                    @for o in &latest {
                         tr class="nhsuk-table__row" {
                             td class="nhsuk-table__cell" { (show_date(&when(o))) }
                             td class="nhsuk-table__cell" { a href={ "/app/patients/" (id) "/history/Observation/" (id_of(o)) } { (concept(o.get("code"))) } }
