@@ -8,6 +8,8 @@ use maud::{Markup, html};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
+use gp_store::access::Activity;
+
 use crate::fhir::{self, SCT, concept, patient_name, show_age, show_date, when};
 use crate::session::Web;
 use crate::ui::{Page, WebError, ok, page};
@@ -22,11 +24,23 @@ pub struct Banner {
     pub patient: Value,
     pub allergies: Vec<Value>,
     pub alerts: Vec<Value>,
+    /// Whether the user may see the clinical record (else the banner
+    /// says nothing about allergies).
+    pub clinical: bool,
 }
 
 /// Reads the banner's data for patient `id`.
 pub async fn banner_data(web: &Web, id: &str) -> Result<Banner, WebError> {
     let subject = format!("Patient/{id}");
+    if !web.ctx.allows(Activity::ViewRecord) {
+        // Demographics only: allergies and alerts are part of the record.
+        return Ok(Banner {
+            patient: web.read("Patient", id).await?,
+            allergies: Vec::new(),
+            alerts: Vec::new(),
+            clinical: false,
+        });
+    }
     let (patient, allergies, alerts) = tokio::try_join!(
         web.read("Patient", id),
         web.search(
@@ -47,6 +61,7 @@ pub async fn banner_data(web: &Web, id: &str) -> Result<Banner, WebError> {
             .into_iter()
             .filter(|f| f.get("status").and_then(Value::as_str) == Some("active"))
             .collect(),
+        clinical: true,
     })
 }
 
@@ -83,7 +98,9 @@ pub fn banner(b: &Banner) -> Markup {
                 @if let Some(d) = deceased { div { dt { "Died" } dd { (show_date(d)) } } }
             }
             p class="og-banner__alerts" {
-                @if allergies.is_empty() {
+                @if !b.clinical {
+                    strong class="nhsuk-tag nhsuk-tag--grey" { "Clinical record not shown in your role" }
+                } @else if allergies.is_empty() {
                     strong class="nhsuk-tag nhsuk-tag--grey" { "No allergies recorded" }
                 } @else {
                     @for a in &allergies { strong class="nhsuk-tag nhsuk-tag--red" { "Allergy: " (a) } }
@@ -249,8 +266,50 @@ fn readings(obs: &[Value], code: &str, component: Option<&str>) -> Vec<(String, 
     out.split_off(keep)
 }
 
-/// `GET /app/patients/{id}`: the record summary.
+/// The patient page of a user who may not see the clinical record (a
+/// receptionist): demographics and contact details.
+async fn demographics(web: &Web, id: &str) -> Page {
+    let b = banner_data(web, id).await?;
+    let p = &b.patient;
+    let address = p
+        .get("address")
+        .and_then(|a| a.get(0))
+        .map(|a| {
+            let mut parts: Vec<String> = a
+                .get("line")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+                .filter_map(Value::as_str)
+                .map(str::to_owned)
+                .collect();
+            for k in ["city", "postalCode"] {
+                if let Some(v) = a.get(k).and_then(Value::as_str) {
+                    parts.push(v.to_owned());
+                }
+            }
+            parts.join(", ")
+        })
+        .unwrap_or_default();
+    let phone = fhir::str_at(p, &["telecom", "value"]).unwrap_or_default();
+    let body = html! {
+        (banner(&b))
+        h1 class="nhsuk-heading-l" { "Patient details" }
+        dl class="nhsuk-summary-list" {
+            div class="nhsuk-summary-list__row" { dt class="nhsuk-summary-list__key" { "Address" } dd class="nhsuk-summary-list__value" { (address) } }
+            div class="nhsuk-summary-list__row" { dt class="nhsuk-summary-list__key" { "Phone" } dd class="nhsuk-summary-list__value" { (phone) } }
+        }
+        p class="og-muted" { "Your role does not include the clinical record." }
+    };
+    ok(page(&patient_name(p), Some(web), &[("Home", "/app")], body))
+}
+
+/// `GET /app/patients/{id}`: the record summary (or, for a role without
+/// the clinical record, the patient's details).
 pub async fn summary(web: Web, Path(id): Path<String>) -> Page {
+    if !web.ctx.allows(Activity::ViewRecord) {
+        return demographics(&web, &id).await;
+    }
     let subject = format!("Patient/{id}");
     let p = |k: &'static str, v: String| (k, v);
     let (b, problems, meds, encounters, observations, letters) = tokio::try_join!(

@@ -237,6 +237,24 @@ impl Browser {
             .unwrap_or_else(|e| panic!("text of {css}: {e}"))
     }
 
+    /// Waits until the text of `css` contains `want` (across page loads),
+    /// and answers it.
+    async fn wait_text(&self, css: &str, want: &str) -> String {
+        let mut last = String::new();
+        for _ in 0..100 {
+            if let Ok(e) = self.client.find(Locator::Css(css)).await
+                && let Ok(t) = e.text().await
+            {
+                if t.contains(want) {
+                    return t;
+                }
+                last = t;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!("'{css}' never showed '{want}'; it shows: {last}")
+    }
+
     async fn path(&self) -> String {
         self.client
             .current_url()
@@ -446,6 +464,34 @@ async fn a_wrong_nhs_number_is_explained_and_nothing_is_saved() {
     b.look("register-error").await;
     let found = app.get_json(&app.url("Patient?family=Dent")).await;
     assert_eq!(found["total"], 0, "{found}");
+    // A patient born the same day with a similar name is shown before
+    // saving; registering anyway is a choice the user makes.
+    b.fill("#nhs_number", "").await;
+    b.fill("#given", "Edyth").await;
+    b.fill("#family", "Fairweather").await;
+    b.fill("#dob_day", "2").await;
+    b.fill("#dob_month", "5").await;
+    b.fill("#dob_year", "1948").await;
+    b.click("#gender-female").await;
+    b.click("form[data-save] button[type=submit]").await;
+    let warning = b.text("#duplicates").await;
+    assert!(warning.contains("Edith FAIRWEATHER"), "{warning}");
+    b.look("register-duplicates").await;
+    b.click("form[data-save] button[type=submit]").await;
+    let path = b
+        .wait_path(|p| p.starts_with("/app/patients/") && p != "/app/patients/new")
+        .await;
+    let banner = b.text(".og-banner").await;
+    assert!(banner.contains("Edyth FAIRWEATHER"), "{banner}");
+    assert!(banner.contains("not recorded"), "no NHS number: {banner}");
+    b.look("registered").await;
+    let id = path.trim_start_matches("/app/patients/");
+    let created = app.get_json(&app.url(&format!("Patient/{id}"))).await;
+    assert_eq!(created["birthDate"], "1948-05-02", "{created}");
+    assert_eq!(
+        created["managingOrganization"]["reference"], "Organization/org",
+        "{created}"
+    );
     b.close().await;
     app.stop().await;
 }
@@ -535,14 +581,14 @@ async fn problems_and_allergies_are_managed_and_their_history_shown() {
     b.goto(&format!("{}/app/patients/pat-1", site(&app))).await;
     b.click("form[action$='/problems/cond-1'] button[value=past]")
         .await;
-    b.wait_path(|p| p == "/app/patients/pat-1").await;
-    let past = b.text("section[aria-labelledby=problems] details").await;
-    assert!(past.contains("Past problems (1)"), "{past}");
+    b.wait_text(
+        "section[aria-labelledby=problems] details",
+        "Past problems (1)",
+    )
+    .await;
     b.click("form[action$='/allergies/alg-1'] button[value=resolved]")
         .await;
-    b.wait_path(|p| p == "/app/patients/pat-1").await;
-    let banner = b.text(".og-banner").await;
-    assert!(banner.contains("No allergies recorded"), "{banner}");
+    b.wait_text(".og-banner", "No allergies recorded").await;
     b.look("managed").await;
     b.goto(&format!(
         "{}/app/patients/pat-1/history/Condition/cond-1",
@@ -614,8 +660,15 @@ async fn a_user_with_two_roles_chooses_one() {
     b.wait_path(|p| p == "/app").await;
     let header = b.text("header").await;
     assert!(header.contains("Receptionist, R8009"), "{header}");
-    // A receptionist may not read the clinical record.
+    // A receptionist sees the patient's details, not the clinical record.
     b.goto(&format!("{}/app/patients/pat-1", site(&app))).await;
+    let page = b.text("main").await;
+    assert!(page.contains("Patient details"), "{page}");
+    assert!(page.contains("1 Park Row"), "{page}");
+    assert!(!page.contains("penicillin"), "{page}");
+    b.look("receptionist-details").await;
+    b.goto(&format!("{}/app/patients/pat-1/journal", site(&app)))
+        .await;
     let refused = b.text("main h1").await;
     assert_eq!(refused, "You do not have permission to do this");
     b.look("receptionist-refused").await;
