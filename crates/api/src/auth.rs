@@ -19,6 +19,7 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use gp_fhir::Instant;
+use gp_store::audit::{Event, Kind};
 use gp_store::{Ctx, Practice, StoreError};
 use http_body_util::BodyExt;
 use serde_json::json;
@@ -83,25 +84,39 @@ fn bearer(headers: &HeaderMap) -> Option<&str> {
         .filter(|t| !t.is_empty())
 }
 
-/// The access context of a request to `practice`: 401 without a valid
-/// session, 403 with another practice's.
+/// The network address a request came from, for the audit trail: the
+/// peer of the connection (a deployment behind a proxy sees the proxy's).
+pub(crate) fn client_address(extensions: &axum::http::Extensions) -> Option<String> {
+    extensions
+        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+        .map(|c| c.0.ip().to_string())
+}
+
+/// The access context of a request to `practice` from `address`: 401
+/// without a valid session, 403 with another practice's. Every refusal is
+/// recorded in the audit trail.
 pub(crate) async fn authenticate(
     st: &AppState,
     practice: &Practice,
     headers: &HeaderMap,
+    address: Option<String>,
 ) -> Result<Ctx, ApiError> {
     let Some(token) = bearer(headers) else {
-        return Err(ApiError::from(StoreError::Unauthorized(
+        let e = StoreError::Unauthorized(
             "sign in first: this API needs 'Authorization: Bearer TOKEN' (POST /auth/login)".into(),
-        )));
+        );
+        let nobody = Ctx::anonymous(practice.clone()).from_address(address);
+        st.store
+            .audit(&nobody, Event::new(Kind::Session).failed(&e));
+        return Err(ApiError::from(e));
     };
     let now = Instant::now().millis();
     if let Some(ctx) = st.sessions.get(token, now)
         && ctx.practice.key == practice.key
     {
-        return Ok(ctx);
+        return Ok(ctx.from_address(address));
     }
-    let ctx = st.store.resolve(practice, token).await?;
+    let ctx = st.store.resolve_from(practice, token, address).await?;
     st.sessions.put(token, &ctx, now);
     Ok(ctx)
 }
@@ -169,7 +184,9 @@ async fn read_login(headers: &HeaderMap, body: Body) -> Result<Login, ApiError> 
 }
 
 /// `POST /auth/login`.
-pub(crate) async fn login(State(st): State<AppState>, headers: HeaderMap, body: Body) -> Response {
+pub(crate) async fn login(State(st): State<AppState>, request: axum::extract::Request) -> Response {
+    let (parts, body) = request.into_parts();
+    let (headers, address) = (parts.headers, client_address(&parts.extensions));
     let out = async {
         let login = read_login(&headers, body).await?;
         let practice = st.practice(&login.practice).await.map_err(|_| {
@@ -177,11 +194,12 @@ pub(crate) async fn login(State(st): State<AppState>, headers: HeaderMap, body: 
         })?;
         let session = st
             .store
-            .sign_in(
+            .sign_in_from(
                 &practice,
                 &login.username,
                 &login.password,
                 login.role.as_deref(),
+                address,
             )
             .await?;
         let expires_in = (session.user.expires.millis() - Instant::now().millis()) / 1000;

@@ -151,6 +151,10 @@ fn kick_off(st: &AppState, call: &Call, level: Level) -> Res {
             _ => {}
         }
     }
+    // The kick-off is audited as an export; each page the job reads is
+    // audited as the search it is, with the patients it returned.
+    let event = gp_store::audit::Event::new(gp_store::audit::Kind::Export).query(query);
+    st.store.audit(&call.ctx, event);
     let job = exports.start(st.store.clone(), call.ctx.clone(), request);
     let mut headers = HeaderMap::new();
     let status_url = format!("{}/$export-poll-status/{}", call.base, job.id);

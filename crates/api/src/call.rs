@@ -69,7 +69,8 @@ impl FromRequestParts<AppState> for Call {
         let ctx = if public {
             Ctx::anonymous(practice)
         } else {
-            crate::auth::authenticate(state, &practice, &parts.headers).await?
+            let address = crate::auth::client_address(&parts.extensions);
+            crate::auth::authenticate(state, &practice, &parts.headers, address).await?
         };
         Ok(Call {
             ctx,

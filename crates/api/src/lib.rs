@@ -146,7 +146,9 @@ pub async fn serve(
     more: Router<AppState>,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, app(state, more))
+    // The client's address goes into the audit trail (`auth::client_address`).
+    let service = app(state, more).into_make_service_with_connect_info::<std::net::SocketAddr>();
+    axum::serve(listener, service)
         .with_graceful_shutdown(shutdown)
         .await
 }

@@ -203,7 +203,11 @@ fn types_for(request: &ExportRequest) -> Vec<ResourceType> {
         }
     };
     let mut types: Vec<ResourceType> = if request.types.is_empty() {
-        ResourceType::all().collect()
+        // The audit trail is not part of the record: it is exported only
+        // when `_type` names it.
+        ResourceType::all()
+            .filter(|t| t.as_str() != "AuditEvent")
+            .collect()
     } else {
         request.types.clone()
     };

@@ -10,6 +10,7 @@ use clap::{Args, Parser, Subcommand};
 use opengp::config::{self, FileConfig, ServerConfig};
 use opengp::server::{Server, shutdown_signal};
 
+mod audit;
 mod migrate;
 mod users;
 
@@ -81,6 +82,9 @@ enum Command {
     /// Freeze a practice read-only for a migration's final export, or thaw it.
     #[command(subcommand)]
     Practice(PracticeCommand),
+    /// The practice's audit trail.
+    #[command(subcommand)]
+    Audit(AuditCommand),
     /// Compare a practice in this store with a package or another store,
     /// version by version, and print the differences.
     Verify {
@@ -93,6 +97,16 @@ enum Command {
         /// Another PostgreSQL database to compare with.
         #[arg(long)]
         other_database: Option<String>,
+        #[command(flatten)]
+        store: StoreArgs,
+    },
+}
+
+#[derive(Subcommand)]
+enum AuditCommand {
+    /// Check the audit trail's hash chain from the first record to the last;
+    /// exits non-zero at the first broken link.
+    Verify {
         #[command(flatten)]
         store: StoreArgs,
     },
@@ -357,6 +371,9 @@ fn run(cli: Cli) -> Result<()> {
         )),
         Command::Practice(PracticeCommand::Freeze { reason, store }) => {
             runtime.block_on(migrate::freeze(store_config(store, &file), Some(reason)))
+        }
+        Command::Audit(AuditCommand::Verify { store }) => {
+            runtime.block_on(audit::verify(store_config(store, &file)))
         }
         Command::Practice(PracticeCommand::Unfreeze { store }) => {
             runtime.block_on(migrate::freeze(store_config(store, &file), None))

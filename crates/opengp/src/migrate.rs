@@ -38,7 +38,7 @@ async fn open(cfg: &ServerConfig) -> Result<Store> {
 }
 
 /// A store that must already exist (to read from), not one to create.
-async fn open_existing(cfg: &ServerConfig) -> Result<Store> {
+pub(crate) async fn open_existing(cfg: &ServerConfig) -> Result<Store> {
     if cfg.database.is_none() && !cfg.data.join("opengp.db").exists() {
         bail!(
             "there is no OpenGP data in {} (give --data or --database)",
@@ -48,13 +48,13 @@ async fn open_existing(cfg: &ServerConfig) -> Result<Store> {
     open(cfg).await
 }
 
-async fn close(store: Store) -> Result<()> {
+pub(crate) async fn close(store: Store) -> Result<()> {
     tokio::task::spawn_blocking(move || store.close()).await?;
     Ok(())
 }
 
 /// The practice named by `ods`, which must exist.
-async fn practice(store: &Store, ods: &str) -> Result<Ctx> {
+pub(crate) async fn practice(store: &Store, ods: &str) -> Result<Ctx> {
     if ods.is_empty() {
         bail!("say which practice with --practice ODS");
     }
@@ -73,6 +73,12 @@ pub async fn export(cfg: ServerConfig, out: PathBuf) -> Result<()> {
     let bar = bar("exporting");
     let m = gp_migrate::export(&store, &ctx, &out, &report_progress(&bar)).await;
     bar.finish_and_clear();
+    // The export is in the practice's audit trail, whether it worked or not.
+    let mut event = gp_store::audit::Event::new(gp_store::audit::Kind::Export);
+    if let Err(e) = &m {
+        event.outcome = gp_store::audit::Outcome::Serious(format!("{e:#}"));
+    }
+    store.audit(&ctx, event);
     close(store).await?;
     let m = m?;
     let secs = started.elapsed().as_secs_f64();

@@ -44,6 +44,7 @@
 //! and `gp_store::Store` already calls them from blocking threads.
 
 mod accounts;
+mod audit;
 mod conn;
 mod dmd;
 mod index;

@@ -143,6 +143,11 @@ const MIGRATIONS: &[Migration] = &[
         name: "staff accounts, sessions, the practice's access policy",
         sql: crate::accounts::MIGRATION,
     },
+    Migration {
+        version: 7,
+        name: "the audit chain, and append-only AuditEvents",
+        sql: crate::audit::MIGRATION,
+    },
 ];
 
 /// An arbitrary constant naming the migration lock.

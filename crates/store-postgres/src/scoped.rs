@@ -200,7 +200,8 @@ impl ReadTx for Scoped<'_> {
             .query(
                 "SELECT type, id, version, last_updated, deleted, body, seq, author
                  FROM resource_version
-                 WHERE practice = $1 AND seq > $2 AND seq <= $3 ORDER BY seq LIMIT $4",
+                 WHERE practice = $1 AND seq > $2 AND seq <= $3 AND type <> 'AuditEvent'
+                 ORDER BY seq LIMIT $4",
                 &[&self.practice, &after, &until, &(limit as i64)],
             )
             .map_err(db_err)?;
@@ -213,6 +214,14 @@ impl ReadTx for Scoped<'_> {
                 })
             })
             .collect()
+    }
+
+    fn audit_links(
+        &mut self,
+        after: i64,
+        limit: usize,
+    ) -> Result<Vec<gp_store::audit::StoredLink>, StoreError> {
+        crate::audit::links(self.conn, self.practice, after, limit)
     }
 
     fn frozen(&mut self) -> Result<Option<String>, StoreError> {
@@ -257,7 +266,8 @@ impl ReadTx for Scoped<'_> {
         let mut args: Args = vec![Box::new(self.practice), Box::new(until)];
         let mut wh = vec!["practice = $1".to_owned(), "seq <= $2".to_owned()];
         match scope {
-            HistoryScope::Practice => {}
+            // The audit trail is reached through AuditEvent's own URLs only.
+            HistoryScope::Practice => wh.push("type <> 'AuditEvent'".to_owned()),
             HistoryScope::Type(t) => {
                 wh.push(format!("type = {}", arg(&mut args, t.as_str())));
             }

@@ -24,6 +24,9 @@ pub(crate) struct Counter {
     pub seq: i64,
     /// The last instant stamped, so that the practice's time never runs back.
     pub stamped: i64,
+    /// The head of the practice's audit chain (number and SHA-256), once
+    /// read in this group: `None` until then.
+    pub audit: Option<Option<(i64, [u8; 32])>>,
 }
 
 /// Buffered versions are sent once this many are waiting, to bound memory.
@@ -48,6 +51,8 @@ pub(crate) struct ScopedWrite<'c> {
     /// Versions inserted but not sent yet. Every read flushes first, so the
     /// job always reads its own writes.
     pending: Vec<Pending>,
+    /// Audit chain links not sent yet, flushed with the versions.
+    links: Vec<gp_store::audit::AuditLink>,
 }
 
 const INSERT_VERSIONS: &str = "INSERT INTO resource_version
@@ -72,12 +77,17 @@ impl<'c> ScopedWrite<'c> {
             author,
             counter,
             pending: Vec::new(),
+            links: Vec::new(),
         }
     }
 
     /// Sends the buffered versions: one statement for the versions, one for
     /// the current rows.
     pub fn flush(&mut self) -> Result<(), StoreError> {
+        if !self.links.is_empty() {
+            let links = std::mem::take(&mut self.links);
+            crate::audit::insert(self.read.conn, self.read.practice, &links)?;
+        }
         if self.pending.is_empty() {
             return Ok(());
         }
@@ -203,6 +213,14 @@ impl ReadTx for ScopedWrite<'_> {
     fn frozen(&mut self) -> Result<Option<String>, StoreError> {
         self.read.frozen()
     }
+    fn audit_links(
+        &mut self,
+        after: i64,
+        limit: usize,
+    ) -> Result<Vec<gp_store::audit::StoredLink>, StoreError> {
+        self.flush()?;
+        self.read.audit_links(after, limit)
+    }
     fn references(
         &mut self,
         ty: ResourceType,
@@ -225,6 +243,35 @@ impl ReadTx for ScopedWrite<'_> {
 }
 
 impl WriteTx for ScopedWrite<'_> {
+    fn audit_head(&mut self) -> Result<Option<(i64, String)>, StoreError> {
+        let head = match self.counter.audit {
+            Some(h) => h,
+            None => {
+                let stored = crate::audit::head(self.read.conn, self.read.practice)?;
+                let h = match stored {
+                    Some((seq, hex)) => Some((
+                        seq,
+                        unhex32(&hex).ok_or_else(|| {
+                            StoreError::Backend(format!("audit link {seq} has a malformed hash"))
+                        })?,
+                    )),
+                    None => None,
+                };
+                self.counter.audit = Some(h);
+                h
+            }
+        };
+        Ok(head.map(|(seq, hash)| (seq, hash.iter().map(|b| format!("{b:02x}")).collect())))
+    }
+
+    fn put_audit_link(&mut self, link: &gp_store::audit::AuditLink) -> Result<(), StoreError> {
+        let hash = unhex32(&link.hash)
+            .ok_or_else(|| StoreError::Backend("an audit link's hash is malformed".into()))?;
+        self.counter.audit = Some(Some((link.seq, hash)));
+        self.links.push(link.clone());
+        Ok(())
+    }
+
     fn set_frozen(&mut self, reason: Option<&str>) -> Result<(), StoreError> {
         // The writer holds the practice's counter row locked, so no write of
         // this practice runs beside the freeze.
@@ -262,4 +309,16 @@ impl WriteTx for ScopedWrite<'_> {
         }
         Ok(())
     }
+}
+
+/// A hex SHA-256 as bytes.
+fn unhex32(s: &str) -> Option<[u8; 32]> {
+    let mut out = [0u8; 32];
+    if s.len() != 64 {
+        return None;
+    }
+    for (i, b) in out.iter_mut().enumerate() {
+        *b = u8::from_str_radix(s.get(2 * i..2 * i + 2)?, 16).ok()?;
+    }
+    Some(out)
 }

@@ -222,6 +222,7 @@ fn commit_group(conn: &mut Conn, jobs: Vec<Queued>, counters: &Counters) {
                 let counter = Counter {
                     seq: r.try_get(1).ok()?,
                     stamped: r.try_get(2).ok()?,
+                    audit: None,
                 };
                 Some((r.try_get(0).ok()?, counter))
             })

@@ -737,8 +737,11 @@ pub fn search(
     let mut a = Args::new(dialect, practice);
     let pr = a.practice();
     let mut wh = vec![format!("c.practice = {pr}"), "NOT c.deleted".to_owned()];
-    if let Some(t) = ty {
-        wh.push(format!("c.type = {}", a.bind(t.as_str().to_owned())));
+    match ty {
+        Some(t) => wh.push(format!("c.type = {}", a.bind(t.as_str().to_owned()))),
+        // A search across types covers the record, not its audit trail,
+        // which is reached through AuditEvent's own URLs only.
+        None => wh.push("c.type <> 'AuditEvent'".to_owned()),
     }
     // One criterion may drive the search from its value index; the others
     // are checked per candidate through the owner indexes.

@@ -14,6 +14,7 @@
 //! which [`scoped::Scoped`] holds and callers cannot change.
 
 mod accounts;
+mod audit;
 mod dmd;
 mod index;
 mod schema;

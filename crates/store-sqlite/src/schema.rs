@@ -107,6 +107,8 @@ const MIGRATIONS: &[&str] = &[
     "ALTER TABLE practice ADD COLUMN frozen TEXT;",
     // 7: staff accounts, sessions, the practice's access policy.
     crate::accounts::MIGRATION,
+    // 8: the audit chain, and append-only AuditEvents.
+    crate::audit::MIGRATION,
 ];
 
 pub(crate) fn migrate(conn: &Connection) -> Result<(), StoreError> {

@@ -4,6 +4,7 @@
 use bytes::Bytes;
 use gp_fhir::search::SearchQuery;
 use gp_fhir::{Instant, ResourceType};
+use gp_store::audit::{AuditLink, StoredLink};
 use gp_store::{
     HistoryPage, HistoryQuery, HistoryScope, NewVersion, ReadTx, SearchPage, StoreError,
     StoredVersion, VersionRecord, WriteTx,
@@ -184,7 +185,8 @@ impl ReadTx for Scoped<'_> {
             .prepare_cached(
                 "SELECT type, id, version, last_updated, deleted, body, rowid, author
                  FROM resource_version
-                 WHERE practice = ?1 AND rowid > ?2 AND rowid <= ?3 ORDER BY rowid LIMIT ?4",
+                 WHERE practice = ?1 AND rowid > ?2 AND rowid <= ?3 AND type <> 'AuditEvent'
+                 ORDER BY rowid LIMIT ?4",
             )
             .map_err(db_err)?;
         let rows = s
@@ -216,6 +218,10 @@ impl ReadTx for Scoped<'_> {
             .map_err(db_err)
     }
 
+    fn audit_links(&mut self, after: i64, limit: usize) -> Result<Vec<StoredLink>, StoreError> {
+        self.chain_links(after, limit)
+    }
+
     fn history(
         &mut self,
         scope: &HistoryScope,
@@ -235,7 +241,8 @@ impl ReadTx for Scoped<'_> {
             vec![SqlValue::Integer(self.practice), SqlValue::Integer(until)];
         let mut wh = vec!["practice = ?1".to_owned(), "rowid <= ?2".to_owned()];
         match scope {
-            HistoryScope::Practice => {}
+            // The audit trail is reached through AuditEvent's own URLs only.
+            HistoryScope::Practice => wh.push("type <> 'AuditEvent'".to_owned()),
             HistoryScope::Type(t) => {
                 args.push(SqlValue::Text(t.as_str().to_owned()));
                 wh.push(format!("type = ?{}", args.len()));
@@ -337,9 +344,20 @@ impl ReadTx for ScopedWrite<'_> {
     fn frozen(&mut self) -> Result<Option<String>, StoreError> {
         self.read.frozen()
     }
+    fn audit_links(&mut self, after: i64, limit: usize) -> Result<Vec<StoredLink>, StoreError> {
+        self.read.audit_links(after, limit)
+    }
 }
 
 impl WriteTx for ScopedWrite<'_> {
+    fn audit_head(&mut self) -> Result<Option<(i64, String)>, StoreError> {
+        self.chain_head()
+    }
+
+    fn put_audit_link(&mut self, link: &AuditLink) -> Result<(), StoreError> {
+        self.push_link(link)
+    }
+
     fn set_frozen(&mut self, reason: Option<&str>) -> Result<(), StoreError> {
         self.read
             .conn

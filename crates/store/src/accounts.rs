@@ -12,7 +12,8 @@ use gp_fhir::{Instant, IssueType};
 use rand::RngCore;
 use sha2::{Digest, Sha256};
 
-use crate::access::{Activity, Policy, SignedIn, is_role_code};
+use crate::access::{Activities, Activity, Policy, SignedIn, is_role_code};
+use crate::audit::{Event, Kind};
 use crate::engine::blocking;
 use crate::{Actor, Ctx, Practice, Store, StoreError};
 
@@ -213,7 +214,24 @@ impl Store {
         password: &str,
         role: Option<&str>,
     ) -> Result<Session, StoreError> {
-        let ctx = Ctx::new(practice.clone(), Actor::system());
+        self.sign_in_from(practice, username, password, role, None)
+            .await
+    }
+
+    /// [`Store::sign_in`] from a network address, which the audit trail
+    /// records with the sign-in: every attempt, successful or not, is an
+    /// AuditEvent, written in the same transaction as what the sign-in
+    /// changes (the session, the failure count).
+    pub async fn sign_in_from(
+        &self,
+        practice: &Practice,
+        username: &str,
+        password: &str,
+        role: Option<&str>,
+        address: Option<String>,
+    ) -> Result<Session, StoreError> {
+        let ctx = Ctx::new(practice.clone(), Actor::system()).from_address(address.clone());
+        let login = Event::new(Kind::Login);
         let name = username.to_owned();
         let user = self.read_in(&ctx, move |tx| tx.user_named(&name)).await?;
         let (pw, hash) = (
@@ -223,16 +241,42 @@ impl Store {
         );
         let good = blocking(move || Ok(verify_password(&pw, &hash))).await?;
         let Some(user) = user else {
+            self.audit(&ctx, login.attempted_username(username).failed(&refused()));
             return Err(refused());
         };
         let now = Instant::now();
+        // The user as the audit trail names them, in the role asked for.
+        let who = |role: &str| {
+            Ctx::signed_in(
+                practice.clone(),
+                SignedIn {
+                    user_id: user.id.clone(),
+                    username: user.username.clone(),
+                    name: user.name.clone(),
+                    role: role.to_owned(),
+                    practitioner: user.practitioner.clone(),
+                    expires: now,
+                },
+                Activities::default(),
+            )
+            .from_address(address.clone())
+        };
+        let asked = role
+            .or(user.roles.first().map(String::as_str))
+            .unwrap_or_default()
+            .to_owned();
         let locked = user.locked_until.is_some_and(|t| t > now);
         if locked {
+            self.audit(&who(&asked), login.failed(&refused()));
             return Err(refused());
         }
         if !good {
             let id = user.id.clone();
+            let failed = login.clone().failed(&refused()).prepare(&who(&asked));
             self.write_in(&ctx, move |tx| {
+                if let Some(event) = failed {
+                    crate::audit::append(tx, event)?;
+                }
                 let Some(mut u) = tx.user_by_id(&id)? else {
                     return Ok(());
                 };
@@ -251,9 +295,11 @@ impl Store {
         let role = match role {
             Some(r) if user.roles.iter().any(|h| h == r) => r.to_owned(),
             Some(r) => {
-                return Err(StoreError::Forbidden(format!(
+                let e = StoreError::Forbidden(format!(
                     "you do not hold the role profile {r} at this practice"
-                )));
+                ));
+                self.audit(&who(r), login.failed(&e));
+                return Err(e);
             }
             None => user.roles.first().cloned().ok_or_else(refused)?,
         };
@@ -270,12 +316,16 @@ impl Store {
             user_id: user.id.clone(),
             username: user.username.clone(),
             name: user.name.clone(),
-            role,
+            role: role.clone(),
             practitioner: user.practitioner.clone(),
             expires: session.expires,
         };
         let id = user.id.clone();
+        let event = login.prepare(&who(&role)).ok_or_else(|| {
+            StoreError::Backend("the sign-in's audit event could not be built".into())
+        })?;
         self.write_in(&ctx, move |tx| {
+            crate::audit::append(tx, event)?;
             if let Some(mut u) = tx.user_by_id(&id)?
                 && (u.failed != 0 || u.locked_until.is_some())
             {
@@ -358,6 +408,29 @@ impl Store {
     /// token that is unknown, expired or revoked, 403 for one of another
     /// practice.
     pub async fn resolve(&self, practice: &Practice, token: &str) -> Result<Ctx, StoreError> {
+        self.resolve_from(practice, token, None).await
+    }
+
+    /// [`Store::resolve`] for a request from a network address: a refusal
+    /// is recorded in the audit trail, and the context carries the address.
+    pub async fn resolve_from(
+        &self,
+        practice: &Practice,
+        token: &str,
+        address: Option<String>,
+    ) -> Result<Ctx, StoreError> {
+        let out = self.resolve_token(practice, token).await;
+        match out {
+            Ok(ctx) => Ok(ctx.from_address(address)),
+            Err(e) => {
+                let nobody = Ctx::anonymous(practice.clone()).from_address(address);
+                self.audit(&nobody, Event::new(Kind::Session).failed(&e));
+                Err(e)
+            }
+        }
+    }
+
+    async fn resolve_token(&self, practice: &Practice, token: &str) -> Result<Ctx, StoreError> {
         let expired = || StoreError::Unauthorized("the session is not valid; sign in again".into());
         match token_practice(token) {
             Some(ods) if ods == practice.ods.as_str() => {}

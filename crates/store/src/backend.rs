@@ -7,6 +7,7 @@ use gp_fhir::search::SearchQuery;
 use gp_fhir::{Instant, OdsCode, ResourceType};
 
 use crate::accounts::{SessionRecord, UserRecord};
+use crate::audit::{AuditLink, StoredLink};
 use crate::{Actor, Ctx, Practice, StoreError};
 
 /// One stored version of a resource.
@@ -147,6 +148,10 @@ pub trait ReadTx: AccountsRead {
             "this store cannot list its versions".into(),
         ))
     }
+    /// The links of the practice's audit chain after `after` (0 for the
+    /// first page), in order, at most `limit`, each with the stored bytes
+    /// of its AuditEvent (version 1), for verification.
+    fn audit_links(&mut self, after: i64, limit: usize) -> Result<Vec<StoredLink>, StoreError>;
     /// The ids of `source` resources whose parameter `code` references one
     /// of the targets, for `_revinclude`.
     fn referrers(
@@ -192,6 +197,11 @@ pub trait WriteTx: ReadTx + AccountsWrite {
     fn now(&mut self) -> Instant;
     /// Appends a version and makes it the current one.
     fn insert(&mut self, version: &NewVersion) -> Result<(), StoreError>;
+    /// The last link of the practice's audit chain: its number and hash.
+    fn audit_head(&mut self) -> Result<Option<(i64, String)>, StoreError>;
+    /// Appends a link to the practice's audit chain (append-only: there is
+    /// no method that changes or removes one).
+    fn put_audit_link(&mut self, link: &AuditLink) -> Result<(), StoreError>;
     /// Freezes the practice read-only with a reason, or thaws it (`None`).
     fn set_frozen(&mut self, reason: Option<&str>) -> Result<(), StoreError> {
         let _ = reason;

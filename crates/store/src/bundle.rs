@@ -501,3 +501,114 @@ fn single_match(
         ))),
     }
 }
+
+// ---- The audit trail of Bundle entries (audit.rs) ----
+
+/// The `restful-interaction` code of an entry, for its audit event.
+pub(crate) fn interaction_of(e: &RequestEntry, base: &str) -> &'static str {
+    match e.method {
+        Method::Post => "create",
+        Method::Put => "update",
+        Method::Patch => "patch",
+        Method::Delete => "delete",
+        _ => match Target::parse(&e.url, base) {
+            Ok(Target::Version { .. }) => "vread",
+            Ok(Target::Type { .. }) => "search-type",
+            Ok(Target::System { .. }) => "search-system",
+            Ok(Target::History { ty, id, .. }) => match (ty, id) {
+                (Some(_), Some(_)) => "history-instance",
+                (Some(_), None) => "history-type",
+                _ => "history-system",
+            },
+            _ => "read",
+        },
+    }
+}
+
+/// How a transaction entry touched its resource (dicom-audit-lifecycle):
+/// created, amended, deleted, or read.
+pub(crate) fn lifecycle(method: Method, status: u16) -> &'static str {
+    match (method, status) {
+        (Method::Post | Method::Put, 201) => "1",
+        (Method::Put | Method::Patch, _) => "3",
+        (Method::Delete, _) => "14",
+        _ => "6",
+    }
+}
+
+/// The versions an entry's response served or wrote, for its audit event:
+/// the resource written or read, a deleted resource's deletion (with the
+/// body of the version before it, for its patients), or a search's or
+/// history's entries.
+pub(crate) fn served(
+    tx: &mut dyn ReadTx,
+    method: Method,
+    url: &str,
+    base: &str,
+    r: &EntryResponse,
+) -> Result<Vec<crate::StoredVersion>, StoreError> {
+    let version_of =
+        |etag: &Option<String>| etag.as_deref().and_then(|t| parse_version_tag(t).ok());
+    let make = |ty, id: &str, version, body: Bytes| crate::StoredVersion {
+        resource_type: ty,
+        id: id.to_owned(),
+        version,
+        last_updated: Instant::now(),
+        deleted: false,
+        body,
+    };
+    if let Some(loc) = &r.location {
+        // Written: `Type/id/_history/version`.
+        let mut parts = loc.split('/');
+        if let (Some(ty), Some(id), Some(_), Some(v)) =
+            (parts.next(), parts.next(), parts.next(), parts.next())
+            && let (Some(ty), Ok(v)) = (ResourceType::parse(ty), v.parse())
+        {
+            let body = r.resource.clone().unwrap_or_default();
+            return Ok(vec![make(ty, id, v, body)]);
+        }
+        return Ok(Vec::new());
+    }
+    let target = Target::parse(url, base)?;
+    match (method, target) {
+        (Method::Delete, Target::Instance { ty, id }) => {
+            let Some(v) = version_of(&r.etag) else {
+                return Ok(Vec::new());
+            };
+            let before = match v.checked_sub(1) {
+                Some(p) if p > 0 => tx.version(ty, id.as_str(), p)?.map(|b| b.body),
+                _ => None,
+            };
+            Ok(vec![make(ty, id.as_str(), v, before.unwrap_or_default())])
+        }
+        (
+            Method::Get | Method::Head,
+            Target::Instance { ty, id } | Target::Version { ty, id, .. },
+        ) => match (version_of(&r.etag), &r.resource) {
+            (Some(v), Some(body)) => Ok(vec![make(ty, id.as_str(), v, body.clone())]),
+            (Some(v), None) => Ok(vec![make(ty, id.as_str(), v, Bytes::new())]),
+            _ => Ok(Vec::new()),
+        },
+        (Method::Get | Method::Head, _) => {
+            // A searchset or history Bundle: its entries' resources.
+            let Some(body) = &r.resource else {
+                return Ok(Vec::new());
+            };
+            let bundle: serde_json::Value = serde_json::from_slice(body).unwrap_or_default();
+            Ok(bundle["entry"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|e| {
+                    let res = &e["resource"];
+                    let ty = ResourceType::parse(res["resourceType"].as_str()?)?;
+                    let id = res["id"].as_str()?;
+                    let v = res["meta"]["versionId"].as_str()?.parse().ok()?;
+                    let body = Bytes::from(serde_json::to_vec(res).ok()?);
+                    Some(make(ty, id, v, body))
+                })
+                .collect())
+        }
+        _ => Ok(Vec::new()),
+    }
+}

@@ -45,6 +45,9 @@ pub struct Ctx {
     pub practice: Practice,
     pub actor: Actor,
     pub access: Access,
+    /// Where the request came from (the client's network address), when
+    /// the HTTP layer knows it; recorded in the audit trail.
+    pub address: Option<std::sync::Arc<str>>,
 }
 
 impl Ctx {
@@ -56,6 +59,7 @@ impl Ctx {
             practice,
             actor,
             access: Access::operator(),
+            address: None,
         }
     }
 
@@ -69,6 +73,7 @@ impl Ctx {
                 user: None,
                 activities: Activities::default(),
             },
+            address: None,
         }
     }
 
@@ -81,7 +86,14 @@ impl Ctx {
                 user: Some(std::sync::Arc::new(user)),
                 activities,
             },
+            address: None,
         }
+    }
+
+    /// The same context, for a request from `address`.
+    pub fn from_address(mut self, address: Option<String>) -> Self {
+        self.address = address.map(std::sync::Arc::from);
+        self
     }
 
     /// Refuses (403) unless the role allows `activity`.

@@ -7,16 +7,19 @@
 use std::sync::Arc;
 
 use bytes::Bytes;
+use gp_fhir::bundle::Method;
 use gp_fhir::search::{self, SearchQuery, Total};
 use gp_fhir::{Id, IssueType, OdsCode, Resource, ResourceType};
 use tokio::sync::oneshot;
 
 use crate::access::{read_activity, write_activity};
+use crate::audit::Event;
 use crate::backend::{
     Backend, HistoryPage, HistoryQuery, HistoryScope, NewVersion, ReadTx, SearchPage,
     StoredVersion, WriteJob, WriteTx,
 };
 use crate::bundle::{self, EntryResult};
+use crate::trail::audit_deletion;
 use crate::{Actor, Ctx, Practice, StoreError};
 
 /// Conditions on a write (http.html#concurrency, http.html#ccreate).
@@ -131,6 +134,8 @@ pub struct Store {
     /// The SNOMED CT release searches expand `:below`, `:above`, `:in` and
     /// `:not-in` against (`codes.rs`); set once the index is built.
     snomed: Arc<std::sync::RwLock<Option<Arc<gp_terminology::Index>>>>,
+    /// Audit events waiting for the writer (`trail.rs`).
+    pub(crate) queued: Arc<crate::trail::Queued>,
 }
 
 impl std::fmt::Debug for Store {
@@ -144,6 +149,7 @@ impl Store {
         Store {
             backend,
             snomed: Arc::default(),
+            queued: Arc::default(),
         }
     }
 
@@ -285,7 +291,11 @@ impl Store {
         self.read_with(ctx, |tx| tx.frozen()).await
     }
 
-    fn submit_unchecked<R, F>(&self, ctx: &Ctx, f: F) -> oneshot::Receiver<Result<R, StoreError>>
+    pub(crate) fn submit_unchecked<R, F>(
+        &self,
+        ctx: &Ctx,
+        f: F,
+    ) -> oneshot::Receiver<Result<R, StoreError>>
     where
         R: Send + 'static,
         F: FnOnce(&mut dyn WriteTx) -> Result<R, StoreError> + Send + 'static,
@@ -308,8 +318,12 @@ impl Store {
         ty: ResourceType,
         id: Id,
     ) -> Result<StoredVersion, StoreError> {
-        ctx.require(read_activity(Some(ty)))?;
-        self.read_in(ctx, move |tx| read_in(tx, ty, &id)).await
+        let event = Event::rest("read").target(ty, id.as_str());
+        self.allow(ctx, read_activity(Some(ty)), &event)?;
+        self.audit_barrier_for(ctx, Some(ty)).await?;
+        let out = self.read_in(ctx, move |tx| read_in(tx, ty, &id)).await;
+        self.audit(ctx, event.with_result(&out, Event::resource));
+        out
     }
 
     pub async fn vread(
@@ -319,9 +333,14 @@ impl Store {
         id: Id,
         version: u64,
     ) -> Result<StoredVersion, StoreError> {
-        ctx.require(read_activity(Some(ty)))?;
-        self.read_in(ctx, move |tx| vread_in(tx, ty, &id, version))
-            .await
+        let event = Event::rest("vread").target(ty, id.as_str());
+        self.allow(ctx, read_activity(Some(ty)), &event)?;
+        self.audit_barrier_for(ctx, Some(ty)).await?;
+        let out = self
+            .read_in(ctx, move |tx| vread_in(tx, ty, &id, version))
+            .await;
+        self.audit(ctx, event.with_result(&out, Event::resource));
+        out
     }
 
     pub async fn search(
@@ -330,21 +349,43 @@ impl Store {
         ty: Option<ResourceType>,
         mut query: SearchQuery,
     ) -> Result<SearchResult, StoreError> {
-        ctx.require(read_activity(ty))?;
+        let code = if ty.is_some() {
+            "search-type"
+        } else {
+            "search-system"
+        };
+        let event = Event::rest(code).query(crate::render::query_string(&query.used));
+        self.allow(ctx, read_activity(ty), &event)?;
         let index = self.search_index();
         crate::codes::expand(
             index.as_deref(),
             &mut query.criteria,
             crate::codes::MAX_CODES,
-        )?;
-        let mut found = self
+        )
+        .inspect_err(|e| self.audit(ctx, event.clone().failed(e)))?;
+        self.audit_barrier_for(ctx, ty).await?;
+        let out = self
             .read_in(ctx, move |tx| search_in(tx, ty, &query))
-            .await?;
-        // What `_include` brings is shown only where the role may read it.
-        found
-            .included
-            .retain(|v| ctx.allows(read_activity(Some(v.resource_type))));
-        Ok(found)
+            .await
+            .map(|mut found| {
+                // What `_include` brings is shown only where the role may read it.
+                found
+                    .included
+                    .retain(|v| ctx.allows(read_activity(Some(v.resource_type))));
+                found
+            });
+        self.audit(
+            ctx,
+            event.with_result(&out, |ev, found| {
+                found
+                    .page
+                    .entries
+                    .iter()
+                    .chain(&found.included)
+                    .for_each(|v| ev.resource(v))
+            }),
+        );
+        out
     }
 
     pub async fn history(
@@ -353,13 +394,25 @@ impl Store {
         scope: HistoryScope,
         query: HistoryQuery,
     ) -> Result<HistoryPage, StoreError> {
-        let ty = match &scope {
-            HistoryScope::Practice => None,
-            HistoryScope::Type(t) | HistoryScope::Instance(t, _) => Some(*t),
+        let (ty, event) = match &scope {
+            HistoryScope::Practice => (None, Event::rest("history-system")),
+            HistoryScope::Type(t) => (Some(*t), Event::rest("history-type")),
+            HistoryScope::Instance(t, id) => {
+                (Some(*t), Event::rest("history-instance").target(*t, id))
+            }
         };
-        ctx.require(read_activity(ty))?;
-        self.read_in(ctx, move |tx| history_in(tx, &scope, &query))
-            .await
+        self.allow(ctx, read_activity(ty), &event)?;
+        self.audit_barrier_for(ctx, ty).await?;
+        let out = self
+            .read_in(ctx, move |tx| history_in(tx, &scope, &query))
+            .await;
+        self.audit(
+            ctx,
+            event.with_result(&out, |ev, page| {
+                page.entries.iter().for_each(|v| ev.resource(v))
+            }),
+        );
+        out
     }
 
     pub async fn create(
@@ -368,10 +421,13 @@ impl Store {
         resource: Resource,
         if_none_exist: Option<String>,
     ) -> Result<WriteOutcome, StoreError> {
-        require_write(ctx, resource.resource_type())?;
+        let event = Event::rest("create");
+        self.allow_write(ctx, resource.resource_type(), &event)?;
         let resource = prepare(resource).await?;
-        self.write_in(ctx, move |tx| {
-            create_in(tx, resource, if_none_exist.as_deref(), None)
+        self.write_audited(ctx, event, move |tx, ev| {
+            let w = create_in(tx, resource, if_none_exist.as_deref(), None)?;
+            ev.resource(&w.version);
+            Ok(w)
         })
         .await
     }
@@ -384,10 +440,15 @@ impl Store {
         resource: Resource,
         pre: Preconditions,
     ) -> Result<WriteOutcome, StoreError> {
-        require_write(ctx, ty)?;
+        let event = Event::rest("update").target(ty, id.as_str());
+        self.allow_write(ctx, ty, &event)?;
         let resource = prepare(resource).await?;
-        self.write_in(ctx, move |tx| update_in(tx, ty, &id, resource, &pre))
-            .await
+        self.write_audited(ctx, event, move |tx, ev| {
+            let w = update_in(tx, ty, &id, resource, &pre)?;
+            ev.resource(&w.version);
+            Ok(w)
+        })
+        .await
     }
 
     pub async fn conditional_update(
@@ -398,11 +459,14 @@ impl Store {
         resource: Resource,
         pre: Preconditions,
     ) -> Result<WriteOutcome, StoreError> {
-        require_write(ctx, ty)?;
-        ctx.require(read_activity(Some(ty)))?;
+        let event = Event::rest("update").query(crate::render::query_string(&query));
+        self.allow_write(ctx, ty, &event)?;
+        self.allow(ctx, read_activity(Some(ty)), &event)?;
         let resource = prepare(resource).await?;
-        self.write_in(ctx, move |tx| {
-            conditional_update_in(tx, ty, &query, resource, &pre, None)
+        self.write_audited(ctx, event, move |tx, ev| {
+            let w = conditional_update_in(tx, ty, &query, resource, &pre, None)?;
+            ev.resource(&w.version);
+            Ok(w)
         })
         .await
     }
@@ -415,10 +479,15 @@ impl Store {
         patch: json_patch::Patch,
         pre: Preconditions,
     ) -> Result<WriteOutcome, StoreError> {
-        require_write(ctx, ty)?;
-        ctx.require(read_activity(Some(ty)))?;
-        self.write_in(ctx, move |tx| patch_in(tx, ty, &id, &patch, &pre))
-            .await
+        let event = Event::rest("patch").target(ty, id.as_str());
+        self.allow_write(ctx, ty, &event)?;
+        self.allow(ctx, read_activity(Some(ty)), &event)?;
+        self.write_audited(ctx, event, move |tx, ev| {
+            let w = patch_in(tx, ty, &id, &patch, &pre)?;
+            ev.resource(&w.version);
+            Ok(w)
+        })
+        .await
     }
 
     pub async fn delete(
@@ -427,8 +496,15 @@ impl Store {
         ty: ResourceType,
         id: Id,
     ) -> Result<DeleteOutcome, StoreError> {
-        require_write(ctx, ty)?;
-        self.write_in(ctx, move |tx| delete_in(tx, ty, &id)).await
+        let event = Event::rest("delete").target(ty, id.as_str());
+        self.allow_write(ctx, ty, &event)?;
+        self.write_audited(ctx, event, move |tx, ev| {
+            let before = tx.latest(ty, id.as_str())?;
+            let d = delete_in(tx, ty, &id)?;
+            audit_deletion(ev, &d, before);
+            Ok(d)
+        })
+        .await
     }
 
     pub async fn conditional_delete(
@@ -437,10 +513,16 @@ impl Store {
         ty: ResourceType,
         query: Vec<(String, String)>,
     ) -> Result<DeleteOutcome, StoreError> {
-        require_write(ctx, ty)?;
-        ctx.require(read_activity(Some(ty)))?;
-        self.write_in(ctx, move |tx| conditional_delete_in(tx, ty, &query))
-            .await
+        let event = Event::rest("delete").query(crate::render::query_string(&query));
+        self.allow_write(ctx, ty, &event)?;
+        self.allow(ctx, read_activity(Some(ty)), &event)?;
+        self.write_audited(ctx, event, move |tx, ev| {
+            let found = matches(tx, ty, &query)?;
+            let d = conditional_delete_in(tx, ty, &query)?;
+            audit_deletion(ev, &d, found.into_iter().next());
+            Ok(d)
+        })
+        .await
     }
 
     /// Processes a batch or transaction Bundle (http.html#transaction).
@@ -454,54 +536,103 @@ impl Store {
     ) -> Result<(gp_fhir::bundle::BundleKind, Vec<EntryResult>), StoreError> {
         let (kind, entries) =
             gp_fhir::bundle::parse_request(bundle).map_err(StoreError::BadRequest)?;
+        let code = match kind {
+            gp_fhir::bundle::BundleKind::Transaction => "transaction",
+            gp_fhir::bundle::BundleKind::Batch => "batch",
+        };
         // Every entry is checked before any runs: a Bundle with one entry
         // the role does not allow is refused whole.
         for e in &entries {
-            bundle::require_entry(ctx, e)?;
+            bundle::require_entry(ctx, e)
+                .inspect_err(|err| self.audit(ctx, Event::rest(code).failed(err)))?;
         }
         let base = base.to_owned();
         match kind {
             gp_fhir::bundle::BundleKind::Transaction => {
+                // One event for the whole transaction (it is one atomic
+                // interaction), listing every resource it touched with how.
+                let keys: Vec<(Method, String)> =
+                    entries.iter().map(|e| (e.method, e.url.clone())).collect();
                 let (entries, prepared) = prepare_all(entries).await?;
                 let codes = self.search_index();
                 let results = self
-                    .write_in(ctx, move |tx| {
-                        bundle::transaction_in(tx, entries, prepared, &base, codes.as_deref())
+                    .write_audited(ctx, Event::rest("transaction"), move |tx, ev| {
+                        let results =
+                            bundle::transaction_in(tx, entries, prepared, &base, codes.as_deref())?;
+                        for ((method, url), r) in keys.iter().zip(&results) {
+                            if let Ok(resp) = r {
+                                let lifecycle = bundle::lifecycle(*method, resp.status);
+                                for v in bundle::served(tx, *method, url, &base, resp)? {
+                                    ev.written(&v, lifecycle);
+                                }
+                            }
+                        }
+                        Ok(results)
                     })
                     .await?;
                 Ok((kind, results))
             }
             gp_fhir::bundle::BundleKind::Batch => {
+                // Each entry is its own interaction with its own event.
                 // Consecutive writes are queued together so that they share
                 // commits; a read waits for the writes before it, so entries
                 // take effect in the order the Bundle gives them.
                 let (entries, mut prepared) = prepare_all(entries).await?;
                 let mut results: Vec<Option<EntryResult>> = vec![None; entries.len()];
-                let mut pending: Vec<(usize, oneshot::Receiver<EntryResult>)> = Vec::new();
+                let mut pending: Vec<(usize, Event, oneshot::Receiver<EntryResult>)> = Vec::new();
                 for entry in entries {
                     let i = entry.index;
+                    let event = Event::rest(bundle::interaction_of(&entry, &base));
+                    let (method, url) = (entry.method, entry.url.clone());
                     if bundle::is_read(&entry) {
-                        for (j, rx) in pending.drain(..) {
-                            results[j] = Some(rx.await.unwrap_or(Err(StoreError::Unavailable)));
+                        for (j, ev, rx) in pending.drain(..) {
+                            results[j] = Some(self.batch_write_result(ctx, ev, rx).await);
                         }
                         let (b, codes) = (base.clone(), self.search_index());
-                        results[i] = Some(
-                            self.read_in(ctx, move |tx| {
-                                bundle::read_entry_in(tx, &entry, &b, codes.as_deref())
+                        let out = self
+                            .read_in(ctx, move |tx| {
+                                let r = bundle::read_entry_in(tx, &entry, &b, codes.as_deref());
+                                let served = match &r {
+                                    Ok(resp) => bundle::served(tx, method, &url, &b, resp)?,
+                                    Err(_) => Vec::new(),
+                                };
+                                Ok((r, served))
                             })
-                            .await,
-                        );
+                            .await;
+                        let r = match out {
+                            Ok((r, served)) => {
+                                let mut ev = event;
+                                match &r {
+                                    Ok(_) => served.iter().for_each(|v| ev.resource(v)),
+                                    Err(e) => ev = ev.failed(e),
+                                }
+                                self.audit(ctx, ev);
+                                r
+                            }
+                            Err(e) => {
+                                self.audit(ctx, event.failed(&e));
+                                Err(e)
+                            }
+                        };
+                        results[i] = Some(r);
                     } else {
-                        let b = base.clone();
+                        let (b, who) = (base.clone(), ctx.clone());
                         let p = prepared.remove(&i);
-                        pending.push((
-                            i,
-                            self.submit(ctx, move |tx| bundle::entry_in(tx, entry, &b, p)),
-                        ));
+                        let code = event.kind;
+                        let rx = self.submit(ctx, move |tx| {
+                            let resp = bundle::entry_in(tx, entry, &b, p)?;
+                            let mut ev = Event::new(code);
+                            for v in bundle::served(tx, method, &url, &b, &resp)? {
+                                ev.resource(&v);
+                            }
+                            crate::trail::append_now(tx, &ev, &who)?;
+                            Ok(resp)
+                        });
+                        pending.push((i, event, rx));
                     }
                 }
-                for (j, rx) in pending {
-                    results[j] = Some(rx.await.unwrap_or(Err(StoreError::Unavailable)));
+                for (j, ev, rx) in pending {
+                    results[j] = Some(self.batch_write_result(ctx, ev, rx).await);
                 }
                 let results = results
                     .into_iter()
@@ -511,10 +642,25 @@ impl Store {
             }
         }
     }
+
+    /// A batch write entry's result, recording its failure in the audit
+    /// trail (its success was recorded with it).
+    async fn batch_write_result(
+        &self,
+        ctx: &Ctx,
+        event: Event,
+        rx: oneshot::Receiver<EntryResult>,
+    ) -> EntryResult {
+        let r = rx.await.unwrap_or(Err(StoreError::Unavailable));
+        if let Err(e) = &r {
+            self.audit(ctx, event.failed(e));
+        }
+        r
+    }
 }
 
 /// Refuses whole-practice work to anyone but an operator.
-fn operator_only(ctx: &Ctx) -> Result<(), StoreError> {
+pub(crate) fn operator_only(ctx: &Ctx) -> Result<(), StoreError> {
     if ctx.access.user.is_some() || ctx.access.activities != crate::access::Activities::all() {
         return Err(StoreError::Forbidden(
             "whole-practice work is for the practice's operators".into(),
@@ -547,6 +693,17 @@ pub struct Prepared {
 }
 
 impl Prepared {
+    /// A resource the server built itself (an AuditEvent): indexed, not
+    /// validated (the unit tests validate every kind it builds).
+    pub(crate) fn trusted(resource: Resource) -> Self {
+        let index = gp_search::extract(&resource);
+        Prepared {
+            resource,
+            index,
+            rejected: None,
+        }
+    }
+
     pub fn new(resource: Resource) -> Self {
         let rejected = gp_validate::rejection(gp_validate::validate(resource.as_json()));
         let index = if rejected.is_none() {
@@ -749,7 +906,7 @@ pub(crate) fn matches(
 }
 
 /// Stamps and stores a version of `resource` as `ty/id`.
-fn write_version(
+pub(crate) fn write_version(
     tx: &mut dyn WriteTx,
     id: &Id,
     version: u64,

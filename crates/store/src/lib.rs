@@ -16,6 +16,7 @@
 
 pub mod access;
 pub mod accounts;
+pub mod audit;
 mod backend;
 mod bundle;
 mod codes;
@@ -25,6 +26,7 @@ mod error;
 pub mod render;
 mod target;
 mod terminology;
+mod trail;
 
 pub use backend::{
     AccountsRead, AccountsWrite, Backend, HistoryPage, HistoryQuery, HistoryScope, NewVersion,

@@ -21,7 +21,7 @@ fn encode(s: &str) -> String {
     percent_encoding::utf8_percent_encode(s, QUERY).to_string()
 }
 
-fn query_string(params: &[(String, String)]) -> String {
+pub(crate) fn query_string(params: &[(String, String)]) -> String {
     params
         .iter()
         .map(|(k, v)| format!("{}={}", encode(k), encode(v)))

@@ -16,7 +16,7 @@ crate::on_both_backends!(
     roles_allow_only_their_activities,
 );
 
-const PASSWORD: &str = "a long enough password";
+pub(crate) const PASSWORD: &str = "a long enough password";
 
 /// Creates an account `user` in `roles` at the test practice.
 async fn add_user(app: &App, user: &str, roles: &[&str]) {
@@ -37,7 +37,7 @@ async fn add_user(app: &App, user: &str, roles: &[&str]) {
         .unwrap_or_else(|e| panic!("adding {user}: {e}"));
 }
 
-async fn practice(app: &App) -> gp_store::Practice {
+pub(crate) async fn practice(app: &App) -> gp_store::Practice {
     let ods = gp_fhir::OdsCode::parse(opengp::config::DEFAULT_PRACTICE)
         .unwrap_or_else(|| panic!("ODS code"));
     app.server
@@ -53,7 +53,12 @@ fn root(app: &App) -> String {
     format!("http://{}", app.server.addr)
 }
 
-async fn login(app: &App, user: &str, password: &str, role: Option<&str>) -> reqwest::Response {
+pub(crate) async fn login(
+    app: &App,
+    user: &str,
+    password: &str,
+    role: Option<&str>,
+) -> reqwest::Response {
     let mut body = json!({
         "practice": opengp::config::DEFAULT_PRACTICE,
         "username": user,
@@ -71,7 +76,7 @@ async fn login(app: &App, user: &str, password: &str, role: Option<&str>) -> req
 }
 
 /// Signs in and returns a client carrying the session.
-async fn signed_in(app: &App, user: &str, role: Option<&str>) -> reqwest::Client {
+pub(crate) async fn signed_in(app: &App, user: &str, role: Option<&str>) -> reqwest::Client {
     let res = login(app, user, PASSWORD, role).await;
     assert_eq!(res.status(), 200, "{user} signs in");
     let v = json(res).await;

@@ -1,10 +1,11 @@
 //! OpenGP's integration tests, in one test binary: the FHIR API through a
 //! real server on a loopback port, the command line as a user types it,
-//! crash safety with SIGKILL, and real data (the specification's examples
+//! crash safety with SIGKILL, the audit trail, and real data (the specification's examples
 //! and the Synthea bundles). The API, bundle and real-data suites run on
 //! both storage backends, PostgreSQL on a throwaway cluster (`pg`).
 
 mod api;
+mod audit;
 mod auth;
 mod browser;
 mod bulk;

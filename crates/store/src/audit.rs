@@ -1,0 +1,719 @@
+//! The audit trail: every read, search, write, export, sign-in and refused
+//! access becomes a FHIR R4 `AuditEvent` (auditevent.html), coded as IHE
+//! BALP codes RESTful events: type `rest` with the `restful-interaction`
+//! code as subtype and action C/R/U/D/E; sign-ins as DICOM "User
+//! Authentication"/"Login"; exports as DICOM "Export".
+//!
+//! AuditEvents are stored as ordinary resources of type `AuditEvent`, so the
+//! search machinery serves `AuditEvent?patient=...`, and each is also a link
+//! of the practice's hash chain ([`AuditLink`]): the SHA-256 of the previous
+//! link's hash and the event's stored bytes. [`Store::verify_audit`] walks
+//! the chain, so an event changed or removed behind the server's back shows.
+//!
+//! When they are written:
+//! - a write's event goes into the same job as the write, so it commits in
+//!   the same transaction, or, if the write is rolled back, not at all (a
+//!   failed write records a failure event of its own, separately);
+//! - a read's event is queued for the writer without waiting: it commits
+//!   with the next group (milliseconds), so reads pay no commit. A crash
+//!   can lose the events of reads answered in the last group-commit window;
+//! - reading the audit first waits for the events queued before it
+//!   ([`Store::audit_barrier`]), so a search of the trail sees every access
+//!   that was answered before it.
+//!
+//! No interaction writes an AuditEvent except through this module, and
+//! recording one audits nothing, so there is no loop.
+
+use std::collections::{BTreeSet, HashMap};
+use std::sync::OnceLock;
+
+use gp_fhir::search::registry;
+use gp_fhir::{Id, Instant, Resource, ResourceType};
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+
+use crate::backend::{StoredVersion, WriteTx};
+use crate::engine::Prepared;
+use crate::{Ctx, StoreError};
+
+/// What kind of access an event records.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    /// A RESTful interaction, by its `restful-interaction` code (`read`,
+    /// `vread`, `search-type`, `history-instance`, `create`, `transaction`...).
+    Rest(&'static str),
+    /// A sign-in.
+    Login,
+    /// A request whose session could not be checked (401) or is for
+    /// another practice (403).
+    Session,
+    /// A whole-practice or Bulk Data export.
+    Export,
+}
+
+impl Kind {
+    /// BALP's action for the kind: creates C, reads R, updates U, deletes
+    /// D, searches and other operations E.
+    fn action(self) -> &'static str {
+        match self {
+            Kind::Rest("create") => "C",
+            Kind::Rest(
+                "read" | "vread" | "history-instance" | "history-type" | "history-system",
+            ) => "R",
+            Kind::Rest("update" | "patch") => "U",
+            Kind::Rest("delete") => "D",
+            Kind::Export => "R",
+            Kind::Rest(_) | Kind::Login | Kind::Session => "E",
+        }
+    }
+
+    fn type_and_subtype(self) -> (Value, Option<Value>) {
+        const DCM: &str = "http://dicom.nema.org/resources/ontology/DCM";
+        match self {
+            Kind::Rest(code) => (
+                json!({"system": "http://terminology.hl7.org/CodeSystem/audit-event-type", "code": "rest", "display": "Restful Operation"}),
+                Some(json!({"system": "http://hl7.org/fhir/restful-interaction", "code": code})),
+            ),
+            Kind::Login => (
+                json!({"system": DCM, "code": "110114", "display": "User Authentication"}),
+                Some(json!({"system": DCM, "code": "110122", "display": "Login"})),
+            ),
+            Kind::Session => (
+                json!({"system": DCM, "code": "110114", "display": "User Authentication"}),
+                None,
+            ),
+            Kind::Export => (
+                json!({"system": DCM, "code": "110106", "display": "Export"}),
+                Some(
+                    json!({"system": "http://hl7.org/fhir/restful-interaction", "code": "operation"}),
+                ),
+            ),
+        }
+    }
+}
+
+/// How the access ended (audit-event-outcome).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    /// `0`.
+    Success,
+    /// `4`: refused or failed because of the request (401, 403, 404, 422...).
+    Minor(String),
+    /// `8`: failed in the server.
+    Serious(String),
+}
+
+impl Outcome {
+    pub fn of_error(e: &StoreError) -> Outcome {
+        match e {
+            StoreError::Backend(_) | StoreError::Unavailable => {
+                Outcome::Serious("the server could not complete the request".into())
+            }
+            other => Outcome::Minor(other.to_string()),
+        }
+    }
+
+    pub fn code(&self) -> &'static str {
+        match self {
+            Outcome::Success => "0",
+            Outcome::Minor(_) => "4",
+            Outcome::Serious(_) => "8",
+        }
+    }
+}
+
+/// A resource an event touched, and how (dicom-audit-lifecycle), when an
+/// event touches several in different ways (a transaction).
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct Entity {
+    /// `Type/id` or `Type/id/_history/version`.
+    reference: String,
+    lifecycle: Option<&'static str>,
+}
+
+/// One access, before it is stamped and stored.
+#[derive(Clone, Debug)]
+pub struct Event {
+    pub kind: Kind,
+    pub outcome: Outcome,
+    entities: Vec<Entity>,
+    /// The patients whose record the access touched, by id.
+    pub patients: BTreeSet<String>,
+    /// A search's query string, recorded as the query entity.
+    query: Option<String>,
+    /// The user name a sign-in was attempted with, when no account matched.
+    attempted_username: Option<String>,
+}
+
+/// How many resources one event lists; a larger page lists its patients
+/// and the first ones only, and says so in `outcomeDesc`.
+const MAX_ENTITIES: usize = 1000;
+
+impl Event {
+    pub fn new(kind: Kind) -> Self {
+        Event {
+            kind,
+            outcome: Outcome::Success,
+            entities: Vec::new(),
+            patients: BTreeSet::new(),
+            query: None,
+            attempted_username: None,
+        }
+    }
+
+    pub fn rest(code: &'static str) -> Self {
+        Event::new(Kind::Rest(code))
+    }
+
+    /// Names a resource by type and id (what was asked for, before it is known).
+    pub fn target(mut self, ty: ResourceType, id: &str) -> Self {
+        self.add_reference(format!("{ty}/{id}"), None);
+        if ty.as_str() == "Patient" {
+            self.patients.insert(id.to_owned());
+        }
+        self
+    }
+
+    pub fn query(mut self, query: impl Into<String>) -> Self {
+        self.query = Some(query.into());
+        self
+    }
+
+    pub fn attempted_username(mut self, username: &str) -> Self {
+        self.attempted_username = Some(username.to_owned());
+        self
+    }
+
+    /// Adds a resource served or written, with the patients it belongs to.
+    pub fn resource(&mut self, v: &StoredVersion) {
+        self.resource_as(v, None);
+    }
+
+    fn resource_as(&mut self, v: &StoredVersion, lifecycle: Option<&'static str>) {
+        let reference = format!("{}/{}/_history/{}", v.resource_type, v.id, v.version);
+        // The unversioned target named before the access is replaced by
+        // the version it turned out to be.
+        let bare = format!("{}/{}", v.resource_type, v.id);
+        self.entities.retain(|e| e.reference != bare);
+        self.add_reference(reference, lifecycle);
+        self.patients
+            .extend(patients_of(v.resource_type, &v.id, &v.body));
+    }
+
+    /// Adds a resource a transaction wrote, created (`1`), amended (`3`)
+    /// or deleted (`14`).
+    pub(crate) fn written(&mut self, v: &StoredVersion, lifecycle: &'static str) {
+        self.resource_as(v, Some(lifecycle));
+    }
+
+    fn add_reference(&mut self, reference: String, lifecycle: Option<&'static str>) {
+        self.entities.push(Entity {
+            reference,
+            lifecycle,
+        });
+    }
+
+    /// The event of a failed access.
+    pub fn failed(mut self, e: &StoreError) -> Self {
+        self.outcome = Outcome::of_error(e);
+        self
+    }
+
+    /// Marks the event with an interaction's result, adding what it served.
+    pub fn with_result<T>(
+        mut self,
+        out: &Result<T, StoreError>,
+        add: impl Fn(&mut Self, &T),
+    ) -> Self {
+        match out {
+            Ok(v) => add(&mut self, v),
+            Err(e) => self.outcome = Outcome::of_error(e),
+        }
+        self
+    }
+
+    /// The AuditEvent, as it will be stored (before `id` and `meta`).
+    pub fn to_json(&self, ctx: &Ctx, recorded: Instant) -> Value {
+        let (ty, subtype) = self.kind.type_and_subtype();
+        let mut ev = serde_json::Map::new();
+        ev.insert("resourceType".into(), json!("AuditEvent"));
+        ev.insert("type".into(), ty);
+        if let Some(subtype) = subtype {
+            ev.insert("subtype".into(), json!([subtype]));
+        }
+        ev.insert("action".into(), json!(self.kind.action()));
+        ev.insert("recorded".into(), json!(recorded.to_fhir()));
+        ev.insert("outcome".into(), json!(self.outcome.code()));
+        let mut desc = match &self.outcome {
+            Outcome::Success => None,
+            Outcome::Minor(d) | Outcome::Serious(d) => Some(d.clone()),
+        };
+        ev.insert("agent".into(), json!([self.agent(ctx)]));
+        ev.insert(
+            "source".into(),
+            json!({
+                "site": ctx.practice.ods.as_str(),
+                "observer": {"display": "OpenGP"},
+                "type": [{"system": "http://terminology.hl7.org/CodeSystem/security-source-type", "code": "4", "display": "Application Server"}]
+            }),
+        );
+        let mut entities: Vec<Value> = self
+            .patients
+            .iter()
+            .map(|p| {
+                json!({
+                    "what": {"reference": format!("Patient/{p}")},
+                    "type": {"system": ENTITY_TYPE, "code": "1", "display": "Person"},
+                    "role": {"system": OBJECT_ROLE, "code": "1", "display": "Patient"}
+                })
+            })
+            .collect();
+        if self.entities.len() > MAX_ENTITIES {
+            let note = format!(
+                "{} resources; the first {MAX_ENTITIES} are listed",
+                self.entities.len()
+            );
+            desc = Some(desc.map_or(note.clone(), |d| format!("{d}; {note}")));
+        }
+        for e in self.entities.iter().take(MAX_ENTITIES) {
+            let mut entity = json!({
+                "what": {"reference": e.reference},
+                "type": {"system": ENTITY_TYPE, "code": "2", "display": "System Object"},
+                "role": {"system": OBJECT_ROLE, "code": "4", "display": "Domain Resource"}
+            });
+            if let Some(code) = e.lifecycle {
+                entity["lifecycle"] = json!({"system": "http://terminology.hl7.org/CodeSystem/dicom-audit-lifecycle", "code": code});
+            }
+            entities.push(entity);
+        }
+        if let Some(q) = &self.query {
+            entities.push(json!({
+                "type": {"system": ENTITY_TYPE, "code": "2", "display": "System Object"},
+                "role": {"system": OBJECT_ROLE, "code": "24", "display": "Query"},
+                "query": base64(q.as_bytes())
+            }));
+        }
+        if let Some(d) = desc {
+            ev.insert("outcomeDesc".into(), json!(d));
+        }
+        if !entities.is_empty() {
+            ev.insert("entity".into(), Value::Array(entities));
+        }
+        Value::Object(ev)
+    }
+
+    /// The requesting agent: the signed-in user (their account, user name,
+    /// role profile and Practitioner), or the operator or server component.
+    fn agent(&self, ctx: &Ctx) -> Value {
+        let mut agent = match &ctx.access.user {
+            Some(u) => {
+                let mut who = json!({
+                    "identifier": {"system": USER_ID, "value": u.user_id},
+                    "display": u.name
+                });
+                if let Some(p) = &u.practitioner {
+                    who["reference"] = json!(format!("Practitioner/{p}"));
+                }
+                json!({
+                    "type": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/extra-security-role-type", "code": "humanuser", "display": "human user"}]},
+                    "role": [{"coding": [{"system": JOB_ROLE, "code": u.role}]}],
+                    "who": who,
+                    "altId": u.username,
+                    "name": u.name,
+                    "requestor": true
+                })
+            }
+            None => match &self.attempted_username {
+                Some(name) => json!({
+                    "type": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/extra-security-role-type", "code": "humanuser", "display": "human user"}]},
+                    "who": {"display": format!("sign-in as '{name}'")},
+                    "altId": name,
+                    "requestor": true
+                }),
+                None => json!({
+                    "who": {"display": ctx.actor.id()},
+                    "altId": ctx.actor.id(),
+                    "requestor": true
+                }),
+            },
+        };
+        if let Some(address) = &ctx.address {
+            agent["network"] = json!({"address": address.as_ref(), "type": "2"});
+        }
+        agent
+    }
+
+    /// The AuditEvent ready for the writer: parsed, and indexed here (off
+    /// the writer thread when called from a request).
+    pub(crate) fn prepare(&self, ctx: &Ctx) -> Option<Prepared> {
+        let resource = Resource::from_value(self.to_json(ctx, Instant::now())).ok()?;
+        Some(Prepared::trusted(resource))
+    }
+}
+
+const ENTITY_TYPE: &str = "http://terminology.hl7.org/CodeSystem/audit-entity-type";
+const OBJECT_ROLE: &str = "http://terminology.hl7.org/CodeSystem/object-role";
+/// OpenGP's own account ids (they are not national SDS user ids).
+const USER_ID: &str = "urn:opengp:user";
+/// National RBAC job role codes (R-codes).
+const JOB_ROLE: &str = "https://fhir.nhs.uk/CodeSystem/NHSDigital-SDS-JobRoleCode";
+
+fn base64(bytes: &[u8]) -> String {
+    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
+    for chunk in bytes.chunks(3) {
+        let b = [
+            chunk[0],
+            chunk.get(1).copied().unwrap_or(0),
+            chunk.get(2).copied().unwrap_or(0),
+        ];
+        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
+        for i in 0..4 {
+            if i <= chunk.len() {
+                out.push(ALPHABET[((n >> (18 - 6 * i)) & 63) as usize] as char);
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
+/// The top-level elements of each type that put it in a patient's
+/// compartment (compartmentdefinition-patient.html), from the parameters'
+/// expressions: `Observation.subject.where(resolve() is Patient)` gives
+/// `subject`.
+fn compartment_elements() -> &'static HashMap<ResourceType, Vec<&'static str>> {
+    static ELEMENTS: OnceLock<HashMap<ResourceType, Vec<&'static str>>> = OnceLock::new();
+    ELEMENTS.get_or_init(|| {
+        let mut out = HashMap::new();
+        let (Some(patient), Ok(any)) = (ResourceType::parse("Patient"), Id::parse("x")) else {
+            return out;
+        };
+        let Some(gp_fhir::search::Criterion::Compartment { members, .. }) =
+            gp_fhir::search::compartment(patient, &any, None)
+        else {
+            return out;
+        };
+        for (ty, codes) in members {
+            let prefix = format!("{ty}.");
+            let mut elements: Vec<&'static str> = Vec::new();
+            for code in codes {
+                let Some(expr) = registry::param(ty, code).and_then(|p| p.expression) else {
+                    continue;
+                };
+                for part in expr.split('|') {
+                    let part = part.trim().trim_start_matches('(');
+                    let Some(rest) = part.strip_prefix(prefix.as_str()) else {
+                        continue;
+                    };
+                    let end = rest.find(['.', '(', ')', ' ']).unwrap_or(rest.len());
+                    let element = &rest[..end];
+                    if !element.is_empty() && !elements.contains(&element) {
+                        elements.push(element);
+                    }
+                }
+            }
+            out.insert(ty, elements);
+        }
+        out
+    })
+}
+
+/// The patients a stored resource belongs to: itself for a Patient, else the
+/// `Patient/...` references in its compartment elements. Cheap enough for
+/// every read: one parse of the body, no FHIRPath.
+pub fn patients_of(ty: ResourceType, id: &str, body: &[u8]) -> Vec<String> {
+    if ty.as_str() == "Patient" {
+        return vec![id.to_owned()];
+    }
+    let Some(elements) = compartment_elements().get(&ty) else {
+        return Vec::new();
+    };
+    if elements.is_empty() || body.is_empty() {
+        return Vec::new();
+    }
+    let Ok(Value::Object(map)) = serde_json::from_slice::<Value>(body) else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    for e in elements {
+        if let Some(v) = map.get(*e) {
+            collect_patients(v, &mut out);
+        }
+    }
+    out.sort();
+    out.dedup();
+    out
+}
+
+fn collect_patients(v: &Value, out: &mut Vec<String>) {
+    match v {
+        Value::Array(items) => items.iter().for_each(|i| collect_patients(i, out)),
+        Value::Object(map) => {
+            if let Some(Value::String(r)) = map.get("reference")
+                && let Some(rest) = r.strip_prefix("Patient/")
+            {
+                let id = rest.split('/').next().unwrap_or(rest);
+                if !id.is_empty() {
+                    out.push(id.to_owned());
+                }
+            }
+        }
+        _ => {}
+    }
+}
+
+/// A link of a practice's audit chain.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AuditLink {
+    /// 1, 2, 3... within the practice, in the order the events committed.
+    pub seq: i64,
+    /// The AuditEvent's id.
+    pub event: String,
+    /// Hex SHA-256 of the previous link's hash (32 zero bytes for the first)
+    /// followed by the AuditEvent's stored bytes.
+    pub hash: String,
+}
+
+/// A link with the stored AuditEvent it protects, as verification reads it.
+#[derive(Clone, Debug)]
+pub struct StoredLink {
+    pub link: AuditLink,
+    /// The AuditEvent's stored bytes; `None` if the version is missing.
+    pub body: Option<bytes::Bytes>,
+}
+
+/// The hash of a link: SHA-256 over the previous hash and the record's bytes.
+pub fn chain_hash(previous: Option<&str>, body: &[u8]) -> String {
+    let mut h = Sha256::new();
+    match previous.and_then(unhex) {
+        Some(p) => h.update(p),
+        None => h.update([0u8; 32]),
+    }
+    h.update(body);
+    h.finalize().iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn unhex(s: &str) -> Option<Vec<u8>> {
+    if !s.len().is_multiple_of(2) {
+        return None;
+    }
+    (0..s.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(s.get(i..i + 2)?, 16).ok())
+        .collect()
+}
+
+/// Stores an AuditEvent in the writer's transaction and chains it.
+pub(crate) fn append(tx: &mut dyn WriteTx, event: Prepared) -> Result<(), StoreError> {
+    let id = crate::engine::new_id();
+    let stored = crate::engine::write_version(tx, &id, 1, event)?;
+    let head = tx.audit_head()?;
+    let link = AuditLink {
+        seq: head.as_ref().map_or(1, |h| h.0 + 1),
+        event: id.to_string(),
+        hash: chain_hash(head.as_ref().map(|h| h.1.as_str()), &stored.body),
+    };
+    tx.put_audit_link(&link)
+}
+
+/// What [`Store::verify_audit`](crate::Store::verify_audit) found.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ChainReport {
+    /// Links checked.
+    pub records: u64,
+    /// The last link's hash: keep it elsewhere to detect a truncated chain.
+    pub head: Option<String>,
+    /// The first broken link, if any.
+    pub broken: Option<BrokenLink>,
+}
+
+/// Where and why the chain breaks.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BrokenLink {
+    pub seq: i64,
+    pub event: String,
+    pub why: String,
+}
+
+/// Checks links in order, carrying the previous hash across pages.
+#[derive(Default)]
+pub(crate) struct Verifier {
+    pub report: ChainReport,
+    last_seq: i64,
+}
+
+impl Verifier {
+    /// Checks the next page; false once a broken link is found.
+    pub fn check(&mut self, page: &[StoredLink]) -> bool {
+        for s in page {
+            let l = &s.link;
+            let broken = |why: String| BrokenLink {
+                seq: l.seq,
+                event: l.event.clone(),
+                why,
+            };
+            let fault = if l.seq != self.last_seq + 1 {
+                Some(broken(format!(
+                    "record {} is missing from the chain (the next is {})",
+                    self.last_seq + 1,
+                    l.seq
+                )))
+            } else {
+                match &s.body {
+                    None => Some(broken(format!(
+                        "AuditEvent/{} is missing from the store",
+                        l.event
+                    ))),
+                    Some(body) => {
+                        let expected = chain_hash(self.report.head.as_deref(), body);
+                        (expected != l.hash).then(|| {
+                            broken(format!(
+                                "AuditEvent/{} does not match its hash: it, or the link before it, was altered",
+                                l.event
+                            ))
+                        })
+                    }
+                }
+            };
+            if let Some(f) = fault {
+                self.report.broken = Some(f);
+                return false;
+            }
+            self.report.records += 1;
+            self.report.head = Some(l.hash.clone());
+            self.last_seq = l.seq;
+        }
+        true
+    }
+
+    pub fn last_seq(&self) -> i64 {
+        self.last_seq
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{Actor, Practice};
+
+    fn ctx() -> Ctx {
+        let practice = Practice {
+            key: 1,
+            ods: gp_fhir::OdsCode::parse("A81001").unwrap_or_else(|| panic!("ods")),
+            name: "Test".into(),
+        };
+        Ctx::new(practice, Actor::new("cli"))
+    }
+
+    fn t(s: &str) -> ResourceType {
+        ResourceType::parse(s).unwrap_or_else(|| panic!("{s}"))
+    }
+
+    #[test]
+    fn base64_matches_rfc_4648_vectors() {
+        for (plain, encoded) in [
+            ("", ""),
+            ("f", "Zg=="),
+            ("fo", "Zm8="),
+            ("foo", "Zm9v"),
+            ("foob", "Zm9vYg=="),
+            ("fooba", "Zm9vYmE="),
+            ("foobar", "Zm9vYmFy"),
+        ] {
+            assert_eq!(base64(plain.as_bytes()), encoded, "{plain}");
+        }
+    }
+
+    #[test]
+    fn patients_come_from_compartment_references() {
+        let obs = br#"{"resourceType":"Observation","subject":{"reference":"Patient/p1"},"performer":[{"reference":"Practitioner/d"},{"reference":"Patient/p2/_history/3"}],"focus":[{"reference":"Patient/not-a-member"}]}"#;
+        assert_eq!(patients_of(t("Observation"), "o", obs), vec!["p1", "p2"]);
+        assert_eq!(patients_of(t("Patient"), "p9", b"{}"), vec!["p9"]);
+        let enc = br#"{"resourceType":"Encounter","subject":{"reference":"Patient/e1"}}"#;
+        assert_eq!(patients_of(t("Encounter"), "e", enc), vec!["e1"]);
+        assert!(patients_of(t("Organization"), "x", b"{}").is_empty());
+        assert!(patients_of(t("Observation"), "x", b"not json").is_empty());
+    }
+
+    /// Every kind of event is a valid R4 AuditEvent (validation.html).
+    #[test]
+    fn events_are_valid_audit_events() {
+        let v = StoredVersion {
+            resource_type: t("Observation"),
+            id: "o1".into(),
+            version: 2,
+            last_updated: Instant::now(),
+            deleted: false,
+            body: bytes::Bytes::from_static(br#"{"subject":{"reference":"Patient/p1"}}"#),
+        };
+        let mut read = Event::rest("read").target(t("Observation"), "o1");
+        read.resource(&v);
+        let mut tx = Event::rest("transaction");
+        tx.written(&v, "1");
+        let cases = [
+            read,
+            Event::rest("search-type").query("name=smith&_count=10"),
+            Event::rest("delete")
+                .target(t("Patient"), "p1")
+                .failed(&StoreError::Forbidden("no".into())),
+            tx,
+            Event::new(Kind::Login)
+                .attempted_username("nobody")
+                .failed(&StoreError::Unauthorized("no".into())),
+            Event::new(Kind::Export).failed(&StoreError::Unavailable),
+            Event::new(Kind::Session).failed(&StoreError::Unauthorized("no".into())),
+        ];
+        for ev in cases {
+            let json = ev.to_json(&ctx(), Instant::now());
+            let outcome = gp_validate::validate(&json);
+            assert!(
+                gp_validate::rejection(outcome).is_none(),
+                "{ev:?} gives an invalid AuditEvent: {json}"
+            );
+        }
+        let json = Event::rest("read")
+            .target(t("Observation"), "o1")
+            .to_json(&ctx(), Instant::now());
+        assert_eq!(json["action"], "R");
+        assert_eq!(json["subtype"][0]["code"], "read");
+        assert_eq!(json["entity"][0]["what"]["reference"], "Observation/o1");
+    }
+
+    #[test]
+    fn the_chain_breaks_where_a_record_changes() {
+        let bodies: Vec<&[u8]> = vec![b"one", b"two", b"three"];
+        let mut links = Vec::new();
+        let mut prev: Option<String> = None;
+        for (i, b) in bodies.iter().enumerate() {
+            let hash = chain_hash(prev.as_deref(), b);
+            links.push(StoredLink {
+                link: AuditLink {
+                    seq: i as i64 + 1,
+                    event: format!("e{i}"),
+                    hash: hash.clone(),
+                },
+                body: Some(bytes::Bytes::copy_from_slice(b)),
+            });
+            prev = Some(hash);
+        }
+        let mut ok = Verifier::default();
+        assert!(ok.check(&links[..1]) && ok.check(&links[1..]));
+        assert_eq!(ok.report.records, 3);
+        assert_eq!(ok.report.head, prev);
+
+        let mut altered = links.clone();
+        altered[1].body = Some(bytes::Bytes::from_static(b"TWO"));
+        let mut v = Verifier::default();
+        assert!(!v.check(&altered));
+        assert_eq!(v.report.broken.as_ref().map(|b| b.seq), Some(2));
+        assert_eq!(v.report.records, 1);
+
+        let mut gap = links.clone();
+        gap.remove(1);
+        let mut v = Verifier::default();
+        assert!(!v.check(&gap));
+        assert_eq!(v.report.broken.map(|b| b.seq), Some(3));
+    }
+}
