@@ -7,7 +7,9 @@
 //!
 //! The server under test is whatever `Plan::base` points at; `opengp bench`
 //! starts a fresh one on loopback. [`search`] is the search scenario,
-//! [`terminology`] typeahead over a loaded release.
+//! [`terminology`] typeahead over a loaded release, [`web`] the clinician
+//! app's page budgets, [`morning`] the load test (a simulated practice
+//! morning).
 
 use std::fmt;
 use std::io::Read;
@@ -15,6 +17,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+pub mod morning;
 pub mod search;
 pub mod terminology;
 pub mod web;

@@ -269,8 +269,10 @@ struct BenchArgs {
     data: Option<PathBuf>,
     /// `crud` (ingest and reads), `search` (a grown store and the GP search
     /// mix), `terminology` (a UK-sized SNOMED CT release loaded, then
-    /// typeahead over HTTP) or `web` (the clinician app's pages over a demo
-    /// practice: bytes transferred and times).
+    /// typeahead over HTTP), `web` (the clinician app's pages over a demo
+    /// practice: bytes transferred and times) or `morning` (the load test: a
+    /// simulated practice morning over a demo practice; exits non-zero on
+    /// any error).
     #[arg(long, default_value = "crud")]
     scenario: String,
     /// For `search`: rounds of the Synthea data to load (26,963 resources each; 37 is a million).
@@ -286,9 +288,24 @@ struct BenchArgs {
     /// Benchmark a PostgreSQL database instead (it should be empty).
     #[arg(long, env = "OPENGP_DATABASE")]
     database: Option<String>,
-    /// For `web`: patients in the demo practice generated first.
+    /// For `web` and `morning`: patients in the demo practice generated first.
     #[arg(long, default_value_t = 2000)]
     patients: u32,
+    /// For `morning`: how long the morning lasts (`600`, `90s`, `10m`).
+    #[arg(long, default_value = "10m")]
+    duration: String,
+    /// For `morning`: simulated staff, each signed in with their own account
+    /// (a third receptionists, half GPs, the rest nurses; the demo's staff
+    /// first, then more accounts made in the same roles).
+    #[arg(long, default_value_t = 40)]
+    users: usize,
+    /// For `morning`: each user's mean pause between actions, in ms.
+    #[arg(long, default_value_t = 1000)]
+    think_ms: u64,
+    /// For `morning`: the most requests to send; the run stops there if the
+    /// clock has not stopped it first.
+    #[arg(long, default_value_t = 200_000)]
+    max_requests: u64,
 }
 
 fn main() {
@@ -697,7 +714,17 @@ async fn bench(args: BenchArgs) -> Result<()> {
     let running = tokio::spawn(server.run(async move {
         let _ = stopped.await;
     }));
+    let morning = MorningArgs {
+        patients: args.patients,
+        duration: parse_duration(&args.duration)?,
+        users: args.users,
+        think: std::time::Duration::from_millis(args.think_ms),
+        max_requests: args.max_requests,
+    };
+    // The figures, and whether the run passed (the load test fails on any
+    // error, after printing its table).
     let report = match args.scenario.as_str() {
+        "morning" => bench_morning(&store, &practice, &site, &morning).await,
         "crud" => gp_bench::run(&gp_bench::Plan {
             base,
             token,
@@ -706,8 +733,10 @@ async fn bench(args: BenchArgs) -> Result<()> {
             reads: args.reads,
         })
         .await
-        .map(|r| r.to_string()),
-        "web" => bench_web(&store, &practice, &site, args.patients, args.queries).await,
+        .map(|r| (r.to_string(), true)),
+        "web" => bench_web(&store, &practice, &site, args.patients, args.queries)
+            .await
+            .map(|r| (r, true)),
         "search" => gp_bench::search::run(&gp_bench::search::SearchPlan {
             base,
             token,
@@ -717,17 +746,134 @@ async fn bench(args: BenchArgs) -> Result<()> {
             queries: args.queries.unwrap_or(200),
         })
         .await
-        .map(|r| r.to_string()),
+        .map(|r| (r.to_string(), true)),
         other => Err(anyhow::anyhow!(
-            "there is no '{other}' scenario; use crud, search, terminology or web"
+            "there is no '{other}' scenario; use crud, search, terminology, web or morning"
         )),
     };
     let _ = stop.send(());
     running.await??;
-    let report = report?;
+    let (report, passed) = report?;
     let mut out = std::io::stdout().lock();
     writeln!(out, "{report}")?;
+    if !passed {
+        anyhow::bail!("the {} scenario had errors (see above)", args.scenario);
+    }
     Ok(())
+}
+
+/// `--duration`: whole seconds, or a number with `ms`, `s`, `m` or `h`.
+fn parse_duration(s: &str) -> Result<std::time::Duration> {
+    let s = s.trim();
+    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let (n, unit) = s.split_at(split);
+    let n: u64 = n
+        .parse()
+        .with_context(|| format!("'{s}' is not a duration (600, 90s, 10m)"))?;
+    let ms = match unit {
+        "ms" => n,
+        "" | "s" => n * 1_000,
+        "m" => n * 60_000,
+        "h" => n * 3_600_000,
+        _ => anyhow::bail!("'{s}' is not a duration (600, 90s, 10m)"),
+    };
+    Ok(std::time::Duration::from_millis(ms))
+}
+
+/// The load test's settings from the command line.
+struct MorningArgs {
+    patients: u32,
+    duration: std::time::Duration,
+    users: usize,
+    think: std::time::Duration,
+    max_requests: u64,
+}
+
+/// The morning scenario: a demo practice generated into the fresh store,
+/// an account for every simulated user (the demo's staff first, then more
+/// in the same roles), then the load test. Answers the table and whether
+/// it had no errors.
+async fn bench_morning(
+    store: &gp_store::Store,
+    practice: &gp_store::Practice,
+    site: &str,
+    args: &MorningArgs,
+) -> Result<(String, bool)> {
+    use gp_bench::morning::{Account, Role};
+    let ctx = gp_store::Ctx::new(practice.clone(), gp_store::Actor::system());
+    let today = time::OffsetDateTime::now_utc().date();
+    let mut opts = gp_demo::Options::new(1, today, practice.ods.as_str(), &practice.name);
+    opts.patients = args.patients;
+    let seeded = opengp::demo::seed(store, &ctx, opts, &|_| {}).await?;
+    let staff = opengp::demo::ensure_accounts(store, &ctx, 1).await?;
+    let receptionists = (args.users / 3).max(1);
+    let gps = (args.users / 2).max(1);
+    let nurses = args.users.saturating_sub(receptionists + gps).max(1);
+    let mut accounts = Vec::new();
+    for (role, codes, want) in [
+        (Role::Reception, &["R8009"][..], receptionists),
+        (Role::Gp, &["R8000"][..], gps),
+        (Role::Nurse, &["R8001", "R8003"][..], nurses),
+    ] {
+        let demo: Vec<&opengp::demo::DemoAccount> = staff
+            .iter()
+            .filter(|a| a.roles.iter().any(|r| codes.contains(&r.as_str())))
+            .collect();
+        for k in 0..want {
+            let Some(like) = demo.get(k % demo.len().max(1)) else {
+                anyhow::bail!("the demo has no staff in role {}", codes[0]);
+            };
+            if let Some(a) = demo.get(k) {
+                accounts.push(Account {
+                    username: a.username.clone(),
+                    password: a.password.clone(),
+                    role,
+                    practitioner: Some(a.practitioner.clone()),
+                });
+                continue;
+            }
+            // More staff than the demo has: another account in the same
+            // role, working from the same Practitioner's book.
+            let username = format!("{}-{k}", like.username);
+            let password = gp_store::accounts::generate_password();
+            store
+                .add_user(
+                    &ctx,
+                    gp_store::accounts::NewUser {
+                        username: username.clone(),
+                        name: format!("{} ({k})", like.name),
+                        password: password.clone(),
+                        roles: vec![codes[0].to_owned()],
+                        practitioner: Some(like.practitioner.clone()),
+                    },
+                )
+                .await
+                .with_context(|| format!("creating the account {username}"))?;
+            accounts.push(Account {
+                username,
+                password,
+                role,
+                practitioner: Some(like.practitioner.clone()),
+            });
+        }
+    }
+    let plan = gp_bench::morning::MorningPlan {
+        site: site.to_owned(),
+        practice: practice.ods.as_str().to_owned(),
+        accounts,
+        duration: args.duration,
+        max_requests: args.max_requests,
+        think: args.think,
+        seed: 1,
+    };
+    let report = gp_bench::morning::run(&plan).await?;
+    Ok((
+        format!(
+            "Demo practice: {} patients, {} resources\n\n{report}",
+            args.patients, seeded.resources
+        ),
+        report.errors == 0,
+    ))
 }
 
 /// The web scenario: a demo practice generated into the fresh store, then
