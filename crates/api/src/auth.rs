@@ -86,7 +86,7 @@ fn bearer(headers: &HeaderMap) -> Option<&str> {
 
 /// The network address a request came from, for the audit trail: the
 /// peer of the connection (a deployment behind a proxy sees the proxy's).
-pub(crate) fn client_address(extensions: &axum::http::Extensions) -> Option<String> {
+pub fn client_address(extensions: &axum::http::Extensions) -> Option<String> {
     extensions
         .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
         .map(|c| c.0.ip().to_string())

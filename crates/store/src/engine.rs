@@ -40,6 +40,18 @@ pub struct WriteOutcome {
     pub version: StoredVersion,
 }
 
+/// Who wrote one version of a resource, as the audit trail recorded it.
+#[derive(Clone, Debug)]
+pub struct Authorship {
+    pub version: u64,
+    /// The user's name (or the component that wrote it).
+    pub who: String,
+    /// Their role profile (R-code), for a signed-in user.
+    pub role: Option<String>,
+    /// When, as the trail recorded it.
+    pub recorded: String,
+}
+
 /// A page of matches and the resources `_include`/`_revinclude` brought.
 #[derive(Clone, Debug, Default)]
 pub struct SearchResult {
@@ -386,6 +398,80 @@ impl Store {
             }),
         );
         out
+    }
+
+    /// Who wrote each version of a resource, newest first, from the audit
+    /// trail's write events: for anyone who may read the resource itself
+    /// (the rest of the trail stays behind the view-audit activity).
+    pub async fn authors(
+        &self,
+        ctx: &Ctx,
+        ty: ResourceType,
+        id: &str,
+    ) -> Result<Vec<Authorship>, StoreError> {
+        ctx.require(read_activity(Some(ty)))?;
+        let Some(audit_type) = ResourceType::parse("AuditEvent") else {
+            return Ok(Vec::new());
+        };
+        let params = vec![
+            ("entity".to_owned(), format!("{ty}/{id}")),
+            ("_count".to_owned(), "200".to_owned()),
+        ];
+        let query =
+            search::parse(Some(audit_type), &params, true).map_err(StoreError::BadRequest)?;
+        let system = Ctx::new(ctx.practice.clone(), Actor::system());
+        let found = self.search(&system, Some(audit_type), query).await?;
+        let prefix = format!("{ty}/{id}/_history/");
+        let mut out = Vec::new();
+        for v in &found.page.entries {
+            let Ok(ev) = serde_json::from_slice::<serde_json::Value>(&v.body) else {
+                continue;
+            };
+            if ev["outcome"].as_str() != Some("0") {
+                continue;
+            }
+            // A write (create, update, delete), or a transaction whose
+            // entries say how each touched its resource: created (1),
+            // amended (3) or deleted (14).
+            let action = ev["action"].as_str().unwrap_or_default();
+            let wrote = |e: &serde_json::Value| match action {
+                "C" | "U" | "D" => true,
+                "E" => matches!(e["lifecycle"]["code"].as_str(), Some("1" | "3" | "14")),
+                _ => false,
+            };
+            let agent = &ev["agent"][0];
+            let who = agent["name"]
+                .as_str()
+                .or_else(|| agent["who"]["display"].as_str())
+                .unwrap_or("the system")
+                .to_owned();
+            let role = agent["role"][0]["coding"][0]["code"]
+                .as_str()
+                .map(str::to_owned);
+            let recorded = ev["recorded"].as_str().unwrap_or_default().to_owned();
+            for e in ev["entity"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter(|e| wrote(e))
+            {
+                let Some(version) = e["what"]["reference"]
+                    .as_str()
+                    .and_then(|r| r.strip_prefix(&prefix))
+                    .and_then(|n| n.parse().ok())
+                else {
+                    continue;
+                };
+                out.push(Authorship {
+                    version,
+                    who: who.clone(),
+                    role: role.clone(),
+                    recorded: recorded.clone(),
+                });
+            }
+        }
+        out.sort_by(|a, b| b.version.cmp(&a.version));
+        Ok(out)
     }
 
     pub async fn history(

@@ -34,7 +34,7 @@ pub use backend::{
 };
 pub use bundle::{EntryResponse, EntryResult, history_query};
 pub use context::{Actor, Ctx, Practice};
-pub use engine::{DeleteOutcome, Preconditions, SearchResult, Store, WriteOutcome};
+pub use engine::{Authorship, DeleteOutcome, Preconditions, SearchResult, Store, WriteOutcome};
 pub use error::StoreError;
 pub use target::Target;
 pub use terminology::{DmdInfo, ReleaseInfo, RowCounts, SnomedLoad, TerminologyStore};

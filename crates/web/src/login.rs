@@ -97,7 +97,11 @@ pub struct LoginForm {
 }
 
 /// `POST /app/login`.
-pub async fn submit(State(st): State<AppState>, Form(f): Form<LoginForm>) -> Page {
+pub async fn submit(
+    State(st): State<AppState>,
+    extensions: axum::http::Extensions,
+    Form(f): Form<LoginForm>,
+) -> Page {
     let mut errors = Vec::new();
     if f.username.trim().is_empty() {
         errors.push(("username", "Enter your user name".to_owned()));
@@ -121,7 +125,13 @@ pub async fn submit(State(st): State<AppState>, Form(f): Form<LoginForm>) -> Pag
     };
     let session = match st
         .store
-        .sign_in(&practice, f.username.trim(), &f.password, None)
+        .sign_in_from(
+            &practice,
+            f.username.trim(),
+            &f.password,
+            None,
+            gp_api::auth::client_address(&extensions),
+        )
         .await
     {
         Ok(s) => s,

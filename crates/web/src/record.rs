@@ -865,7 +865,11 @@ fn recorded_by(r: &Value) -> Option<String> {
 
 /// `GET /app/patients/{id}/history/{type}/{eid}`: every version of an entry.
 pub async fn history(web: Web, Path((id, ty, eid)): Path<(String, String, String)>) -> Page {
-    let (b, versions) = tokio::try_join!(banner_data(&web, &id), web.versions(&ty, &eid))?;
+    let (b, versions, authors) = tokio::try_join!(
+        banner_data(&web, &id),
+        web.versions(&ty, &eid),
+        web.authors(&ty, &eid)
+    )?;
     let bodies: Vec<(u64, String, bool, Value)> = versions
         .iter()
         .map(|v| {
@@ -897,10 +901,19 @@ pub async fn history(web: Web, Path((id, ty, eid)): Path<(String, String, String
                 li {
                     strong { "Version " (version) } " · " (at.get(..16).unwrap_or(at).replace('T', " ")) " UTC"
                     @if *deleted {
-                        p { "Deleted." }
+                        p { "Deleted"
+                            @if let Some(a) = authors.iter().find(|a| a.version == *version) { " by " (a.who) }
+                            "." }
                     } @else {
                         p class="nhsuk-u-margin-bottom-1" { (entry_line(r)) }
-                        @if let Some(by) = recorded_by(r) { p class="og-muted nhsuk-u-margin-bottom-1" { "Recorded by " (by) } }
+                        @if let Some(a) = authors.iter().find(|a| a.version == *version) {
+                            p class="nhsuk-u-margin-bottom-1" {
+                                "By " strong { (a.who) }
+                                @if let Some(r) = &a.role { " (" (crate::ui::role_name(r)) ")" }
+                            }
+                        } @else if let Some(by) = recorded_by(r) {
+                            p class="og-muted nhsuk-u-margin-bottom-1" { "Recorded by " (by) }
+                        }
                         @if let Some((_, _, _, older)) = bodies.get(i + 1) {
                             @let diff = changed(older, r);
                             @if !diff.is_empty() { p class="og-muted" { "Changed: " (diff.join(", ")) } }

@@ -135,6 +135,20 @@ impl Web {
         Ok(page.entries)
     }
 
+    /// Who wrote each version of a resource, from the audit trail.
+    pub async fn authors(
+        &self,
+        ty: &str,
+        id: &str,
+    ) -> Result<Vec<gp_store::Authorship>, crate::WebError> {
+        let ty = Self::ty(ty)?;
+        self.state
+            .store
+            .authors(&self.ctx, ty, id)
+            .await
+            .map_err(|e| self.fail(e))
+    }
+
     /// Runs a transaction Bundle: all of it is written, or none.
     /// Answers the ids the entries were given, in order.
     pub async fn transaction(&self, bundle: &Value) -> Result<Vec<String>, crate::WebError> {
@@ -242,9 +256,11 @@ impl FromRequestParts<AppState> for Web {
         let Some(token) = cookie(&parts.headers, COOKIE).map(str::to_owned) else {
             return Err(to_login(htmx, next.as_deref()));
         };
+        let address = gp_api::auth::client_address(&parts.extensions);
         match gp_api::auth::resolve_token(st, &token).await {
             Ok(ctx) => Ok(Web {
-                ctx,
+                // The audit trail records where each access came from.
+                ctx: ctx.from_address(address),
                 token,
                 htmx,
                 state: st.clone(),

@@ -602,6 +602,13 @@ async fn problems_and_allergies_are_managed_and_their_history_shown() {
         "{history}"
     );
     assert!(history.contains("First recorded."), "{history}");
+    // Who made each version, from the audit trail: the GP here, and the
+    // test's API user who wrote the first version in a transaction.
+    assert!(
+        history.contains("By Dr Ada Okoro (Clinical Practitioner, R8000)"),
+        "{history}"
+    );
+    assert!(history.contains("By Full access (test)"), "{history}");
     b.look("history").await;
     // Another patient's entry is not shown under this patient.
     b.goto(&format!(
