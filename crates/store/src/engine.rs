@@ -470,7 +470,7 @@ impl Store {
                 });
             }
         }
-        out.sort_by(|a, b| b.version.cmp(&a.version));
+        out.sort_by_key(|a| std::cmp::Reverse(a.version));
         Ok(out)
     }
 
