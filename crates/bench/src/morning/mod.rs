@@ -290,6 +290,13 @@ pub struct MorningReport {
     pub rss_before_mb: f64,
     pub rss_peak_mb: f64,
     pub rss_after_mb: f64,
+    /// Of the resident set, anonymous memory (heap) and file pages (SQLite's
+    /// memory-mapped database), before and after.
+    pub anon_mb: (f64, f64),
+    pub file_mb: (f64, f64),
+    /// Bytes the process caused to be written to storage during the morning
+    /// (`write_bytes` in `/proc/self/io`).
+    pub written_mb: f64,
     pub load_before: String,
     pub load_after: String,
     pub error_samples: Vec<String>,
@@ -332,6 +339,17 @@ impl fmt::Display for MorningReport {
         )?;
         writeln!(
             f,
+            "  of which heap (RssAnon) {:.1} MB before, {:.1} MB after; file pages (RssFile, the mapped database) {:.1} MB before, {:.1} MB after",
+            self.anon_mb.0, self.anon_mb.1, self.file_mb.0, self.file_mb.1
+        )?;
+        writeln!(
+            f,
+            "written to storage during the morning: {:.1} MB ({:.2} MB/s)",
+            self.written_mb,
+            self.written_mb / self.secs.max(1e-9)
+        )?;
+        writeln!(
+            f,
             "load average (1, 5, 15 min): {} before, {} after",
             self.load_before, self.load_after
         )?;
@@ -364,13 +382,28 @@ impl fmt::Display for MorningReport {
 
 /// The process's resident set in MB (`VmRSS` from `/proc/self/status`).
 pub fn resident_mb() -> f64 {
+    status_mb("VmRSS:")
+}
+
+/// A memory figure of `/proc/self/status` (given in kB) in MB.
+fn status_mb(field: &str) -> f64 {
     let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
     status
         .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .find_map(|l| l.strip_prefix(field))
         .and_then(|v| v.split_whitespace().next())
         .and_then(|kb| kb.parse::<f64>().ok())
         .map_or(0.0, |kb| kb / 1024.0)
+}
+
+/// Bytes this process has caused to be written to storage so far.
+fn written_bytes() -> u64 {
+    std::fs::read_to_string("/proc/self/io")
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix("write_bytes:"))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0)
 }
 
 /// The machine's load averages (`/proc/loadavg`).
@@ -496,6 +529,9 @@ pub async fn run(plan: &MorningPlan) -> Result<MorningReport> {
         .collect();
     let count = |r: Role| plan.accounts.iter().filter(|a| a.role == r).count();
     let rss_before_mb = resident_mb();
+    let anon_before = status_mb("RssAnon:");
+    let file_before = status_mb("RssFile:");
+    let written_before = written_bytes();
     let load_before = load_average();
     let started = Instant::now();
     let shared = Arc::new(Shared {
@@ -539,6 +575,9 @@ pub async fn run(plan: &MorningPlan) -> Result<MorningReport> {
     }
     let secs = started.elapsed().as_secs_f64();
     let rss_after_mb = resident_mb();
+    let anon_mb = (anon_before, status_mb("RssAnon:"));
+    let file_mb = (file_before, status_mb("RssFile:"));
+    let written_mb = written_bytes().saturating_sub(written_before) as f64 / 1e6;
     let load_after = load_average();
     let _ = sampler.await;
     let rss_peak_mb = (peak.load(Ordering::Relaxed) as f64 / 1024.0).max(rss_after_mb);
@@ -580,6 +619,9 @@ pub async fn run(plan: &MorningPlan) -> Result<MorningReport> {
         rss_before_mb,
         rss_peak_mb,
         rss_after_mb,
+        anon_mb,
+        file_mb,
+        written_mb,
         load_before,
         load_after,
         error_samples: all.samples,
