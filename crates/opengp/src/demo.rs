@@ -35,8 +35,32 @@ pub struct Seeded {
     pub total_secs: f64,
 }
 
-/// Whether the practice already has patients (a demo seeded before).
-pub async fn is_seeded(store: &Store, ctx: &Ctx) -> Result<bool> {
+/// How far a data directory's demo practice got.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Seeding {
+    /// Nothing written yet.
+    Empty,
+    /// Patients written but the run stopped before the end (the staff
+    /// accounts, written last, are missing).
+    Interrupted,
+    /// Written to the end.
+    Complete,
+}
+
+/// Whether the demo of `seed` was written here, completely or in part.
+pub async fn seeding(store: &Store, ctx: &Ctx, seed: u64) -> Result<Seeding> {
+    let usernames: std::collections::HashSet<String> = store
+        .users(ctx)
+        .await?
+        .into_iter()
+        .map(|u| u.username)
+        .collect();
+    if demo_accounts(seed)
+        .iter()
+        .all(|a| usernames.contains(&a.username))
+    {
+        return Ok(Seeding::Complete);
+    }
     let found = store
         .search(
             ctx,
@@ -47,11 +71,18 @@ pub async fn is_seeded(store: &Store, ctx: &Ctx) -> Result<bool> {
             },
         )
         .await?;
-    Ok(found.page.total.unwrap_or(0) > 0 || !found.page.entries.is_empty())
+    let any = found.page.total.unwrap_or(0) > 0 || !found.page.entries.is_empty();
+    Ok(if any {
+        Seeding::Interrupted
+    } else {
+        Seeding::Empty
+    })
 }
 
-/// Generates the practice `opts` describes and writes it; `progress` is
-/// told the resources written so far.
+/// Generates the practice `opts` describes and writes it, then its staff
+/// accounts (last, so that their presence says the run finished); `progress`
+/// is told the resources written so far. Resources are put at their ids, so
+/// running it again over an interrupted run completes it.
 pub async fn seed(
     store: &Store,
     ctx: &Ctx,
@@ -59,6 +90,7 @@ pub async fn seed(
     progress: &(dyn Fn(usize) + Sync),
 ) -> Result<Seeded> {
     let started = Instant::now();
+    let seed = opts.seed;
     let demo = Arc::new(Demo::new(opts));
     let patients = demo.options().patients;
     let generate_nanos = Arc::new(AtomicU64::new(0));
@@ -107,6 +139,7 @@ pub async fn seed(
         written += done.context("a demo writer task failed")??;
         progress(written);
     }
+    ensure_accounts(store, ctx, seed).await?;
     Ok(Seeded {
         resources: written,
         patients,

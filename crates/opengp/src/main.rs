@@ -543,18 +543,26 @@ async fn serve(cfg: ServerConfig, demo: Option<gp_demo::Options>) -> Result<()> 
 async fn seed_demo(server: &Server, opts: &gp_demo::Options) -> Result<()> {
     let ctx = gp_store::Ctx::new(server.practice.clone(), gp_store::Actor::system());
     let mut out = std::io::stdout().lock();
-    if opengp::demo::is_seeded(&server.store, &ctx).await? {
-        writeln!(
+    match opengp::demo::seeding(&server.store, &ctx, opts.seed).await? {
+        opengp::demo::Seeding::Complete => {
+            writeln!(
+                out,
+                "Using the demo practice already in the data directory."
+            )?;
+            return Ok(());
+        }
+        opengp::demo::Seeding::Interrupted => writeln!(
             out,
-            "Using the demo practice already in the data directory."
-        )?;
-        return Ok(());
+            "An earlier run stopped before the demo practice was complete; writing it again \
+             (the same records, put at the same ids): {} patients, seed {}, up to {}...",
+            opts.patients, opts.seed, opts.today
+        )?,
+        opengp::demo::Seeding::Empty => writeln!(
+            out,
+            "Generating the demo practice: {} patients, seed {}, up to {}...",
+            opts.patients, opts.seed, opts.today
+        )?,
     }
-    writeln!(
-        out,
-        "Generating the demo practice: {} patients, seed {}, up to {}...",
-        opts.patients, opts.seed, opts.today
-    )?;
     drop(out);
     let bar = indicatif::ProgressBar::new_spinner();
     bar.set_style(

@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 
 use gp_demo::{Demo, Options};
 use gp_store::{Actor, Ctx};
+use opengp::demo::Seeding;
 use time::macros::date;
 
 use crate::support::{Db, TEST_MAX_BODY, json, spawn_app_on};
@@ -30,11 +31,31 @@ async fn a_generated_practice_loads_and_searches() {
         .await
         .unwrap_or_else(|e| panic!("{e}"));
     let ctx = Ctx::new(practice, Actor::system());
-    assert!(!opengp::demo::is_seeded(store, &ctx).await.unwrap_or(true));
+    let state = || async {
+        opengp::demo::seeding(store, &ctx, options().seed)
+            .await
+            .unwrap_or_else(|e| panic!("{e:#}"))
+    };
+    assert_eq!(state().await, Seeding::Empty);
+    // A run stopped part way: some of the practice written, no accounts.
+    let first = Demo::new(options()).patient(0);
+    let bundle = serde_json::json!({
+        "resourceType": "Bundle", "type": "transaction",
+        "entry": first.iter().map(|r| serde_json::json!({
+            "resource": r,
+            "request": { "method": "PUT", "url": format!("{}/{}", r["resourceType"].as_str().unwrap_or_default(), r["id"].as_str().unwrap_or_default()) }
+        })).collect::<Vec<_>>()
+    });
+    store
+        .bundle(&ctx, &bundle, "")
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(state().await, Seeding::Interrupted);
+    // Running it again completes it, over what is there.
     let seeded = opengp::demo::seed(store, &ctx, options(), &|_| {})
         .await
         .unwrap_or_else(|e| panic!("{e:#}"));
-    assert!(opengp::demo::is_seeded(store, &ctx).await.unwrap_or(false));
+    assert_eq!(state().await, Seeding::Complete);
 
     // What the generator made, by type, and one diabetic.
     let demo = Demo::new(options());
