@@ -251,7 +251,10 @@ impl FromRequestParts<AppState> for Web {
     type Rejection = Response;
 
     async fn from_request_parts(parts: &mut Parts, st: &AppState) -> Result<Self, Response> {
-        let htmx = parts.headers.contains_key("hx-request");
+        // htmx asks for a fragment, except when restoring history, where
+        // it wants the whole page.
+        let htmx = parts.headers.contains_key("hx-request")
+            && !parts.headers.contains_key("hx-history-restore-request");
         let next = parts.uri.path_and_query().map(|p| p.as_str().to_owned());
         let Some(token) = cookie(&parts.headers, COOKIE).map(str::to_owned) else {
             return Err(to_login(htmx, next.as_deref()));
