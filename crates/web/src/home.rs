@@ -48,6 +48,25 @@ pub async fn page_(web: &Web) -> Page {
         }
         None => (Vec::new(), Vec::new()),
     };
+    // The consultations the user has recorded today, newest first.
+    let (seen, seen_patients) = match web.practitioner() {
+        Some(p) => {
+            web.search(
+                "Encounter",
+                vec![
+                    ("practitioner", format!("Practitioner/{p}")),
+                    ("date", format!("ge{today}")),
+                    ("date", format!("lt{tomorrow}")),
+                    ("_sort", "-date".into()),
+                    ("_count", "50".into()),
+                    ("_include", "Encounter:patient".into()),
+                ],
+            )
+            .await?
+        }
+        None => (Vec::new(), Vec::new()),
+    };
+    let patients: Vec<Value> = patients.into_iter().chain(seen_patients).collect();
     let name_of = |reference: Option<&str>| -> Option<(String, String, String)> {
         let id = reference?.strip_prefix("Patient/")?;
         let p = patients
@@ -109,6 +128,26 @@ pub async fn page_(web: &Web) -> Page {
                 ul class="nhsuk-list" {
                     li { a href="/app/patients" { "Find a patient" } }
                     li { a href="/app/patients/new" data-key="register" { "Register a new patient" } }
+                }
+                @if web.practitioner().is_some() {
+                    h3 class="nhsuk-heading-s" { "Your consultations today" }
+                    @if seen.is_empty() {
+                        p class="og-muted" { "None recorded yet." }
+                    } @else {
+                        ul class="og-list" {
+                            @for e in &seen {
+                                @let patient = fhir::str_at(e, &["subject", "reference"]).unwrap_or_default();
+                                li {
+                                    (fhir::str_at(e, &["period", "start"]).and_then(|s| s.get(11..16)).unwrap_or_default()) " "
+                                    @match name_of(Some(patient)) {
+                                        Some((id, name, _)) => { a href={ "/app/patients/" (id) "/journal" } { (name) } }
+                                        None => { (patient) }
+                                    }
+                                    span class="og-muted" { " – " (fhir::concept(e.get("type"))) }
+                                }
+                            }
+                        }
+                    }
                 }
             }
         }

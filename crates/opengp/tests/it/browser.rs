@@ -438,6 +438,11 @@ async fn a_gp_records_a_consultation_and_sees_it_in_the_summary() {
         .get_json(&app.url("Observation?patient=pat-1&code=http://snomed.info/sct|75367002"))
         .await;
     assert_eq!(found["total"], 1, "{found}");
+    // The home page lists the consultation as today's work.
+    b.goto(&format!("{}/app", site(&app))).await;
+    let work = b.text("section[aria-labelledby=work]").await;
+    assert!(work.contains("Edith FAIRWEATHER"), "{work}");
+    b.look("home-after").await;
     b.close().await;
     app.stop().await;
 }
