@@ -27,8 +27,10 @@
 use std::collections::{BTreeSet, HashMap};
 use std::sync::OnceLock;
 
+use gp_fhir::search::index::{IndexEntry, IndexValue};
 use gp_fhir::search::registry;
-use gp_fhir::{Id, Instant, Resource, ResourceType};
+use gp_fhir::search::value::normalize;
+use gp_fhir::{DateRange, Id, Instant, Resource, ResourceType};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
@@ -343,12 +345,232 @@ impl Event {
         agent
     }
 
-    /// The AuditEvent ready for the writer: parsed, and indexed here (off
-    /// the writer thread when called from a request).
+    /// The AuditEvent ready for the writer: built and indexed here (off
+    /// the writer thread when called from a request), its index entries
+    /// read straight from the JSON it builds ([`index_entries`]).
     pub(crate) fn prepare(&self, ctx: &Ctx) -> Option<Prepared> {
-        let resource = Resource::from_value(self.to_json(ctx, Instant::now())).ok()?;
-        Some(Prepared::trusted(resource))
+        let json = self.to_json(ctx, Instant::now());
+        let index = index_entries(&json);
+        let resource = Resource::from_value(json).ok()?;
+        Some(Prepared::with_index(resource, index))
     }
+}
+
+/// The AuditEvent search parameters OpenGP indexes: the ones an auditor
+/// asks by (who, whose record, what, when, which interaction, how it
+/// ended). The others (`address`, `agent-name`, `agent-role`,
+/// `entity-name`, `entity-role`, `entity-type`, `policy`, `site`,
+/// `source`) would cost every read about ten more index rows; a search
+/// by them is refused (400) rather than answered wrongly.
+pub const INDEXED_PARAMS: [&str; 9] = [
+    "action", "agent", "altid", "date", "entity", "outcome", "patient", "subtype", "type",
+];
+
+/// The index entries of an AuditEvent this module built, for
+/// [`INDEXED_PARAMS`]: what gp-search's FHIRPath extraction gives those
+/// parameters (a unit test compares them), read directly from the JSON:
+/// `type` and `subtype` (Coding), `action`, `outcome` and `agent.altId`
+/// (code-like), `recorded` (date), `agent.who` and `entity.what`
+/// (Reference, with `agent.who.identifier` as `agent:identifier`), and
+/// the Patient references among them as `patient`.
+pub(crate) fn index_entries(ev: &Value) -> Vec<IndexEntry> {
+    let mut out = Vec::with_capacity(12);
+    let mut group = 0u32;
+    let str_at = |v: &Value, key: &str| v.get(key).and_then(Value::as_str).map(str::to_owned);
+    let coding = |code: &str, c: &Value| {
+        token(
+            code,
+            0,
+            str_at(c, "system"),
+            str_at(c, "code"),
+            c.get("display").and_then(Value::as_str),
+        )
+    };
+    if let Some(c) = ev.get("type") {
+        out.push(coding("type", c));
+    }
+    for c in ev
+        .get("subtype")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+    {
+        out.push(coding("subtype", c));
+    }
+    if let Some(a) = str_at(ev, "action") {
+        out.push(token("action", 0, None, Some(a), None));
+    }
+    if let Some(r) = ev
+        .get("recorded")
+        .and_then(Value::as_str)
+        .and_then(|d| DateRange::parse(d).ok())
+    {
+        out.push(IndexEntry {
+            code: "date".into(),
+            group: 0,
+            value: IndexValue::Date {
+                low: r.low.millis(),
+                high: r.high.millis(),
+            },
+        });
+    }
+    if let Some(o) = str_at(ev, "outcome") {
+        out.push(token("outcome", 0, None, Some(o), None));
+    }
+    let mut patients = Vec::new();
+    for a in ev
+        .get("agent")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+    {
+        if let Some(who) = a.get("who") {
+            if let Some(r) = who.get("reference").and_then(Value::as_str) {
+                reference("agent", r, &mut out, &mut patients);
+            }
+            if let Some(i) = who.get("identifier") {
+                group += 1;
+                out.push(token(
+                    "agent:identifier",
+                    group,
+                    str_at(i, "system"),
+                    str_at(i, "value"),
+                    None,
+                ));
+            }
+        }
+        if let Some(alt) = str_at(a, "altId") {
+            out.push(token("altid", 0, None, Some(alt), None));
+        }
+    }
+    for e in ev
+        .get("entity")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+    {
+        if let Some(r) = e
+            .get("what")
+            .and_then(|w| w.get("reference"))
+            .and_then(Value::as_str)
+        {
+            reference("entity", r, &mut out, &mut patients);
+        }
+    }
+    out.extend(patients);
+    out
+}
+
+/// The first AuditEvent parameter a search uses that is not indexed
+/// ([`INDEXED_PARAMS`]): in criteria, sorting and includes of a search of
+/// `ty`, and in `_has:AuditEvent:...` of any search.
+pub(crate) fn unindexed_param(
+    ty: Option<ResourceType>,
+    q: &gp_fhir::search::SearchQuery,
+) -> Option<&'static str> {
+    use gp_fhir::search::{Criterion, SortField};
+    fn criterion(c: &Criterion, audit: bool) -> Option<&'static str> {
+        let own = match c {
+            Criterion::Param { code, .. }
+            | Criterion::Missing { code, .. }
+            | Criterion::Chain { code, .. } => Some(*code),
+            _ => None,
+        };
+        if let Some(code) = own.filter(|c| audit && !INDEXED_PARAMS.contains(c)) {
+            return Some(code);
+        }
+        match c {
+            Criterion::Has {
+                source,
+                code,
+                inner,
+            } => {
+                let from_audit = source.as_str() == "AuditEvent";
+                if from_audit && !INDEXED_PARAMS.contains(code) {
+                    return Some(code);
+                }
+                criterion(inner, from_audit)
+            }
+            _ => None,
+        }
+    }
+    let audit = ty.is_some_and(|t| t.as_str() == "AuditEvent");
+    if let Some(code) = q.criteria.iter().find_map(|c| criterion(c, audit)) {
+        return Some(code);
+    }
+    let sorted = q.sort.iter().filter(|_| audit).find_map(|k| match k.field {
+        SortField::Param { code, .. } if !INDEXED_PARAMS.contains(&code) => Some(code),
+        _ => None,
+    });
+    sorted.or_else(|| {
+        q.include
+            .iter()
+            .chain(&q.revinclude)
+            .find(|i| i.source.as_str() == "AuditEvent" && !INDEXED_PARAMS.contains(&i.code))
+            .map(|i| i.code)
+    })
+}
+
+fn token(
+    code: &str,
+    group: u32,
+    system: Option<String>,
+    value: Option<String>,
+    text: Option<&str>,
+) -> IndexEntry {
+    IndexEntry {
+        code: code.to_owned(),
+        group,
+        value: IndexValue::Token {
+            system,
+            code: value,
+            text: text.map(normalize).filter(|t| !t.is_empty()),
+        },
+    }
+}
+
+/// A reference as `code`'s entry, as gp-search indexes one (`Type/id`,
+/// `Type/id/_history/n`; anything else by URL), and as `patient`'s too
+/// when it names a Patient.
+fn reference(code: &str, r: &str, out: &mut Vec<IndexEntry>, patients: &mut Vec<IndexEntry>) {
+    if r.starts_with('#') {
+        return;
+    }
+    let segs: Vec<&str> = r.split('/').collect();
+    let tail = |n: usize| segs.len().checked_sub(n).and_then(|i| segs.get(i)).copied();
+    let (ty, id) = if segs.len() >= 4 && tail(2) == Some("_history") {
+        (tail(4), tail(3))
+    } else {
+        (tail(2), tail(1))
+    };
+    let local = !r.contains("://") && !r.starts_with("urn:");
+    let parsed = ty
+        .and_then(ResourceType::parse)
+        .zip(id.filter(|i| !i.is_empty()));
+    let value = match (local, parsed) {
+        (true, Some((t, i))) => IndexValue::Reference {
+            target_type: Some(t.to_string()),
+            target_id: Some(i.to_owned()),
+            url: None,
+        },
+        _ => IndexValue::Reference {
+            target_type: None,
+            target_id: None,
+            url: Some(r.to_owned()),
+        },
+    };
+    if ty == Some("Patient") {
+        patients.push(IndexEntry {
+            code: "patient".into(),
+            group: 0,
+            value: value.clone(),
+        });
+    }
+    out.push(IndexEntry {
+        code: code.to_owned(),
+        group: 0,
+        value,
+    });
 }
 
 const ENTITY_TYPE: &str = "http://terminology.hl7.org/CodeSystem/audit-entity-type";
@@ -492,7 +714,13 @@ pub fn chain_hash(previous: Option<&str>, body: &[u8]) -> String {
         None => h.update([0u8; 32]),
     }
     h.update(body);
-    h.finalize().iter().map(|b| format!("{b:02x}")).collect()
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut out = String::with_capacity(64);
+    for b in h.finalize() {
+        out.push(HEX[usize::from(b >> 4)] as char);
+        out.push(HEX[usize::from(b & 15)] as char);
+    }
+    out
 }
 
 fn unhex(s: &str) -> Option<Vec<u8>> {
@@ -507,15 +735,32 @@ fn unhex(s: &str) -> Option<Vec<u8>> {
 
 /// Stores an AuditEvent in the writer's transaction and chains it.
 pub(crate) fn append(tx: &mut dyn WriteTx, event: Prepared) -> Result<(), StoreError> {
-    let id = crate::engine::new_id();
-    let stored = crate::engine::write_version(tx, &id, 1, event)?;
-    let head = tx.audit_head()?;
-    let link = AuditLink {
-        seq: head.as_ref().map_or(1, |h| h.0 + 1),
-        event: id.to_string(),
-        hash: chain_hash(head.as_ref().map(|h| h.1.as_str()), &stored.body),
-    };
-    tx.put_audit_link(&link)
+    append_all(tx, std::iter::once(event))
+}
+
+/// Stores AuditEvents in order in the writer's transaction and chains
+/// them, looking the practice's chain head up once for the group.
+pub(crate) fn append_all(
+    tx: &mut dyn WriteTx,
+    events: impl IntoIterator<Item = Prepared>,
+) -> Result<(), StoreError> {
+    let mut events = events.into_iter().peekable();
+    if events.peek().is_none() {
+        return Ok(());
+    }
+    let mut head = tx.audit_head()?;
+    for event in events {
+        let id = crate::engine::new_id();
+        let stored = crate::engine::write_version(tx, &id, 1, event)?;
+        let link = AuditLink {
+            seq: head.as_ref().map_or(1, |h| h.0 + 1),
+            event: id.to_string(),
+            hash: chain_hash(head.as_ref().map(|h| h.1.as_str()), &stored.body),
+        };
+        tx.put_audit_link(&link)?;
+        head = Some((link.seq, link.hash));
+    }
+    Ok(())
 }
 
 /// What [`Store::verify_audit`](crate::Store::verify_audit) found.
@@ -679,6 +924,133 @@ mod tests {
         assert_eq!(json["action"], "R");
         assert_eq!(json["subtype"][0]["code"], "read");
         assert_eq!(json["entity"][0]["what"]["reference"], "Observation/o1");
+    }
+
+    /// The entries built directly are what FHIRPath extraction gives the
+    /// indexed parameters, for every kind of event, with and without a
+    /// signed-in user.
+    #[test]
+    fn direct_index_entries_match_fhirpath_extraction() {
+        let v = StoredVersion {
+            resource_type: t("Observation"),
+            id: "o1".into(),
+            version: 2,
+            last_updated: Instant::now(),
+            deleted: false,
+            body: bytes::Bytes::from_static(
+                br#"{"subject":{"reference":"Patient/p1"},"performer":[{"reference":"Patient/p2"}]}"#,
+            ),
+        };
+        let mut read = Event::rest("read").target(t("Observation"), "o1");
+        read.resource(&v);
+        let mut tx = Event::rest("transaction");
+        tx.written(&v, "1");
+        tx.written(&v, "3");
+        let events = [
+            read,
+            tx,
+            Event::rest("read").target(t("Patient"), "p9"),
+            Event::rest("search-type").query("name=smith&_count=10"),
+            Event::rest("delete")
+                .target(t("Patient"), "p1")
+                .failed(&StoreError::Forbidden("no".into())),
+            Event::new(Kind::Login)
+                .attempted_username("nobody")
+                .failed(&StoreError::Unauthorized("no".into())),
+            Event::new(Kind::Export).failed(&StoreError::Unavailable),
+            Event::new(Kind::Session).failed(&StoreError::Unauthorized("no".into())),
+        ];
+        let user = |practitioner: Option<&str>| {
+            let mut c = ctx().from_address(Some("192.0.2.7".into()));
+            c.access.user = Some(std::sync::Arc::new(crate::access::SignedIn {
+                user_id: "u1".into(),
+                username: "drsmith".into(),
+                name: "Dr Ána Smith".into(),
+                role: "R8000".into(),
+                practitioner: practitioner.map(str::to_owned),
+                expires: Instant::now(),
+            }));
+            c
+        };
+        let contexts = [ctx(), user(Some("pr1")), user(None)];
+        let comparable = |entries: Vec<IndexEntry>| {
+            let mut out: Vec<String> = entries
+                .into_iter()
+                .filter(|e| {
+                    INDEXED_PARAMS
+                        .iter()
+                        .any(|p| e.code == *p || e.code.starts_with(&format!("{p}:")))
+                })
+                .map(|mut e| {
+                    e.group = 0;
+                    format!("{e:?}")
+                })
+                .collect();
+            out.sort();
+            out
+        };
+        for c in &contexts {
+            for ev in &events {
+                let json = ev.to_json(c, Instant::now());
+                let direct = comparable(index_entries(&json));
+                let fhirpath = comparable(gp_search::extract_json(t("AuditEvent"), &json));
+                assert_eq!(direct, fhirpath, "{json}");
+                assert!(direct.iter().any(|e| e.contains("\"outcome\"")));
+            }
+        }
+    }
+
+    /// The request-side cost of auditing a read, FHIRPath extraction
+    /// against the direct entries (docs/benchmarks.md): `cargo test
+    /// --release -p gp-store --lib prepare_cost -- --ignored --nocapture`.
+    #[test]
+    #[ignore]
+    fn prepare_cost() {
+        let v = StoredVersion {
+            resource_type: t("Observation"),
+            id: "9f2c1a7e-5b43-4c1e-9a0d-3c2b1e4f5a6b".into(),
+            version: 1,
+            last_updated: Instant::now(),
+            deleted: false,
+            body: bytes::Bytes::from_static(
+                br#"{"resourceType":"Observation","subject":{"reference":"Patient/4d027a59-1b2c-4d5e-8f90-a1b2c3d4e5f6"}}"#,
+            ),
+        };
+        let mut c = ctx().from_address(Some("127.0.0.1".into()));
+        c.access.user = Some(std::sync::Arc::new(crate::access::SignedIn {
+            user_id: "u1".into(),
+            username: "drsmith".into(),
+            name: "Dr Jane Smith".into(),
+            role: "R8000".into(),
+            practitioner: Some("pr1".into()),
+            expires: Instant::now(),
+        }));
+        let mut ev = Event::rest("read").target(t("Observation"), &v.id);
+        ev.resource(&v);
+        let n = 20_000u32;
+        let time = |f: &dyn Fn() -> usize| {
+            let start = std::time::Instant::now();
+            let rows: usize = (0..n).map(|_| f()).sum();
+            (start.elapsed() / n, rows / n as usize)
+        };
+        let fhirpath = time(&|| {
+            let json = ev.to_json(&c, Instant::now());
+            let r = Resource::from_value(json).unwrap_or_else(|_| panic!("resource"));
+            gp_search::extract(&r).len()
+        });
+        let direct = time(&|| {
+            let ev = ev.prepare(&c).unwrap_or_else(|| panic!("prepared"));
+            ev.index.len()
+        });
+        let json_only = time(&|| {
+            ev.to_json(&c, Instant::now())
+                .as_object()
+                .map_or(0, |m| m.len())
+        });
+        eprintln!(
+            "per read event: FHIRPath {:?} ({} index rows), direct {:?} ({} rows), JSON alone {:?}",
+            fhirpath.0, fhirpath.1, direct.0, direct.1, json_only.0
+        );
     }
 
     #[test]

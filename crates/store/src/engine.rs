@@ -368,6 +368,17 @@ impl Store {
         };
         let event = Event::rest(code).query(crate::render::query_string(&query.used));
         self.allow(ctx, read_activity(ty), &event)?;
+        if let Some(code) = crate::audit::unindexed_param(ty, &query) {
+            let e = StoreError::bad_request(
+                gp_fhir::IssueType::NotSupported,
+                format!(
+                    "AuditEvent's search parameter '{code}' is not supported: AuditEvents are indexed by {} only",
+                    crate::audit::INDEXED_PARAMS.join(", ")
+                ),
+            );
+            self.audit(ctx, event.clone().failed(&e));
+            return Err(e);
+        }
         let index = self.search_index();
         crate::codes::expand(
             index.as_deref(),
@@ -772,7 +783,7 @@ pub(crate) fn require_write(ctx: &Ctx, ty: ResourceType) -> Result<(), StoreErro
 #[derive(Clone, Debug)]
 pub struct Prepared {
     resource: Resource,
-    index: Vec<gp_fhir::search::index::IndexEntry>,
+    pub(crate) index: Vec<gp_fhir::search::index::IndexEntry>,
     /// The validation errors (validation.html) that forbid writing it;
     /// `write_version` answers them as 422 instead of writing.
     rejected: Option<gp_fhir::OperationOutcome>,
@@ -781,8 +792,12 @@ pub struct Prepared {
 impl Prepared {
     /// A resource the server built itself (an AuditEvent): indexed, not
     /// validated (the unit tests validate every kind it builds).
-    pub(crate) fn trusted(resource: Resource) -> Self {
-        let index = gp_search::extract(&resource);
+    /// A resource the server built itself with the index entries it
+    /// computed for it (an AuditEvent, `audit::index_entries`).
+    pub(crate) fn with_index(
+        resource: Resource,
+        index: Vec<gp_fhir::search::index::IndexEntry>,
+    ) -> Self {
         Prepared {
             resource,
             index,

@@ -62,11 +62,9 @@ impl WriteJob for DrainJob {
         self.ran = true;
         let events = self.queued.take(self.practice);
         let count = events.len();
-        for event in events {
-            if let Err(e) = audit::append(tx, event) {
-                tracing::error!(practice = %self.ods, error = %e, count, "audit events could not be stored");
-                return false;
-            }
+        if let Err(e) = audit::append_all(tx, events) {
+            tracing::error!(practice = %self.ods, error = %e, count, "audit events could not be stored");
+            return false;
         }
         true
     }

@@ -451,6 +451,16 @@ async fn the_audit_trail_cannot_be_changed_through_the_api(app: App) {
     assert_eq!(all["total"], 1, "{all}");
     let everything = json(app.get("?_type=AuditEvent,Patient&_total=accurate").await).await;
     assert_eq!(everything["total"], 1, "{everything}");
+    // Parameters AuditEvents are not indexed by are refused, not answered
+    // with an empty page.
+    for q in [
+        "AuditEvent?site=A81001",
+        "AuditEvent?outcome=0&_sort=address",
+        "Patient?_has:AuditEvent:patient:agent-name=smith",
+        "AuditEvent?_include=AuditEvent:source",
+    ] {
+        assert_outcome(app.get(q).await, 400, "not-supported").await;
+    }
     app.stop().await;
 }
 
