@@ -254,7 +254,11 @@ fn value_sql(
         (ParamKind::Date, ParamValue::Date(d)) => {
             let (pl, ph) = (a.bind(d.range.low.millis()), a.bind(d.range.high.millis()));
             let (vl, vh) = (format!("{i}.low"), format!("{i}.high"));
-            let within = format!("({vl} >= {pl} AND {vh} <= {ph})");
+            // `low <= ph` follows from `high <= ph` (a range's low is never
+            // above its high) but bounds the index range on low, which
+            // otherwise runs to the end (birthdate=X read every later birth).
+            let bound = a.bind(d.range.high.millis());
+            let within = format!("({vl} >= {pl} AND {vl} <= {bound} AND {vh} <= {ph})");
             match d.prefix {
                 Prefix::Eq => within,
                 Prefix::Ne => format!("NOT {within}"),
@@ -414,6 +418,20 @@ fn driver_rank(c: &Criterion) -> u8 {
             modifier: Modifier::None | Modifier::Exact,
             ..
         } => 2,
+        // A date within bounds (`birthdate=1952-03-14`): a range of the value
+        // index, where scanning the type probes every resource's dates.
+        Criterion::Param {
+            kind: ParamKind::Date,
+            modifier: Modifier::None,
+            values,
+            ..
+        } if !values.is_empty()
+            && values
+                .iter()
+                .all(|v| matches!(v, ParamValue::Date(d) if d.prefix == Prefix::Eq)) =>
+        {
+            1
+        }
         _ => 0,
     }
 }
