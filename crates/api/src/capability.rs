@@ -16,12 +16,19 @@ use crate::call::Call;
 use crate::error::ApiError;
 use crate::negotiate::fhir;
 
+/// Whether search supports parameter `p` of `ty`: the registry's, but of
+/// AuditEvent only those the audit trail indexes.
+fn supported(ty: ResourceType, p: &registry::SearchParam) -> bool {
+    p.is_searchable()
+        && (ty.as_str() != "AuditEvent" || gp_store::audit::INDEXED_PARAMS.contains(&p.code))
+}
+
 /// The search parameters of a type that search really supports
 /// (search.html#conformance): the same registry the parser uses.
 fn search_params(ty: ResourceType) -> Vec<Value> {
     registry::params(ty)
         .iter()
-        .filter(|p| p.is_searchable())
+        .filter(|p| supported(ty, p))
         .map(|p| {
             let kind = match p.kind {
                 ParamKind::Number => "number",
@@ -66,7 +73,7 @@ fn modifiers(kind: ParamKind) -> &'static str {
 fn includes(ty: ResourceType) -> Vec<String> {
     registry::params(ty)
         .iter()
-        .filter(|p| p.kind == ParamKind::Reference && p.is_searchable())
+        .filter(|p| p.kind == ParamKind::Reference && supported(ty, p))
         .map(|p| format!("{ty}:{}", p.code))
         .collect()
 }
@@ -108,7 +115,7 @@ static RESOURCES: LazyLock<Vec<Value>> = LazyLock::new(|| {
     for source in ResourceType::all() {
         for p in registry::params(source)
             .iter()
-            .filter(|p| p.kind == ParamKind::Reference && p.is_searchable())
+            .filter(|p| p.kind == ParamKind::Reference && supported(source, p))
         {
             for target in &p.targets {
                 revincludes
@@ -122,7 +129,12 @@ static RESOURCES: LazyLock<Vec<Value>> = LazyLock::new(|| {
         .map(|t| {
             json!({
                 "type": t.as_str(),
-                "interaction": interactions.iter().map(|i| json!({ "code": i })).collect::<Vec<_>>(),
+                // The audit trail is append-only: no client writes it.
+                "interaction": interactions
+                    .iter()
+                    .filter(|i| t.as_str() != "AuditEvent" || matches!(**i, "read" | "vread" | "history-instance" | "history-type" | "search-type"))
+                    .map(|i| json!({ "code": i }))
+                    .collect::<Vec<_>>(),
                 "versioning": "versioned-update",
                 "readHistory": true,
                 "updateCreate": true,

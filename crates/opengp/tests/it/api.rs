@@ -94,6 +94,41 @@ async fn capabilities_tell_what_is_supported(app: App) {
     for p in ["_text", "_content", "_query", "_list", "_filter"] {
         assert!(!params.contains(&p), "{p} is not supported but listed");
     }
+    // The audit trail: read and searched by what it indexes, never written.
+    let audit = resources
+        .iter()
+        .find(|r| r["type"] == "AuditEvent")
+        .cloned()
+        .unwrap_or_default();
+    let codes = |key: &str, field: &str| -> Vec<String> {
+        audit[key]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|p| p[field].as_str().map(str::to_owned))
+            .collect()
+    };
+    let audit_params = codes("searchParam", "name");
+    for p in ["patient", "agent", "entity", "date", "action", "outcome"] {
+        assert!(
+            audit_params.iter().any(|a| a == p),
+            "{p} in {audit_params:?}"
+        );
+    }
+    for p in ["address", "site", "policy", "agent-role"] {
+        assert!(
+            !audit_params.iter().any(|a| a == p),
+            "{p} is refused but listed"
+        );
+    }
+    let audit_interactions = codes("interaction", "code");
+    assert!(audit_interactions.iter().any(|i| i == "search-type"));
+    for i in ["create", "update", "patch", "delete"] {
+        assert!(
+            !audit_interactions.iter().any(|a| a == i),
+            "{i} on AuditEvent"
+        );
+    }
     let includes = patient["searchInclude"]
         .as_array()
         .cloned()
