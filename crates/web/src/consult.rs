@@ -517,6 +517,15 @@ pub async fn save(web: Web, Path(id): Path<String>, Form(f): Form<Consultation>)
     }
     // The patient must exist and be readable by this user.
     let patient = web.read("Patient", &id).await?;
+    // A problem the consultation is about must be this patient's.
+    if !f.about.is_empty() {
+        let about = web.read("Condition", &f.about).await?;
+        if fhir::ref_id(about.get("subject"), "Patient") != Some(id.as_str()) {
+            return Err(WebError::BadInput(
+                "the problem chosen is not in this patient's record".into(),
+            ));
+        }
+    }
     let subject =
         json!({ "reference": format!("Patient/{id}"), "display": patient_name(&patient) });
     let (user_name, _) = web.who();

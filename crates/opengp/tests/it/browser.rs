@@ -687,3 +687,87 @@ async fn a_user_with_two_roles_chooses_one() {
     b.close().await;
     app.stop().await;
 }
+
+/// A consultation form posted (as any HTTP client could) with an "about"
+/// problem from another patient's record is refused with 400 and nothing
+/// is written; one without the CSRF token is refused with 403.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_consultation_cannot_point_at_another_patients_problem() {
+    let app = practice().await;
+    let other = json!({
+        "resourceType": "Bundle", "type": "transaction",
+        "entry": [
+            { "resource": { "resourceType": "Patient", "id": "pat-2", "name": [{ "family": "Other" }] },
+              "request": { "method": "PUT", "url": "Patient/pat-2" } },
+            { "resource": { "resourceType": "Condition", "id": "cond-2",
+                "code": { "coding": [{ "system": "http://snomed.info/sct", "code": "195967001" }] },
+                "subject": { "reference": "Patient/pat-2" } },
+              "request": { "method": "PUT", "url": "Condition/cond-2" } }
+        ]
+    });
+    assert_eq!(app.post("", &other).await.status(), 200);
+    let client = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap_or_else(|e| panic!("client: {e}"));
+    let res = client
+        .post(format!("{}/app/login", site(&app)))
+        .form(&[
+            ("practice", opengp::config::DEFAULT_PRACTICE),
+            ("username", USER),
+            ("password", PASSWORD),
+        ])
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("sign in: {e}"));
+    assert_eq!(res.status(), 303);
+    let cookie = res
+        .headers()
+        .get("set-cookie")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .unwrap_or_default()
+        .to_owned();
+    let form_page = client
+        .get(format!("{}/app/patients/pat-1/consultation", site(&app)))
+        .header("cookie", &cookie)
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("form: {e}"))
+        .text()
+        .await
+        .unwrap_or_default();
+    let csrf = form_page
+        .split("name=\"_csrf\" value=\"")
+        .nth(1)
+        .and_then(|s| s.split('"').next())
+        .unwrap_or_default()
+        .to_owned();
+    assert!(!csrf.is_empty(), "no CSRF token in the form");
+    let post = |fields: Vec<(&'static str, String)>| {
+        client
+            .post(format!("{}/app/patients/pat-1/consultation", site(&app)))
+            .header("cookie", &cookie)
+            .form(&fields)
+            .send()
+    };
+    let res = post(vec![
+        ("_csrf", csrf.clone()),
+        ("kind", "185347001".into()),
+        ("history", "About someone else's asthma".into()),
+        ("about", "cond-2".into()),
+    ])
+    .await
+    .unwrap_or_else(|e| panic!("post: {e}"));
+    assert_eq!(res.status(), 400);
+    let res = post(vec![
+        ("kind", "185347001".into()),
+        ("history", "No token".into()),
+    ])
+    .await
+    .unwrap_or_else(|e| panic!("post: {e}"));
+    assert_eq!(res.status(), 403);
+    let found = app.get_json(&app.url("Encounter?patient=pat-1")).await;
+    assert_eq!(found["total"], 0, "nothing is written: {found}");
+    app.stop().await;
+}
