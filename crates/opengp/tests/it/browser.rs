@@ -326,13 +326,24 @@ async fn practice() -> App {
         "{}",
         res.text().await.unwrap_or_default()
     );
+    add_account(&app, USER, "Dr Ada Okoro", &["R8000"], Some("dr-browser")).await;
+    app
+}
+
+/// Adds a staff account at the test practice.
+async fn add_account(
+    app: &App,
+    username: &str,
+    name: &str,
+    roles: &[&str],
+    practitioner: Option<&str>,
+) {
+    let ods = gp_fhir::OdsCode::parse(opengp::config::DEFAULT_PRACTICE)
+        .unwrap_or_else(|| panic!("ODS code"));
     let practice = app
         .server
         .store
-        .practice(
-            &gp_fhir::OdsCode::parse(ods).unwrap_or_else(|| panic!("ODS code")),
-            &Actor::system(),
-        )
+        .practice(&ods, &Actor::system())
         .await
         .ok()
         .flatten()
@@ -342,16 +353,15 @@ async fn practice() -> App {
         .add_user(
             &Ctx::new(practice, Actor::system()),
             NewUser {
-                username: USER.into(),
-                name: "Dr Ada Okoro".into(),
+                username: username.into(),
+                name: name.into(),
                 password: PASSWORD.into(),
-                roles: vec!["R8000".into()],
-                practitioner: Some("dr-browser".into()),
+                roles: roles.iter().map(|r| (*r).to_owned()).collect(),
+                practitioner: practitioner.map(str::to_owned),
             },
         )
         .await
-        .unwrap_or_else(|e| panic!("adding the GP's account: {e}"));
-    app
+        .unwrap_or_else(|e| panic!("adding the account {username}: {e}"));
 }
 
 fn site(app: &App) -> String {
@@ -633,32 +643,7 @@ async fn problems_and_allergies_are_managed_and_their_history_shown() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_user_with_two_roles_chooses_one() {
     let app = practice().await;
-    let ods = opengp::config::DEFAULT_PRACTICE;
-    let practice = app
-        .server
-        .store
-        .practice(
-            &gp_fhir::OdsCode::parse(ods).unwrap_or_else(|| panic!("ODS code")),
-            &Actor::system(),
-        )
-        .await
-        .ok()
-        .flatten()
-        .unwrap_or_else(|| panic!("the test practice"));
-    app.server
-        .store
-        .add_user(
-            &Ctx::new(practice, Actor::system()),
-            NewUser {
-                username: "two-roles".into(),
-                name: "Sam Two".into(),
-                password: PASSWORD.into(),
-                roles: vec!["R8001".into(), "R8009".into()],
-                practitioner: None,
-            },
-        )
-        .await
-        .unwrap_or_else(|e| panic!("adding the account: {e}"));
+    add_account(&app, "two-roles", "Sam Two", &["R8001", "R8009"], None).await;
     let mut b = Browser::start("roles").await;
     b.goto(&format!("{}/app/login", site(&app))).await;
     b.fill("#username", "two-roles").await;
