@@ -12,6 +12,8 @@
 
 mod values;
 
+pub use values::{reference_parts, reference_value};
+
 use std::collections::HashMap;
 use std::sync::{Arc, LazyLock, RwLock};
 

@@ -319,24 +319,26 @@ fn references(code: &str, v: &Value, ty: &str, group: &mut u32, out: &mut Vec<In
 }
 
 fn reference_string(code: &str, r: &str, out: &mut Vec<IndexEntry>) {
-    if r.starts_with('#') {
-        return;
+    if let Some(value) = reference_value(r) {
+        out.push(entry(code, 0, value));
     }
-    // `Type/id`, `Type/id/_history/n`, or an absolute URL ending so.
-    let segs: Vec<&str> = r.split('/').collect();
-    let tail = |n: usize| segs.len().checked_sub(n).and_then(|i| segs.get(i)).copied();
-    let (ty, id) = if segs.len() >= 4 && tail(2) == Some("_history") {
-        (tail(4), tail(3))
-    } else {
-        (tail(2), tail(1))
-    };
+}
+
+/// The index value of a reference string (`Type/id`, `Type/id/_history/n`,
+/// or an absolute URL ending so); `None` for a contained one (`#id`). The
+/// one reading of references every indexer shares.
+pub fn reference_value(r: &str) -> Option<IndexValue> {
+    if r.starts_with('#') {
+        return None;
+    }
+    let (ty, id) = reference_parts(r);
     // An absolute URL names a resource on some server; only relative
     // references are local (a client searching by URL matches it whole).
     let local = !r.contains("://") && !r.starts_with("urn:");
     let parsed = ty
         .and_then(ResourceType::parse)
         .zip(id.filter(|i| !i.is_empty()));
-    let value = match (local, parsed) {
+    Some(match (local, parsed) {
         (true, Some((t, i))) => IndexValue::Reference {
             target_type: Some(t.to_string()),
             target_id: Some(i.to_owned()),
@@ -347,8 +349,7 @@ fn reference_string(code: &str, r: &str, out: &mut Vec<IndexEntry>) {
             target_id: None,
             url: Some(r.to_owned()),
         },
-    };
-    out.push(entry(code, 0, value));
+    })
 }
 
 /// Whether a Reference item points at a resource of type `t` (by its
@@ -358,11 +359,17 @@ pub(crate) fn refers_to(item: &Item<'_>, t: ResourceType) -> bool {
     let Some(r) = n.json().get("reference").and_then(Value::as_str) else {
         return false;
     };
+    reference_parts(r).0 == Some(t.as_str())
+}
+
+/// The type and id segments of a reference string (`Type/id`,
+/// `Type/id/_history/n`, or a URL ending so).
+pub fn reference_parts(r: &str) -> (Option<&str>, Option<&str>) {
     let segs: Vec<&str> = r.split('/').collect();
-    let ty = if segs.len() >= 4 && segs[segs.len() - 2] == "_history" {
-        segs.get(segs.len() - 4)
+    let tail = |n: usize| segs.len().checked_sub(n).and_then(|i| segs.get(i)).copied();
+    if segs.len() >= 4 && tail(2) == Some("_history") {
+        (tail(4), tail(3))
     } else {
-        segs.len().checked_sub(2).and_then(|i| segs.get(i))
-    };
-    ty.is_some_and(|s| *s == t.as_str())
+        (tail(2), tail(1))
+    }
 }

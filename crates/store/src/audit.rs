@@ -529,37 +529,13 @@ fn token(
     }
 }
 
-/// A reference as `code`'s entry, as gp-search indexes one (`Type/id`,
-/// `Type/id/_history/n`; anything else by URL), and as `patient`'s too
-/// when it names a Patient.
+/// A reference as `code`'s entry, as gp-search indexes one, and as
+/// `patient`'s too when it names a Patient.
 fn reference(code: &str, r: &str, out: &mut Vec<IndexEntry>, patients: &mut Vec<IndexEntry>) {
-    if r.starts_with('#') {
+    let Some(value) = gp_search::reference_value(r) else {
         return;
-    }
-    let segs: Vec<&str> = r.split('/').collect();
-    let tail = |n: usize| segs.len().checked_sub(n).and_then(|i| segs.get(i)).copied();
-    let (ty, id) = if segs.len() >= 4 && tail(2) == Some("_history") {
-        (tail(4), tail(3))
-    } else {
-        (tail(2), tail(1))
     };
-    let local = !r.contains("://") && !r.starts_with("urn:");
-    let parsed = ty
-        .and_then(ResourceType::parse)
-        .zip(id.filter(|i| !i.is_empty()));
-    let value = match (local, parsed) {
-        (true, Some((t, i))) => IndexValue::Reference {
-            target_type: Some(t.to_string()),
-            target_id: Some(i.to_owned()),
-            url: None,
-        },
-        _ => IndexValue::Reference {
-            target_type: None,
-            target_id: None,
-            url: Some(r.to_owned()),
-        },
-    };
-    if ty == Some("Patient") {
+    if gp_search::reference_parts(r).0 == Some("Patient") {
         patients.push(IndexEntry {
             code: "patient".into(),
             group: 0,
@@ -581,24 +557,8 @@ const USER_ID: &str = "urn:opengp:user";
 const JOB_ROLE: &str = "https://fhir.nhs.uk/CodeSystem/NHSDigital-SDS-JobRoleCode";
 
 fn base64(bytes: &[u8]) -> String {
-    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
-    for chunk in bytes.chunks(3) {
-        let b = [
-            chunk[0],
-            chunk.get(1).copied().unwrap_or(0),
-            chunk.get(2).copied().unwrap_or(0),
-        ];
-        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
-        for i in 0..4 {
-            if i <= chunk.len() {
-                out.push(ALPHABET[((n >> (18 - 6 * i)) & 63) as usize] as char);
-            } else {
-                out.push('=');
-            }
-        }
-    }
-    out
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD.encode(bytes)
 }
 
 /// The top-level elements of each type that put it in a patient's
