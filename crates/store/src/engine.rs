@@ -426,6 +426,9 @@ impl Store {
         };
         let params = vec![
             ("entity".to_owned(), format!("{ty}/{id}")),
+            // Writes and transactions only: an often-read entry has far more
+            // read events, which would crowd the writes out of the page.
+            ("action".to_owned(), "C,U,D,E".to_owned()),
             ("_count".to_owned(), "200".to_owned()),
         ];
         let query =
