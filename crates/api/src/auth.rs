@@ -101,24 +101,42 @@ pub(crate) async fn authenticate(
     headers: &HeaderMap,
     address: Option<String>,
 ) -> Result<Ctx, ApiError> {
+    let now = Instant::now().millis();
+    if let Some(token) = bearer(headers)
+        && let Some(ctx) = st.sessions.get(token, now)
+        && ctx.practice.key == practice.key
+    {
+        return Ok(ctx.from_address(address));
+    }
+    // Not a session known here: a flood of these is throttled before it
+    // reaches the store or the audit trail.
+    st.limits.admit(address.as_deref())?;
     let Some(token) = bearer(headers) else {
         let e = StoreError::Unauthorized(
             "sign in first: this API needs 'Authorization: Bearer TOKEN' (POST /auth/login)".into(),
         );
+        st.limits.refused(address.as_deref());
         let nobody = Ctx::anonymous(practice.clone()).from_address(address);
         st.store
             .audit(&nobody, Event::new(Kind::Session).failed(&e));
         return Err(ApiError::from(e));
     };
-    let now = Instant::now().millis();
-    if let Some(ctx) = st.sessions.get(token, now)
-        && ctx.practice.key == practice.key
+    match st
+        .store
+        .resolve_from(practice, token, address.clone())
+        .await
     {
-        return Ok(ctx.from_address(address));
+        Ok(ctx) => {
+            st.sessions.put(token, &ctx, now);
+            Ok(ctx)
+        }
+        Err(e) => {
+            if matches!(e, StoreError::Unauthorized(_)) {
+                st.limits.refused(address.as_deref());
+            }
+            Err(e.into())
+        }
     }
-    let ctx = st.store.resolve_from(practice, token, address).await?;
-    st.sessions.put(token, &ctx, now);
-    Ok(ctx)
 }
 
 /// The access context a session token stands for, whichever practice it
@@ -188,6 +206,7 @@ pub(crate) async fn login(State(st): State<AppState>, request: axum::extract::Re
     let (parts, body) = request.into_parts();
     let (headers, address) = (parts.headers, client_address(&parts.extensions));
     let out = async {
+        st.limits.sign_in(address.as_deref())?;
         let login = read_login(&headers, body).await?;
         let practice = st.practice(&login.practice).await.map_err(|_| {
             ApiError::from(StoreError::Unauthorized("the sign-in is refused".into()))

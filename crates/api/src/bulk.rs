@@ -134,11 +134,8 @@ fn kick_off(st: &AppState, call: &Call, level: Level) -> Res {
                 })?;
                 let params = search::parse_query_string(q);
                 // Checked now, so that a bad filter is a 400, not a failed job.
-                search::parse(Some(ty), &params, true).map_err(|outcome| ApiError {
-                    status: StatusCode::BAD_REQUEST,
-                    outcome,
-                    etag: None,
-                })?;
+                search::parse(Some(ty), &params, true)
+                    .map_err(|o| ApiError::with_outcome(StatusCode::BAD_REQUEST, o))?;
                 request.type_filters.push((ty, params));
             }
             "includeAssociatedData" | "patient" | "_elements" => {

@@ -47,16 +47,23 @@ impl FromRequestParts<AppState> for Call {
         let root = match &state.config.public_url {
             Some(u) => u.trim_end_matches('/').to_owned(),
             None => {
+                // HTTP/2 carries the host in the URI (`:authority`), HTTP/1.1 in `Host`.
                 let host = parts
-                    .headers
-                    .get(header::HOST)
-                    .and_then(|h| h.to_str().ok())
+                    .uri
+                    .authority()
+                    .map(|a| a.as_str())
+                    .or_else(|| {
+                        parts
+                            .headers
+                            .get(header::HOST)
+                            .and_then(|h| h.to_str().ok())
+                    })
                     .unwrap_or("localhost");
                 let proto = parts
                     .headers
                     .get("x-forwarded-proto")
                     .and_then(|h| h.to_str().ok())
-                    .unwrap_or("http");
+                    .unwrap_or(if state.config.https { "https" } else { "http" });
                 format!("{proto}://{host}")
             }
         };

@@ -16,6 +16,7 @@
 //! | body over the configured limit      | 413    | too-long       |
 //! | body media type not JSON            | 415    | not-supported  |
 //! | resourceType/id contradicts the URL, patch fails | 422 | invalid/processing |
+//! | too many sign-ins or refused requests from one address | 429 | throttled (with `Retry-After`) |
 //! | interaction not implemented         | 501    | not-supported  |
 //! | storage failure                     | 500    | exception (cause logged, not sent) |
 //! | store closing                       | 503    | transient      |
@@ -32,16 +33,32 @@ use crate::negotiate::FHIR_JSON;
 pub struct ApiError {
     pub status: StatusCode,
     pub outcome: OperationOutcome,
-    /// Extra headers (the ETag of a deleted version, for example).
+    /// The ETag of a deleted version.
     pub etag: Option<String>,
+    /// Seconds before a throttled client may try again (`Retry-After`).
+    pub retry_after: Option<u64>,
 }
 
 impl ApiError {
     pub fn new(status: StatusCode, code: IssueType, msg: impl Into<String>) -> Self {
+        Self::with_outcome(status, OperationOutcome::error(code, msg))
+    }
+
+    pub fn with_outcome(status: StatusCode, outcome: OperationOutcome) -> Self {
         ApiError {
             status,
-            outcome: OperationOutcome::error(code, msg),
+            outcome,
             etag: None,
+            retry_after: None,
+        }
+    }
+
+    /// 429: too many attempts from this client; it may try again after
+    /// `seconds`.
+    pub fn throttled(seconds: u64, msg: impl Into<String>) -> Self {
+        ApiError {
+            retry_after: Some(seconds.max(1)),
+            ..Self::new(StatusCode::TOO_MANY_REQUESTS, IssueType::Throttled, msg)
         }
     }
 
@@ -58,15 +75,12 @@ impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
         let (status, code) = status_of(&e);
         match e {
-            StoreError::BadRequest(o) | StoreError::Unprocessable(o) => ApiError {
-                status,
-                outcome: o,
-                etag: None,
-            },
+            StoreError::BadRequest(o) | StoreError::Unprocessable(o) => {
+                ApiError::with_outcome(status, o)
+            }
             StoreError::Gone { version, .. } => ApiError {
-                status,
-                outcome: OperationOutcome::error(code, e.to_string()),
                 etag: Some(format!("W/\"{version}\"")),
+                ..ApiError::new(status, code, e.to_string())
             },
             StoreError::Backend(cause) => {
                 // The cause may name tables or paths: log it, do not send it.
@@ -113,6 +127,10 @@ impl IntoResponse for ApiError {
                 header::WWW_AUTHENTICATE,
                 HeaderValue::from_static("Bearer realm=\"OpenGP\""),
             );
+        }
+        if let Some(s) = self.retry_after {
+            res.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(s));
         }
         if let Some(tag) = self.etag.and_then(|t| HeaderValue::from_str(&t).ok()) {
             res.headers_mut().insert(header::ETAG, tag);

@@ -16,9 +16,11 @@ mod call;
 mod capability;
 pub mod dmd;
 pub mod error;
+pub mod limit;
 mod negotiate;
 mod rest;
 pub mod terminology;
+pub mod tls;
 mod validate;
 
 use std::collections::HashMap;
@@ -43,6 +45,11 @@ pub struct ApiConfig {
     /// The URL clients reach the server at (`https://gp.example.org`), for
     /// `Location` headers and `fullUrl`s. Without it the request's `Host` is used.
     pub public_url: Option<String>,
+    /// Rate limits per client address.
+    pub limits: limit::LimitConfig,
+    /// Whether this server itself speaks HTTPS ([`tls`]): URLs it makes
+    /// up without `public_url` are `https://`, and cookies are `Secure`.
+    pub https: bool,
 }
 
 impl Default for ApiConfig {
@@ -50,6 +57,8 @@ impl Default for ApiConfig {
         ApiConfig {
             max_body_bytes: 32 * 1024 * 1024,
             public_url: None,
+            limits: limit::LimitConfig::default(),
+            https: false,
         }
     }
 }
@@ -68,12 +77,15 @@ pub struct AppState {
     practices: Arc<RwLock<HashMap<OdsCode, Practice>>>,
     /// Sessions resolved recently, so that a request pays no query for its token.
     sessions: auth::SessionCache,
+    /// Rate limits on sign-ins and refused requests.
+    pub limits: limit::Limits,
 }
 
 impl AppState {
     pub fn new(store: Store, config: ApiConfig) -> Self {
         AppState {
             store,
+            limits: limit::Limits::new(config.limits),
             config: Arc::new(config),
             terminology: terminology::Terminology::default(),
             exports: None,
@@ -137,20 +149,38 @@ pub fn app(state: AppState, more: Router<AppState>) -> Router {
         .with_state(state)
 }
 
-/// Serves `state` (and the routes in `more`) on `listener` until `shutdown`
-/// completes; then stops accepting connections and waits for requests in
-/// flight to finish.
+/// Serves `state` (and the routes in `more`) on `listener`, over TLS when
+/// given its settings ([`tls::server_config`]), until `shutdown` completes;
+/// then stops accepting connections and waits for requests in flight to
+/// finish.
 pub async fn serve(
     listener: tokio::net::TcpListener,
+    tls: Option<Arc<tls::ServerTls>>,
     state: AppState,
     more: Router<AppState>,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
-) -> std::io::Result<()> {
+) -> anyhow::Result<()> {
+    use axum::serve::ListenerExt;
     // The client's address goes into the audit trail (`auth::client_address`).
     let service = app(state, more).into_make_service_with_connect_info::<std::net::SocketAddr>();
-    axum::serve(listener, service)
-        .with_graceful_shutdown(shutdown)
-        .await
+    match tls {
+        None => {
+            axum::serve(listener, service)
+                .with_graceful_shutdown(shutdown)
+                .await?
+        }
+        // (`tap_io` is what gives a listener of our own the peer address as
+        // connect info.)
+        Some(config) => {
+            axum::serve(
+                tls::TlsListener::new(listener, config)?.tap_io(|_| {}),
+                service,
+            )
+            .with_graceful_shutdown(shutdown)
+            .await?
+        }
+    }
+    Ok(())
 }
 
 pub(crate) fn method_not_allowed() -> ApiError {

@@ -459,12 +459,8 @@ async fn run_search(
     params: &[(String, String)],
     scope: Option<(search::Criterion, String)>,
 ) -> Res {
-    let mut q: SearchQuery =
-        search::parse(ty, params, call.prefer.strict).map_err(|o| ApiError {
-            status: StatusCode::BAD_REQUEST,
-            outcome: o,
-            etag: None,
-        })?;
+    let mut q: SearchQuery = search::parse(ty, params, call.prefer.strict)
+        .map_err(|o| ApiError::with_outcome(StatusCode::BAD_REQUEST, o))?;
     if q.view.summary == Some(Summary::Count) {
         q.count = 0;
         q.total = Total::Accurate;

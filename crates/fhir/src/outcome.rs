@@ -37,6 +37,7 @@ pub enum IssueType {
     Exception,
     Timeout,
     TooCostly,
+    Throttled,
     Incomplete,
     Informational,
 }
@@ -67,6 +68,7 @@ impl IssueType {
             IssueType::Exception => "exception",
             IssueType::Timeout => "timeout",
             IssueType::TooCostly => "too-costly",
+            IssueType::Throttled => "throttled",
             IssueType::Incomplete => "incomplete",
             IssueType::Informational => "informational",
         }

@@ -19,6 +19,9 @@ pub struct FileConfig {
     pub practice: Option<String>,
     pub practice_name: Option<String>,
     pub log_format: Option<String>,
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
+    pub sign_in_limit: Option<u32>,
 }
 
 impl FileConfig {
@@ -47,6 +50,10 @@ pub struct ServerConfig {
     /// The practice to create on first start.
     pub practice: String,
     pub practice_name: String,
+    /// Serve HTTPS with this certificate and key instead of HTTP.
+    pub tls: Option<gp_api::tls::TlsFiles>,
+    /// Rate limits per client address.
+    pub limits: gp_api::limit::LimitConfig,
 }
 
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";

@@ -188,6 +188,8 @@ struct StoreArgs {
     database: Option<String>,
 }
 
+// Parsed once per run: the size of a variant does not matter.
+#[allow(clippy::large_enum_variant)]
 #[derive(Subcommand)]
 enum TerminologyCommand {
     /// Load a release into the store, replacing the one there: SNOMED CT as
@@ -235,6 +237,17 @@ struct ServeArgs {
     /// The largest request body accepted, in bytes.
     #[arg(long, env = "OPENGP_MAX_BODY_BYTES")]
     max_body_bytes: Option<usize>,
+    /// Serve HTTPS with this certificate chain (PEM, leaf first); needs
+    /// --tls-key. Without it the server speaks plain HTTP, for a proxy in
+    /// front or for loopback.
+    #[arg(long, env = "OPENGP_TLS_CERT")]
+    tls_cert: Option<PathBuf>,
+    /// The private key of --tls-cert (PEM).
+    #[arg(long, env = "OPENGP_TLS_KEY")]
+    tls_key: Option<PathBuf>,
+    /// Sign-in attempts allowed per client address and minute (0: no limit).
+    #[arg(long, env = "OPENGP_SIGN_IN_LIMIT")]
+    sign_in_limit: Option<u32>,
 }
 
 #[derive(Args)]
@@ -325,10 +338,10 @@ fn run(cli: Cli) -> Result<()> {
         .build()?;
     match cli.command {
         Command::Serve(args) => {
-            runtime.block_on(serve(resolve(args, &file, "./opengp-data"), None))
+            runtime.block_on(serve(resolve(args, &file, "./opengp-data")?, None))
         }
         Command::Demo(args) => {
-            let mut cfg = resolve(args.serve.clone(), &file, "./opengp-demo");
+            let mut cfg = resolve(args.serve.clone(), &file, "./opengp-demo")?;
             if args.serve.practice.is_none() && file.practice.is_none() {
                 cfg.practice = "Y90001".into();
                 cfg.practice_name = "OpenGP Demo Surgery".into();
@@ -354,7 +367,7 @@ fn run(cli: Cli) -> Result<()> {
             password_stdin,
             store,
         }) => runtime.block_on(users::add(
-            store_config(store, &file),
+            store_config(store, &file)?,
             users::AddUser {
                 username,
                 name,
@@ -364,16 +377,16 @@ fn run(cli: Cli) -> Result<()> {
             },
         )),
         Command::User(UserCommand::List { store }) => {
-            runtime.block_on(users::list(store_config(store, &file)))
+            runtime.block_on(users::list(store_config(store, &file)?))
         }
         Command::Policy(PolicyCommand::Show { store }) => {
-            runtime.block_on(users::show_policy(store_config(store, &file)))
+            runtime.block_on(users::show_policy(store_config(store, &file)?))
         }
         Command::Policy(PolicyCommand::Set { file: path, store }) => {
-            runtime.block_on(users::set_policy(store_config(store, &file), path))
+            runtime.block_on(users::set_policy(store_config(store, &file)?, path))
         }
         Command::Export { out, store } => {
-            runtime.block_on(migrate::export(store_config(store, &file), out))
+            runtime.block_on(migrate::export(store_config(store, &file)?, out))
         }
         Command::Import {
             package,
@@ -381,19 +394,19 @@ fn run(cli: Cli) -> Result<()> {
             accept_rejections,
             store,
         } => runtime.block_on(migrate::import(
-            store_config(store, &file),
+            store_config(store, &file)?,
             package,
             report,
             accept_rejections,
         )),
         Command::Practice(PracticeCommand::Freeze { reason, store }) => {
-            runtime.block_on(migrate::freeze(store_config(store, &file), Some(reason)))
+            runtime.block_on(migrate::freeze(store_config(store, &file)?, Some(reason)))
         }
         Command::Audit(AuditCommand::Verify { store }) => {
-            runtime.block_on(audit::verify(store_config(store, &file)))
+            runtime.block_on(audit::verify(store_config(store, &file)?))
         }
         Command::Practice(PracticeCommand::Unfreeze { store }) => {
-            runtime.block_on(migrate::freeze(store_config(store, &file), None))
+            runtime.block_on(migrate::freeze(store_config(store, &file)?, None))
         }
         Command::Verify {
             package,
@@ -401,7 +414,7 @@ fn run(cli: Cli) -> Result<()> {
             other_database,
             store,
         } => {
-            let cfg = store_config(store, &file);
+            let cfg = store_config(store, &file)?;
             let other = match (package, other_data, other_database) {
                 (Some(p), _, _) => migrate::Other::Package(p),
                 (_, Some(d), _) => migrate::Other::Data(d),
@@ -413,7 +426,7 @@ fn run(cli: Cli) -> Result<()> {
             runtime.block_on(migrate::verify(cfg, other))
         }
         Command::Terminology(TerminologyCommand::Load { path, store }) => runtime.block_on(
-            load_terminology(resolve(store, &file, "./opengp-data"), path),
+            load_terminology(resolve(store, &file, "./opengp-data")?, path),
         ),
         Command::Terminology(TerminologyCommand::Generate {
             dir,
@@ -438,7 +451,7 @@ fn run(cli: Cli) -> Result<()> {
 }
 
 /// The configuration of a command that opens a store without serving.
-fn store_config(args: StoreArgs, file: &FileConfig) -> ServerConfig {
+fn store_config(args: StoreArgs, file: &FileConfig) -> Result<ServerConfig> {
     let explicit_practice = args.practice.is_some() || file.practice.is_some();
     let mut cfg = resolve(
         ServeArgs {
@@ -449,18 +462,33 @@ fn store_config(args: StoreArgs, file: &FileConfig) -> ServerConfig {
             practice: args.practice,
             practice_name: None,
             max_body_bytes: None,
+            tls_cert: None,
+            tls_key: None,
+            sign_in_limit: None,
         },
         file,
         "./opengp-data",
-    );
+    )?;
     if !explicit_practice {
         cfg.practice.clear();
     }
-    cfg
+    Ok(cfg)
 }
 
-fn resolve(args: ServeArgs, file: &FileConfig, default_data: &str) -> ServerConfig {
-    ServerConfig {
+fn resolve(args: ServeArgs, file: &FileConfig, default_data: &str) -> Result<ServerConfig> {
+    let tls = match (
+        args.tls_cert.or_else(|| file.tls_cert.clone()),
+        args.tls_key.or_else(|| file.tls_key.clone()),
+    ) {
+        (Some(cert), Some(key)) => Some(gp_api::tls::TlsFiles { cert, key }),
+        (None, None) => None,
+        _ => anyhow::bail!("HTTPS needs both a certificate (--tls-cert) and its key (--tls-key)"),
+    };
+    let mut limits = gp_api::limit::LimitConfig::default();
+    if let Some(n) = args.sign_in_limit.or(file.sign_in_limit) {
+        limits.sign_ins_per_minute = n;
+    }
+    Ok(ServerConfig {
         data: args
             .data
             .or_else(|| file.data.clone())
@@ -484,7 +512,9 @@ fn resolve(args: ServeArgs, file: &FileConfig, default_data: &str) -> ServerConf
             .practice_name
             .or_else(|| file.practice_name.clone())
             .unwrap_or_else(|| config::DEFAULT_PRACTICE_NAME.into()),
-    }
+        tls,
+        limits,
+    })
 }
 
 fn init_logging(format: Option<&str>) -> Result<()> {
@@ -706,6 +736,9 @@ async fn bench(args: BenchArgs) -> Result<()> {
         max_body_bytes: config::DEFAULT_MAX_BODY,
         practice: config::DEFAULT_PRACTICE.into(),
         practice_name: "Benchmark Practice".into(),
+        tls: None,
+        // The simulated staff all sign in from one loopback address.
+        limits: gp_api::limit::LimitConfig::none(),
     };
     if args.scenario == "terminology" {
         let release = args.release.clone();

@@ -22,6 +22,7 @@ pub struct Server {
     pub store: Store,
     pub practice: Practice,
     listener: TcpListener,
+    tls: Option<Arc<gp_api::tls::ServerTls>>,
     state: AppState,
 }
 
@@ -29,12 +30,21 @@ impl Server {
     /// Opens the store (creating the data directory and the practice on
     /// first start) and binds the listener.
     pub async fn bind(cfg: &ServerConfig) -> Result<Server> {
+        // A bad certificate is found before anything is opened or created.
+        if let Some(files) = &cfg.tls {
+            gp_api::tls::server_config(files)?;
+        }
         let backend = open_backend(cfg).await?;
         Server::bind_with(cfg, backend).await
     }
 
     /// As [`Server::bind`], over a backend the caller opened.
     pub async fn bind_with(cfg: &ServerConfig, backend: Arc<dyn Backend>) -> Result<Server> {
+        let tls = cfg
+            .tls
+            .as_ref()
+            .map(gp_api::tls::server_config)
+            .transpose()?;
         let store = Store::new(backend);
         let ods = OdsCode::parse(&cfg.practice).with_context(|| {
             format!(
@@ -52,6 +62,8 @@ impl Server {
         let api = ApiConfig {
             max_body_bytes: cfg.max_body_bytes,
             public_url: cfg.public_url.clone(),
+            limits: cfg.limits,
+            https: tls.is_some(),
         };
         let state =
             AppState::new(store.clone(), api).with_exports(&cfg.data.join("bulk-export"))?;
@@ -66,20 +78,32 @@ impl Server {
             store,
             practice,
             listener,
+            tls,
             state,
         })
     }
 
     /// The FHIR base URL of the practice.
     pub fn base_url(&self) -> String {
-        format!("http://{}/practices/{}/fhir", self.addr, self.practice.ods)
+        let scheme = if self.tls.is_some() { "https" } else { "http" };
+        format!(
+            "{scheme}://{}/practices/{}/fhir",
+            self.addr, self.practice.ods
+        )
     }
 
     /// Serves until `shutdown` completes, then finishes requests in flight
     /// and closes the store.
     pub async fn run(self, shutdown: impl Future<Output = ()> + Send + 'static) -> Result<()> {
         let store = self.store.clone();
-        gp_api::serve(self.listener, self.state, gp_web::routes(), shutdown).await?;
+        gp_api::serve(
+            self.listener,
+            self.tls,
+            self.state,
+            gp_web::routes(),
+            shutdown,
+        )
+        .await?;
         tracing::info!("requests finished; closing the store");
         tokio::task::spawn_blocking(move || store.close()).await?;
         Ok(())
@@ -151,6 +175,8 @@ pub async fn spawn_for_test_with(
         max_body_bytes,
         practice: crate::config::DEFAULT_PRACTICE.into(),
         practice_name: "Test Practice".into(),
+        tls: None,
+        limits: gp_api::limit::LimitConfig::default(),
     };
     let server = match backend {
         Some(b) => Server::bind_with(&cfg, b).await?,

@@ -2,7 +2,7 @@
 
 use axum::Form;
 use axum::extract::{Query, State};
-use axum::http::{HeaderMap, header};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Redirect};
 use gp_api::AppState;
 use gp_store::Actor;
@@ -112,6 +112,22 @@ pub async fn submit(
     if !errors.is_empty() {
         return login_page(&st, &f.practice, &f.username, f.next.as_deref(), &errors).await;
     }
+    let address = gp_api::auth::client_address(&extensions);
+    if let Err(e) = st.limits.sign_in(address.as_deref()) {
+        let wait = e.retry_after.unwrap_or(60);
+        let errors = [(
+            "username",
+            format!(
+                "There have been too many attempts to sign in from this network. \
+                 Try again in {wait} seconds"
+            ),
+        )];
+        let mut res = login_page(&st, &f.practice, &f.username, f.next.as_deref(), &errors).await?;
+        *res.status_mut() = StatusCode::TOO_MANY_REQUESTS;
+        res.headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from(wait));
+        return Ok(res);
+    }
     let refused = || {
         vec![(
             "username",
@@ -125,13 +141,7 @@ pub async fn submit(
     };
     let session = match st
         .store
-        .sign_in_from(
-            &practice,
-            f.username.trim(),
-            &f.password,
-            None,
-            gp_api::auth::client_address(&extensions),
-        )
+        .sign_in_from(&practice, f.username.trim(), &f.password, None, address)
         .await
     {
         Ok(s) => s,

@@ -422,3 +422,94 @@ async fn roles_allow_only_their_activities(app: App) {
     assert_eq!(types, ["Patient"], "{b}");
     app.stop().await;
 }
+
+/// Rate limits (issue 5, web security): sign-in attempts from one address
+/// past the limit (30 a minute by default) answer 429 with `Retry-After`
+/// and an OperationOutcome `throttled`, on the API and the web app's form
+/// alike, before the password is checked; another account from the same
+/// address is held back too (password spraying). Requests without a valid
+/// session past their limit (120) are throttled before they reach the
+/// store, so a flood does not grow the audit trail.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sign_ins_and_refusals_are_rate_limited_per_address() {
+    let app = crate::support::spawn_app_on(crate::support::Db::Sqlite, 1 << 20).await;
+    add_user(&app, "spray-target", &["R8000"]).await;
+    let limit = gp_api::limit::LimitConfig::default();
+    let mut codes = Vec::new();
+    for i in 0..limit.sign_ins_per_minute {
+        let user = if i % 2 == 0 { "spray-target" } else { "nobody" };
+        codes.push(login(&app, user, "guess", None).await.status().as_u16());
+    }
+    assert!(codes.iter().all(|c| *c == 401), "{codes:?}");
+    // Past the limit, even the right password waits.
+    let res = login(&app, "spray-target", PASSWORD, None).await;
+    let wait: u64 = res
+        .headers()
+        .get("retry-after")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_default();
+    assert!((1..=61).contains(&wait), "Retry-After {wait}");
+    let o = assert_outcome(res, 429, "throttled").await;
+    assert!(o.to_string().contains("too many"), "{o}");
+    let form = reqwest::Client::new()
+        .post(format!("{}/app/login", root(&app)))
+        .form(&[
+            ("practice", opengp::config::DEFAULT_PRACTICE),
+            ("username", "spray-target"),
+            ("password", PASSWORD),
+        ])
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("web sign-in: {e}"));
+    assert_eq!(form.status(), 429);
+    let page = form.text().await.unwrap_or_default();
+    assert!(page.contains("too many attempts to sign in"), "{page}");
+
+    // Refusals: a session already known to the server goes on working
+    // meanwhile (one it has not seen in the last 30 s would wait too).
+    let anon = reqwest::Client::new();
+    let url = format!("{}/Patient", app.server.base);
+    let res = app
+        .client
+        .get(&url)
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(res.status(), 200);
+    let mut refused = [0usize; 2];
+    for _ in 0..limit.refusals_per_minute + 30 {
+        match anon.get(&url).send().await.map(|r| r.status().as_u16()) {
+            Ok(401) => refused[0] += 1,
+            Ok(429) => refused[1] += 1,
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    assert_eq!(refused, [limit.refusals_per_minute as usize + 1, 29]);
+    let res = app
+        .client
+        .get(&url)
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(res.status(), 200);
+    // Audited: each failed sign-in and each refusal up to the limit; the
+    // throttled ones are not, one by one.
+    let trail = json(
+        app.client
+            .get(format!(
+                "{}/AuditEvent?type=http://dicom.nema.org/resources/ontology/DCM|110114&outcome=4&_summary=count",
+                app.server.base
+            ))
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("{e}")),
+    )
+    .await;
+    assert_eq!(
+        trail["total"],
+        json!(limit.sign_ins_per_minute + limit.refusals_per_minute + 1),
+        "{trail}"
+    );
+    app.stop().await;
+}

@@ -23,4 +23,5 @@ mod search;
 mod support;
 mod tenancy;
 mod terminology;
+mod tls;
 mod validation;
