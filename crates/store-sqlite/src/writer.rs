@@ -188,13 +188,12 @@ fn run(conn: Connection, rx: Receiver<Msg>, counters: &Counters) {
         )
         .unwrap_or(0);
     while let Ok(first) = rx.recv() {
-        let mut group = vec![first];
-        while group.len() < MAX_GROUP {
-            match rx.try_recv() {
-                Ok(m) => group.push(m),
-                Err(_) => break,
-            }
-        }
+        let group = gp_store::gather(
+            first,
+            &rx,
+            MAX_GROUP,
+            |m| matches!(m, Msg::Job { job, .. } if job.deferrable()),
+        );
         let mut jobs = Vec::with_capacity(group.len());
         let mut closing = None;
         for msg in group {

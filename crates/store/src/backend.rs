@@ -218,6 +218,47 @@ pub trait WriteTx: ReadTx + AccountsWrite {
 pub trait WriteJob: Send {
     fn run(&mut self, tx: &mut dyn WriteTx) -> bool;
     fn finish(self: Box<Self>, committed: Result<(), StoreError>);
+    /// Whether nobody waits for this job's commit (the audit events of
+    /// reads): a group made only of such jobs may wait [`DEFER`] for
+    /// company ([`gather`]).
+    fn deferrable(&self) -> bool {
+        false
+    }
+}
+
+/// The longest a group of deferrable jobs waits for others to join it.
+pub const DEFER: std::time::Duration = std::time::Duration::from_millis(20);
+
+/// A writer's next group: `first`, then whatever is queued behind it, up to
+/// `max` messages. When everything gathered is deferrable, the writer
+/// waits up to [`DEFER`] for more, so that a trickle of reads (each queuing
+/// its audit event) commits in one transaction, not one each: a commit
+/// costs an fsync and a WAL frame for every page it touched. The first job
+/// that someone waits for ends the wait at once.
+pub fn gather<M>(
+    first: M,
+    rx: &std::sync::mpsc::Receiver<M>,
+    max: usize,
+    deferrable: impl Fn(&M) -> bool,
+) -> Vec<M> {
+    let mut patient = deferrable(&first);
+    let mut group = vec![first];
+    let deadline = std::time::Instant::now() + DEFER;
+    while group.len() < max {
+        let next = match rx.try_recv() {
+            Ok(m) => Some(m),
+            Err(std::sync::mpsc::TryRecvError::Disconnected) => None,
+            Err(std::sync::mpsc::TryRecvError::Empty) if patient => {
+                let left = deadline.saturating_duration_since(std::time::Instant::now());
+                rx.recv_timeout(left).ok()
+            }
+            Err(std::sync::mpsc::TryRecvError::Empty) => None,
+        };
+        let Some(m) = next else { break };
+        patient &= deferrable(&m);
+        group.push(m);
+    }
+    group
 }
 
 /// A storage backend.
@@ -244,4 +285,28 @@ pub trait Backend: crate::TerminologyStore + Send + Sync + 'static {
     fn submit(&self, ctx: &Ctx, job: Box<dyn WriteJob>);
     /// Finishes queued writes and closes cleanly (checkpointing, for SQLite).
     fn close(&self);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{DEFER, gather};
+
+    /// `true` stands for a deferrable job, `false` for one someone waits for.
+    #[test]
+    fn a_group_of_deferrable_jobs_waits_for_company_and_others_do_not() {
+        let (tx, rx) = std::sync::mpsc::channel();
+        // Alone and deferrable: the writer waits the whole time for more.
+        let started = std::time::Instant::now();
+        assert_eq!(gather(true, &rx, 10, |m| *m), vec![true]);
+        assert!(started.elapsed() >= DEFER);
+        // Everything queued is gathered, up to the limit, in order.
+        for m in [true, false, true, true] {
+            tx.send(m).unwrap_or_else(|e| panic!("{e}"));
+        }
+        assert_eq!(gather(true, &rx, 4, |m| *m), vec![true, true, false, true]);
+        assert_eq!(gather(false, &rx, 4, |m| *m), vec![false, true]);
+        // Not deferrable and nothing queued: it goes alone.
+        drop(tx);
+        assert_eq!(gather(false, &rx, 4, |m| *m), vec![false]);
+    }
 }

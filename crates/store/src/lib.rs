@@ -29,8 +29,8 @@ mod terminology;
 mod trail;
 
 pub use backend::{
-    AccountsRead, AccountsWrite, Backend, HistoryPage, HistoryQuery, HistoryScope, NewVersion,
-    ReadTx, SearchPage, StoredVersion, VersionRecord, WriteJob, WriteTx,
+    AccountsRead, AccountsWrite, Backend, DEFER, HistoryPage, HistoryQuery, HistoryScope,
+    NewVersion, ReadTx, SearchPage, StoredVersion, VersionRecord, WriteJob, WriteTx, gather,
 };
 pub use bundle::{EntryResponse, EntryResult, history_query};
 pub use context::{Actor, Ctx, Practice};

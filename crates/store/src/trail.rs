@@ -8,7 +8,10 @@
 //! Under load a single job carries hundreds of events, so auditing reads
 //! costs the writer one savepoint and one chain-head lookup per group, not
 //! per read. A job is queued behind everything submitted before it, so a
-//! barrier job submitted after an event still commits after it.
+//! barrier job submitted after an event still commits after it. A writer
+//! holding only such jobs waits a few milliseconds for company before it
+//! commits (`gp_store::gather`), so that even a single client's reads share
+//! commits.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -66,6 +69,10 @@ impl WriteJob for DrainJob {
             tracing::error!(practice = %self.ods, error = %e, count, "audit events could not be stored");
             return false;
         }
+        true
+    }
+
+    fn deferrable(&self) -> bool {
         true
     }
 
