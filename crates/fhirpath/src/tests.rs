@@ -211,3 +211,28 @@ fn evaluate_at_an_element() {
     .unwrap_or_else(|e| panic!("{e}"));
     assert!(matches!(out.as_slice(), [Item::Boolean(true)]));
 }
+
+/// Found by the differential test against fhirpath.js: numbers beyond a
+/// decimal's range (Observation-decimal.json) were all equal to each other,
+/// so a union dropped one of two different quantities.
+#[test]
+fn numbers_beyond_the_decimal_range_are_compared_by_value() {
+    let obs = json!({
+        "resourceType": "Observation",
+        "status": "final",
+        "code": {"text": "t"},
+        "component": [
+            {"code": {"text": "c"}, "valueQuantity": {"value": 1.0e-245, "unit": "g"}},
+            {"code": {"text": "c"}, "valueQuantity": {"value": -1.0e245, "unit": "g"}},
+            {"code": {"text": "c"}, "valueQuantity": {"value": 1.0e-245, "unit": "g"}}
+        ]
+    });
+    let count = |expr: &str| {
+        let parsed = parse(expr).unwrap_or_else(|e| panic!("{expr}: {e}"));
+        evaluate(&parsed, &obs, &EvalContext::default())
+            .unwrap_or_else(|e| panic!("{expr}: {e}"))
+            .len()
+    };
+    assert_eq!(count("Observation.component | Observation.component"), 2);
+    assert_eq!(count("Observation.component.distinct()"), 2);
+}

@@ -4,7 +4,8 @@
 //!   package; PostgreSQL's `initdb` and `pg_ctl`, from the Debian package
 //!   `postgresql` if missing), then the whole suite (formatting, lints,
 //!   tests). This is the README's test command. The browser tests get
-//!   Debian's `chromium` and `chromium-driver` and npm's `axe-core`.
+//!   Debian's `chromium` and `chromium-driver` and npm's `axe-core`; the
+//!   FHIRPath differential test npm's `fhirpath` (with its dependencies).
 //! - `fhir-package`: fetch the official FHIR R4 examples package (npm
 //!   `hl7.fhir.r4.examples@4.0.1`) into `target/fhir-packages/`.
 //! - `codegen`: derive `crates/fhir/data/*.json` from that package. The derived
@@ -47,6 +48,7 @@ fn project_root() -> PathBuf {
 fn test(root: &Path) -> Result<()> {
     let package = fhir_package(root)?;
     let axe = npm_package(root, AXE.0, AXE.1)?.join("axe.min.js");
+    let fhirpath_js = npm_install(root, "fhirpath", &[FHIRPATH_JS])?;
     chromium()?;
     run(Command::new("cargo")
         .args(["fmt", "--all", "--", "--check"])
@@ -70,6 +72,7 @@ fn test(root: &Path) -> Result<()> {
     run(tests
         .env("OPENGP_R4_EXAMPLES", &package)
         .env("OPENGP_AXE", &axe)
+        .env("OPENGP_FHIRPATH_JS", &fhirpath_js)
         .env("OPENGP_SHARED_DATA", root.join("../shared/data"))
         .current_dir(root))?;
     Ok(())
@@ -143,6 +146,41 @@ fn fhir_package(root: &Path) -> Result<PathBuf> {
 /// axe-core, which the browser tests run in every page (MPL-2.0; fetched,
 /// never committed).
 const AXE: (&str, &str) = ("axe-core", "4.10.3");
+
+/// The reference JavaScript FHIRPath engine, which gp-fhirpath's
+/// differential test compares against.
+const FHIRPATH_JS: &str = "fhirpath@5.2.0";
+
+/// npm packages with their dependencies, for tests that run them with
+/// Node.js: installed once (scripts not run) into `target/npm/NAME`, whose
+/// `node_modules` folder is returned.
+fn npm_install(root: &Path, name: &str, packages: &[&str]) -> Result<PathBuf> {
+    let dir = root.join("target/npm").join(name);
+    let modules = dir.join("node_modules");
+    let stamp = dir.join("installed");
+    let wanted = packages.join(" ");
+    if std::fs::read_to_string(&stamp).is_ok_and(|s| s == wanted) {
+        return Ok(modules);
+    }
+    std::fs::create_dir_all(&dir)?;
+    if !have("npm") {
+        apt_install("npm")?;
+    }
+    std::fs::write(dir.join("package.json"), "{\"private\": true}\n")?;
+    run(Command::new("npm")
+        .args([
+            "install",
+            "--no-audit",
+            "--no-fund",
+            "--ignore-scripts",
+            "--silent",
+        ])
+        .args(packages)
+        .current_dir(&dir))
+    .with_context(|| format!("installing the npm packages {wanted}"))?;
+    std::fs::write(&stamp, &wanted)?;
+    Ok(modules)
+}
 
 /// An npm package unpacked under `target/fhir-packages/NAME-VERSION/package`,
 /// fetched once with `npm pack` (installing Debian's npm if missing).
