@@ -100,7 +100,9 @@ impl From<StoreError> for ApiError {
 /// of failed batch entries.
 pub fn status_of(e: &StoreError) -> (StatusCode, IssueType) {
     match e {
-        StoreError::NotFound(_) => (StatusCode::NOT_FOUND, IssueType::NotFound),
+        StoreError::NotFound(_) | StoreError::Restricted(_) => {
+            (StatusCode::NOT_FOUND, IssueType::NotFound)
+        }
         StoreError::Gone { .. } => (StatusCode::GONE, IssueType::Deleted),
         StoreError::BadRequest(_) => (StatusCode::BAD_REQUEST, IssueType::Invalid),
         StoreError::Unprocessable(_) => (StatusCode::UNPROCESSABLE_ENTITY, IssueType::Invalid),

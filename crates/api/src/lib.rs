@@ -16,6 +16,7 @@ mod call;
 mod capability;
 pub mod dmd;
 pub mod error;
+mod glass;
 pub mod limit;
 mod negotiate;
 mod rest;

@@ -53,6 +53,10 @@ pub fn routes() -> Router<AppState> {
         )
         .route("/{type}/{id}/_history", with_405(get(instance_history)))
         .route(
+            "/{type}/{id}/$break-glass",
+            with_405(post(crate::glass::break_glass)),
+        )
+        .route(
             "/{type}/{id}/$everything",
             with_405(get(everything).post(everything)),
         )

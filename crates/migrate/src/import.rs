@@ -544,6 +544,13 @@ async fn write_batch(
                 let outcome = match h {
                     Some(o) => o,
                     None => {
+                        // A deletion keeps its predecessor's restriction.
+                        let restricted = if r.deleted {
+                            tx.latest(r.ty, &r.id)?
+                                .and_then(|c| gp_store::access::restriction(r.ty, &r.id, &c.body))
+                        } else {
+                            gp_store::access::restriction(r.ty, &r.id, &r.body)
+                        };
                         tx.insert(&NewVersion {
                             resource_type: r.ty,
                             id: r.id.clone(),
@@ -553,6 +560,7 @@ async fn write_batch(
                             body: r.body,
                             index,
                             author: Some(r.author),
+                            restricted,
                         })?;
                         Ok(Outcome::Imported)
                     }

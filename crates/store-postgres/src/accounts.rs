@@ -2,6 +2,7 @@
 //! statement binds the practice key as `$1`.
 
 use gp_fhir::Instant;
+use gp_store::access::Grant;
 use gp_store::accounts::{SessionRecord, UserRecord};
 use gp_store::{AccountsRead, AccountsWrite, StoreError};
 use postgres::Row;
@@ -41,6 +42,55 @@ pub(crate) const MIGRATION: &str = "
         practice bigint PRIMARY KEY,
         body text NOT NULL
     );";
+
+/// Schema migration 8: restricted entries and break-glass grants
+/// (access.rs), as SQLite's migration 9. Adding a nullable column without
+/// a default does not rewrite the table; [`backfill_restricted`] marks
+/// what was stored before.
+pub(crate) const RESTRICTED_MIGRATION: &str = "
+    ALTER TABLE resource_current ADD COLUMN restricted text;
+    CREATE TABLE break_glass (
+        practice bigint NOT NULL,
+        user_id text NOT NULL,
+        patient text NOT NULL,
+        reason text NOT NULL,
+        granted_at bigint NOT NULL,
+        expires bigint NOT NULL
+    );
+    CREATE INDEX break_glass_by_user ON break_glass (practice, user_id, patient, expires);
+    CREATE INDEX resource_current_restricted ON resource_current (practice, restricted)
+        WHERE restricted IS NOT NULL;";
+
+/// Marks the restricted current versions stored before migration 8, in
+/// the migration's transaction, practice by practice.
+pub(crate) fn backfill_restricted(conn: &mut crate::conn::Conn) -> Result<(), postgres::Error> {
+    let practices: Vec<i64> = conn
+        .query("SELECT key FROM practice", &[])?
+        .iter()
+        .map(|r| r.try_get(0))
+        .collect::<Result<_, _>>()?;
+    for practice in practices {
+        let rows = conn.query(
+            "SELECT c.type, c.id, v.body FROM resource_current c
+             JOIN resource_version v ON v.practice = $1 AND v.type = c.type AND v.id = c.id AND v.version = c.version
+             WHERE c.practice = $1 AND NOT c.deleted AND position('v3-Confidentiality'::bytea IN v.body) > 0",
+            &[&practice],
+        )?;
+        for r in rows {
+            let (ty, id, body): (String, String, Vec<u8>) =
+                (r.try_get(0)?, r.try_get(1)?, r.try_get(2)?);
+            let restricted = gp_fhir::ResourceType::parse(&ty)
+                .and_then(|t| gp_store::access::restriction(t, &id, &body));
+            if restricted.is_some() {
+                conn.execute(
+                    "UPDATE resource_current SET restricted = $4 WHERE practice = $1 AND type = $2 AND id = $3",
+                    &[&practice, &ty, &id, &restricted],
+                )?;
+            }
+        }
+    }
+    Ok(())
+}
 
 const USER_COLUMNS: &str =
     "id, username, name, password_hash, roles, practitioner, failed, locked_until";
@@ -119,6 +169,27 @@ impl AccountsRead for Scoped<'_> {
             .map_err(db_err)?;
         row.map(|r| r.try_get(0).map_err(db_err)).transpose()
     }
+
+    fn grants(&mut self, user_id: &str, now: Instant) -> Result<Vec<Grant>, StoreError> {
+        let rows = self
+            .conn
+            .query(
+                "SELECT patient, reason, expires FROM break_glass
+                 WHERE practice = $1 AND user_id = $2 AND expires > $3 ORDER BY expires",
+                &[&self.practice, &user_id, &now.millis()],
+            )
+            .map_err(db_err)?;
+        rows.iter()
+            .map(|r| {
+                Ok(Grant {
+                    user_id: user_id.to_owned(),
+                    patient: r.try_get(0).map_err(db_err)?,
+                    reason: r.try_get(1).map_err(db_err)?,
+                    expires: Instant::from_millis(r.try_get(2).map_err(db_err)?),
+                })
+            })
+            .collect()
+    }
 }
 
 impl AccountsRead for ScopedWrite<'_> {
@@ -136,6 +207,10 @@ impl AccountsRead for ScopedWrite<'_> {
     }
     fn policy(&mut self) -> Result<Option<String>, StoreError> {
         self.read.policy()
+    }
+    fn grants(&mut self, user_id: &str, now: Instant) -> Result<Vec<Grant>, StoreError> {
+        self.flush()?;
+        self.read.grants(user_id, now)
     }
 }
 
@@ -219,6 +294,25 @@ impl AccountsWrite for ScopedWrite<'_> {
                 "INSERT INTO access_policy (practice, body) VALUES ($1, $2)
                  ON CONFLICT (practice) DO UPDATE SET body = excluded.body",
                 &[&self.read.practice, &policy],
+            )
+            .map(drop)
+            .map_err(db_err)
+    }
+
+    fn put_grant(&mut self, g: &Grant) -> Result<(), StoreError> {
+        self.read
+            .conn
+            .execute(
+                "INSERT INTO break_glass (practice, user_id, patient, reason, granted_at, expires)
+                 VALUES ($1, $2, $3, $4, $5, $6)",
+                &[
+                    &self.read.practice,
+                    &g.user_id,
+                    &g.patient,
+                    &g.reason,
+                    &Instant::now().millis(),
+                    &g.expires.millis(),
+                ],
             )
             .map(drop)
             .map_err(db_err)

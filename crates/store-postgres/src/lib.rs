@@ -242,6 +242,7 @@ impl Backend for PgBackend {
                 conn: &mut *c,
                 practice: ctx.practice.key,
                 for_update: false,
+                sees: ctx.sees(),
             });
             let end = c.batch("COMMIT");
             if end.is_err() {

@@ -148,7 +148,16 @@ const MIGRATIONS: &[Migration] = &[
         name: "the audit chain, and append-only AuditEvents",
         sql: crate::audit::MIGRATION,
     },
+    Migration {
+        version: 8,
+        name: "restricted entries and break-glass grants",
+        sql: crate::accounts::RESTRICTED_MIGRATION,
+    },
 ];
+
+/// The migration adding `resource_current.restricted`: its transaction
+/// also marks the rows stored before it (`accounts::backfill_restricted`).
+const RESTRICTED_AT: i32 = 8;
 
 /// An arbitrary constant naming the migration lock.
 const MIGRATION_LOCK: i64 = 0x4f70_656e_4750; // "OpenGP"
@@ -186,6 +195,9 @@ fn migrate_locked(conn: &mut Conn) -> Result<(), StoreError> {
         let mut step = || -> Result<(), postgres::Error> {
             conn.batch("BEGIN; SET LOCAL lock_timeout = '5s'")?;
             conn.batch(m.sql)?;
+            if m.version == RESTRICTED_AT {
+                crate::accounts::backfill_restricted(conn)?;
+            }
             conn.execute(
                 "INSERT INTO schema_migrations (version, name) VALUES ($1, $2)",
                 &[&m.version, &m.name],

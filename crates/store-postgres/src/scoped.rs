@@ -4,6 +4,7 @@
 use bytes::Bytes;
 use gp_fhir::search::SearchQuery;
 use gp_fhir::{Instant, ResourceType};
+use gp_store::access::Sees;
 use gp_store::{
     HistoryPage, HistoryQuery, HistoryScope, ReadTx, SearchPage, StoreError, StoredVersion,
     VersionRecord,
@@ -22,6 +23,8 @@ pub(crate) struct Scoped<'c> {
     /// In the writer: lock the current row read by `latest`, so that a
     /// version-aware update holds what it checked until it commits.
     pub for_update: bool,
+    /// Which restricted entries the context sees.
+    pub sees: Sees,
 }
 
 /// `(type, id, version, last_updated, deleted, body)` as a version.
@@ -81,6 +84,10 @@ const LATEST_FOR_UPDATE: &str = "SELECT c.type, c.id, c.version, c.last_updated,
      FOR UPDATE OF c";
 
 impl ReadTx for Scoped<'_> {
+    fn sees(&self) -> &Sees {
+        &self.sees
+    }
+
     fn latest(&mut self, ty: ResourceType, id: &str) -> Result<Option<StoredVersion>, StoreError> {
         let sql = if self.for_update {
             LATEST_FOR_UPDATE
@@ -116,7 +123,7 @@ impl ReadTx for Scoped<'_> {
         ty: Option<ResourceType>,
         q: &SearchQuery,
     ) -> Result<SearchPage, StoreError> {
-        let built = gp_store_sql::search(Dialect::Postgres, self.practice, ty, q)?;
+        let built = gp_store_sql::search(Dialect::Postgres, self.practice, &self.sees, ty, q)?;
         let total = match &built.total {
             None => None,
             Some(st) => {
@@ -281,6 +288,12 @@ impl ReadTx for Scoped<'_> {
                 "last_updated >= {}",
                 arg(&mut args, since.millis())
             ));
+        }
+        if let Some((sql, more)) =
+            gp_store_sql::visible_history(Dialect::Postgres, &self.sees, args.len() + 1)
+        {
+            args.extend(values(&more));
+            wh.push(sql);
         }
         let where_sql = wh.join(" AND ");
         let total: i64 = self

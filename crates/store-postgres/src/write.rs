@@ -42,6 +42,7 @@ struct Pending {
     body: Vec<u8>,
     index: Vec<IndexEntry>,
     author: Option<String>,
+    restricted: Option<String>,
 }
 
 pub(crate) struct ScopedWrite<'c> {
@@ -62,13 +63,14 @@ const INSERT_VERSIONS: &str = "INSERT INTO resource_version
        AS t(type, id, version, seq, last_updated, deleted, body, author)";
 
 const UPSERT_CURRENT: &str = "INSERT INTO resource_current
-       (practice, type, id, version, seq, last_updated, deleted)
-     SELECT $1, t.type, t.id, t.version, t.seq, t.last_updated, t.deleted
-     FROM unnest($2::text[], $3::text[], $4::int8[], $5::int8[], $6::int8[], $7::bool[])
-       AS t(type, id, version, seq, last_updated, deleted)
+       (practice, type, id, version, seq, last_updated, deleted, restricted)
+     SELECT $1, t.type, t.id, t.version, t.seq, t.last_updated, t.deleted, t.restricted
+     FROM unnest($2::text[], $3::text[], $4::int8[], $5::int8[], $6::int8[], $7::bool[], $8::text[])
+       AS t(type, id, version, seq, last_updated, deleted, restricted)
      ON CONFLICT (practice, type, id) DO UPDATE SET
        version = excluded.version, seq = excluded.seq,
-       last_updated = excluded.last_updated, deleted = excluded.deleted";
+       last_updated = excluded.last_updated, deleted = excluded.deleted,
+       restricted = excluded.restricted";
 
 impl<'c> ScopedWrite<'c> {
     pub fn new(read: Scoped<'c>, author: &'c str, counter: &'c mut Counter) -> Self {
@@ -139,6 +141,10 @@ impl<'c> ScopedWrite<'c> {
         let c_types: Vec<&str> = last.iter().map(|&i| types[i]).collect();
         let c_ids: Vec<&str> = last.iter().map(|&i| ids[i]).collect();
         let c_deleted: Vec<bool> = last.iter().map(|&i| deleted[i]).collect();
+        let c_restricted: Vec<Option<&str>> = last
+            .iter()
+            .map(|&i| pending[i].restricted.as_deref())
+            .collect();
         self.read
             .conn
             .execute(
@@ -151,6 +157,7 @@ impl<'c> ScopedWrite<'c> {
                     &pick(&seqs),
                     &pick(&stamps),
                     &c_deleted,
+                    &c_restricted,
                 ],
             )
             .map_err(db_err)?;
@@ -168,6 +175,9 @@ impl<'c> ScopedWrite<'c> {
 }
 
 impl ReadTx for ScopedWrite<'_> {
+    fn sees(&self) -> &gp_store::access::Sees {
+        self.read.sees()
+    }
     fn latest(&mut self, ty: ResourceType, id: &str) -> Result<Option<StoredVersion>, StoreError> {
         self.flush()?;
         self.read.latest(ty, id)
@@ -303,6 +313,7 @@ impl WriteTx for ScopedWrite<'_> {
             body: v.body.clone(),
             index: v.index.clone(),
             author: v.author.clone(),
+            restricted: v.restricted.clone(),
         });
         if self.pending.len() >= FLUSH_AT {
             self.flush()?;

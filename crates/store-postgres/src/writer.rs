@@ -7,6 +7,7 @@ use std::sync::mpsc::{Receiver, Sender, channel};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
+use gp_store::access::Sees;
 use gp_store::{Ctx, StoreError, WriteJob};
 
 use crate::conn::{Conn, Connector, db_err};
@@ -21,6 +22,7 @@ enum Msg {
     Job {
         practice: i64,
         author: String,
+        sees: Sees,
         job: Box<dyn WriteJob>,
     },
     Close {
@@ -53,7 +55,7 @@ pub(crate) struct Writer {
     counters: Arc<Counters>,
 }
 
-type Queued = (i64, String, Box<dyn WriteJob>);
+type Queued = (i64, String, Sees, Box<dyn WriteJob>);
 
 impl Writer {
     pub fn start(connector: &Connector, n: usize) -> Result<Self, StoreError> {
@@ -85,6 +87,7 @@ impl Writer {
         let msg = Msg::Job {
             practice,
             author: ctx.actor.id().to_owned(),
+            sees: ctx.sees(),
             job,
         };
         let sent = match self.shard(practice).map(|s| s.tx.lock()) {
@@ -149,8 +152,9 @@ fn run(mut conn: Conn, connector: &Connector, rx: Receiver<Msg>, counters: &Coun
                 Msg::Job {
                     practice,
                     author,
+                    sees,
                     job,
-                } => jobs.push((practice, author, job)),
+                } => jobs.push((practice, author, sees, job)),
                 Msg::Close { reply } => closing = Some(reply),
             }
         }
@@ -160,8 +164,9 @@ fn run(mut conn: Conn, connector: &Connector, rx: Receiver<Msg>, counters: &Coun
                 Msg::Job {
                     practice,
                     author,
+                    sees,
                     job,
-                } => Some((practice, author, job)),
+                } => Some((practice, author, sees, job)),
                 Msg::Close { .. } => None,
             }));
             run_group(&mut conn, connector, jobs, counters);
@@ -182,7 +187,7 @@ fn run_group(conn: &mut Conn, connector: &Connector, jobs: Vec<Queued>, counters
             Ok(c) => *conn = c,
             Err(e) => {
                 tracing::error!(error = %e, "the writer lost its PostgreSQL connection");
-                for (_, _, job) in jobs {
+                for (_, _, _, job) in jobs {
                     job.finish(Err(StoreError::Unavailable));
                 }
                 return;
@@ -230,7 +235,7 @@ fn commit_group(conn: &mut Conn, jobs: Vec<Queued>, counters: &Counters) {
             let _ = conn.batch("ROLLBACK");
             tracing::error!(error = %e, "a write transaction could not start");
             let e = db_err(e);
-            for (_, _, job) in jobs {
+            for (_, _, _, job) in jobs {
                 job.finish(Err(e.clone()));
             }
             return;
@@ -238,7 +243,7 @@ fn commit_group(conn: &mut Conn, jobs: Vec<Queued>, counters: &Counters) {
     };
     let mut done: Vec<(Box<dyn WriteJob>, Option<StoreError>)> = Vec::with_capacity(jobs.len());
     let mut broken: Option<String> = None;
-    for (practice, author, mut job) in jobs {
+    for (practice, author, sees, mut job) in jobs {
         if broken.is_some() {
             done.push((job, None));
             continue;
@@ -259,6 +264,7 @@ fn commit_group(conn: &mut Conn, jobs: Vec<Queued>, counters: &Counters) {
                 conn: &mut *conn,
                 practice,
                 for_update: true,
+                sees,
             };
             let mut tx = ScopedWrite::new(read, &author, counter);
             // A panic in a job must not take the writer down with it.

@@ -13,6 +13,7 @@ use gp_fhir::search::{
     Criterion, Modifier, ParamKind, ParamValue, Prefix, SearchQuery, SortField, Total, registry,
 };
 use gp_store::StoreError;
+use gp_store::access::Sees;
 
 /// The SQL engine a statement is written for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -84,16 +85,43 @@ impl From<String> for Arg {
 }
 
 /// A statement's arguments; the first is always the practice.
-struct Args {
+struct Args<'s> {
     dialect: Dialect,
     values: Vec<Arg>,
+    /// Which restricted entries the statement may reach.
+    sees: &'s Sees,
 }
 
-impl Args {
-    fn new(dialect: Dialect, practice: i64) -> Self {
+impl<'s> Args<'s> {
+    fn new(dialect: Dialect, practice: i64, sees: &'s Sees) -> Self {
         Args {
             dialect,
             values: vec![Arg::Int(practice)],
+            sees,
+        }
+    }
+
+    /// ` AND <condition>` hiding from the current row `alias` what the
+    /// context may not see (access.rs): a restricted entry, unless the
+    /// user holds an unexpired break-glass grant for its patient. Empty
+    /// when the context sees everything.
+    fn visible(&mut self, alias: &str) -> String {
+        match self.sees {
+            Sees::All => String::new(),
+            Sees::Unrestricted { user: None, .. } => format!(" AND {alias}.restricted IS NULL"),
+            Sees::Unrestricted {
+                user: Some(user),
+                now,
+            } => {
+                let (pr, user, now) = (
+                    self.practice(),
+                    self.bind(user.clone()),
+                    self.bind(now.millis()),
+                );
+                format!(
+                    " AND ({alias}.restricted IS NULL OR {alias}.restricted IN (SELECT g.patient FROM break_glass g WHERE g.practice = {pr} AND g.user_id = {user} AND g.expires > {now}))"
+                )
+            }
         }
     }
 
@@ -183,7 +211,7 @@ fn unsupported(what: String) -> StoreError {
 /// The condition one value puts on index row `i` (search.html#prefix for
 /// ranges: the row's range against the value's).
 fn value_sql(
-    a: &mut Args,
+    a: &mut Args<'_>,
     i: &str,
     kind: ParamKind,
     modifier: Modifier,
@@ -326,7 +354,7 @@ fn value_sql(
 
 /// search.html#number: the value's implicit range for `eq`/`ne`, the exact
 /// value for the ordering prefixes, ±10% for `ap`.
-fn number_sql(a: &mut Args, col: &str, n: &gp_fhir::search::NumberCriterion) -> String {
+fn number_sql(a: &mut Args<'_>, col: &str, n: &gp_fhir::search::NumberCriterion) -> String {
     match n.prefix {
         Prefix::Eq => format!(
             "({col} >= {} AND {col} < {})",
@@ -352,13 +380,13 @@ fn number_sql(a: &mut Args, col: &str, n: &gp_fhir::search::NumberCriterion) -> 
 /// Index rows of parameter `code` belonging to the row `alias`. The owner
 /// index is forced: probing one resource's few rows beats scanning every
 /// row with the value, which SQLite would otherwise often choose.
-fn owned(a: &mut Args, table: &str, i: &str, alias: &str, code: &str) -> String {
+fn owned(a: &mut Args<'_>, table: &str, i: &str, alias: &str, code: &str) -> String {
     let hint = a.hint(&format!("{table}_owner"));
     owned_by(a, table, i, alias, code, &hint)
 }
 
 /// As [`owned`], with the index left to SQLite (`""`) or forced.
-fn owned_by(a: &mut Args, table: &str, i: &str, alias: &str, code: &str, hint: &str) -> String {
+fn owned_by(a: &mut Args<'_>, table: &str, i: &str, alias: &str, code: &str, hint: &str) -> String {
     let pr = a.practice();
     format!(
         "{table} {i} {hint} WHERE {i}.practice = {pr} AND {i}.type = {alias}.type AND {i}.id = {alias}.id AND {i}.param = {}",
@@ -368,7 +396,7 @@ fn owned_by(a: &mut Args, table: &str, i: &str, alias: &str, code: &str, hint: &
 
 /// The condition of one parameter's values on index row `i`.
 fn param_ors(
-    a: &mut Args,
+    a: &mut Args<'_>,
     i: &str,
     kind: ParamKind,
     modifier: Modifier,
@@ -438,7 +466,11 @@ fn driver_rank(c: &Criterion) -> u8 {
 
 /// The most selective criterion as `c.id IN (SELECT id FROM <value index>)`,
 /// which SQLite runs first and then looks rows up by primary key.
-fn driver_sql(a: &mut Args, ty: ResourceType, c: &Criterion) -> Result<Option<String>, StoreError> {
+fn driver_sql(
+    a: &mut Args<'_>,
+    ty: ResourceType,
+    c: &Criterion,
+) -> Result<Option<String>, StoreError> {
     let tyarg = a.bind(ty.as_str().to_owned());
     let (pr, target) = (a.practice(), a.hint("idx_reference_target"));
     Ok(match c {
@@ -489,7 +521,7 @@ fn driver_sql(a: &mut Args, ty: ResourceType, c: &Criterion) -> Result<Option<St
 /// The condition a criterion puts on the current-version row `alias` of a
 /// resource of type `ty` (None for a whole-practice search).
 pub(crate) fn criterion_sql(
-    a: &mut Args,
+    a: &mut Args<'_>,
     alias: &str,
     ty: Option<ResourceType>,
     c: &Criterion,
@@ -623,8 +655,9 @@ pub(crate) fn criterion_sql(
             };
             let inner_sql = criterion_sql(a, &t, inner_ty, inner, depth + 1)?;
             let rows = owned(a, "idx_reference", &i, alias, code);
+            let visible = a.visible(&t);
             format!(
-                "EXISTS (SELECT 1 FROM {rows} AND {i}.target_type IN ({list}) AND EXISTS (SELECT 1 FROM resource_current {t} WHERE {t}.practice = {pr} AND {t}.type = {i}.target_type AND {t}.id = {i}.target_id AND NOT {t}.deleted AND {inner_sql}))",
+                "EXISTS (SELECT 1 FROM {rows} AND {i}.target_type IN ({list}) AND EXISTS (SELECT 1 FROM resource_current {t} WHERE {t}.practice = {pr} AND {t}.type = {i}.target_type AND {t}.id = {i}.target_id AND NOT {t}.deleted{visible} AND {inner_sql}))",
                 list = list.join(", ")
             )
         }
@@ -640,8 +673,9 @@ pub(crate) fn criterion_sql(
                 a.bind(source.as_str().to_owned()),
                 a.bind((*code).to_owned()),
             );
+            let visible = a.visible(&s);
             format!(
-                "EXISTS (SELECT 1 FROM idx_reference {i} {target} JOIN resource_current {s} ON {s}.practice = {pr} AND {s}.type = {i}.type AND {s}.id = {i}.id AND NOT {s}.deleted
+                "EXISTS (SELECT 1 FROM idx_reference {i} {target} JOIN resource_current {s} ON {s}.practice = {pr} AND {s}.type = {i}.type AND {s}.id = {i}.id AND NOT {s}.deleted{visible}
                  WHERE {i}.practice = {pr} AND {i}.type = {src} AND {i}.param = {code} AND {i}.target_type = {alias}.type AND {i}.target_id = {alias}.id AND {inner_sql})"
             )
         }
@@ -670,7 +704,7 @@ pub(crate) fn criterion_sql(
 
 /// A composite value: every component matched by rows of one group.
 fn composite_sql(
-    a: &mut Args,
+    a: &mut Args<'_>,
     alias: &str,
     ty: ResourceType,
     code: &str,
@@ -708,7 +742,7 @@ fn composite_sql(
 /// The value a resource sorts by for a parameter: its lowest value
 /// ascending, highest descending (search.html#sort); resources without one
 /// sort last either way.
-fn sort_expr(a: &mut Args, code: &str, kind: ParamKind, desc: bool) -> Option<String> {
+fn sort_expr(a: &mut Args<'_>, code: &str, kind: ParamKind, desc: bool) -> Option<String> {
     let (col, agg) = match kind {
         ParamKind::String => ("norm", if desc { "max" } else { "min" }),
         ParamKind::Token => ("code", if desc { "max" } else { "min" }),
@@ -727,6 +761,27 @@ fn sort_expr(a: &mut Args, code: &str, kind: ParamKind, desc: bool) -> Option<St
     Some(format!(
         "(SELECT {agg}(s.{col}) FROM {t} s {hint} WHERE s.practice = {pr} AND s.type = c.type AND s.id = c.id AND s.param = {p})"
     ))
+}
+
+/// The condition that keeps the versions of resources `sees` may not see
+/// out of a history statement on `resource_version` (unaliased): the
+/// resource's current row must not be a restricted one it may not see.
+/// The practice is placeholder 1, as in every statement; the condition's
+/// own arguments are numbered from `next`. Restricted rows are few and
+/// indexed apart (`resource_current_restricted`), so the set is cheap.
+pub fn visible_history(dialect: Dialect, sees: &Sees, next: usize) -> Option<(String, Vec<Arg>)> {
+    let mut a = Args::new(dialect, 0, sees);
+    // Placeholders `next`, `next + 1`... for what `visible` binds.
+    a.values.resize(next - 1, Arg::Int(0));
+    let visible = a.visible("h");
+    if visible.is_empty() {
+        return None;
+    }
+    let pr = a.practice();
+    let sql = format!(
+        "(type, id) NOT IN (SELECT h.type, h.id FROM resource_current h WHERE h.practice = {pr} AND h.restricted IS NOT NULL AND NOT (TRUE{visible}))"
+    );
+    Some((sql, a.values.split_off(next - 1)))
 }
 
 /// One statement and the values of its placeholders, in order.
@@ -749,12 +804,17 @@ pub struct Built {
 pub fn search(
     dialect: Dialect,
     practice: i64,
+    sees: &Sees,
     ty: Option<ResourceType>,
     q: &SearchQuery,
 ) -> Result<Built, StoreError> {
-    let mut a = Args::new(dialect, practice);
+    let mut a = Args::new(dialect, practice, sees);
     let pr = a.practice();
-    let mut wh = vec![format!("c.practice = {pr}"), "NOT c.deleted".to_owned()];
+    let visible = a.visible("c");
+    let mut wh = vec![
+        format!("c.practice = {pr}"),
+        format!("NOT c.deleted{visible}"),
+    ];
     match ty {
         Some(t) => wh.push(format!("c.type = {}", a.bind(t.as_str().to_owned()))),
         // A search across types covers the record, not its audit trail,

@@ -2,6 +2,7 @@
 //! statement binds the practice key as `?1`.
 
 use gp_fhir::Instant;
+use gp_store::access::Grant;
 use gp_store::accounts::{SessionRecord, UserRecord};
 use gp_store::{AccountsRead, AccountsWrite, StoreError};
 use rusqlite::{OptionalExtension, params};
@@ -40,6 +41,74 @@ pub(crate) const MIGRATION: &str = "
         practice INTEGER PRIMARY KEY REFERENCES practice(key),
         body TEXT NOT NULL
     );";
+
+/// Schema migration 9: restricted entries and break-glass grants
+/// (access.rs). `resource_current.restricted` is the patient a restricted
+/// current version belongs to (`''` for none), NULL when it is not
+/// restricted; [`backfill_restricted`] marks what was stored before.
+pub(crate) const RESTRICTED_MIGRATION: &str = "
+    ALTER TABLE resource_current ADD COLUMN restricted TEXT;
+    CREATE TABLE break_glass (
+        practice INTEGER NOT NULL REFERENCES practice(key),
+        user_id TEXT NOT NULL,
+        patient TEXT NOT NULL,
+        reason TEXT NOT NULL,
+        granted_at INTEGER NOT NULL,
+        expires INTEGER NOT NULL
+    );
+    CREATE INDEX break_glass_by_user ON break_glass (practice, user_id, patient, expires);
+    CREATE INDEX resource_current_restricted ON resource_current (practice, restricted)
+        WHERE restricted IS NOT NULL;";
+
+/// Marks the restricted current versions stored before migration 9.
+pub(crate) fn backfill_restricted(conn: &rusqlite::Connection) -> Result<(), StoreError> {
+    let found: Vec<(i64, String, String, Option<String>)> = {
+        let mut s = conn
+            .prepare(
+                "SELECT c.practice, c.type, c.id, v.body FROM resource_current c
+                 JOIN resource_version v ON v.rowid = c.vrow
+                 WHERE NOT c.deleted AND instr(v.body, CAST('v3-Confidentiality' AS BLOB)) > 0",
+            )
+            .map_err(db_err)?;
+        let rows = s
+            .query_map([], |r| {
+                let (ty, id): (String, String) = (r.get(1)?, r.get(2)?);
+                let body: Vec<u8> = r.get(3)?;
+                let restricted = gp_fhir::ResourceType::parse(&ty)
+                    .and_then(|t| gp_store::access::restriction(t, &id, &body));
+                Ok((r.get(0)?, ty, id, restricted))
+            })
+            .map_err(db_err)?;
+        rows.collect::<Result<_, _>>().map_err(db_err)?
+    };
+    for (practice, ty, id, restricted) in found.into_iter().filter(|f| f.3.is_some()) {
+        conn.execute(
+            "UPDATE resource_current SET restricted = ?4 WHERE practice = ?1 AND type = ?2 AND id = ?3",
+            params![practice, ty, id, restricted],
+        )
+        .map_err(db_err)?;
+    }
+    Ok(())
+}
+
+fn grant_rows(
+    s: &mut rusqlite::CachedStatement<'_>,
+    practice: i64,
+    user_id: &str,
+    now: Instant,
+) -> Result<Vec<Grant>, StoreError> {
+    let rows = s
+        .query_map(params![practice, user_id, now.millis()], |r| {
+            Ok(Grant {
+                user_id: user_id.to_owned(),
+                patient: r.get(0)?,
+                reason: r.get(1)?,
+                expires: Instant::from_millis(r.get(2)?),
+            })
+        })
+        .map_err(db_err)?;
+    rows.collect::<Result<_, _>>().map_err(db_err)
+}
 
 const USER_COLUMNS: &str =
     "id, username, name, password_hash, roles, practitioner, failed, locked_until";
@@ -121,6 +190,17 @@ impl AccountsRead for Scoped<'_> {
             .and_then(|mut s| s.query_row(params![self.practice], |r| r.get(0)).optional())
             .map_err(db_err)
     }
+
+    fn grants(&mut self, user_id: &str, now: Instant) -> Result<Vec<Grant>, StoreError> {
+        let mut s = self
+            .conn
+            .prepare_cached(
+                "SELECT patient, reason, expires FROM break_glass
+                 WHERE practice = ?1 AND user_id = ?2 AND expires > ?3 ORDER BY expires",
+            )
+            .map_err(db_err)?;
+        grant_rows(&mut s, self.practice, user_id, now)
+    }
 }
 
 impl AccountsRead for ScopedWrite<'_> {
@@ -138,6 +218,9 @@ impl AccountsRead for ScopedWrite<'_> {
     }
     fn policy(&mut self) -> Result<Option<String>, StoreError> {
         self.read.policy()
+    }
+    fn grants(&mut self, user_id: &str, now: Instant) -> Result<Vec<Grant>, StoreError> {
+        self.read.grants(user_id, now)
     }
 }
 
@@ -211,6 +294,27 @@ impl AccountsWrite for ScopedWrite<'_> {
                  ON CONFLICT (practice) DO UPDATE SET body = excluded.body",
             )
             .and_then(|mut s| s.execute(params![self.read.practice, policy]))
+            .map(drop)
+            .map_err(db_err)
+    }
+
+    fn put_grant(&mut self, g: &Grant) -> Result<(), StoreError> {
+        self.read
+            .conn
+            .prepare_cached(
+                "INSERT INTO break_glass (practice, user_id, patient, reason, granted_at, expires)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            )
+            .and_then(|mut s| {
+                s.execute(params![
+                    self.read.practice,
+                    g.user_id,
+                    g.patient,
+                    g.reason,
+                    Instant::now().millis(),
+                    g.expires.millis(),
+                ])
+            })
             .map(drop)
             .map_err(db_err)
     }

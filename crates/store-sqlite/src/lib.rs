@@ -160,6 +160,7 @@ impl Backend for SqliteBackend {
             let mut tx = scoped::Scoped {
                 conn: c,
                 practice: ctx.practice.key,
+                sees: ctx.sees(),
             };
             let out = job(&mut tx);
             let _ = c.execute_batch("COMMIT");

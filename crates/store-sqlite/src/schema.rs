@@ -109,7 +109,13 @@ const MIGRATIONS: &[&str] = &[
     crate::accounts::MIGRATION,
     // 8: the audit chain, and append-only AuditEvents.
     crate::audit::MIGRATION,
+    // 9: restricted entries and break-glass grants.
+    crate::accounts::RESTRICTED_MIGRATION,
 ];
+
+/// The migration adding `resource_current.restricted`, after which the
+/// rows stored before it are marked in Rust (`accounts::backfill_restricted`).
+const RESTRICTED_AT: usize = 9;
 
 pub(crate) fn migrate(conn: &Connection) -> Result<(), StoreError> {
     let current: usize = conn
@@ -131,6 +137,9 @@ pub(crate) fn migrate(conn: &Connection) -> Result<(), StoreError> {
             )));
         }
         tracing::info!(version, "applied schema migration");
+        if version == RESTRICTED_AT {
+            crate::accounts::backfill_restricted(conn)?;
+        }
     }
     Ok(())
 }

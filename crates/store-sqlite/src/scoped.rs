@@ -4,6 +4,7 @@
 use bytes::Bytes;
 use gp_fhir::search::SearchQuery;
 use gp_fhir::{Instant, ResourceType};
+use gp_store::access::Sees;
 use gp_store::audit::{AuditLink, StoredLink};
 use gp_store::{
     HistoryPage, HistoryQuery, HistoryScope, NewVersion, ReadTx, SearchPage, StoreError,
@@ -19,6 +20,8 @@ pub(crate) struct Scoped<'c> {
     pub conn: &'c Connection,
     /// The practice every statement is filtered by.
     pub practice: i64,
+    /// Which restricted entries the context sees.
+    pub sees: Sees,
 }
 
 /// The writer's view: a scoped connection inside the open transaction, plus
@@ -64,6 +67,10 @@ pub(crate) fn full_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<StoredVersio
 }
 
 impl ReadTx for Scoped<'_> {
+    fn sees(&self) -> &Sees {
+        &self.sees
+    }
+
     fn latest(&mut self, ty: ResourceType, id: &str) -> Result<Option<StoredVersion>, StoreError> {
         let mut s = self
             .conn
@@ -106,7 +113,7 @@ impl ReadTx for Scoped<'_> {
         ty: Option<ResourceType>,
         q: &SearchQuery,
     ) -> Result<SearchPage, StoreError> {
-        crate::search::search(self.conn, self.practice, ty, q)
+        crate::search::search(self.conn, self.practice, &self.sees, ty, q)
     }
 
     fn references(
@@ -258,6 +265,12 @@ impl ReadTx for Scoped<'_> {
             args.push(SqlValue::Integer(since.millis()));
             wh.push(format!("last_updated >= ?{}", args.len()));
         }
+        if let Some((sql, more)) =
+            gp_store_sql::visible_history(gp_store_sql::Dialect::Sqlite, &self.sees, args.len() + 1)
+        {
+            args.extend(more.iter().map(crate::search::value));
+            wh.push(sql);
+        }
         let where_sql = wh.join(" AND ");
         let total: i64 = self
             .conn
@@ -288,6 +301,9 @@ impl ReadTx for Scoped<'_> {
 }
 
 impl ReadTx for ScopedWrite<'_> {
+    fn sees(&self) -> &Sees {
+        self.read.sees()
+    }
     fn latest(&mut self, ty: ResourceType, id: &str) -> Result<Option<StoredVersion>, StoreError> {
         self.read.latest(ty, id)
     }
@@ -391,13 +407,13 @@ impl WriteTx for ScopedWrite<'_> {
         })?;
         let vrow = conn.last_insert_rowid();
         conn.prepare_cached(
-            "INSERT INTO resource_current (practice, type, id, version, last_updated, deleted, vrow)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
+            "INSERT INTO resource_current (practice, type, id, version, last_updated, deleted, vrow, restricted)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
              ON CONFLICT (practice, type, id) DO UPDATE SET
                version = excluded.version, last_updated = excluded.last_updated,
-               deleted = excluded.deleted, vrow = excluded.vrow",
+               deleted = excluded.deleted, vrow = excluded.vrow, restricted = excluded.restricted",
         )
-        .and_then(|mut s| s.execute(params![practice, v.resource_type.as_str(), v.id, v.version as i64, v.last_updated.millis(), v.deleted as i64, vrow]))
+        .and_then(|mut s| s.execute(params![practice, v.resource_type.as_str(), v.id, v.version as i64, v.last_updated.millis(), v.deleted as i64, vrow, v.restricted]))
         .map_err(db_err)?;
         crate::index::replace(
             conn,

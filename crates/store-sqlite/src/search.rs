@@ -2,6 +2,7 @@
 
 use gp_fhir::ResourceType;
 use gp_fhir::search::SearchQuery;
+use gp_store::access::Sees;
 use gp_store::{SearchPage, StoreError};
 use gp_store_sql::{Arg, Dialect};
 use rusqlite::types::Value as SqlValue;
@@ -10,7 +11,7 @@ use rusqlite::{Connection, params_from_iter};
 use crate::db_err;
 use crate::scoped::full_row;
 
-fn value(a: &Arg) -> SqlValue {
+pub(crate) fn value(a: &Arg) -> SqlValue {
     match a {
         Arg::Int(v) => SqlValue::Integer(*v),
         Arg::Real(v) => SqlValue::Real(*v),
@@ -22,10 +23,11 @@ fn value(a: &Arg) -> SqlValue {
 pub(crate) fn search(
     conn: &Connection,
     practice: i64,
+    sees: &Sees,
     ty: Option<ResourceType>,
     q: &SearchQuery,
 ) -> Result<SearchPage, StoreError> {
-    let built = gp_store_sql::search(Dialect::Sqlite, practice, ty, q)?;
+    let built = gp_store_sql::search(Dialect::Sqlite, practice, sees, ty, q)?;
     let total = match &built.total {
         None => None,
         Some(st) => {

@@ -13,6 +13,7 @@ use rusqlite::{Connection, OptionalExtension, params};
 use crate::db_err;
 use crate::scoped::{Scoped, ScopedWrite};
 use crate::terminology::{LoadMsg, SqliteLoad};
+use gp_store::access::Sees;
 
 /// The most jobs one commit carries; bounds the latency a job can add to
 /// the others in its group.
@@ -22,6 +23,7 @@ enum Msg {
     Job {
         practice: i64,
         author: String,
+        sees: Sees,
         job: Box<dyn WriteJob>,
     },
     EnsurePractice {
@@ -95,6 +97,7 @@ impl Writer {
         let msg = Msg::Job {
             practice: ctx.practice.key,
             author: ctx.actor.id().to_owned(),
+            sees: ctx.sees(),
             job,
         };
         if let Err(Msg::Job { job, .. }) = self.send(msg) {
@@ -201,8 +204,9 @@ fn run(conn: Connection, rx: Receiver<Msg>, counters: &Counters) {
                 Msg::Job {
                     practice,
                     author,
+                    sees,
                     job,
-                } => jobs.push((practice, author, job)),
+                } => jobs.push((practice, author, sees, job)),
                 Msg::EnsurePractice {
                     ods,
                     name,
@@ -243,8 +247,9 @@ fn run(conn: Connection, rx: Receiver<Msg>, counters: &Counters) {
                     Msg::Job {
                         practice,
                         author,
+                        sees,
                         job,
-                    } => Some((practice, author, job)),
+                    } => Some((practice, author, sees, job)),
                     _ => None,
                 })
                 .collect();
@@ -264,20 +269,20 @@ fn run(conn: Connection, rx: Receiver<Msg>, counters: &Counters) {
 /// tells each job the outcome only after the commit is durable.
 fn commit_group(
     conn: &Connection,
-    jobs: Vec<(i64, String, Box<dyn WriteJob>)>,
+    jobs: Vec<(i64, String, Sees, Box<dyn WriteJob>)>,
     clock: &mut i64,
     counters: &Counters,
 ) {
     if let Err(e) = conn.execute_batch("BEGIN IMMEDIATE") {
         let msg = e.to_string();
-        for (_, _, job) in jobs {
+        for (_, _, _, job) in jobs {
             job.finish(Err(StoreError::Backend(msg.clone())));
         }
         return;
     }
     let mut done = Vec::with_capacity(jobs.len());
     let mut broken: Option<String> = None;
-    for (practice, author, mut job) in jobs {
+    for (practice, author, sees, mut job) in jobs {
         if broken.is_some() {
             done.push(job);
             continue;
@@ -290,7 +295,11 @@ fn commit_group(
         let saved_clock = *clock;
         let keep = {
             let mut tx = ScopedWrite {
-                read: Scoped { conn, practice },
+                read: Scoped {
+                    conn,
+                    practice,
+                    sees,
+                },
                 author: &author,
                 clock,
             };

@@ -33,10 +33,13 @@ pub enum Activity {
     AdministerUsers,
     /// Read the audit trail.
     ViewAudit,
+    /// See entries marked restricted (`meta.security` R or V); others see
+    /// them only by breaking the glass ([`Sees`]).
+    ViewRestricted,
 }
 
 impl Activity {
-    pub const ALL: [Activity; 8] = [
+    pub const ALL: [Activity; 9] = [
         Activity::ViewDemographics,
         Activity::ViewRecord,
         Activity::AmendDemographics,
@@ -45,6 +48,7 @@ impl Activity {
         Activity::ManageAppointments,
         Activity::AdministerUsers,
         Activity::ViewAudit,
+        Activity::ViewRestricted,
     ];
 
     /// The name used in policy files.
@@ -58,6 +62,7 @@ impl Activity {
             Activity::ManageAppointments => "manage-appointments",
             Activity::AdministerUsers => "administer-users",
             Activity::ViewAudit => "view-audit",
+            Activity::ViewRestricted => "view-restricted",
         }
     }
 
@@ -121,6 +126,62 @@ pub fn read_activity(ty: Option<ResourceType>) -> Activity {
 /// The activity writing a resource of `ty` needs; `None` when no role may.
 pub fn write_activity(ty: ResourceType) -> Option<Activity> {
     group(ty).1
+}
+
+/// The code system of `meta.security` confidentiality labels.
+pub const CONFIDENTIALITY: &str = "http://terminology.hl7.org/CodeSystem/v3-Confidentiality";
+
+/// How long a break-glass grant lasts.
+pub const BREAK_GLASS_MINUTES: i64 = 60;
+
+/// Whether a stored resource is restricted (`meta.security` carries the
+/// confidentiality code `R` restricted or `V` very restricted), and if so
+/// the patient whose record it belongs to (`""` when none), which is what
+/// a break-glass grant opens. Stored with the current row
+/// (`resource_current.restricted`) so that searches filter on it.
+pub fn restriction(ty: ResourceType, id: &str, body: &[u8]) -> Option<String> {
+    // Most bodies carry no confidentiality label: no parse for them.
+    if !body.windows(18).any(|w| w == b"v3-Confidentiality") {
+        return None;
+    }
+    let v: serde_json::Value = serde_json::from_slice(body).ok()?;
+    let labels = v.get("meta")?.get("security")?.as_array()?;
+    let restricted = labels.iter().any(|c| {
+        c.get("system").and_then(|s| s.as_str()) == Some(CONFIDENTIALITY)
+            && matches!(c.get("code").and_then(|s| s.as_str()), Some("R" | "V"))
+    });
+    restricted.then(|| {
+        crate::audit::patients_of(ty, id, body)
+            .into_iter()
+            .next()
+            .unwrap_or_default()
+    })
+}
+
+/// Which restricted entries a context sees; every backend transaction
+/// carries one ([`crate::ReadTx::sees`]) and applies it inside its queries.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Sees {
+    /// Everything: the view-restricted activity, or the server itself.
+    All,
+    /// Unrestricted entries, and the restricted entries of the patients
+    /// `user` holds an unexpired break-glass grant for at `now`.
+    Unrestricted {
+        /// The account whose grants count; `None` when the role cannot
+        /// break the glass (no view-record activity).
+        user: Option<String>,
+        now: Instant,
+    },
+}
+
+/// A break-glass grant: `user` may see `patient`'s restricted entries
+/// until `expires`, for the recorded reason.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Grant {
+    pub user_id: String,
+    pub patient: String,
+    pub reason: String,
+    pub expires: Instant,
 }
 
 /// Roles to activities.

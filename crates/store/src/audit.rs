@@ -111,6 +111,9 @@ impl Outcome {
             StoreError::Backend(_) | StoreError::Unavailable => {
                 Outcome::Serious("the server could not complete the request".into())
             }
+            StoreError::Restricted(what) => {
+                Outcome::Minor(format!("refused: {what} is a restricted entry"))
+            }
             other => Outcome::Minor(other.to_string()),
         }
     }
@@ -145,6 +148,9 @@ pub struct Event {
     query: Option<String>,
     /// The user name a sign-in was attempted with, when no account matched.
     attempted_username: Option<String>,
+    /// Set for an access under a break-glass override (purposeOfEvent
+    /// `BTG`), with the reason given when the glass was broken.
+    break_glass: Option<String>,
 }
 
 /// How many resources one event lists; a larger page lists its patients
@@ -160,6 +166,28 @@ impl Event {
             patients: BTreeSet::new(),
             query: None,
             attempted_username: None,
+            break_glass: None,
+        }
+    }
+
+    /// Marks the event as an access under a break-glass override, with the
+    /// reason (empty when the event does not repeat it).
+    pub fn break_glass(mut self, reason: &str) -> Self {
+        self.break_glass = Some(reason.to_owned());
+        self
+    }
+
+    /// Marks the event as a break-glass access when `ctx` sees restricted
+    /// entries only by a grant and one of `served` is restricted.
+    pub(crate) fn mark_override<'a>(
+        &mut self,
+        ctx: &Ctx,
+        mut served: impl Iterator<Item = &'a StoredVersion>,
+    ) {
+        if ctx.sees() != crate::access::Sees::All
+            && served.any(|v| crate::access::restriction(v.resource_type, &v.id, &v.body).is_some())
+        {
+            self.break_glass.get_or_insert_with(String::new);
         }
     }
 
@@ -297,6 +325,13 @@ impl Event {
         }
         if let Some(d) = desc {
             ev.insert("outcomeDesc".into(), json!(d));
+        }
+        if let Some(reason) = &self.break_glass {
+            let mut btg = json!({"coding": [{"system": "http://terminology.hl7.org/CodeSystem/v3-ActReason", "code": "BTG", "display": "break the glass"}]});
+            if !reason.is_empty() {
+                btg["text"] = json!(reason);
+            }
+            ev.insert("purposeOfEvent".into(), json!([btg]));
         }
         if !entities.is_empty() {
             ev.insert("entity".into(), Value::Array(entities));

@@ -6,6 +6,7 @@ use bytes::Bytes;
 use gp_fhir::search::SearchQuery;
 use gp_fhir::{Instant, OdsCode, ResourceType};
 
+use crate::access::{Grant, Sees};
 use crate::accounts::{SessionRecord, UserRecord};
 use crate::audit::{AuditLink, StoredLink};
 use crate::{Actor, Ctx, Practice, StoreError};
@@ -38,6 +39,9 @@ pub struct NewVersion {
     /// Who wrote it, when that is not the acting user: a version carried
     /// over by a migration keeps its original author.
     pub author: Option<String>,
+    /// [`crate::access::restriction`] of the version (a deletion keeps its
+    /// predecessor's): stored on the current row, for searches to filter.
+    pub restricted: Option<String>,
 }
 
 /// A version as a migration reads it: with its author and its position in
@@ -90,6 +94,11 @@ pub struct HistoryPage {
 
 /// Reads within one practice, inside one consistent snapshot.
 pub trait ReadTx: AccountsRead {
+    /// Which restricted entries the transaction's context sees
+    /// ([`Ctx::sees`], taken when the transaction began): `search` and
+    /// `history` leave the others out inside their queries; the engine
+    /// checks what `latest` and `version` return against it.
+    fn sees(&self) -> &Sees;
     /// The latest version (possibly a deletion) of a resource.
     fn latest(&mut self, ty: ResourceType, id: &str) -> Result<Option<StoredVersion>, StoreError>;
     /// A specific version.
@@ -178,6 +187,8 @@ pub trait AccountsRead {
     fn session(&mut self, token_hash: &str) -> Result<Option<SessionRecord>, StoreError>;
     /// The practice's own policy file, if it has stored one.
     fn policy(&mut self) -> Result<Option<String>, StoreError>;
+    /// The user's break-glass grants unexpired at `now`.
+    fn grants(&mut self, user_id: &str, now: Instant) -> Result<Vec<Grant>, StoreError>;
 }
 
 /// Writes of accounts, sessions and policy, in the writer's transaction.
@@ -188,6 +199,8 @@ pub trait AccountsWrite {
     /// Revokes one session of the user (by token hash), or all of them.
     fn revoke_sessions(&mut self, user_id: &str, only: Option<&str>) -> Result<(), StoreError>;
     fn put_policy(&mut self, policy: &str) -> Result<(), StoreError>;
+    /// Records a break-glass grant.
+    fn put_grant(&mut self, grant: &Grant) -> Result<(), StoreError>;
 }
 
 /// Writes within one practice, inside the writer's transaction.

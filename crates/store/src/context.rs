@@ -3,7 +3,7 @@
 use gp_fhir::OdsCode;
 
 use crate::StoreError;
-use crate::access::{Access, Activities, Activity, SignedIn};
+use crate::access::{Access, Activities, Activity, Sees, SignedIn};
 
 /// A practice (the tenant). Obtained only from a backend, so that its
 /// storage key is always one the backend issued.
@@ -110,6 +110,24 @@ impl Ctx {
             "the role {role} does not allow the activity '{}'",
             activity.code()
         )))
+    }
+
+    /// Which restricted entries this context sees (access.rs): all with
+    /// the view-restricted activity, else the unrestricted ones and those
+    /// of patients the user broke the glass for (view-record roles only).
+    pub fn sees(&self) -> Sees {
+        if self.allows(Activity::ViewRestricted) {
+            return Sees::All;
+        }
+        Sees::Unrestricted {
+            user: self
+                .access
+                .user
+                .as_ref()
+                .filter(|_| self.allows(Activity::ViewRecord))
+                .map(|u| u.user_id.clone()),
+            now: gp_fhir::Instant::now(),
+        }
     }
 
     /// Whether the role allows `activity`.

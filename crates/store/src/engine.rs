@@ -12,7 +12,7 @@ use gp_fhir::search::{self, SearchQuery, Total};
 use gp_fhir::{Id, IssueType, OdsCode, Resource, ResourceType};
 use tokio::sync::oneshot;
 
-use crate::access::{read_activity, write_activity};
+use crate::access::{Sees, read_activity, restriction, write_activity};
 use crate::audit::Event;
 use crate::backend::{
     Backend, HistoryPage, HistoryQuery, HistoryScope, NewVersion, ReadTx, SearchPage,
@@ -117,6 +117,7 @@ pub(crate) fn search_in(
             }
             if let Some(v) = tx.latest(key.0, &key.1)?
                 && !v.deleted
+                && shown(tx, &v)?
             {
                 included.push(v);
                 next.push(key);
@@ -334,7 +335,9 @@ impl Store {
         self.allow(ctx, read_activity(Some(ty)), &event)?;
         self.audit_barrier_for(ctx, Some(ty)).await?;
         let out = self.read_in(ctx, move |tx| read_in(tx, ty, &id)).await;
-        self.audit(ctx, event.with_result(&out, Event::resource));
+        let mut event = event.with_result(&out, Event::resource);
+        event.mark_override(ctx, out.iter());
+        self.audit(ctx, event);
         out
     }
 
@@ -351,7 +354,9 @@ impl Store {
         let out = self
             .read_in(ctx, move |tx| vread_in(tx, ty, &id, version))
             .await;
-        self.audit(ctx, event.with_result(&out, Event::resource));
+        let mut event = event.with_result(&out, Event::resource);
+        event.mark_override(ctx, out.iter());
+        self.audit(ctx, event);
         out
     }
 
@@ -400,12 +405,9 @@ impl Store {
         self.audit(
             ctx,
             event.with_result(&out, |ev, found| {
-                found
-                    .page
-                    .entries
-                    .iter()
-                    .chain(&found.included)
-                    .for_each(|v| ev.resource(v))
+                let served = || found.page.entries.iter().chain(&found.included);
+                served().for_each(|v| ev.resource(v));
+                ev.mark_override(ctx, served());
             }),
         );
         out
@@ -509,7 +511,8 @@ impl Store {
         self.audit(
             ctx,
             event.with_result(&out, |ev, page| {
-                page.entries.iter().for_each(|v| ev.resource(v))
+                page.entries.iter().for_each(|v| ev.resource(v));
+                ev.mark_override(ctx, page.entries.iter());
             }),
         );
         out
@@ -946,6 +949,7 @@ pub(crate) fn read_in(
 ) -> Result<StoredVersion, StoreError> {
     match tx.latest(ty, id.as_str())? {
         None => Err(StoreError::NotFound(format!("{ty}/{id} is not known"))),
+        Some(v) if !shown(tx, &v)? => Err(StoreError::Restricted(format!("{ty}/{id}"))),
         Some(v) if v.deleted => Err(StoreError::Gone {
             what: format!("{ty}/{id}"),
             version: v.version,
@@ -961,10 +965,17 @@ pub(crate) fn vread_in(
     id: &Id,
     version: u64,
 ) -> Result<StoredVersion, StoreError> {
+    // A restricted entry hides all its versions, as its history does.
+    if let Some(current) = tx.latest(ty, id.as_str())?
+        && !shown(tx, &current)?
+    {
+        return Err(StoreError::Restricted(format!("{ty}/{id}")));
+    }
     match tx.version(ty, id.as_str(), version)? {
         None => Err(StoreError::NotFound(format!(
             "{ty}/{id} has no version {version}"
         ))),
+        Some(v) if !shown(tx, &v)? => Err(StoreError::Restricted(format!("{ty}/{id}"))),
         Some(v) if v.deleted => Err(StoreError::Gone {
             what: format!("{ty}/{id} version {version}"),
             version,
@@ -979,12 +990,50 @@ fn history_in(
     scope: &HistoryScope,
     query: &HistoryQuery,
 ) -> Result<HistoryPage, StoreError> {
-    if let HistoryScope::Instance(ty, id) = scope
-        && tx.latest(*ty, id)?.is_none()
-    {
-        return Err(StoreError::NotFound(format!("{ty}/{id} is not known")));
+    if let HistoryScope::Instance(ty, id) = scope {
+        match tx.latest(*ty, id)? {
+            None => return Err(StoreError::NotFound(format!("{ty}/{id} is not known"))),
+            Some(v) if !shown(tx, &v)? => {
+                return Err(StoreError::Restricted(format!("{ty}/{id}")));
+            }
+            Some(_) => {}
+        }
     }
-    tx.history(scope, query)
+    // The statement leaves out resources whose current version the context
+    // may not see; a version restricted once but not now is left out here.
+    let mut page = tx.history(scope, query)?;
+    let mut kept = Vec::with_capacity(page.entries.len());
+    for v in std::mem::take(&mut page.entries) {
+        if shown(tx, &v)? {
+            kept.push(v);
+        }
+    }
+    page.entries = kept;
+    Ok(page)
+}
+
+/// Whether the transaction's context may see `v` ([`ReadTx::sees`]): an
+/// unrestricted version always; a restricted one with the view-restricted
+/// activity or an unexpired break-glass grant for its patient. A deletion
+/// is judged by the version it deleted.
+pub(crate) fn shown(tx: &mut dyn ReadTx, v: &StoredVersion) -> Result<bool, StoreError> {
+    let user = match tx.sees() {
+        Sees::All => return Ok(true),
+        Sees::Unrestricted { user, now } => user.clone().map(|u| (u, *now)),
+    };
+    let restricted = if v.deleted && v.version > 1 {
+        tx.version(v.resource_type, &v.id, v.version - 1)?
+            .and_then(|p| restriction(p.resource_type, &p.id, &p.body))
+    } else {
+        restriction(v.resource_type, &v.id, &v.body)
+    };
+    let Some(patient) = restricted else {
+        return Ok(true);
+    };
+    match user {
+        None => Ok(false),
+        Some((user, now)) => Ok(tx.grants(&user, now)?.iter().any(|g| g.patient == patient)),
+    }
 }
 
 /// Finds the resources a conditional operation's criteria match (at most
@@ -1030,6 +1079,7 @@ pub(crate) fn write_version(
         version,
         last_updated: now,
         deleted: false,
+        restricted: restriction(ty, id.as_str(), &body),
         body: body.clone(),
         index: std::mem::take(&mut resource.index),
         author: None,
@@ -1130,6 +1180,11 @@ pub(crate) fn update_in(
 ) -> Result<WriteOutcome, StoreError> {
     check_body(&resource, ty, Some(id))?;
     let current = tx.latest(ty, id.as_str())?;
+    if let Some(c) = &current
+        && !shown(tx, c)?
+    {
+        return Err(StoreError::Restricted(format!("{ty}/{id}")));
+    }
     if let Some(expected) = pre.if_match {
         match &current {
             Some(c) if !c.deleted && c.version == expected => {}
@@ -1240,6 +1295,7 @@ pub(crate) fn delete_in(
 ) -> Result<DeleteOutcome, StoreError> {
     match tx.latest(ty, id.as_str())? {
         None => Ok(DeleteOutcome::NothingToDelete),
+        Some(c) if !shown(tx, &c)? => Err(StoreError::Restricted(format!("{ty}/{id}"))),
         Some(c) if c.deleted => Ok(DeleteOutcome::NothingToDelete),
         Some(c) => {
             let version = c.version + 1;
@@ -1253,6 +1309,9 @@ pub(crate) fn delete_in(
                 body: Vec::new(),
                 index: Vec::new(),
                 author: None,
+                // The deletion of a restricted entry stays restricted, so
+                // that its history stays hidden too.
+                restricted: restriction(ty, id.as_str(), &c.body),
             })?;
             Ok(DeleteOutcome::Deleted { version })
         }

@@ -9,6 +9,11 @@ pub enum StoreError {
     /// practice's, which must look the same).
     #[error("{0}")]
     NotFound(String),
+    /// A restricted entry (`Type/id`) the context may not see (access.rs):
+    /// answered exactly as an unknown resource (404, same words), but
+    /// recorded in the audit trail as a refusal.
+    #[error("{0} is not known")]
+    Restricted(String),
     /// The resource exists but its latest version is a deletion.
     #[error("{what} was deleted")]
     Gone {

@@ -23,6 +23,7 @@ mod codes;
 mod context;
 mod engine;
 mod error;
+mod glass;
 pub mod render;
 mod target;
 mod terminology;

@@ -37,6 +37,7 @@ impl WebError {
             StoreError::Unauthorized(_) => WebError::SignIn { htmx },
             StoreError::Forbidden(m) => WebError::Forbidden(m),
             StoreError::NotFound(m) => WebError::NotFound(m),
+            e @ StoreError::Restricted(_) => WebError::NotFound(e.to_string()),
             StoreError::Gone { .. } => WebError::NotFound("this record has been deleted".into()),
             StoreError::BadRequest(o) | StoreError::Unprocessable(o) => {
                 WebError::BadInput(outcome_text(&o))

@@ -15,6 +15,7 @@ mod concurrency;
 mod crash;
 mod demo;
 mod dmd;
+mod matrix;
 mod migrate;
 mod modifiers;
 mod pg;

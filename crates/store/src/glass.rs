@@ -1,0 +1,84 @@
+//! Breaking the glass (access.rs): a user whose role may read the record
+//! but not restricted entries gives a reason and, for
+//! [`BREAK_GLASS_MINUTES`], sees one patient's restricted entries. The grant
+//! is stored (it outlives a restart) and its AuditEvent, written in the
+//! same transaction, carries the reason as purposeOfEvent `BTG`; every
+//! access that then serves a restricted entry is marked `BTG` too.
+
+use gp_fhir::{Id, Instant, IssueType, ResourceType};
+
+use crate::access::{Activity, BREAK_GLASS_MINUTES, Grant, Sees};
+use crate::audit::Event;
+use crate::{Ctx, Store, StoreError};
+
+/// The longest reason kept, in characters.
+const MAX_REASON: usize = 1000;
+
+impl Store {
+    /// Grants the signed-in user `patient`'s restricted entries for
+    /// [`BREAK_GLASS_MINUTES`], for `reason` (required). Needs the
+    /// view-record activity; a role that sees restricted entries anyway
+    /// needs no grant and is told so (400).
+    pub async fn break_glass(
+        &self,
+        ctx: &Ctx,
+        patient: Id,
+        reason: &str,
+    ) -> Result<Grant, StoreError> {
+        let ty = ResourceType::parse("Patient").ok_or(StoreError::Unavailable)?;
+        let reason = reason.trim().to_owned();
+        let event = Event::rest("operation")
+            .target(ty, patient.as_str())
+            .break_glass(&reason);
+        self.allow(ctx, Activity::ViewRecord, &event)?;
+        let refuse = |e: StoreError| {
+            self.audit(ctx, event.clone().failed(&e));
+            Err(e)
+        };
+        let Some(user) = ctx.access.user.as_ref().map(|u| u.user_id.clone()) else {
+            return refuse(StoreError::Forbidden(
+                "breaking the glass needs a signed-in user".into(),
+            ));
+        };
+        if ctx.sees() == Sees::All {
+            return refuse(StoreError::bad_request(
+                IssueType::BusinessRule,
+                "your role already sees restricted entries: there is no glass to break",
+            ));
+        }
+        if reason.is_empty() || reason.chars().count() > MAX_REASON {
+            return refuse(StoreError::bad_request(
+                IssueType::Required,
+                format!("breaking the glass needs a reason (1 to {MAX_REASON} characters)"),
+            ));
+        }
+        let grant = Grant {
+            user_id: user,
+            patient: patient.to_string(),
+            reason,
+            expires: Instant::from_millis(Instant::now().millis() + BREAK_GLASS_MINUTES * 60_000),
+        };
+        self.write_audited(ctx, event, move |tx, _| {
+            match tx.latest(ty, patient.as_str())? {
+                Some(p) if !p.deleted => {}
+                _ => {
+                    return Err(StoreError::NotFound(format!(
+                        "Patient/{patient} is not known"
+                    )));
+                }
+            }
+            tx.put_grant(&grant)?;
+            Ok(grant)
+        })
+        .await
+    }
+
+    /// The signed-in user's unexpired break-glass grants.
+    pub async fn grants(&self, ctx: &Ctx) -> Result<Vec<Grant>, StoreError> {
+        let Some(user) = ctx.access.user.as_ref().map(|u| u.user_id.clone()) else {
+            return Ok(Vec::new());
+        };
+        self.read_in(ctx, move |tx| tx.grants(&user, Instant::now()))
+            .await
+    }
+}
