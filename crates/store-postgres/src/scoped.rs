@@ -88,6 +88,18 @@ impl ReadTx for Scoped<'_> {
         &self.sees
     }
 
+    fn restricted_count(&mut self, patient: &str) -> Result<u64, StoreError> {
+        self.conn
+            .query_one(
+                "SELECT count(*) FROM resource_current
+                 WHERE practice = $1 AND restricted = $2 AND NOT deleted",
+                &[&self.practice, &patient],
+            )
+            .and_then(|r| r.try_get::<_, i64>(0))
+            .map(|n| n as u64)
+            .map_err(db_err)
+    }
+
     fn latest(&mut self, ty: ResourceType, id: &str) -> Result<Option<StoredVersion>, StoreError> {
         let sql = if self.for_update {
             LATEST_FOR_UPDATE

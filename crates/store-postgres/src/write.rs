@@ -178,6 +178,10 @@ impl ReadTx for ScopedWrite<'_> {
     fn sees(&self) -> &gp_store::access::Sees {
         self.read.sees()
     }
+    fn restricted_count(&mut self, patient: &str) -> Result<u64, StoreError> {
+        self.flush()?;
+        self.read.restricted_count(patient)
+    }
     fn latest(&mut self, ty: ResourceType, id: &str) -> Result<Option<StoredVersion>, StoreError> {
         self.flush()?;
         self.read.latest(ty, id)

@@ -71,6 +71,17 @@ impl ReadTx for Scoped<'_> {
         &self.sees
     }
 
+    fn restricted_count(&mut self, patient: &str) -> Result<u64, StoreError> {
+        self.conn
+            .prepare_cached(
+                "SELECT count(*) FROM resource_current INDEXED BY resource_current_restricted
+                 WHERE practice = ?1 AND restricted = ?2 AND NOT deleted",
+            )
+            .and_then(|mut s| s.query_row(params![self.practice, patient], |r| r.get::<_, i64>(0)))
+            .map(|n| n as u64)
+            .map_err(db_err)
+    }
+
     fn latest(&mut self, ty: ResourceType, id: &str) -> Result<Option<StoredVersion>, StoreError> {
         let mut s = self
             .conn
@@ -303,6 +314,9 @@ impl ReadTx for Scoped<'_> {
 impl ReadTx for ScopedWrite<'_> {
     fn sees(&self) -> &Sees {
         self.read.sees()
+    }
+    fn restricted_count(&mut self, patient: &str) -> Result<u64, StoreError> {
+        self.read.restricted_count(patient)
     }
     fn latest(&mut self, ty: ResourceType, id: &str) -> Result<Option<StoredVersion>, StoreError> {
         self.read.latest(ty, id)

@@ -99,6 +99,10 @@ pub trait ReadTx: AccountsRead {
     /// `history` leave the others out inside their queries; the engine
     /// checks what `latest` and `version` return against it.
     fn sees(&self) -> &Sees;
+    /// How many current entries are restricted in `patient`'s record
+    /// (whatever the context sees): for telling a user that entries are
+    /// withheld, never what they are.
+    fn restricted_count(&mut self, patient: &str) -> Result<u64, StoreError>;
     /// The latest version (possibly a deletion) of a resource.
     fn latest(&mut self, ty: ResourceType, id: &str) -> Result<Option<StoredVersion>, StoreError>;
     /// A specific version.

@@ -73,6 +73,29 @@ impl Store {
         .await
     }
 
+    /// How many of `patient`'s entries the context does not see because
+    /// they are restricted (0 with view-restricted or a grant for the
+    /// patient): the number a clinician is told, never the entries.
+    pub async fn withheld(&self, ctx: &Ctx, patient: Id) -> Result<u64, StoreError> {
+        self.allow(ctx, Activity::ViewRecord, &Event::rest("operation"))?;
+        let user = match ctx.sees() {
+            Sees::All => return Ok(0),
+            Sees::Unrestricted { user, now } => user.map(|u| (u, now)),
+        };
+        self.read_in(ctx, move |tx| {
+            if let Some((user, now)) = user
+                && tx
+                    .grants(&user, now)?
+                    .iter()
+                    .any(|g| g.patient == patient.as_str())
+            {
+                return Ok(0);
+            }
+            tx.restricted_count(patient.as_str())
+        })
+        .await
+    }
+
     /// The signed-in user's unexpired break-glass grants.
     pub async fn grants(&self, ctx: &Ctx) -> Result<Vec<Grant>, StoreError> {
         let Some(user) = ctx.access.user.as_ref().map(|u| u.user_id.clone()) else {

@@ -16,6 +16,7 @@
 mod assets;
 mod consult;
 mod fhir;
+mod glass;
 mod home;
 mod login;
 mod patients;
@@ -59,6 +60,10 @@ pub fn routes() -> Router<AppState> {
         .route(
             "/app/patients/{id}/allergies/{aid}",
             post(record::update_allergy),
+        )
+        .route(
+            "/app/patients/{id}/break-glass",
+            get(glass::form).post(glass::submit),
         )
         .route(
             "/app/patients/{id}/history/{ty}/{eid}",

@@ -312,8 +312,9 @@ pub async fn summary(web: Web, Path(id): Path<String>) -> Page {
     }
     let subject = format!("Patient/{id}");
     let p = |k: &'static str, v: String| (k, v);
-    let (b, problems, meds, encounters, observations, letters) = tokio::try_join!(
+    let (b, withheld, problems, meds, encounters, observations, letters) = tokio::try_join!(
         banner_data(&web, &id),
+        crate::glass::withheld(&web, &id),
         web.search(
             "Condition",
             vec![p("patient", subject.clone()), p("_count", "500".into())]
@@ -403,6 +404,7 @@ pub async fn summary(web: Web, Path(id): Path<String>) -> Page {
         (banner(&b))
         (patient_nav(&id, "summary"))
         h1 class="nhsuk-u-visually-hidden" { "Summary" }
+        (crate::glass::notice(&id, withheld))
         div class="og-grid" {
             section aria-labelledby="problems" {
                 h2 id="problems" { "Problems" }

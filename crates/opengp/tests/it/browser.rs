@@ -756,3 +756,60 @@ async fn a_consultation_cannot_point_at_another_patients_problem() {
     assert_eq!(found["total"], 0, "nothing is written: {found}");
     app.stop().await;
 }
+
+/// A nurse (no view-restricted) is told that an entry is restricted, not
+/// what it is; breaking the glass without a reason shows the error summary;
+/// with one, the restricted problem appears and the notice goes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_nurse_breaks_the_glass_with_a_reason() {
+    let app = practice().await;
+    let secret = json!({ "resourceType": "Condition", "id": "cond-secret",
+        "meta": { "security": [{ "system": "http://terminology.hl7.org/CodeSystem/v3-Confidentiality", "code": "R" }] },
+        "clinicalStatus": { "coding": [{ "system": "http://terminology.hl7.org/CodeSystem/condition-clinical", "code": "active" }] },
+        "category": [{ "coding": [{ "system": "http://terminology.hl7.org/CodeSystem/condition-category", "code": "problem-list-item" }] }],
+        "extension": [{ "url": "https://opengp.dev/fhir/StructureDefinition/problem-significance", "valueCode": "major" }],
+        "code": { "coding": [{ "system": "http://snomed.info/sct", "code": "35489007", "display": "Depressive disorder" }] },
+        "subject": { "reference": "Patient/pat-1" }, "onsetDateTime": "2020-01-01" });
+    assert_eq!(
+        app.put("Condition/cond-secret", &secret).await.status(),
+        201
+    );
+    add_account(&app, "nurse", "Nell Nurse", &["R8001"], None).await;
+    let mut b = Browser::start("glass").await;
+    b.goto(&format!("{}/app/login", site(&app))).await;
+    b.fill("#username", "nurse").await;
+    b.fill("#password", PASSWORD).await;
+    b.click("button[type=submit]").await;
+    b.wait_path(|p| p == "/app").await;
+    b.goto(&format!("{}/app/patients/pat-1", site(&app))).await;
+    let page = b.text("main").await;
+    assert!(page.contains("1 entry is restricted"), "{page}");
+    assert!(!page.contains("Depressive"), "{page}");
+    b.look("restricted-notice").await;
+    b.click(".nhsuk-warning-callout a").await;
+    b.wait_path(|p| p == "/app/patients/pat-1/break-glass")
+        .await;
+    b.click("form[action$='/break-glass'] button[type=submit]")
+        .await;
+    let summary = b
+        .wait_text(".nhsuk-error-summary", "Enter why you need to see")
+        .await;
+    assert!(summary.contains("There is a problem"), "{summary}");
+    b.look("reason-required").await;
+    b.fill(
+        "#reason",
+        "Reviewing medication interactions at the patient's request",
+    )
+    .await;
+    b.click("form[action$='/break-glass'] button[type=submit]")
+        .await;
+    b.wait_path(|p| p == "/app/patients/pat-1").await;
+    let page = b
+        .wait_text("section[aria-labelledby=problems]", "Depressive disorder")
+        .await;
+    assert!(page.contains("Depressive disorder"), "{page}");
+    assert!(!b.text("main").await.contains("entry is restricted"));
+    b.look("after-the-glass").await;
+    b.close().await;
+    app.stop().await;
+}
