@@ -44,12 +44,7 @@ impl SessionCache {
     fn get(&self, token: &str, now: i64) -> Option<Ctx> {
         let map = self.entries.read().ok()?;
         let (ctx, at) = map.get(token)?;
-        let fresh = now - at < CACHE_MILLIS
-            && ctx
-                .access
-                .user
-                .as_ref()
-                .is_some_and(|u| u.expires.millis() > now);
+        let fresh = now - at < CACHE_MILLIS && ctx.expires().is_some_and(|e| e.millis() > now);
         fresh.then(|| ctx.clone())
     }
 
@@ -59,6 +54,13 @@ impl SessionCache {
                 map.retain(|_, (_, at)| now - *at < CACHE_MILLIS);
             }
             map.insert(token.to_owned(), (ctx.clone(), now));
+        }
+    }
+
+    /// Forgets every cached token of an app's grant.
+    pub(crate) fn forget_grant(&self, grant_id: &str) {
+        if let Ok(mut map) = self.entries.write() {
+            map.retain(|_, (c, _)| c.grant.as_ref().is_none_or(|g| g.grant_id != grant_id));
         }
     }
 
@@ -75,7 +77,7 @@ impl SessionCache {
 }
 
 /// The bearer token of a request, if it carries one.
-fn bearer(headers: &HeaderMap) -> Option<&str> {
+pub(crate) fn bearer(headers: &HeaderMap) -> Option<&str> {
     let v = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
     let (scheme, token) = v.split_once(' ')?;
     scheme

@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use axum::body::Body;
 use axum::extract::{FromRequestParts, Path};
 use axum::http::request::Parts;
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::{HeaderMap, StatusCode};
 use bytes::Bytes;
 use gp_fhir::{Id, IssueType, ResourceType};
 use gp_store::Ctx;
@@ -44,29 +44,7 @@ impl FromRequestParts<AppState> for Call {
         let practice = state.practice(&ods).await?;
         let query = gp_fhir::search::parse_query_string(parts.uri.query().unwrap_or(""));
         let format = Format::from_request(&query, &parts.headers)?;
-        let root = match &state.config.public_url {
-            Some(u) => u.trim_end_matches('/').to_owned(),
-            None => {
-                // HTTP/2 carries the host in the URI (`:authority`), HTTP/1.1 in `Host`.
-                let host = parts
-                    .uri
-                    .authority()
-                    .map(|a| a.as_str())
-                    .or_else(|| {
-                        parts
-                            .headers
-                            .get(header::HOST)
-                            .and_then(|h| h.to_str().ok())
-                    })
-                    .unwrap_or("localhost");
-                let proto = parts
-                    .headers
-                    .get("x-forwarded-proto")
-                    .and_then(|h| h.to_str().ok())
-                    .unwrap_or(if state.config.https { "https" } else { "http" });
-                format!("{proto}://{host}")
-            }
-        };
+        let root = crate::root_url(&state.config, &parts.uri, &parts.headers);
         let base = format!("{root}/practices/{}/fhir", practice.ods);
         // Every request resolves to an access context, which the store
         // enforces; only the CapabilityStatement is public.

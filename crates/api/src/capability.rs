@@ -177,10 +177,10 @@ pub async fn metadata(State(_st): State<AppState>, call: Call) -> Result<Respons
         "patchFormat": ["application/json-patch+json"],
         "rest": [{
             "mode": "server",
-            "security": {
-                "cors": false,
-                "description": "Every request except this CapabilityStatement needs 'Authorization: Bearer TOKEN', a session token from POST /auth/login (JSON: practice, username, password, and optionally role, an RBAC R-code); sessions last 12 hours and end with POST /auth/logout or /auth/logout-everywhere. No or an expired token is 401, a role that does not allow the interaction or another practice's session 403. Every read, search, write and sign-in is recorded as an AuditEvent.",
-            },
+            "security": crate::smart::capability_security(&crate::smart::Endpoints::new(
+                call.base.trim_end_matches(&format!("/practices/{}/fhir", call.ctx.practice.ods)),
+                &call.ctx.practice,
+            )),
             "resource": resources,
             "interaction": [
                 { "code": "transaction" },

@@ -20,6 +20,7 @@ mod glass;
 pub mod limit;
 mod negotiate;
 mod rest;
+pub mod smart;
 pub mod terminology;
 pub mod tls;
 mod validate;
@@ -80,6 +81,8 @@ pub struct AppState {
     sessions: auth::SessionCache,
     /// Rate limits on sign-ins and refused requests.
     pub limits: limit::Limits,
+    /// The SMART authorization server's short-lived state.
+    pub smart: smart::SmartState,
 }
 
 impl AppState {
@@ -92,6 +95,7 @@ impl AppState {
             exports: None,
             practices: Arc::default(),
             sessions: auth::SessionCache::default(),
+            smart: smart::SmartState::default(),
         }
     }
 
@@ -131,6 +135,7 @@ impl AppState {
 /// behind one set of layers.
 pub fn app(state: AppState, more: Router<AppState>) -> Router {
     let fhir = terminology::routes()
+        .merge(smart::fhir_routes())
         .merge(bulk::routes())
         .merge(rest::routes());
     Router::new()
@@ -140,6 +145,7 @@ pub fn app(state: AppState, more: Router<AppState>) -> Router {
         .route("/auth/logout", post(auth::logout))
         .route("/auth/logout-everywhere", post(auth::logout_everywhere))
         .nest("/practices/{ods}/fhir", fhir)
+        .nest("/practices/{ods}/smart", smart::routes())
         .merge(more)
         .fallback(|| async { ApiError::not_found("there is nothing at this URL; a practice's FHIR API is at /practices/{ODS code}/fhir") })
         // Bodies are limited by our own extractor so that the limit answers
@@ -182,6 +188,32 @@ pub async fn serve(
         }
     }
     Ok(())
+}
+
+/// The URL clients reach the server at: the configured public URL, else
+/// the request's host (HTTP/2 carries it in the URI as `:authority`,
+/// HTTP/1.1 in `Host`) with `X-Forwarded-Proto` or this server's scheme.
+pub fn root_url(
+    config: &ApiConfig,
+    uri: &axum::http::Uri,
+    headers: &axum::http::HeaderMap,
+) -> String {
+    use axum::http::header;
+    match &config.public_url {
+        Some(u) => u.trim_end_matches('/').to_owned(),
+        None => {
+            let host = uri
+                .authority()
+                .map(|a| a.as_str())
+                .or_else(|| headers.get(header::HOST).and_then(|h| h.to_str().ok()))
+                .unwrap_or("localhost");
+            let proto = headers
+                .get("x-forwarded-proto")
+                .and_then(|h| h.to_str().ok())
+                .unwrap_or(if config.https { "https" } else { "http" });
+            format!("{proto}://{host}")
+        }
+    }
 }
 
 pub(crate) fn method_not_allowed() -> ApiError {

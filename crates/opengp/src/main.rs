@@ -55,6 +55,9 @@ enum Command {
     /// The practice's access policy: which activities each role may carry out.
     #[command(subcommand)]
     Policy(PolicyCommand),
+    /// SMART on FHIR apps the practice has registered: add or list them.
+    #[command(subcommand)]
+    App(AppCommand),
     /// Write everything a practice owns (every version of every resource,
     /// with authors and instants) into a practice package folder.
     Export {
@@ -153,6 +156,42 @@ enum UserCommand {
         store: StoreArgs,
     },
     /// List the practice's staff accounts.
+    List {
+        #[command(flatten)]
+        store: StoreArgs,
+    },
+}
+
+#[derive(Subcommand)]
+enum AppCommand {
+    /// Register an app and print its credentials (`client_id=...` lines,
+    /// for scripts). A backend service (the default) gets its keys from
+    /// --jwks, or a new ES384 key pair whose private key goes to --key-out.
+    Add {
+        /// The app's name, shown to users approving it.
+        #[arg(long)]
+        name: String,
+        /// backend (client credentials with private_key_jwt), public or
+        /// confidential (user-facing, authorization code with PKCE).
+        #[arg(long, default_value = "backend")]
+        kind: String,
+        /// The scopes it may be granted, space-separated
+        /// (e.g. 'system/*.rs', 'launch/patient patient/*.read offline_access').
+        #[arg(long)]
+        scope: String,
+        /// A redirect URI of a user-facing app; repeat for more.
+        #[arg(long = "redirect-uri")]
+        redirect_uris: Vec<String>,
+        /// A JWK Set file with the backend service's public keys.
+        #[arg(long)]
+        jwks: Option<PathBuf>,
+        /// Where to write a generated private key (PKCS#8 PEM), created new.
+        #[arg(long)]
+        key_out: Option<PathBuf>,
+        #[command(flatten)]
+        store: StoreArgs,
+    },
+    /// List the practice's registered apps.
     List {
         #[command(flatten)]
         store: StoreArgs,
@@ -378,6 +417,28 @@ fn run(cli: Cli) -> Result<()> {
         )),
         Command::User(UserCommand::List { store }) => {
             runtime.block_on(users::list(store_config(store, &file)?))
+        }
+        Command::App(AppCommand::Add {
+            name,
+            kind,
+            scope,
+            redirect_uris,
+            jwks,
+            key_out,
+            store,
+        }) => runtime.block_on(users::add_app(
+            store_config(store, &file)?,
+            users::AddApp {
+                name,
+                kind,
+                scope,
+                redirect_uris,
+                jwks,
+                key_out,
+            },
+        )),
+        Command::App(AppCommand::List { store }) => {
+            runtime.block_on(users::list_apps(store_config(store, &file)?))
         }
         Command::Policy(PolicyCommand::Show { store }) => {
             runtime.block_on(users::show_policy(store_config(store, &file)?))

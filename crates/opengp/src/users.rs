@@ -1,5 +1,6 @@
-//! `opengp user` and `opengp policy`: staff accounts and the practice's
-//! access policy, managed at the console by the operator.
+//! `opengp user`, `opengp app` and `opengp policy`: staff accounts, SMART
+//! on FHIR apps and the practice's access policy, managed at the console
+//! by the operator.
 
 use std::io::{BufRead, Write};
 use std::path::PathBuf;
@@ -131,5 +132,108 @@ pub async fn set_policy(cfg: ServerConfig, file: PathBuf) -> Result<()> {
         ctx.practice.ods,
         file.display()
     )?;
+    Ok(())
+}
+
+/// What `opengp app add` was asked for.
+pub struct AddApp {
+    pub name: String,
+    pub kind: String,
+    pub scope: String,
+    pub redirect_uris: Vec<String>,
+    pub jwks: Option<PathBuf>,
+    pub key_out: Option<PathBuf>,
+}
+
+/// Writes a new file readable by its owner only; never replaces one.
+fn write_private(path: &std::path::Path, text: &str) -> Result<()> {
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let mut f = options
+        .open(path)
+        .with_context(|| format!("creating {} (it must not exist yet)", path.display()))?;
+    f.write_all(text.as_bytes())
+        .with_context(|| format!("writing {}", path.display()))
+}
+
+pub async fn add_app(cfg: ServerConfig, args: AddApp) -> Result<()> {
+    use gp_store::smart::{AppKind, NewApp};
+    let kind = AppKind::parse(&args.kind).ok_or_else(|| {
+        anyhow!(
+            "--kind is backend, public or confidential, not '{}'",
+            args.kind
+        )
+    })?;
+    let mut key = None;
+    let jwks = match (kind, &args.jwks, &args.key_out) {
+        (AppKind::Backend, Some(file), _) => Some(
+            std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?,
+        ),
+        (AppKind::Backend, None, Some(out)) => {
+            let (pem, jwks) = gp_api::smart::generate_key().map_err(|e| anyhow!(e))?;
+            key = Some((out.clone(), pem));
+            Some(jwks)
+        }
+        (AppKind::Backend, None, None) => {
+            bail!(
+                "a backend service needs --jwks FILE (its public keys) or --key-out FILE (to generate a key pair)"
+            )
+        }
+        _ => None,
+    };
+    let (store, ctx) = open(&cfg).await?;
+    let added = store
+        .register_app(
+            &ctx,
+            NewApp {
+                name: args.name,
+                kind,
+                redirect_uris: args.redirect_uris,
+                jwks,
+                scope: args.scope,
+            },
+        )
+        .await;
+    close(store).await?;
+    let added = added?;
+    if let Some((path, pem)) = &key {
+        write_private(path, pem)?;
+    }
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "client_id={}", added.app.client_id)?;
+    writeln!(out, "kind={}", added.app.kind.code())?;
+    writeln!(out, "scope={}", added.app.scope)?;
+    if let Some(secret) = &added.secret {
+        writeln!(out, "client_secret={secret}")?;
+    }
+    if let Some((path, _)) = &key {
+        writeln!(out, "private_key={}", path.display())?;
+        writeln!(out, "algorithm=ES384")?;
+    }
+    writeln!(
+        out,
+        "token_endpoint=/practices/{}/smart/token",
+        ctx.practice.ods
+    )?;
+    Ok(())
+}
+
+pub async fn list_apps(cfg: ServerConfig) -> Result<()> {
+    let (store, ctx) = open(&cfg).await?;
+    let apps = store.apps(&ctx).await;
+    close(store).await?;
+    let mut out = std::io::stdout().lock();
+    for a in apps? {
+        writeln!(
+            out,
+            "{:<38} {:<13} {:<28} {}",
+            a.client_id,
+            a.kind.code(),
+            a.name,
+            a.scope
+        )?;
+    }
     Ok(())
 }

@@ -4,6 +4,7 @@
 use gp_fhir::Instant;
 use gp_store::access::Grant;
 use gp_store::accounts::{SessionRecord, UserRecord};
+use gp_store::smart::{AppRecord, TokenRecord};
 use gp_store::{AccountsRead, AccountsWrite, StoreError};
 use postgres::Row;
 
@@ -190,6 +191,15 @@ impl AccountsRead for Scoped<'_> {
             })
             .collect()
     }
+    fn app(&mut self, client_id: &str) -> Result<Option<AppRecord>, StoreError> {
+        self.smart_app(client_id)
+    }
+    fn apps(&mut self) -> Result<Vec<AppRecord>, StoreError> {
+        self.smart_apps()
+    }
+    fn token(&mut self, token_hash: &str) -> Result<Option<TokenRecord>, StoreError> {
+        self.smart_token(token_hash)
+    }
 }
 
 impl AccountsRead for ScopedWrite<'_> {
@@ -211,6 +221,15 @@ impl AccountsRead for ScopedWrite<'_> {
     fn grants(&mut self, user_id: &str, now: Instant) -> Result<Vec<Grant>, StoreError> {
         self.flush()?;
         self.read.grants(user_id, now)
+    }
+    fn app(&mut self, client_id: &str) -> Result<Option<AppRecord>, StoreError> {
+        self.read.smart_app(client_id)
+    }
+    fn apps(&mut self) -> Result<Vec<AppRecord>, StoreError> {
+        self.read.smart_apps()
+    }
+    fn token(&mut self, token_hash: &str) -> Result<Option<TokenRecord>, StoreError> {
+        self.read.smart_token(token_hash)
     }
 }
 
@@ -316,5 +335,14 @@ impl AccountsWrite for ScopedWrite<'_> {
             )
             .map(drop)
             .map_err(db_err)
+    }
+    fn put_app(&mut self, app: &AppRecord) -> Result<(), StoreError> {
+        self.read.put_smart_app(app)
+    }
+    fn put_token(&mut self, token: &TokenRecord) -> Result<(), StoreError> {
+        self.read.put_smart_token(token)
+    }
+    fn revoke_tokens(&mut self, grant_id: &str) -> Result<(), StoreError> {
+        self.read.revoke_smart_grant(grant_id)
     }
 }

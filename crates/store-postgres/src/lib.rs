@@ -50,6 +50,7 @@ mod dmd;
 mod index;
 mod schema;
 mod scoped;
+mod smart;
 mod terminology;
 mod write;
 mod writer;

@@ -153,6 +153,11 @@ const MIGRATIONS: &[Migration] = &[
         name: "restricted entries and break-glass grants",
         sql: crate::accounts::RESTRICTED_MIGRATION,
     },
+    Migration {
+        version: 9,
+        name: "SMART on FHIR apps and the tokens issued to them",
+        sql: crate::smart::MIGRATION,
+    },
 ];
 
 /// The migration adding `resource_current.restricted`: its transaction

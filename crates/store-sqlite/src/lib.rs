@@ -20,6 +20,7 @@ mod index;
 mod schema;
 mod scoped;
 mod search;
+mod smart;
 mod terminology;
 mod writer;
 

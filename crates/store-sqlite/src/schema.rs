@@ -111,6 +111,8 @@ const MIGRATIONS: &[&str] = &[
     crate::audit::MIGRATION,
     // 9: restricted entries and break-glass grants.
     crate::accounts::RESTRICTED_MIGRATION,
+    // 10: SMART on FHIR apps and the tokens issued to them.
+    crate::smart::MIGRATION,
 ];
 
 /// The migration adding `resource_current.restricted`, after which the

@@ -88,7 +88,7 @@ fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-fn new_token(practice: &Practice) -> String {
+pub(crate) fn new_token(practice: &Practice) -> String {
     let mut secret = [0u8; 32];
     rand::rng().fill_bytes(&mut secret);
     format!("{}.{}", practice.ods, hex(&secret))
@@ -102,6 +102,13 @@ pub fn generate_password() -> String {
     (0..20)
         .map(|_| ALPHABET[(rng.next_u32() as usize) % ALPHABET.len()] as char)
         .collect()
+}
+
+/// A random client secret: 256 bits as hex.
+pub fn generate_secret() -> String {
+    let mut secret = [0u8; 32];
+    rand::rng().fill_bytes(&mut secret);
+    hex(&secret)
 }
 
 fn argon2() -> Argon2<'static> {
@@ -121,7 +128,7 @@ pub fn hash_password(password: &str) -> Result<String, StoreError> {
         .map_err(|e| StoreError::Backend(format!("hashing a password: {e}")))
 }
 
-fn verify_password(password: &str, hash: &str) -> bool {
+pub(crate) fn verify_password(password: &str, hash: &str) -> bool {
     PasswordHash::new(hash)
         .map(|h| argon2().verify_password(password.as_bytes(), &h).is_ok())
         .unwrap_or(false)
@@ -443,6 +450,7 @@ impl Store {
         }
         let system = Ctx::new(practice.clone(), Actor::system());
         let hash = token_hash(token);
+        let app_hash = hash.clone();
         let found = self
             .read_in(&system, move |tx| {
                 let Some(s) = tx.session(&hash)? else {
@@ -454,7 +462,11 @@ impl Store {
             })
             .await?;
         let Some((session, user, policy)) = found else {
-            return Err(expired());
+            // Not a staff session: perhaps an app's access token.
+            return self
+                .resolve_app_token(practice, app_hash)
+                .await?
+                .ok_or_else(expired);
         };
         if session.revoked || session.expires <= Instant::now() {
             return Err(expired());

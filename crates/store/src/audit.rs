@@ -278,7 +278,17 @@ impl Event {
             Outcome::Success => None,
             Outcome::Minor(d) | Outcome::Serious(d) => Some(d.clone()),
         };
-        ev.insert("agent".into(), json!([self.agent(ctx)]));
+        let mut agents = vec![self.agent(ctx)];
+        if let Some(g) = &ctx.grant {
+            // The SMART app the request came through (RFC 6749 client).
+            agents.push(json!({
+                "type": {"coding": [{"system": "http://dicom.nema.org/resources/ontology/DCM", "code": "110150", "display": "Application"}]},
+                "who": {"identifier": {"system": APP_ID, "value": g.client_id}, "display": format!("app {}", g.client_id)},
+                "altId": g.client_id,
+                "requestor": ctx.access.user.is_none()
+            }));
+        }
+        ev.insert("agent".into(), Value::Array(agents));
         ev.insert(
             "source".into(),
             json!({
@@ -588,6 +598,8 @@ const ENTITY_TYPE: &str = "http://terminology.hl7.org/CodeSystem/audit-entity-ty
 const OBJECT_ROLE: &str = "http://terminology.hl7.org/CodeSystem/object-role";
 /// OpenGP's own account ids (they are not national SDS user ids).
 const USER_ID: &str = "urn:opengp:user";
+/// The client ids of SMART apps registered at OpenGP.
+pub const APP_ID: &str = "urn:opengp:smart-client";
 /// National RBAC job role codes (R-codes).
 const JOB_ROLE: &str = "https://fhir.nhs.uk/CodeSystem/NHSDigital-SDS-JobRoleCode";
 

@@ -9,6 +9,7 @@ use gp_fhir::{Instant, OdsCode, ResourceType};
 use crate::access::{Grant, Sees};
 use crate::accounts::{SessionRecord, UserRecord};
 use crate::audit::{AuditLink, StoredLink};
+use crate::smart::{AppRecord, TokenRecord};
 use crate::{Actor, Ctx, Practice, StoreError};
 
 /// One stored version of a resource.
@@ -193,6 +194,12 @@ pub trait AccountsRead {
     fn policy(&mut self) -> Result<Option<String>, StoreError>;
     /// The user's break-glass grants unexpired at `now`.
     fn grants(&mut self, user_id: &str, now: Instant) -> Result<Vec<Grant>, StoreError>;
+    /// A registered SMART app by client id.
+    fn app(&mut self, client_id: &str) -> Result<Option<AppRecord>, StoreError>;
+    /// Every registered app, by name.
+    fn apps(&mut self) -> Result<Vec<AppRecord>, StoreError>;
+    /// A token issued to an app, by the hash of the token.
+    fn token(&mut self, token_hash: &str) -> Result<Option<TokenRecord>, StoreError>;
 }
 
 /// Writes of accounts, sessions and policy, in the writer's transaction.
@@ -205,6 +212,11 @@ pub trait AccountsWrite {
     fn put_policy(&mut self, policy: &str) -> Result<(), StoreError>;
     /// Records a break-glass grant.
     fn put_grant(&mut self, grant: &Grant) -> Result<(), StoreError>;
+    /// Creates or replaces the app with this client id.
+    fn put_app(&mut self, app: &AppRecord) -> Result<(), StoreError>;
+    fn put_token(&mut self, token: &TokenRecord) -> Result<(), StoreError>;
+    /// Revokes every token of a grant.
+    fn revoke_tokens(&mut self, grant_id: &str) -> Result<(), StoreError>;
 }
 
 /// Writes within one practice, inside the writer's transaction.

@@ -70,12 +70,29 @@ pub(crate) fn require_entry(ctx: &crate::Ctx, e: &RequestEntry) -> Result<(), St
             .and_then(|r| r["resourceType"].as_str())
             .and_then(ResourceType::parse)
     });
+    use crate::smart::Op;
+    let op = match e.method {
+        Method::Get | Method::Head if path.contains('/') && !path.contains('?') => Op::Read,
+        Method::Get | Method::Head => Op::Search,
+        Method::Post => Op::Create,
+        Method::Delete => Op::Delete,
+        _ => Op::Update,
+    };
     if is_read(e) {
-        return ctx.require(crate::access::read_activity(ty));
+        ctx.require(crate::access::read_activity(ty))?;
+    } else {
+        match ty {
+            Some(t) => crate::engine::require_write(ctx, t)?,
+            None => ctx.require(crate::access::Activity::RecordClinical)?,
+        }
     }
-    match ty {
-        Some(t) => crate::engine::require_write(ctx, t),
-        None => ctx.require(crate::access::Activity::RecordClinical),
+    // Entries run inside the Bundle's transaction, past the compartment
+    // checks of single interactions: `patient/` scopes cannot use them.
+    match ctx.reach(ty, op)? {
+        crate::smart::Reach::Any => Ok(()),
+        crate::smart::Reach::Patient(_) => Err(crate::smart::not_in_patient_context(
+            "a batch or transaction Bundle",
+        )),
     }
 }
 

@@ -4,6 +4,7 @@ use gp_fhir::OdsCode;
 
 use crate::StoreError;
 use crate::access::{Access, Activities, Activity, Sees, SignedIn};
+use crate::smart::{AppGrant, Op, Reach};
 
 /// A practice (the tenant). Obtained only from a backend, so that its
 /// storage key is always one the backend issued.
@@ -48,6 +49,9 @@ pub struct Ctx {
     /// Where the request came from (the client's network address), when
     /// the HTTP layer knows it; recorded in the audit trail.
     pub address: Option<std::sync::Arc<str>>,
+    /// What a SMART app was granted, when the request comes from one: the
+    /// engine narrows every interaction to its scopes.
+    pub grant: Option<std::sync::Arc<AppGrant>>,
 }
 
 impl Ctx {
@@ -60,6 +64,7 @@ impl Ctx {
             actor,
             access: Access::operator(),
             address: None,
+            grant: None,
         }
     }
 
@@ -74,6 +79,7 @@ impl Ctx {
                 activities: Activities::default(),
             },
             address: None,
+            grant: None,
         }
     }
 
@@ -87,6 +93,7 @@ impl Ctx {
                 activities,
             },
             address: None,
+            grant: None,
         }
     }
 
@@ -127,6 +134,25 @@ impl Ctx {
                 .filter(|_| self.allows(Activity::ViewRecord))
                 .map(|u| u.user_id.clone()),
             now: gp_fhir::Instant::now(),
+        }
+    }
+
+    /// How far `op` on `ty` reaches under the app's scopes (anywhere
+    /// without an app); 403 when they do not allow it.
+    pub fn reach(&self, ty: Option<gp_fhir::ResourceType>, op: Op) -> Result<Reach, StoreError> {
+        match &self.grant {
+            Some(g) => g.reach(ty, op),
+            None => Ok(Reach::Any),
+        }
+    }
+
+    /// When the context stops being valid: its session's or token's end.
+    pub fn expires(&self) -> Option<gp_fhir::Instant> {
+        let user = self.access.user.as_ref().map(|u| u.expires);
+        let app = self.grant.as_ref().map(|g| g.expires);
+        match (user, app) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
         }
     }
 

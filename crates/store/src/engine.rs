@@ -19,6 +19,7 @@ use crate::backend::{
     StoredVersion, WriteJob, WriteTx,
 };
 use crate::bundle::{self, EntryResult};
+use crate::smart::{Op, Reach, confine};
 use crate::trail::audit_deletion;
 use crate::{Actor, Ctx, Practice, StoreError};
 
@@ -332,9 +333,12 @@ impl Store {
         id: Id,
     ) -> Result<StoredVersion, StoreError> {
         let event = Event::rest("read").target(ty, id.as_str());
-        self.allow(ctx, read_activity(Some(ty)), &event)?;
+        let reach = self.allow_op(ctx, Some(ty), Op::Read, &event)?;
         self.audit_barrier_for(ctx, Some(ty)).await?;
-        let out = self.read_in(ctx, move |tx| read_in(tx, ty, &id)).await;
+        let out = self
+            .read_in(ctx, move |tx| read_in(tx, ty, &id))
+            .await
+            .and_then(|v| confine(&reach, ty, &v.id, &v.body).map(|()| v));
         let mut event = event.with_result(&out, Event::resource);
         event.mark_override(ctx, out.iter());
         self.audit(ctx, event);
@@ -349,11 +353,12 @@ impl Store {
         version: u64,
     ) -> Result<StoredVersion, StoreError> {
         let event = Event::rest("vread").target(ty, id.as_str());
-        self.allow(ctx, read_activity(Some(ty)), &event)?;
+        let reach = self.allow_op(ctx, Some(ty), Op::Read, &event)?;
         self.audit_barrier_for(ctx, Some(ty)).await?;
         let out = self
             .read_in(ctx, move |tx| vread_in(tx, ty, &id, version))
-            .await;
+            .await
+            .and_then(|v| confine(&reach, ty, &v.id, &v.body).map(|()| v));
         let mut event = event.with_result(&out, Event::resource);
         event.mark_override(ctx, out.iter());
         self.audit(ctx, event);
@@ -372,7 +377,16 @@ impl Store {
             "search-system"
         };
         let event = Event::rest(code).query(crate::render::query_string(&query.used));
-        self.allow(ctx, read_activity(ty), &event)?;
+        if let Reach::Patient(p) = self.allow_op(ctx, ty, Op::Search, &event)? {
+            // The patient's compartment as one more criterion, inside the
+            // query, so that totals and pages count only what is theirs.
+            let criterion = ResourceType::parse("Patient")
+                .zip(gp_fhir::Id::parse(&p).ok())
+                .and_then(|(pt, id)| search::compartment(pt, &id, ty))
+                .ok_or_else(crate::smart::outside)
+                .inspect_err(|e| self.audit(ctx, event.clone().failed(e)))?;
+            query.criteria.push(criterion);
+        }
         if let Some(code) = crate::audit::unindexed_param(ty, &query) {
             let e = StoreError::bad_request(
                 gp_fhir::IssueType::NotSupported,
@@ -397,9 +411,12 @@ impl Store {
             .await
             .map(|mut found| {
                 // What `_include` brings is shown only where the role may read it.
-                found
-                    .included
-                    .retain(|v| ctx.allows(read_activity(Some(v.resource_type))));
+                found.included.retain(|v| {
+                    ctx.allows(read_activity(Some(v.resource_type)))
+                        && ctx
+                            .reach(Some(v.resource_type), Op::Read)
+                            .is_ok_and(|r| confine(&r, v.resource_type, &v.id, &v.body).is_ok())
+                });
                 found
             });
         self.audit(
@@ -423,6 +440,11 @@ impl Store {
         id: &str,
     ) -> Result<Vec<Authorship>, StoreError> {
         ctx.require(read_activity(Some(ty)))?;
+        if ctx.reach(Some(ty), Op::Read)? != Reach::Any {
+            return Err(crate::smart::not_in_patient_context(
+                "the authors of an entry",
+            ));
+        }
         let Some(audit_type) = ResourceType::parse("AuditEvent") else {
             return Ok(Vec::new());
         };
@@ -503,11 +525,25 @@ impl Store {
                 (Some(*t), Event::rest("history-instance").target(*t, id))
             }
         };
-        self.allow(ctx, read_activity(ty), &event)?;
+        let op = match scope {
+            HistoryScope::Instance(..) => Op::Read,
+            _ => Op::Search,
+        };
+        let reach = self.allow_op(ctx, ty, op, &event)?;
+        if reach != Reach::Any && op == Op::Search {
+            let e = crate::smart::not_in_patient_context("history across resources");
+            self.audit(ctx, event.failed(&e));
+            return Err(e);
+        }
         self.audit_barrier_for(ctx, ty).await?;
         let out = self
             .read_in(ctx, move |tx| history_in(tx, &scope, &query))
-            .await;
+            .await
+            .map(|mut page| {
+                page.entries
+                    .retain(|v| confine(&reach, v.resource_type, &v.id, &v.body).is_ok());
+                page
+            });
         self.audit(
             ctx,
             event.with_result(&out, |ev, page| {
@@ -525,7 +561,10 @@ impl Store {
         if_none_exist: Option<String>,
     ) -> Result<WriteOutcome, StoreError> {
         let event = Event::rest("create");
-        self.allow_write(ctx, resource.resource_type(), &event)?;
+        let ty = resource.resource_type();
+        let reach = self.allow_op(ctx, Some(ty), Op::Create, &event)?;
+        self.confine_write(ctx, &reach, ty, None, Some(&resource), &event)
+            .await?;
         let resource = prepare(resource).await?;
         self.write_audited(ctx, event, move |tx, ev| {
             let w = create_in(tx, resource, if_none_exist.as_deref(), None)?;
@@ -544,7 +583,9 @@ impl Store {
         pre: Preconditions,
     ) -> Result<WriteOutcome, StoreError> {
         let event = Event::rest("update").target(ty, id.as_str());
-        self.allow_write(ctx, ty, &event)?;
+        let reach = self.allow_op(ctx, Some(ty), Op::Update, &event)?;
+        self.confine_write(ctx, &reach, ty, Some(&id), Some(&resource), &event)
+            .await?;
         let resource = prepare(resource).await?;
         self.write_audited(ctx, event, move |tx, ev| {
             let w = update_in(tx, ty, &id, resource, &pre)?;
@@ -563,7 +604,7 @@ impl Store {
         pre: Preconditions,
     ) -> Result<WriteOutcome, StoreError> {
         let event = Event::rest("update").query(crate::render::query_string(&query));
-        self.allow_write(ctx, ty, &event)?;
+        self.allow_unconfined(ctx, ty, Op::Update, "a conditional update", &event)?;
         self.allow(ctx, read_activity(Some(ty)), &event)?;
         let resource = prepare(resource).await?;
         self.write_audited(ctx, event, move |tx, ev| {
@@ -583,7 +624,7 @@ impl Store {
         pre: Preconditions,
     ) -> Result<WriteOutcome, StoreError> {
         let event = Event::rest("patch").target(ty, id.as_str());
-        self.allow_write(ctx, ty, &event)?;
+        self.allow_unconfined(ctx, ty, Op::Update, "a patch", &event)?;
         self.allow(ctx, read_activity(Some(ty)), &event)?;
         self.write_audited(ctx, event, move |tx, ev| {
             let w = patch_in(tx, ty, &id, &patch, &pre)?;
@@ -600,7 +641,9 @@ impl Store {
         id: Id,
     ) -> Result<DeleteOutcome, StoreError> {
         let event = Event::rest("delete").target(ty, id.as_str());
-        self.allow_write(ctx, ty, &event)?;
+        let reach = self.allow_op(ctx, Some(ty), Op::Delete, &event)?;
+        self.confine_write(ctx, &reach, ty, Some(&id), None, &event)
+            .await?;
         self.write_audited(ctx, event, move |tx, ev| {
             let before = tx.latest(ty, id.as_str())?;
             let d = delete_in(tx, ty, &id)?;
@@ -617,7 +660,7 @@ impl Store {
         query: Vec<(String, String)>,
     ) -> Result<DeleteOutcome, StoreError> {
         let event = Event::rest("delete").query(crate::render::query_string(&query));
-        self.allow_write(ctx, ty, &event)?;
+        self.allow_unconfined(ctx, ty, Op::Delete, "a conditional delete", &event)?;
         self.allow(ctx, read_activity(Some(ty)), &event)?;
         self.write_audited(ctx, event, move |tx, ev| {
             let found = matches(tx, ty, &query)?;
@@ -764,7 +807,10 @@ impl Store {
 
 /// Refuses whole-practice work to anyone but an operator.
 pub(crate) fn operator_only(ctx: &Ctx) -> Result<(), StoreError> {
-    if ctx.access.user.is_some() || ctx.access.activities != crate::access::Activities::all() {
+    if ctx.access.user.is_some()
+        || ctx.grant.is_some()
+        || ctx.access.activities != crate::access::Activities::all()
+    {
         return Err(StoreError::Forbidden(
             "whole-practice work is for the practice's operators".into(),
         ));
@@ -780,6 +826,80 @@ pub(crate) fn require_write(ctx: &Ctx, ty: ResourceType) -> Result<(), StoreErro
         None => Err(StoreError::Forbidden(format!(
             "{ty} resources cannot be written through the API"
         ))),
+    }
+}
+
+impl Store {
+    /// Checks the activity `op` on `ty` needs and the app's scopes,
+    /// recording a refusal; how far the scopes reach.
+    pub(crate) fn allow_op(
+        &self,
+        ctx: &Ctx,
+        ty: Option<ResourceType>,
+        op: Op,
+        event: &Event,
+    ) -> Result<Reach, StoreError> {
+        let check = || {
+            match (op, ty) {
+                (Op::Read | Op::Search, _) => ctx.require(read_activity(ty))?,
+                (_, Some(t)) => require_write(ctx, t)?,
+                (_, None) => ctx.require(crate::access::Activity::RecordClinical)?,
+            }
+            ctx.reach(ty, op)
+        };
+        check().inspect_err(|e| self.audit(ctx, event.clone().failed(e)))
+    }
+
+    /// [`Store::allow_op`] for interactions whose result cannot be checked
+    /// against a patient's compartment: refused to `patient/` scopes.
+    fn allow_unconfined(
+        &self,
+        ctx: &Ctx,
+        ty: ResourceType,
+        op: Op,
+        what: &str,
+        event: &Event,
+    ) -> Result<(), StoreError> {
+        if self.allow_op(ctx, Some(ty), op, event)? == Reach::Any {
+            return Ok(());
+        }
+        let e = crate::smart::not_in_patient_context(what);
+        self.audit(ctx, event.clone().failed(&e));
+        Err(e)
+    }
+
+    /// Under `patient/` scopes, refuses a write unless the resource stays
+    /// in the patient's compartment: what is there now (`id`) and what is
+    /// written (`new`).
+    async fn confine_write(
+        &self,
+        ctx: &Ctx,
+        reach: &Reach,
+        ty: ResourceType,
+        id: Option<&Id>,
+        new: Option<&Resource>,
+        event: &Event,
+    ) -> Result<(), StoreError> {
+        if *reach == Reach::Any {
+            return Ok(());
+        }
+        let check = async {
+            if let Some(r) = new {
+                let rid = id.map(Id::as_str).or(r.id()).unwrap_or_default();
+                confine(reach, ty, rid, &r.to_bytes())?;
+            }
+            if let Some(id) = id {
+                let key = id.to_string();
+                let now = self.read_in(ctx, move |tx| tx.latest(ty, &key)).await?;
+                if let Some(v) = now.filter(|v| !v.body.is_empty()) {
+                    confine(reach, ty, &v.id, &v.body)?;
+                }
+            }
+            Ok(())
+        };
+        check
+            .await
+            .inspect_err(|e: &StoreError| self.audit(ctx, event.clone().failed(e)))
     }
 }
 

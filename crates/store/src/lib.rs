@@ -25,6 +25,7 @@ mod engine;
 mod error;
 mod glass;
 pub mod render;
+pub mod smart;
 mod target;
 mod terminology;
 mod trail;

@@ -21,7 +21,7 @@ use gp_fhir::{OdsCode, ResourceType};
 use crate::access::Activity;
 use crate::audit::{self, Event};
 use crate::backend::{StoredVersion, WriteJob, WriteTx};
-use crate::engine::{DeleteOutcome, Prepared, operator_only, require_write};
+use crate::engine::{DeleteOutcome, Prepared, operator_only};
 use crate::{Actor, Ctx, Store, StoreError};
 
 /// Audit events waiting for the writer, by practice key, and whether a job
@@ -102,16 +102,6 @@ impl Store {
     ) -> Result<(), StoreError> {
         ctx.require(activity)
             .inspect_err(|e| self.audit(ctx, event.clone().failed(e)))
-    }
-
-    /// Checks the right to write `ty`, recording a refusal.
-    pub(crate) fn allow_write(
-        &self,
-        ctx: &Ctx,
-        ty: ResourceType,
-        event: &Event,
-    ) -> Result<(), StoreError> {
-        require_write(ctx, ty).inspect_err(|e| self.audit(ctx, event.clone().failed(e)))
     }
 
     /// Records an event without waiting: it commits with the writer's next

@@ -14,6 +14,7 @@
 //! what is wrong, never a 500.
 
 mod assets;
+mod authorize;
 mod consult;
 mod fhir;
 mod glass;
@@ -70,6 +71,10 @@ pub fn routes() -> Router<AppState> {
             get(record::history),
         )
         .route("/app/snomed", get(consult::suggest))
+        .route(
+            "/app/smart/authorize",
+            get(authorize::form).post(authorize::decide),
+        )
         .layer(axum::middleware::map_response(security_headers))
 }
 
@@ -77,13 +82,17 @@ pub fn routes() -> Router<AppState> {
 /// own scripts and styles, and no framing, sniffing or referrers.
 async fn security_headers(mut res: Response) -> Response {
     let h = res.headers_mut();
-    h.insert(
-        header::CONTENT_SECURITY_POLICY,
-        HeaderValue::from_static(
-            "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; \
+    // A page may set its own (stricter or as strict) policy: the SMART
+    // authorization page adds the app's origin as a form action.
+    if !h.contains_key(header::CONTENT_SECURITY_POLICY) {
+        h.insert(
+            header::CONTENT_SECURITY_POLICY,
+            HeaderValue::from_static(
+                "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; \
              object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'",
-        ),
-    );
+            ),
+        );
+    }
     h.insert(
         header::X_CONTENT_TYPE_OPTIONS,
         HeaderValue::from_static("nosniff"),

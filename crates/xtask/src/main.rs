@@ -5,7 +5,9 @@
 //!   `postgresql` if missing), then the whole suite (formatting, lints,
 //!   tests). This is the README's test command. The browser tests get
 //!   Debian's `chromium` and `chromium-driver` and npm's `axe-core`; the
-//!   FHIRPath differential test npm's `fhirpath` (with its dependencies).
+//!   FHIRPath differential test npm's `fhirpath` (with its dependencies);
+//!   the SMART on FHIR test a Python virtual environment under `target/`
+//!   with PyPI's `fhirclient` (`OPENGP_SMART_PYTHON`).
 //! - `fhir-package`: fetch the official FHIR R4 examples package (npm
 //!   `hl7.fhir.r4.examples@4.0.1`) into `target/fhir-packages/`.
 //! - `codegen`: derive `crates/fhir/data/*.json` from that package. The derived
@@ -49,6 +51,7 @@ fn test(root: &Path) -> Result<()> {
     let package = fhir_package(root)?;
     let axe = npm_package(root, AXE.0, AXE.1)?.join("axe.min.js");
     let fhirpath_js = npm_install(root, "fhirpath", &[FHIRPATH_JS])?;
+    let smart_python = smart_python(root)?;
     chromium()?;
     run(Command::new("cargo")
         .args(["fmt", "--all", "--", "--check"])
@@ -73,6 +76,7 @@ fn test(root: &Path) -> Result<()> {
         .env("OPENGP_R4_EXAMPLES", &package)
         .env("OPENGP_AXE", &axe)
         .env("OPENGP_FHIRPATH_JS", &fhirpath_js)
+        .env("OPENGP_SMART_PYTHON", &smart_python)
         .env("OPENGP_SHARED_DATA", root.join("../shared/data"))
         .current_dir(root))?;
     Ok(())
@@ -207,6 +211,51 @@ fn npm_package(root: &Path, name: &str, version: &str) -> Result<PathBuf> {
     let _ = std::fs::remove_dir_all(&unpacked);
     std::fs::rename(&partial, &unpacked)?;
     Ok(package)
+}
+
+/// The SMART on FHIR client the SMART test drives: PyPI's `fhirclient`
+/// (Apache-2.0), a real client from another project.
+const FHIRCLIENT: &str = "fhirclient==4.4.0";
+
+/// A Python virtual environment under `target/` with [`FHIRCLIENT`]
+/// installed (made once, with Debian's `python3-venv` if `venv` is
+/// missing): its `python`.
+fn smart_python(root: &Path) -> Result<PathBuf> {
+    let venv = root.join("target/smart-venv");
+    let python = venv.join("bin/python");
+    let ready = venv.join(format!("{FHIRCLIENT}.installed"));
+    if ready.exists() && python.exists() {
+        return Ok(python);
+    }
+    let _ = std::fs::remove_dir_all(&venv);
+    let make = || {
+        Command::new("python3")
+            .args(["-m", "venv"])
+            .arg(&venv)
+            .status()
+            .is_ok_and(|s| s.success())
+    };
+    if !make() {
+        let _ = std::fs::remove_dir_all(&venv);
+        apt_install("python3-venv")?;
+        if !make() {
+            bail!(
+                "could not make a Python virtual environment at {}",
+                venv.display()
+            );
+        }
+    }
+    run(Command::new(&python).args([
+        "-m",
+        "pip",
+        "install",
+        "--quiet",
+        "--disable-pip-version-check",
+        FHIRCLIENT,
+    ]))
+    .with_context(|| format!("installing {FHIRCLIENT} from PyPI"))?;
+    std::fs::write(&ready, "")?;
+    Ok(python)
 }
 
 /// Headless Chromium and its WebDriver for the web app's browser tests,

@@ -19,7 +19,7 @@ crate::on_both_backends!(
 pub(crate) const PASSWORD: &str = "a long enough password";
 
 /// Creates an account `user` in `roles` at the test practice.
-async fn add_user(app: &App, user: &str, roles: &[&str]) {
+pub(crate) async fn add_user(app: &App, user: &str, roles: &[&str]) {
     let ctx = Ctx::new(practice(app).await, Actor::system());
     app.server
         .store

@@ -21,6 +21,7 @@ mod modifiers;
 mod pg;
 mod real_data;
 mod search;
+mod smart;
 mod support;
 mod tenancy;
 mod terminology;

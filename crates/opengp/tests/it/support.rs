@@ -130,6 +130,11 @@ impl App {
             .map_or_else(|| self.client.clone(), |(_, c)| c)
     }
 
+    /// The server's data directory (its SQLite file is `opengp.db` there).
+    pub fn data_dir(&self) -> &std::path::Path {
+        self._dir.path()
+    }
+
     pub fn url(&self, path: &str) -> String {
         if path.is_empty() || path.starts_with('?') {
             format!("{}{path}", self.server.base)

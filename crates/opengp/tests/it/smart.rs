@@ -1,0 +1,981 @@
+//! SMART on FHIR App Launch 2.x (hl7.org/fhir/smart-app-launch): the
+//! discovery document, the authorization code flow with PKCE through the
+//! web app's sign-in and approval page (the test is the user agent),
+//! refresh, introspection (RFC 7662), revocation (RFC 7009), client
+//! credentials with `private_key_jwt` (RFC 7523), scopes narrowed by the
+//! user's role and confined to the patient in context, and the audit
+//! trail naming the app. `fhirclient_standalone_launch` runs a real SMART
+//! client from another project, the PyPI package `fhirclient`.
+
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader, Write};
+use std::process::{Command, Stdio};
+
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+
+use crate::auth::{PASSWORD, add_user};
+use crate::support::{App, assert_outcome, authorised_client, json, opengp_bin};
+
+crate::on_both_backends!(
+    authorization_code_with_pkce_refresh_introspect_revoke,
+    client_credentials_with_private_key_jwt,
+);
+
+const REDIRECT: &str = "http://127.0.0.1:9/callback";
+
+fn root(app: &App) -> String {
+    format!("http://{}", app.server.addr)
+}
+
+fn smart_url(app: &App, path: &str) -> String {
+    format!(
+        "{}/practices/{}/smart/{path}",
+        root(app),
+        opengp::config::DEFAULT_PRACTICE
+    )
+}
+
+/// A client that does not follow redirects (the test reads them).
+fn agent() -> reqwest::Client {
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap_or_else(|e| panic!("client: {e}"))
+}
+
+/// Registers an app through the API as the test's full-access account
+/// (which holds administer-users).
+async fn register(app: &App, body: Value) -> Value {
+    let res = app
+        .client
+        .post(smart_url(app, "apps"))
+        .json(&body)
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("register: {e}"));
+    assert_eq!(res.status(), 201, "registered");
+    json(res).await
+}
+
+/// Signs `user` in to the web app: its session cookie.
+async fn web_sign_in(app: &App, user: &str) -> String {
+    let res = agent()
+        .post(format!("{}/app/login", root(app)))
+        .form(&[
+            ("practice", opengp::config::DEFAULT_PRACTICE),
+            ("username", user),
+            ("password", PASSWORD),
+            ("next", "/app"),
+        ])
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("sign in: {e}"));
+    assert_eq!(res.status(), 303, "signed in");
+    res.headers()
+        .get("set-cookie")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .unwrap_or_else(|| panic!("no session cookie"))
+        .to_owned()
+}
+
+/// A PKCE pair (RFC 7636): verifier and S256 challenge.
+fn pkce() -> (String, String) {
+    let verifier = URL_SAFE_NO_PAD.encode(rand::random::<[u8; 48]>());
+    let challenge = URL_SAFE_NO_PAD.encode(Sha256::digest(verifier.as_bytes()));
+    (verifier, challenge)
+}
+
+fn authorize_url(app: &App, client_id: &str, scope: &str, challenge: &str) -> String {
+    let q = serde_urlencoded::to_string([
+        ("response_type", "code"),
+        ("client_id", client_id),
+        ("redirect_uri", REDIRECT),
+        ("scope", scope),
+        ("state", "st-123"),
+        ("aud", &app.server.base),
+        ("code_challenge", challenge),
+        ("code_challenge_method", "S256"),
+    ])
+    .unwrap_or_default();
+    format!("{}/app/smart/authorize?{q}", root(app))
+}
+
+fn query_of(url: &str) -> HashMap<String, String> {
+    let q = url.split_once('?').map(|(_, q)| q).unwrap_or_default();
+    serde_urlencoded::from_str(q).unwrap_or_default()
+}
+
+/// Acts as the user's browser on the authorization page: opens it with
+/// the session, searches for the patient by name, approves with them
+/// chosen; the URL the browser is sent back to.
+pub(crate) async fn approve(
+    root: &str,
+    cookie: &str,
+    url: &str,
+    patient: Option<(&str, &str)>,
+) -> String {
+    let ua = agent();
+    let page_url = match patient {
+        Some((_, name)) => format!("{url}&patient_search={name}"),
+        None => url.to_owned(),
+    };
+    let res = ua
+        .get(&page_url)
+        .header("cookie", cookie)
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("authorize page: {e}"));
+    assert_eq!(res.status(), 200, "the approval page");
+    let csp = res
+        .headers()
+        .get("content-security-policy")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_owned();
+    assert!(!csp.contains("unsafe-inline"), "{csp}");
+    let html = res.text().await.unwrap_or_default();
+    let csrf = html
+        .split("name=\"_csrf\" value=\"")
+        .nth(1)
+        .and_then(|r| r.split('"').next())
+        .unwrap_or_else(|| panic!("no CSRF token on the page"))
+        .to_owned();
+    let mut form: Vec<(String, String)> = query_of(url).into_iter().collect();
+    form.push(("_csrf".into(), csrf));
+    form.push(("decision".into(), "approve".into()));
+    if let Some((id, _)) = patient {
+        assert!(
+            html.contains(&format!("value=\"{id}\"")),
+            "the patient search offers the patient"
+        );
+        form.push(("patient".into(), id.into()));
+    }
+    let res = ua
+        .post(format!("{root}/app/smart/authorize"))
+        .header("cookie", cookie)
+        .form(&form)
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("approve: {e}"));
+    assert_eq!(res.status(), 303, "approved");
+    res.headers()
+        .get("location")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_owned()
+}
+
+async fn token(app: &App, form: &[(&str, &str)]) -> reqwest::Response {
+    reqwest::Client::new()
+        .post(smart_url(app, "token"))
+        .form(form)
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("token: {e}"))
+}
+
+async fn oauth_error(res: reqwest::Response, status: u16, error: &str) {
+    assert_eq!(res.status().as_u16(), status);
+    let v = json(res).await;
+    assert_eq!(v["error"], error, "{v}");
+}
+
+/// A code for `client_id`, approved by the user of `cookie` with `patient`.
+async fn code_for(
+    app: &App,
+    cookie: &str,
+    client_id: &str,
+    scope: &str,
+    patient: Option<(&str, &str)>,
+) -> (String, String) {
+    let (verifier, challenge) = pkce();
+    let url = authorize_url(app, client_id, scope, &challenge);
+    let back = approve(&root(app), cookie, &url, patient).await;
+    assert!(back.starts_with(REDIRECT), "{back}");
+    let q = query_of(&back);
+    assert_eq!(q["state"], "st-123");
+    (q["code"].clone(), verifier)
+}
+
+async fn status_of(client: &reqwest::Client, url: &str) -> u16 {
+    client
+        .get(url)
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("{url}: {e}"))
+        .status()
+        .as_u16()
+}
+
+async fn introspect(app: &App, token: &str) -> Value {
+    json(
+        app.client
+            .post(smart_url(app, "introspect"))
+            .form(&[("token", token)])
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("introspect: {e}")),
+    )
+    .await
+}
+
+/// Two patients, each with an Observation; a Condition for the first.
+async fn two_patients(app: &App) -> (String, String, String, String) {
+    let a = app
+        .create(
+            &json!({"resourceType": "Patient", "name": [{"family": "Aardvark", "given": ["Ann"]}]}),
+        )
+        .await;
+    let b = app
+        .create(
+            &json!({"resourceType": "Patient", "name": [{"family": "Badger", "given": ["Bob"]}]}),
+        )
+        .await;
+    let obs = |p: &str| {
+        json!({"resourceType": "Observation", "status": "final",
+               "code": {"coding": [{"system": "http://snomed.info/sct", "code": "27113001"}]},
+               "subject": {"reference": format!("Patient/{p}")},
+               "valueQuantity": {"value": 70, "unit": "kg"}})
+    };
+    let oa = app.create(&obs(&a)).await;
+    let ob = app.create(&obs(&b)).await;
+    app.create(&json!({"resourceType": "Condition",
+        "code": {"coding": [{"system": "http://snomed.info/sct", "code": "44054006"}]},
+        "subject": {"reference": format!("Patient/{a}")}}))
+        .await;
+    (a, b, oa, ob)
+}
+
+async fn authorization_code_with_pkce_refresh_introspect_revoke(app: App) {
+    let (a, b, _oa, ob) = two_patients(&app).await;
+    add_user(&app, "gp", &["R8000"]).await;
+    add_user(&app, "reception", &["R8009"]).await;
+    let registered =
+        "launch/patient patient/Patient.rs patient/Observation.rs user/*.read offline_access";
+    let scope = "launch/patient patient/Patient.rs patient/Observation.rs offline_access";
+    let reg = register(
+        &app,
+        json!({"name": "Weight chart", "kind": "public", "scope": registered, "redirect_uris": [REDIRECT]}),
+    )
+    .await;
+    let client_id = reg["client_id"].as_str().unwrap_or_default().to_owned();
+
+    // Discovery.
+    let conf = app
+        .get_json(&app.url(".well-known/smart-configuration"))
+        .await;
+    assert_eq!(conf["token_endpoint"], smart_url(&app, "token"));
+    assert_eq!(conf["code_challenge_methods_supported"], json!(["S256"]));
+    for cap in [
+        "launch-standalone",
+        "permission-v2",
+        "client-confidential-asymmetric",
+    ] {
+        assert!(
+            conf["capabilities"]
+                .as_array()
+                .is_some_and(|c| c.contains(&json!(cap))),
+            "{cap}"
+        );
+    }
+    let meta = app.get_json(&app.url("metadata")).await;
+    assert_eq!(
+        meta["rest"][0]["security"]["service"][0]["coding"][0]["code"],
+        "SMART-on-FHIR"
+    );
+
+    let cookie = web_sign_in(&app, "gp").await;
+    let ua = agent();
+    // A redirect URI the app did not register: told on the page, never redirected.
+    let (_, challenge) = pkce();
+    let bad =
+        authorize_url(&app, &client_id, scope, &challenge).replace("127.0.0.1%3A9", "evil.example");
+    let res = ua
+        .get(&bad)
+        .header("cookie", &cookie)
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(res.status(), 400, "unregistered redirect_uri");
+    // No PKCE: sent back to the app with an error.
+    let no_pkce = authorize_url(&app, &client_id, scope, &challenge).replace(
+        "&code_challenge_method=S256",
+        "&code_challenge_method=plain",
+    );
+    let res = ua
+        .get(&no_pkce)
+        .header("cookie", &cookie)
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(res.status(), 303);
+    let location = res
+        .headers()
+        .get("location")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_owned();
+    assert!(
+        location.starts_with(REDIRECT) && location.contains("error=invalid_request"),
+        "{location}"
+    );
+
+    // PKCE failure: a wrong verifier is refused (and the code is spent).
+    let (code, _) = code_for(&app, &cookie, &client_id, scope, Some((&a, "Aardvark"))).await;
+    let (_, other_verifier) = pkce();
+    let base = [
+        ("grant_type", "authorization_code"),
+        ("client_id", client_id.as_str()),
+        ("redirect_uri", REDIRECT),
+    ];
+    let with = |extra: &[(&'static str, String)]| {
+        let mut f: Vec<(&str, String)> = base.iter().map(|(k, v)| (*k, (*v).to_owned())).collect();
+        f.extend(extra.iter().cloned());
+        f
+    };
+    let f = with(&[("code", code.clone()), ("code_verifier", other_verifier)]);
+    let f: Vec<(&str, &str)> = f.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    oauth_error(token(&app, &f).await, 400, "invalid_grant").await;
+
+    // A wrong redirect_uri at the token endpoint.
+    let (code, verifier) = code_for(&app, &cookie, &client_id, scope, Some((&a, "Aardvark"))).await;
+    let f = [
+        ("grant_type", "authorization_code"),
+        ("client_id", &client_id),
+        ("redirect_uri", "http://127.0.0.1:9/other"),
+        ("code", &code),
+        ("code_verifier", &verifier),
+    ];
+    oauth_error(token(&app, &f).await, 400, "invalid_grant").await;
+
+    // The exchange, then the same code again.
+    let (code, verifier) = code_for(&app, &cookie, &client_id, scope, Some((&a, "Aardvark"))).await;
+    let f = [
+        ("grant_type", "authorization_code"),
+        ("client_id", client_id.as_str()),
+        ("redirect_uri", REDIRECT),
+        ("code", &code),
+        ("code_verifier", &verifier),
+    ];
+    let res = token(&app, &f).await;
+    assert_eq!(res.status(), 200);
+    assert_eq!(
+        res.headers()
+            .get("cache-control")
+            .and_then(|v| v.to_str().ok()),
+        Some("no-store")
+    );
+    let t = json(res).await;
+    assert_eq!(t["token_type"], "Bearer");
+    assert_eq!(t["patient"], a.as_str());
+    assert_eq!(t["scope"], scope);
+    assert!(
+        t["expires_in"].as_i64().is_some_and(|s| s > 0 && s <= 3600),
+        "{t}"
+    );
+    let access = t["access_token"].as_str().unwrap_or_default().to_owned();
+    let refresh = t["refresh_token"].as_str().unwrap_or_default().to_owned();
+    assert!(!refresh.is_empty(), "offline_access gives a refresh token");
+    oauth_error(token(&app, &f).await, 400, "invalid_grant").await;
+
+    // Within scope, confined to the patient in context: searches count
+    // only their entries (the compartment is part of the query).
+    let as_app = authorised_client(&access);
+    let found = app_json(&as_app, &app.url("Observation")).await;
+    assert_eq!(found["total"], 1, "only patient A's observation: {found}");
+    let found = app_json(
+        &as_app,
+        &app.url(&format!("Observation?subject=Patient/{b}")),
+    )
+    .await;
+    assert_eq!(found["total"], 0);
+    assert_eq!(
+        status_of(&as_app, &app.url(&format!("Patient/{a}"))).await,
+        200
+    );
+    // Outside it: another patient's records, a type not granted, writes.
+    for path in [
+        format!("Patient/{b}"),
+        format!("Observation/{ob}"),
+        format!("Condition?patient={a}"),
+        "Patient".to_owned(),
+    ] {
+        let res = as_app
+            .get(app.url(&path))
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        if path == "Patient" {
+            // A search of Patient finds the patient in context only.
+            assert_eq!(json(res).await["total"], 1);
+            continue;
+        }
+        assert_outcome(res, 403, "forbidden").await;
+    }
+    let res = as_app
+        .post(app.url("Observation"))
+        .header("content-type", "application/fhir+json")
+        .body(json!({"resourceType": "Observation", "status": "final", "code": {"text": "x"}, "subject": {"reference": format!("Patient/{a}")}}).to_string())
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_outcome(res, 403, "forbidden").await;
+
+    // Introspection.
+    let i = introspect(&app, &access).await;
+    assert_eq!(i["active"], true, "{i}");
+    assert_eq!(i["client_id"], client_id.as_str());
+    assert_eq!(i["patient"], a.as_str());
+    assert_eq!(i["username"], "gp");
+    assert_eq!(introspect(&app, "Y90001.nothing").await["active"], false);
+
+    // Refresh: a new access token, the same grant.
+    let res = token(
+        &app,
+        &[
+            ("grant_type", "refresh_token"),
+            ("client_id", &client_id),
+            ("refresh_token", &refresh),
+        ],
+    )
+    .await;
+    assert_eq!(res.status(), 200);
+    let t2 = json(res).await;
+    let access2 = t2["access_token"].as_str().unwrap_or_default().to_owned();
+    assert_ne!(access2, access);
+    assert_eq!(t2["patient"], a.as_str());
+    assert_eq!(
+        status_of(
+            &authorised_client(&access2),
+            &app.url(&format!("Patient/{a}"))
+        )
+        .await,
+        200
+    );
+
+    // The trail names the app with the user.
+    let events = app
+        .get_json(&app.url(&format!("AuditEvent?altid={client_id}&_count=100")))
+        .await;
+    assert!(events["total"].as_u64().is_some_and(|n| n >= 5), "{events}");
+    let ev = &events["entry"][0]["resource"];
+    let agents = ev["agent"].as_array().cloned().unwrap_or_default();
+    assert!(agents.iter().any(|g| g["altId"] == "gp"), "{ev}");
+    assert!(
+        agents
+            .iter()
+            .any(|g| g["who"]["identifier"]["value"] == client_id.as_str()),
+        "{ev}"
+    );
+
+    // Revocation by the client: every token of the grant stops at once.
+    let res = reqwest::Client::new()
+        .post(smart_url(&app, "revoke"))
+        .form(&[
+            ("client_id", client_id.as_str()),
+            ("token", refresh.as_str()),
+        ])
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(res.status(), 200);
+    for t in [&access, &access2] {
+        let res = authorised_client(t)
+            .get(app.url(&format!("Patient/{a}")))
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_outcome(res, 401, "login").await;
+        assert_eq!(introspect(&app, t).await["active"], false);
+    }
+    oauth_error(
+        token(
+            &app,
+            &[
+                ("grant_type", "refresh_token"),
+                ("client_id", &client_id),
+                ("refresh_token", &refresh),
+            ],
+        )
+        .await,
+        400,
+        "invalid_grant",
+    )
+    .await;
+
+    // Narrowed by the role: a receptionist's user/*.read reaches
+    // demographics, never the clinical record.
+    let reception = web_sign_in(&app, "reception").await;
+    let (code, verifier) = code_for(&app, &reception, &client_id, "user/*.read", None).await;
+    let t = json(
+        token(
+            &app,
+            &[
+                ("grant_type", "authorization_code"),
+                ("client_id", &client_id),
+                ("redirect_uri", REDIRECT),
+                ("code", &code),
+                ("code_verifier", &verifier),
+            ],
+        )
+        .await,
+    )
+    .await;
+    let as_reception = authorised_client(t["access_token"].as_str().unwrap_or_default());
+    assert_eq!(
+        status_of(&as_reception, &app.url(&format!("Patient/{b}"))).await,
+        200
+    );
+    let res = as_reception
+        .get(app.url("Observation"))
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_outcome(res, 403, "forbidden").await;
+    app.stop().await;
+}
+
+async fn app_json(client: &reqwest::Client, url: &str) -> Value {
+    let res = client
+        .get(url)
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("{url}: {e}"));
+    assert_eq!(res.status(), 200, "{url}");
+    json(res).await
+}
+
+/// A client assertion (RFC 7523) signed with `pem`.
+fn assertion(pem: &str, client_id: &str, aud: &str, exp_in: i64, jti: &str) -> String {
+    let key =
+        jsonwebtoken::EncodingKey::from_ec_pem(pem.as_bytes()).unwrap_or_else(|e| panic!("{e}"));
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or_default();
+    let claims =
+        json!({"iss": client_id, "sub": client_id, "aud": aud, "exp": now + exp_in, "jti": jti});
+    jsonwebtoken::encode(
+        &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::ES384),
+        &claims,
+        &key,
+    )
+    .unwrap_or_else(|e| panic!("{e}"))
+}
+
+async fn client_credentials(app: &App, jwt: &str, scope: &str) -> reqwest::Response {
+    token(
+        app,
+        &[
+            ("grant_type", "client_credentials"),
+            ("scope", scope),
+            (
+                "client_assertion_type",
+                "urn:ietf:params:oauth:client-assertion-type:jwt-bearer",
+            ),
+            ("client_assertion", jwt),
+        ],
+    )
+    .await
+}
+
+async fn client_credentials_with_private_key_jwt(app: App) {
+    let (a, _, _, _) = two_patients(&app).await;
+    let (pem, jwks) = gp_api::smart::generate_key().unwrap_or_else(|e| panic!("{e}"));
+    let jwks: Value = serde_json::from_str(&jwks).unwrap_or_default();
+    let reg = register(
+        &app,
+        json!({"name": "Recall service", "kind": "backend", "scope": "system/Patient.rs system/Observation.rs", "jwks": jwks}),
+    )
+    .await;
+    let client_id = reg["client_id"].as_str().unwrap_or_default().to_owned();
+    let aud = smart_url(&app, "token");
+
+    let jwt = assertion(&pem, &client_id, &aud, 240, "jti-1");
+    let res = client_credentials(&app, &jwt, "system/Observation.rs system/Condition.rs").await;
+    assert_eq!(res.status(), 200);
+    let t = json(res).await;
+    assert_eq!(
+        t["scope"], "system/Observation.rs",
+        "only what was registered"
+    );
+    assert!(t.get("refresh_token").is_none());
+    let as_service = authorised_client(t["access_token"].as_str().unwrap_or_default());
+    let found = app_json(&as_service, &app.url("Observation")).await;
+    assert_eq!(found["total"], 2, "system/ scopes reach every patient");
+    let res = as_service
+        .get(app.url(&format!("Patient/{a}")))
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_outcome(res, 403, "forbidden").await;
+    let res = as_service
+        .get(app.url("AuditEvent"))
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_outcome(res, 403, "forbidden").await;
+
+    // Refused: the same jti again, the wrong audience, an expiry too far
+    // off, another key's signature, an unknown client.
+    oauth_error(
+        client_credentials(&app, &jwt, "system/Observation.rs").await,
+        401,
+        "invalid_client",
+    )
+    .await;
+    let wrong_aud = assertion(&pem, &client_id, &app.server.base, 240, "jti-2");
+    oauth_error(
+        client_credentials(&app, &wrong_aud, "system/Observation.rs").await,
+        401,
+        "invalid_client",
+    )
+    .await;
+    let too_long = assertion(&pem, &client_id, &aud, 3600, "jti-3");
+    oauth_error(
+        client_credentials(&app, &too_long, "system/Observation.rs").await,
+        401,
+        "invalid_client",
+    )
+    .await;
+    let expired = assertion(&pem, &client_id, &aud, -600, "jti-4");
+    oauth_error(
+        client_credentials(&app, &expired, "system/Observation.rs").await,
+        401,
+        "invalid_client",
+    )
+    .await;
+    let (other_pem, _) = gp_api::smart::generate_key().unwrap_or_else(|e| panic!("{e}"));
+    let forged = assertion(&other_pem, &client_id, &aud, 240, "jti-5");
+    oauth_error(
+        client_credentials(&app, &forged, "system/Observation.rs").await,
+        401,
+        "invalid_client",
+    )
+    .await;
+    let stranger = assertion(&pem, "no-such-client", &aud, 240, "jti-6");
+    oauth_error(
+        client_credentials(&app, &stranger, "system/Observation.rs").await,
+        401,
+        "invalid_client",
+    )
+    .await;
+
+    // The service's reads are audited under the client.
+    let events = app
+        .get_json(&app.url(&format!("AuditEvent?altid={client_id}&subtype=search-type")))
+        .await;
+    assert!(events["total"].as_u64().is_some_and(|n| n >= 1), "{events}");
+    app.stop().await;
+}
+
+/// An access token past its expiry is 401, like an expired session.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_expired_access_token_is_401() {
+    let app =
+        crate::support::spawn_app_on(crate::support::Db::Sqlite, crate::support::TEST_MAX_BODY)
+            .await;
+    let (pem, jwks) = gp_api::smart::generate_key().unwrap_or_else(|e| panic!("{e}"));
+    let jwks: Value = serde_json::from_str(&jwks).unwrap_or_default();
+    let reg = register(
+        &app,
+        json!({"name": "S", "kind": "backend", "scope": "system/*.rs", "jwks": jwks}),
+    )
+    .await;
+    let client_id = reg["client_id"].as_str().unwrap_or_default().to_owned();
+    let jwt = assertion(&pem, &client_id, &smart_url(&app, "token"), 60, "j");
+    let t = json(client_credentials(&app, &jwt, "system/*.rs").await).await;
+    let access = t["access_token"].as_str().unwrap_or_default().to_owned();
+    let db = rusqlite::Connection::open(app.data_dir().join("opengp.db"))
+        .unwrap_or_else(|e| panic!("{e}"));
+    db.busy_timeout(std::time::Duration::from_secs(10))
+        .unwrap_or_else(|e| panic!("{e}"));
+    db.execute("UPDATE smart_token SET expires_at = 0", [])
+        .unwrap_or_else(|e| panic!("{e}"));
+    let res = authorised_client(&access)
+        .get(app.url("Patient"))
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_outcome(res, 401, "login").await;
+    assert_eq!(introspect(&app, &access).await["active"], false);
+    app.stop().await;
+}
+
+/// `opengp app add` registers a backend service and writes its new private
+/// key; the server then grants it a token for an assertion signed with it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_cli_creates_a_backend_client() {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let key = dir.path().join("service-key.pem");
+    let out = Command::new(opengp_bin())
+        .args([
+            "app",
+            "add",
+            "--practice",
+            opengp::config::DEFAULT_PRACTICE,
+            "--data",
+        ])
+        .arg(dir.path().join("data"))
+        .args([
+            "--name",
+            "Nightly extract",
+            "--scope",
+            "system/*.rs",
+            "--key-out",
+        ])
+        .arg(&key)
+        .output()
+        .unwrap_or_else(|e| panic!("opengp: {e}"));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+    let lines: HashMap<&str, &str> = stdout.lines().filter_map(|l| l.split_once('=')).collect();
+    let client_id = lines
+        .get("client_id")
+        .copied()
+        .unwrap_or_else(|| panic!("{stdout}"))
+        .to_owned();
+    assert_eq!(lines.get("private_key").copied(), key.to_str());
+    let pem = std::fs::read_to_string(&key).unwrap_or_else(|e| panic!("{e}"));
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&key)
+            .map(|m| m.permissions().mode())
+            .unwrap_or_default();
+        assert_eq!(mode & 0o777, 0o600, "the private key is the owner's only");
+    }
+    let server =
+        opengp::server::spawn_for_test(&dir.path().join("data"), crate::support::TEST_MAX_BODY)
+            .await
+            .unwrap_or_else(|e| panic!("{e:#}"));
+    let token_url = format!(
+        "http://{}/practices/{}/smart/token",
+        server.addr,
+        opengp::config::DEFAULT_PRACTICE
+    );
+    let jwt = assertion(&pem, &client_id, &token_url, 120, "cli-1");
+    let res = reqwest::Client::new()
+        .post(&token_url)
+        .form(&[
+            ("grant_type", "client_credentials"),
+            ("scope", "system/*.rs"),
+            (
+                "client_assertion_type",
+                "urn:ietf:params:oauth:client-assertion-type:jwt-bearer",
+            ),
+            ("client_assertion", jwt.as_str()),
+        ])
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(res.status(), 200);
+    let t = json(res).await;
+    let res = authorised_client(t["access_token"].as_str().unwrap_or_default())
+        .get(format!("{}/Patient", server.base))
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(res.status(), 200);
+    server.stop().await.unwrap_or_else(|e| panic!("{e:#}"));
+}
+
+/// The Python that has the PyPI package `fhirclient`, which `cargo xtask
+/// test` installs into a virtual environment under `target/`.
+fn smart_python() -> String {
+    std::env::var("OPENGP_SMART_PYTHON").unwrap_or_else(|_| {
+        panic!("OPENGP_SMART_PYTHON is not set: run the suite with `cargo xtask test`, which installs fhirclient")
+    })
+}
+
+/// A real SMART client from another project, the PyPI package
+/// `fhirclient`, does a standalone launch with `launch/patient`: it reads
+/// the CapabilityStatement's SMART URIs, builds the authorization URL
+/// (PKCE S256), the test signs in, picks the patient and approves as the
+/// user's browser would, fhirclient exchanges the code at the token
+/// endpoint, reads the patient and their observations, and is refused
+/// (403) a type it was not granted and another patient.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn fhirclient_standalone_launch() {
+    let python = smart_python();
+    let app =
+        crate::support::spawn_app_on(crate::support::Db::Sqlite, crate::support::TEST_MAX_BODY)
+            .await;
+    let (a, b, _, _) = two_patients(&app).await;
+    add_user(&app, "gp", &["R8000"]).await;
+    let scope = "launch/patient patient/Patient.read patient/Observation.rs";
+    let reg = register(
+        &app,
+        json!({"name": "fhirclient", "kind": "public", "scope": scope, "redirect_uris": [REDIRECT]}),
+    )
+    .await;
+    let client_id = reg["client_id"].as_str().unwrap_or_default().to_owned();
+    let script =
+        std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/it/smart_client.py");
+    let mut child = Command::new(&python)
+        .arg(&script)
+        .args([
+            client_id.as_str(),
+            app.server.base.as_str(),
+            REDIRECT,
+            "patient/Patient.read patient/Observation.rs",
+            b.as_str(),
+        ])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("{python}: {e}"));
+    let mut stdin = child.stdin.take().unwrap_or_else(|| panic!("stdin"));
+    let mut lines = BufReader::new(child.stdout.take().unwrap_or_else(|| panic!("stdout"))).lines();
+    let mut next = move || -> Value {
+        let line = lines.next().and_then(Result::ok).unwrap_or_default();
+        serde_json::from_str(&line).unwrap_or(Value::Null)
+    };
+    let first = tokio::task::block_in_place(&mut next);
+    let Some(url) = first["authorize_url"].as_str().map(str::to_owned) else {
+        let _ = child.kill();
+        let err = child
+            .wait_with_output()
+            .map(|o| String::from_utf8_lossy(&o.stderr).to_string())
+            .unwrap_or_default();
+        panic!("fhirclient gave no authorization URL: {first}\n{err}")
+    };
+    let q = query_of(&url);
+    assert_eq!(q["code_challenge_method"], "S256");
+    assert!(q["scope"].contains("launch/patient"), "{url}");
+    let cookie = web_sign_in(&app, "gp").await;
+    let back = approve(&root(&app), &cookie, &url, Some((&a, "Aardvark"))).await;
+    writeln!(stdin, "{}", json!({"callback": back})).unwrap_or_else(|e| panic!("{e}"));
+    drop(stdin);
+    let result = tokio::task::block_in_place(&mut next);
+    let output =
+        tokio::task::block_in_place(|| child.wait_with_output()).unwrap_or_else(|e| panic!("{e}"));
+    assert!(
+        output.status.success(),
+        "fhirclient script failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert_eq!(result["patient_id"], a.as_str(), "{result}");
+    assert_eq!(result["family"], "Aardvark", "{result}");
+    assert_eq!(result["observations"], 1, "{result}");
+    assert_eq!(result["condition_search"], 403, "{result}");
+    assert_eq!(result["other_patient"], 403, "{result}");
+    // Its reads are in the trail under the app.
+    let events = app
+        .get_json(&app.url(&format!("AuditEvent?altid={client_id}&outcome=0")))
+        .await;
+    assert!(events["total"].as_u64().is_some_and(|n| n >= 2), "{events}");
+    app.stop().await;
+}
+
+/// The token endpoint counts against the sign-in rate limit: past it,
+/// 429 with `Retry-After`, before any client is looked at.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_token_endpoint_is_rate_limited() {
+    let app =
+        crate::support::spawn_app_on(crate::support::Db::Sqlite, crate::support::TEST_MAX_BODY)
+            .await;
+    let mut limited = None;
+    for _ in 0..60 {
+        let res = token(
+            &app,
+            &[("grant_type", "client_credentials"), ("client_id", "guess")],
+        )
+        .await;
+        if res.status() == 429 {
+            limited = Some(res);
+            break;
+        }
+        oauth_error(res, 401, "invalid_client").await;
+    }
+    let res = limited.unwrap_or_else(|| panic!("no 429 after 60 token requests"));
+    assert!(res.headers().contains_key("retry-after"));
+    app.stop().await;
+}
+
+/// EHR launch: a signed-in GP mints a launch context for a patient (as the
+/// record page's "launch app" would); a confidential app (HTTP Basic with
+/// its secret) is launched with it and gets that patient without a choice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn ehr_launch_of_a_confidential_app() {
+    let app =
+        crate::support::spawn_app_on(crate::support::Db::Sqlite, crate::support::TEST_MAX_BODY)
+            .await;
+    let (a, b, _, _) = two_patients(&app).await;
+    add_user(&app, "gp", &["R8000"]).await;
+    let reg = register(
+        &app,
+        json!({"name": "Diabetes review", "kind": "confidential", "scope": "launch patient/*.rs", "redirect_uris": [REDIRECT]}),
+    )
+    .await;
+    let client_id = reg["client_id"].as_str().unwrap_or_default().to_owned();
+    let secret = reg["client_secret"].as_str().unwrap_or_default().to_owned();
+    assert!(
+        !secret.is_empty(),
+        "a confidential app's secret is shown once"
+    );
+
+    let gp = crate::auth::signed_in(&app, "gp", None).await;
+    let res = gp
+        .post(smart_url(&app, "launch"))
+        .form(&[("patient", a.as_str())])
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(res.status(), 200);
+    let launch = json(res).await;
+    assert_eq!(launch["iss"], app.server.base.as_str());
+    let launch_id = launch["launch"].as_str().unwrap_or_default().to_owned();
+
+    let (verifier, challenge) = pkce();
+    let url = format!(
+        "{}&launch={launch_id}",
+        authorize_url(&app, &client_id, "launch patient/*.rs", &challenge)
+    );
+    let cookie = web_sign_in(&app, "gp").await;
+    let back = approve(&root(&app), &cookie, &url, None).await;
+    let code = query_of(&back)["code"].clone();
+    let exchange = [
+        ("grant_type", "authorization_code"),
+        ("redirect_uri", REDIRECT),
+        ("code", code.as_str()),
+        ("code_verifier", verifier.as_str()),
+    ];
+    // Without its secret the confidential app is not trusted.
+    let mut without = exchange.to_vec();
+    without.push(("client_id", client_id.as_str()));
+    oauth_error(token(&app, &without).await, 401, "invalid_client").await;
+    let res = reqwest::Client::new()
+        .post(smart_url(&app, "token"))
+        .basic_auth(&client_id, Some(&secret))
+        .form(&exchange)
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(res.status(), 200);
+    let t = json(res).await;
+    assert_eq!(t["patient"], a.as_str());
+    let as_app = authorised_client(t["access_token"].as_str().unwrap_or_default());
+    assert_eq!(app_json(&as_app, &app.url("Observation")).await["total"], 1);
+    let res = as_app
+        .get(app.url(&format!("Patient/{b}/$everything")))
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_outcome(res, 403, "forbidden").await;
+    let everything = app_json(&as_app, &app.url(&format!("Patient/{a}/$everything"))).await;
+    assert_eq!(
+        everything["total"], 3,
+        "the patient, their observation and condition"
+    );
+    app.stop().await;
+}
