@@ -171,4 +171,14 @@ impl Scoped<'_> {
             .map(drop)
             .map_err(db_err)
     }
+
+    pub(crate) fn revoke_smart_user(&mut self, user_id: &str) -> Result<(), StoreError> {
+        self.conn
+            .execute(
+                "UPDATE smart_token SET revoked = true WHERE practice = $1 AND user_id = $2",
+                &[&self.practice, &user_id],
+            )
+            .map(drop)
+            .map_err(db_err)
+    }
 }

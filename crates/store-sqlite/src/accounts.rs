@@ -346,4 +346,7 @@ impl AccountsWrite for ScopedWrite<'_> {
     fn revoke_tokens(&mut self, grant_id: &str) -> Result<(), StoreError> {
         self.read.revoke_smart_grant(grant_id)
     }
+    fn revoke_user_tokens(&mut self, user_id: &str) -> Result<(), StoreError> {
+        self.read.revoke_smart_user(user_id)
+    }
 }

@@ -176,4 +176,14 @@ impl Scoped<'_> {
             .map(drop)
             .map_err(db_err)
     }
+
+    pub(crate) fn revoke_smart_user(&mut self, user_id: &str) -> Result<(), StoreError> {
+        self.conn
+            .prepare_cached(
+                "UPDATE smart_token SET revoked = 1 WHERE practice = ?1 AND user_id = ?2",
+            )
+            .and_then(|mut s| s.execute(params![self.practice, user_id]))
+            .map(drop)
+            .map_err(db_err)
+    }
 }

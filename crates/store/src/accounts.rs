@@ -491,7 +491,7 @@ impl Store {
     }
 
     /// Ends the session of `token`, or with `everywhere` every session of
-    /// its user.
+    /// its user and every SMART app token the user approved.
     pub async fn sign_out(
         &self,
         ctx: &Ctx,
@@ -504,7 +504,12 @@ impl Store {
         let hash = token_hash(token);
         let system = Ctx::new(ctx.practice.clone(), Actor::system());
         self.write_in(&system, move |tx| {
-            tx.revoke_sessions(&user.user_id, (!everywhere).then_some(hash.as_str()))
+            tx.revoke_sessions(&user.user_id, (!everywhere).then_some(hash.as_str()))?;
+            // Everywhere includes the apps the user approved.
+            if everywhere {
+                tx.revoke_user_tokens(&user.user_id)?;
+            }
+            Ok(())
         })
         .await
     }

@@ -217,6 +217,8 @@ pub trait AccountsWrite {
     fn put_token(&mut self, token: &TokenRecord) -> Result<(), StoreError>;
     /// Revokes every token of a grant.
     fn revoke_tokens(&mut self, grant_id: &str) -> Result<(), StoreError>;
+    /// Revokes every app token the user approved (sign-out everywhere).
+    fn revoke_user_tokens(&mut self, user_id: &str) -> Result<(), StoreError>;
 }
 
 /// Writes within one practice, inside the writer's transaction.

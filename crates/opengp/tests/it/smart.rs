@@ -977,5 +977,18 @@ async fn ehr_launch_of_a_confidential_app() {
         everything["total"], 3,
         "the patient, their observation and condition"
     );
+    // Signing out everywhere ends the apps' access the user approved too.
+    let res = gp
+        .post(format!("{}/auth/logout-everywhere", root(&app)))
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(res.status(), 204);
+    let res = as_app
+        .get(app.url(&format!("Patient/{a}")))
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_outcome(res, 401, "login").await;
     app.stop().await;
 }
