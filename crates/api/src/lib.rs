@@ -19,6 +19,7 @@ pub mod error;
 mod glass;
 pub mod limit;
 mod negotiate;
+pub mod oidc;
 mod rest;
 pub mod smart;
 pub mod terminology;
@@ -83,6 +84,8 @@ pub struct AppState {
     pub limits: limit::Limits,
     /// The SMART authorization server's short-lived state.
     pub smart: smart::SmartState,
+    /// The external OpenID Connect provider staff may sign in with, if configured.
+    pub oidc: Option<Arc<oidc::Oidc>>,
 }
 
 impl AppState {
@@ -96,7 +99,14 @@ impl AppState {
             practices: Arc::default(),
             sessions: auth::SessionCache::default(),
             smart: smart::SmartState::default(),
+            oidc: None,
         }
+    }
+
+    /// Lets staff sign in through `provider` as well.
+    pub fn with_oidc(mut self, provider: oidc::Oidc) -> Self {
+        self.oidc = Some(Arc::new(provider));
+        self
     }
 
     /// Runs Bulk Data exports, their files under `dir` (emptied now).

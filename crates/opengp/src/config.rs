@@ -22,6 +22,22 @@ pub struct FileConfig {
     pub tls_cert: Option<PathBuf>,
     pub tls_key: Option<PathBuf>,
     pub sign_in_limit: Option<u32>,
+    /// `[oidc]`: staff sign-in through an external OpenID Connect provider.
+    pub oidc: Option<OidcFile>,
+}
+
+/// The `[oidc]` table: `issuer`, `client_id`, `client_secret`, `scopes`
+/// (an array), `username_claim`, `roles_claim`, `name`.
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OidcFile {
+    pub issuer: Option<String>,
+    pub client_id: Option<String>,
+    pub client_secret: Option<String>,
+    pub scopes: Option<Vec<String>>,
+    pub username_claim: Option<String>,
+    pub roles_claim: Option<String>,
+    pub name: Option<String>,
 }
 
 impl FileConfig {
@@ -54,6 +70,8 @@ pub struct ServerConfig {
     pub tls: Option<gp_api::tls::TlsFiles>,
     /// Rate limits per client address.
     pub limits: gp_api::limit::LimitConfig,
+    /// The OpenID Connect provider staff may sign in with (discovered at start).
+    pub oidc: Option<gp_api::oidc::OidcConfig>,
 }
 
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";

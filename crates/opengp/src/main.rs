@@ -287,6 +287,40 @@ struct ServeArgs {
     /// Sign-in attempts allowed per client address and minute (0: no limit).
     #[arg(long, env = "OPENGP_SIGN_IN_LIMIT")]
     sign_in_limit: Option<u32>,
+    #[command(flatten)]
+    oidc: OidcArgs,
+}
+
+/// Staff sign-in through an external OpenID Connect provider (NHS CIS2,
+/// say), besides the built-in accounts.
+#[derive(Args, Clone, Default)]
+struct OidcArgs {
+    /// The provider's issuer URL (its metadata is read from
+    /// {issuer}/.well-known/openid-configuration at start).
+    #[arg(long, env = "OPENGP_OIDC_ISSUER")]
+    oidc_issuer: Option<String>,
+    /// The client id OpenGP is registered with at the provider.
+    #[arg(long, env = "OPENGP_OIDC_CLIENT_ID")]
+    oidc_client_id: Option<String>,
+    /// The client secret (none for a public client using PKCE only).
+    /// Better given by the environment than on the command line.
+    #[arg(long, env = "OPENGP_OIDC_CLIENT_SECRET", hide_env_values = true)]
+    oidc_client_secret: Option<String>,
+    /// The scopes to ask for, space-separated (default `openid profile`).
+    #[arg(long, env = "OPENGP_OIDC_SCOPES")]
+    oidc_scopes: Option<String>,
+    /// The claim naming the OpenGP account (default `preferred_username`,
+    /// then `sub`).
+    #[arg(long, env = "OPENGP_OIDC_USERNAME_CLAIM")]
+    oidc_username_claim: Option<String>,
+    /// The claim carrying the role profiles the provider grants
+    /// (`nhsid_nrbac_roles` for CIS2, or an array of R-codes); when given,
+    /// a sign-in may use only those of the account's roles.
+    #[arg(long, env = "OPENGP_OIDC_ROLES_CLAIM")]
+    oidc_roles_claim: Option<String>,
+    /// What the sign-in page calls the provider ("Sign in with NAME").
+    #[arg(long, env = "OPENGP_OIDC_NAME")]
+    oidc_name: Option<String>,
 }
 
 #[derive(Args)]
@@ -526,6 +560,7 @@ fn store_config(args: StoreArgs, file: &FileConfig) -> Result<ServerConfig> {
             tls_cert: None,
             tls_key: None,
             sign_in_limit: None,
+            oidc: OidcArgs::default(),
         },
         file,
         "./opengp-data",
@@ -549,6 +584,7 @@ fn resolve(args: ServeArgs, file: &FileConfig, default_data: &str) -> Result<Ser
     if let Some(n) = args.sign_in_limit.or(file.sign_in_limit) {
         limits.sign_ins_per_minute = n;
     }
+    let oidc = resolve_oidc(args.oidc, file.oidc.as_ref())?;
     Ok(ServerConfig {
         data: args
             .data
@@ -575,7 +611,44 @@ fn resolve(args: ServeArgs, file: &FileConfig, default_data: &str) -> Result<Ser
             .unwrap_or_else(|| config::DEFAULT_PRACTICE_NAME.into()),
         tls,
         limits,
+        oidc,
     })
+}
+
+/// The OpenID Connect provider, when an issuer is configured.
+fn resolve_oidc(
+    args: OidcArgs,
+    file: Option<&config::OidcFile>,
+) -> Result<Option<gp_api::oidc::OidcConfig>> {
+    let file = file.cloned().unwrap_or_default();
+    let Some(issuer) = args.oidc_issuer.or(file.issuer) else {
+        return Ok(None);
+    };
+    let client_id = args.oidc_client_id.or(file.client_id).context(
+        "signing in with an OpenID Connect provider needs the client id (--oidc-client-id)",
+    )?;
+    let scopes = match args.oidc_scopes {
+        Some(s) => s.split_whitespace().map(str::to_owned).collect(),
+        None => file
+            .scopes
+            .unwrap_or_else(|| vec!["openid".into(), "profile".into()]),
+    };
+    let name = args.oidc_name.or(file.name).unwrap_or_else(|| {
+        let host = issuer.split("://").nth(1).unwrap_or(&issuer);
+        host.split('/').next().unwrap_or(host).to_owned()
+    });
+    Ok(Some(gp_api::oidc::OidcConfig {
+        issuer,
+        client_id,
+        client_secret: args.oidc_client_secret.or(file.client_secret),
+        scopes,
+        username_claim: args
+            .oidc_username_claim
+            .or(file.username_claim)
+            .unwrap_or_else(|| "preferred_username".into()),
+        roles_claim: args.oidc_roles_claim.or(file.roles_claim),
+        name,
+    }))
 }
 
 fn init_logging(format: Option<&str>) -> Result<()> {
@@ -800,6 +873,7 @@ async fn bench(args: BenchArgs) -> Result<()> {
         tls: None,
         // The simulated staff all sign in from one loopback address.
         limits: gp_api::limit::LimitConfig::none(),
+        oidc: None,
     };
     if args.scenario == "terminology" {
         let release = args.release.clone();

@@ -65,8 +65,15 @@ impl Server {
             limits: cfg.limits,
             https: tls.is_some(),
         };
-        let state =
+        let mut state =
             AppState::new(store.clone(), api).with_exports(&cfg.data.join("bulk-export"))?;
+        if let Some(oidc) = &cfg.oidc {
+            let provider = gp_api::oidc::Oidc::discover(oidc.clone())
+                .await
+                .context("the OpenID Connect provider for staff sign-in is not usable")?;
+            tracing::info!(issuer = %oidc.issuer, "staff may sign in with the OpenID Connect provider");
+            state = state.with_oidc(provider);
+        }
         let (release, index) = crate::terminology::ready(&store).await?;
         let index = Arc::new(index);
         store.set_snomed_index(index.clone());
@@ -177,6 +184,7 @@ pub async fn spawn_for_test_with(
         practice_name: "Test Practice".into(),
         tls: None,
         limits: gp_api::limit::LimitConfig::default(),
+        oidc: None,
     };
     let server = match backend {
         Some(b) => Server::bind_with(&cfg, b).await?,

@@ -149,6 +149,23 @@ fn refused() -> StoreError {
     )
 }
 
+/// The user as the audit trail names them at a sign-in, in `role`.
+fn as_user(practice: &Practice, user: &UserRecord, role: &str, address: &Option<String>) -> Ctx {
+    Ctx::signed_in(
+        practice.clone(),
+        SignedIn {
+            user_id: user.id.clone(),
+            username: user.username.clone(),
+            name: user.name.clone(),
+            role: role.to_owned(),
+            practitioner: user.practitioner.clone(),
+            expires: Instant::now(),
+        },
+        Activities::default(),
+    )
+    .from_address(address.clone())
+}
+
 fn check_new_user(u: &NewUser) -> Result<(), StoreError> {
     let bad = |m: String| StoreError::bad_request(IssueType::Invalid, m);
     let name_ok = !u.username.is_empty()
@@ -252,34 +269,24 @@ impl Store {
             return Err(refused());
         };
         let now = Instant::now();
-        // The user as the audit trail names them, in the role asked for.
-        let who = |role: &str| {
-            Ctx::signed_in(
-                practice.clone(),
-                SignedIn {
-                    user_id: user.id.clone(),
-                    username: user.username.clone(),
-                    name: user.name.clone(),
-                    role: role.to_owned(),
-                    practitioner: user.practitioner.clone(),
-                    expires: now,
-                },
-                Activities::default(),
-            )
-            .from_address(address.clone())
-        };
         let asked = role
             .or(user.roles.first().map(String::as_str))
             .unwrap_or_default()
             .to_owned();
         let locked = user.locked_until.is_some_and(|t| t > now);
         if locked {
-            self.audit(&who(&asked), login.failed(&refused()));
+            self.audit(
+                &as_user(practice, &user, &asked, &address),
+                login.failed(&refused()),
+            );
             return Err(refused());
         }
         if !good {
             let id = user.id.clone();
-            let failed = login.clone().failed(&refused()).prepare(&who(&asked));
+            let failed = login
+                .clone()
+                .failed(&refused())
+                .prepare(&as_user(practice, &user, &asked, &address));
             self.write_in(&ctx, move |tx| {
                 if let Some(event) = failed {
                     crate::audit::append(tx, event)?;
@@ -299,16 +306,97 @@ impl Store {
             return Err(refused());
         }
         let roles = user.roles.clone();
+        self.open_session(practice, user, roles, role, login, address)
+            .await
+    }
+
+    /// Opens a session for a user whom an external identity provider (an
+    /// OpenID Connect issuer, `provider`) has vouched for: no password is
+    /// checked here, the provider's signed assertion is the proof. The
+    /// account must exist at the practice (only an administrator creates
+    /// one) and not be locked; `granted`, when the provider names the role
+    /// profiles it grants, narrows the account's roles to those. Every
+    /// attempt is an AuditEvent naming the provider.
+    pub async fn sign_in_external(
+        &self,
+        practice: &Practice,
+        username: &str,
+        provider: &str,
+        granted: Option<&[String]>,
+        address: Option<String>,
+    ) -> Result<Session, StoreError> {
+        let ctx = Ctx::new(practice.clone(), Actor::system()).from_address(address.clone());
+        let login = Event::new(Kind::Login).via(provider);
+        let name = username.to_owned();
+        let user = self.read_in(&ctx, move |tx| tx.user_named(&name)).await?;
+        let Some(user) = user else {
+            let e = StoreError::Unauthorized(format!(
+                "there is no account '{username}' at this practice; \
+                 an administrator must create one before you can sign in"
+            ));
+            self.audit(&ctx, login.attempted_username(username).failed(&e));
+            return Err(e);
+        };
+        let first = user.roles.first().cloned().unwrap_or_default();
+        if user.locked_until.is_some_and(|t| t > Instant::now()) {
+            let e = StoreError::Unauthorized(
+                "the account is locked for a while after repeated failed sign-ins".into(),
+            );
+            self.audit(
+                &as_user(practice, &user, &first, &address),
+                login.failed(&e),
+            );
+            return Err(e);
+        }
+        let roles: Vec<String> = match granted {
+            Some(g) => user
+                .roles
+                .iter()
+                .filter(|r| g.contains(r))
+                .cloned()
+                .collect(),
+            None => user.roles.clone(),
+        };
+        if roles.is_empty() {
+            let e = StoreError::Forbidden(
+                "the identity provider grants none of the role profiles your account holds \
+                 at this practice"
+                    .into(),
+            );
+            self.audit(
+                &as_user(practice, &user, &first, &address),
+                login.failed(&e),
+            );
+            return Err(e);
+        }
+        self.open_session(practice, user, roles, None, login, address)
+            .await
+    }
+
+    /// Opens a session for `user`, whose identity has been proven, in
+    /// `role` (or the first of `roles`, the ones this sign-in may use),
+    /// recording `login` in the same transaction.
+    async fn open_session(
+        &self,
+        practice: &Practice,
+        user: UserRecord,
+        roles: Vec<String>,
+        role: Option<&str>,
+        login: Event,
+        address: Option<String>,
+    ) -> Result<Session, StoreError> {
+        let ctx = Ctx::new(practice.clone(), Actor::system()).from_address(address.clone());
+        let now = Instant::now();
         let role = match role {
-            Some(r) if user.roles.iter().any(|h| h == r) => r.to_owned(),
+            Some(r) if roles.iter().any(|h| h == r) => r.to_owned(),
             Some(r) => {
                 let e = StoreError::Forbidden(format!(
                     "you do not hold the role profile {r} at this practice"
                 ));
-                self.audit(&who(r), login.failed(&e));
+                self.audit(&as_user(practice, &user, r, &address), login.failed(&e));
                 return Err(e);
             }
-            None => user.roles.first().cloned().ok_or_else(refused)?,
+            None => roles.first().cloned().ok_or_else(refused)?,
         };
         let token = new_token(practice);
         let session = SessionRecord {
@@ -328,9 +416,11 @@ impl Store {
             expires: session.expires,
         };
         let id = user.id.clone();
-        let event = login.prepare(&who(&role)).ok_or_else(|| {
-            StoreError::Backend("the sign-in's audit event could not be built".into())
-        })?;
+        let event = login
+            .prepare(&as_user(practice, &user, &role, &address))
+            .ok_or_else(|| {
+                StoreError::Backend("the sign-in's audit event could not be built".into())
+            })?;
         self.write_in(&ctx, move |tx| {
             crate::audit::append(tx, event)?;
             if let Some(mut u) = tx.user_by_id(&id)?

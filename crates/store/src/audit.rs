@@ -151,6 +151,8 @@ pub struct Event {
     /// Set for an access under a break-glass override (purposeOfEvent
     /// `BTG`), with the reason given when the glass was broken.
     break_glass: Option<String>,
+    /// The identity provider (its issuer URL) that vouched for a sign-in.
+    provider: Option<String>,
 }
 
 /// How many resources one event lists; a larger page lists its patients
@@ -167,6 +169,7 @@ impl Event {
             query: None,
             attempted_username: None,
             break_glass: None,
+            provider: None,
         }
     }
 
@@ -211,6 +214,13 @@ impl Event {
 
     pub fn attempted_username(mut self, username: &str) -> Self {
         self.attempted_username = Some(username.to_owned());
+        self
+    }
+
+    /// Names the identity provider (an OpenID Connect issuer) whose
+    /// assertion a sign-in rests on: recorded as the agent's `policy`.
+    pub fn via(mut self, provider: &str) -> Self {
+        self.provider = Some(provider.to_owned());
         self
     }
 
@@ -384,6 +394,9 @@ impl Event {
                 }),
             },
         };
+        if let Some(p) = &self.provider {
+            agent["policy"] = json!([p]);
+        }
         if let Some(address) = &ctx.address {
             agent["network"] = json!({"address": address.as_ref(), "type": "2"});
         }

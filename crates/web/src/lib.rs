@@ -20,6 +20,7 @@ mod fhir;
 mod glass;
 mod home;
 mod login;
+mod oidc;
 mod patients;
 mod record;
 mod session;
@@ -39,6 +40,8 @@ pub fn routes() -> Router<AppState> {
     Router::new()
         .route("/app", get(home::page))
         .route("/app/login", get(login::form).post(login::submit))
+        .route("/app/login/oidc", get(oidc::start))
+        .route("/app/login/oidc/callback", get(oidc::callback))
         .route("/app/role", get(login::roles).post(login::choose))
         .route("/app/logout", post(login::logout))
         .route("/app/assets/{file}", get(assets::serve))
@@ -78,20 +81,28 @@ pub fn routes() -> Router<AppState> {
         .layer(axum::middleware::map_response(security_headers))
 }
 
-/// Headers on every page: a Content-Security-Policy that allows only our
-/// own scripts and styles, and no framing, sniffing or referrers.
+/// The Content-Security-Policy: only our own scripts and styles, and forms
+/// sent only to ourselves (and `form_action`, when not empty).
+fn csp(form_action: &str) -> String {
+    format!(
+        "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; \
+         object-src 'none'; base-uri 'none'; form-action 'self' {form_action}; \
+         frame-ancestors 'none'"
+    )
+    .replace("'self' ;", "'self';")
+}
+
+/// Headers on every page: the Content-Security-Policy (unless the page set
+/// its own), and no framing, sniffing or referrers.
 async fn security_headers(mut res: Response) -> Response {
     let h = res.headers_mut();
     // A page may set its own (stricter or as strict) policy: the SMART
-    // authorization page adds the app's origin as a form action.
-    if !h.contains_key(header::CONTENT_SECURITY_POLICY) {
-        h.insert(
-            header::CONTENT_SECURITY_POLICY,
-            HeaderValue::from_static(
-                "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; \
-             object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'",
-            ),
-        );
+    // authorization page adds the app's origin as a form action, the
+    // sign-in page the OpenID Connect provider's.
+    if !h.contains_key(header::CONTENT_SECURITY_POLICY)
+        && let Ok(v) = HeaderValue::from_str(&csp(""))
+    {
+        h.insert(header::CONTENT_SECURITY_POLICY, v);
     }
     h.insert(
         header::X_CONTENT_TYPE_OPTIONS,

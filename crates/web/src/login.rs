@@ -18,7 +18,7 @@ pub struct Next {
 }
 
 /// Where to go after signing in: only our own pages.
-fn safe_next(next: Option<&str>) -> &str {
+pub(crate) fn safe_next(next: Option<&str>) -> &str {
     match next {
         Some(n) if n.starts_with("/app") && !n.starts_with("//") && !n.contains("://") => n,
         _ => "/app",
@@ -79,10 +79,60 @@ async fn login_page(
                     }
                     button class="nhsuk-button" type="submit" { "Sign in" }
                 }
+                @if let Some(provider) = &st.oidc {
+                    form method="get" action="/app/login/oidc" {
+                        input type="hidden" name="next" value=(safe_next(next));
+                        @if practices.len() == 1 {
+                            input type="hidden" name="practice" value=(practices[0].ods.as_str());
+                        } @else {
+                            div class="nhsuk-form-group" {
+                                label class="nhsuk-label" for="oidc-practice" { "Practice" }
+                                select class="nhsuk-select" id="oidc-practice" name="practice" {
+                                    @for p in &practices {
+                                        option value=(p.ods.as_str()) selected[p.ods.as_str() == practice] {
+                                            (p.name) " (" (p.ods.as_str()) ")"
+                                        }
+                                    }
+                                }
+                            }
+                        }
+                        button class="nhsuk-button nhsuk-button--secondary" type="submit" {
+                            "Sign in with " (provider.name())
+                        }
+                    }
+                }
             }
         }
     };
-    ok(page("Sign in", None, &[], body))
+    let mut res = ok(page("Sign in", None, &[], body))?;
+    if let Some(provider) = &st.oidc {
+        // The provider's form comes back here by a redirect, which
+        // browsers check against `form-action` too.
+        let csp = crate::csp(&provider.authorization_origin());
+        if let Ok(v) = HeaderValue::from_str(&csp) {
+            res.headers_mut().insert(header::CONTENT_SECURITY_POLICY, v);
+        }
+    }
+    Ok(res)
+}
+
+/// Where a browser goes with its new session: the role choice when the
+/// user may sign in in several roles, else `next`.
+pub(crate) fn after_sign_in(
+    st: &AppState,
+    session: &gp_store::accounts::Session,
+    next: &str,
+) -> axum::response::Response {
+    let to = if session.roles.len() > 1 {
+        format!("/app/role?next={}", ui::encode(next))
+    } else {
+        next.to_owned()
+    };
+    (
+        [(header::SET_COOKIE, set_cookie(st, Some(&session.token)))],
+        Redirect::to(&to),
+    )
+        .into_response()
 }
 
 #[derive(Deserialize)]
@@ -150,17 +200,7 @@ pub async fn submit(
         }
         Err(e) => return Err(WebError::store(e, false)),
     };
-    let next = safe_next(f.next.as_deref());
-    let to = if session.roles.len() > 1 {
-        format!("/app/role?next={}", ui::encode(next))
-    } else {
-        next.to_owned()
-    };
-    Ok((
-        [(header::SET_COOKIE, set_cookie(&st, Some(&session.token)))],
-        Redirect::to(&to),
-    )
-        .into_response())
+    Ok(after_sign_in(&st, &session, safe_next(f.next.as_deref())))
 }
 
 /// `GET /app/role`: the roles the user holds, to choose one.

@@ -212,15 +212,20 @@ pub fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
         .filter(|v| !v.is_empty())
 }
 
-/// The `Set-Cookie` value that keeps `token` for the app's pages, or with
-/// `None` clears it. `Secure` when the server is reached over HTTPS.
-pub fn set_cookie(st: &AppState, token: Option<&str>) -> HeaderValue {
-    let secure = st.config.https
+/// Whether the server is reached over HTTPS, so cookies are `Secure`.
+pub fn secure(st: &AppState) -> bool {
+    st.config.https
         || st
             .config
             .public_url
             .as_deref()
-            .is_some_and(|u| u.starts_with("https://"));
+            .is_some_and(|u| u.starts_with("https://"))
+}
+
+/// The `Set-Cookie` value that keeps `token` for the app's pages, or with
+/// `None` clears it. `Secure` when the server is reached over HTTPS.
+pub fn set_cookie(st: &AppState, token: Option<&str>) -> HeaderValue {
+    let secure = secure(st);
     let value = match token {
         Some(t) => format!("{COOKIE}={t}; Path=/app; HttpOnly; SameSite=Strict"),
         None => format!("{COOKIE}=; Path=/app; HttpOnly; SameSite=Strict; Max-Age=0"),

@@ -7,7 +7,8 @@
 //!   Debian's `chromium` and `chromium-driver` and npm's `axe-core`; the
 //!   FHIRPath differential test npm's `fhirpath` (with its dependencies);
 //!   the SMART on FHIR test a Python virtual environment under `target/`
-//!   with PyPI's `fhirclient` (`OPENGP_SMART_PYTHON`).
+//!   with PyPI's `fhirclient` (`OPENGP_SMART_PYTHON`); the OpenID Connect sign-in test npm's
+//!   `oidc-provider` (run by node).
 //! - `fhir-package`: fetch the official FHIR R4 examples package (npm
 //!   `hl7.fhir.r4.examples@4.0.1`) into `target/fhir-packages/`.
 //! - `codegen`: derive `crates/fhir/data/*.json` from that package. The derived
@@ -52,6 +53,7 @@ fn test(root: &Path) -> Result<()> {
     let axe = npm_package(root, AXE.0, AXE.1)?.join("axe.min.js");
     let fhirpath_js = npm_install(root, "fhirpath", &[FHIRPATH_JS])?;
     let smart_python = smart_python(root)?;
+    let oidc_provider = npm_install(root, "oidc-provider", &[OIDC_PROVIDER])?;
     chromium()?;
     run(Command::new("cargo")
         .args(["fmt", "--all", "--", "--check"])
@@ -77,6 +79,7 @@ fn test(root: &Path) -> Result<()> {
         .env("OPENGP_AXE", &axe)
         .env("OPENGP_FHIRPATH_JS", &fhirpath_js)
         .env("OPENGP_SMART_PYTHON", &smart_python)
+        .env("OPENGP_OIDC_PROVIDER", &oidc_provider)
         .env("OPENGP_SHARED_DATA", root.join("../shared/data"))
         .current_dir(root))?;
     Ok(())
@@ -257,6 +260,10 @@ fn smart_python(root: &Path) -> Result<PathBuf> {
     std::fs::write(&ready, "")?;
     Ok(python)
 }
+
+/// The OpenID Connect provider the sign-in test runs (MIT; an independent
+/// implementation, certified by the OpenID Foundation).
+const OIDC_PROVIDER: &str = "oidc-provider@8.8.1";
 
 /// Headless Chromium and its WebDriver for the web app's browser tests,
 /// from Debian's packages when missing.

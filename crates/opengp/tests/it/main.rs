@@ -18,6 +18,7 @@ mod dmd;
 mod matrix;
 mod migrate;
 mod modifiers;
+mod oidc;
 mod pg;
 mod real_data;
 mod search;

@@ -35,6 +35,7 @@ fn config(dir: &Path, tls: gp_api::tls::TlsFiles) -> ServerConfig {
         practice_name: "TLS Practice".into(),
         tls: Some(tls),
         limits: gp_api::limit::LimitConfig::default(),
+        oidc: None,
     }
 }
 
