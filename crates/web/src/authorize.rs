@@ -94,14 +94,8 @@ fn csp(redirect_uri: &str) -> Option<HeaderValue> {
         && origin
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || b"-.:/[]".contains(&b));
-    ok.then(|| {
-        HeaderValue::from_str(&format!(
-            "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; \
-             object-src 'none'; base-uri 'none'; form-action 'self' {origin}; frame-ancestors 'none'"
-        ))
-        .ok()
-    })
-    .flatten()
+    ok.then(|| HeaderValue::from_str(&crate::csp(&origin)).ok())
+        .flatten()
 }
 
 fn hidden(q: &HashMap<String, String>) -> Markup {
