@@ -13,7 +13,6 @@
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 
-use axum::Json;
 use axum::body::Body;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, header};
@@ -233,14 +232,7 @@ pub(crate) async fn login(State(st): State<AppState>, request: axum::extract::Re
             "role": session.user.role,
             "practitioner": session.user.practitioner,
         });
-        Ok::<_, ApiError>(
-            (
-                StatusCode::OK,
-                [(header::CACHE_CONTROL, "no-store")],
-                Json(body),
-            )
-                .into_response(),
-        )
+        Ok::<_, ApiError>(crate::no_store_json(StatusCode::OK, body))
     }
     .await;
     out.unwrap_or_else(IntoResponse::into_response)

@@ -226,6 +226,24 @@ pub fn root_url(
     }
 }
 
+/// A JSON answer that carries credentials or secrets (tokens, a client
+/// secret): never cached (RFC 6749 section 5.1).
+pub(crate) fn no_store_json(
+    status: StatusCode,
+    body: serde_json::Value,
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    (
+        status,
+        [
+            (axum::http::header::CACHE_CONTROL, "no-store"),
+            (axum::http::header::PRAGMA, "no-cache"),
+        ],
+        axum::Json(body),
+    )
+        .into_response()
+}
+
 pub(crate) fn method_not_allowed() -> ApiError {
     ApiError::new(
         StatusCode::METHOD_NOT_ALLOWED,

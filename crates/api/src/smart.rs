@@ -261,15 +261,10 @@ impl From<gp_store::StoreError> for OAuthError {
 
 impl IntoResponse for OAuthError {
     fn into_response(self) -> Response {
-        (
+        crate::no_store_json(
             self.status,
-            [
-                (header::CACHE_CONTROL, "no-store"),
-                (header::PRAGMA, "no-cache"),
-            ],
-            Json(json!({"error": self.error, "error_description": self.description})),
+            json!({"error": self.error, "error_description": self.description}),
         )
-            .into_response()
     }
 }
 
@@ -470,15 +465,7 @@ fn tokens_response(issued: gp_store::smart::Issued, refresh: Option<String>) -> 
     if let Some(r) = issued.refresh_token.or(refresh) {
         body["refresh_token"] = json!(r);
     }
-    (
-        StatusCode::OK,
-        [
-            (header::CACHE_CONTROL, "no-store"),
-            (header::PRAGMA, "no-cache"),
-        ],
-        Json(body),
-    )
-        .into_response()
+    crate::no_store_json(StatusCode::OK, body)
 }
 
 fn verifier_matches(verifier: &str, challenge: &str) -> bool {
@@ -671,14 +658,7 @@ async fn introspect(
                 v
             }
         };
-        Ok::<_, ApiError>(
-            (
-                StatusCode::OK,
-                [(header::CACHE_CONTROL, "no-store")],
-                Json(body),
-            )
-                .into_response(),
-        )
+        Ok::<_, ApiError>(crate::no_store_json(StatusCode::OK, body))
     }
     .await;
     out.unwrap_or_else(IntoResponse::into_response)
@@ -819,14 +799,7 @@ async fn register(
         if let Some(secret) = added.secret {
             body["client_secret"] = json!(secret);
         }
-        Ok::<_, ApiError>(
-            (
-                StatusCode::CREATED,
-                [(header::CACHE_CONTROL, "no-store")],
-                Json(body),
-            )
-                .into_response(),
-        )
+        Ok::<_, ApiError>(crate::no_store_json(StatusCode::CREATED, body))
     }
     .await;
     out.unwrap_or_else(IntoResponse::into_response)
