@@ -144,7 +144,7 @@ impl AccountsRead for Scoped<'_> {
         let row = self
             .conn
             .query_opt(
-                "SELECT token_hash, user_id, role, created_at, expires_at, revoked
+                "SELECT token_hash, user_id, role, created_at, expires_at, revoked, roles
                  FROM app_session WHERE practice = $1 AND token_hash = $2",
                 &[&self.practice, &token_hash],
             )
@@ -157,6 +157,10 @@ impl AccountsRead for Scoped<'_> {
             created: Instant::from_millis(r.try_get(3).map_err(db_err)?),
             expires: Instant::from_millis(r.try_get(4).map_err(db_err)?),
             revoked: r.try_get(5).map_err(db_err)?,
+            roles: r
+                .try_get::<_, Option<String>>(6)
+                .map_err(db_err)?
+                .map(|t| t.split_whitespace().map(str::to_owned).collect()),
         }))
     }
 
@@ -278,8 +282,8 @@ impl AccountsWrite for ScopedWrite<'_> {
         self.read
             .conn
             .execute(
-                "INSERT INTO app_session (practice, token_hash, user_id, role, created_at, expires_at, revoked)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7)",
+                "INSERT INTO app_session (practice, token_hash, user_id, role, created_at, expires_at, revoked, roles)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
                 &[
                     &self.read.practice,
                     &s.token_hash,
@@ -288,6 +292,7 @@ impl AccountsWrite for ScopedWrite<'_> {
                     &s.created.millis(),
                     &s.expires.millis(),
                     &s.revoked,
+                    &s.roles.as_ref().map(|r| r.join(" ")),
                 ],
             )
             .map(drop)

@@ -158,6 +158,12 @@ const MIGRATIONS: &[Migration] = &[
         name: "SMART on FHIR apps and the tokens issued to them",
         sql: crate::smart::MIGRATION,
     },
+    Migration {
+        version: 10,
+        name: "the role profiles a session may switch between",
+        // NULL for sessions opened before: the account's roles.
+        sql: "ALTER TABLE app_session ADD COLUMN roles text;",
+    },
 ];
 
 /// The migration adding `resource_current.restricted`: its transaction

@@ -166,7 +166,7 @@ impl AccountsRead for Scoped<'_> {
     fn session(&mut self, token_hash: &str) -> Result<Option<SessionRecord>, StoreError> {
         self.conn
             .prepare_cached(
-                "SELECT token_hash, user_id, role, created_at, expires_at, revoked
+                "SELECT token_hash, user_id, role, created_at, expires_at, revoked, roles
                  FROM app_session WHERE practice = ?1 AND token_hash = ?2",
             )
             .and_then(|mut s| {
@@ -178,6 +178,9 @@ impl AccountsRead for Scoped<'_> {
                         created: Instant::from_millis(r.get(3)?),
                         expires: Instant::from_millis(r.get(4)?),
                         revoked: r.get::<_, i64>(5)? != 0,
+                        roles: r
+                            .get::<_, Option<String>>(6)?
+                            .map(|t| t.split_whitespace().map(str::to_owned).collect()),
                     })
                 })
                 .optional()
@@ -275,8 +278,8 @@ impl AccountsWrite for ScopedWrite<'_> {
         self.read
             .conn
             .prepare_cached(
-                "INSERT INTO app_session (practice, token_hash, user_id, role, created_at, expires_at, revoked)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                "INSERT INTO app_session (practice, token_hash, user_id, role, created_at, expires_at, revoked, roles)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
             )
             .and_then(|mut st| {
                 st.execute(params![
@@ -287,6 +290,7 @@ impl AccountsWrite for ScopedWrite<'_> {
                     s.created.millis(),
                     s.expires.millis(),
                     s.revoked as i64,
+                    s.roles.as_ref().map(|r| r.join(" ")),
                 ])
             })
             .map(drop)

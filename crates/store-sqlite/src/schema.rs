@@ -113,6 +113,9 @@ const MIGRATIONS: &[&str] = &[
     crate::accounts::RESTRICTED_MIGRATION,
     // 10: SMART on FHIR apps and the tokens issued to them.
     crate::smart::MIGRATION,
+    // 11: the role profiles a session may switch between (NULL for
+    // sessions opened before: the account's).
+    "ALTER TABLE app_session ADD COLUMN roles TEXT;",
 ];
 
 /// The migration adding `resource_current.restricted`, after which the

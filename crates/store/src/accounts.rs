@@ -49,9 +49,30 @@ pub struct SessionRecord {
     pub token_hash: String,
     pub user_id: String,
     pub role: String,
+    /// The role profiles this sign-in may switch between: those an
+    /// identity provider granted, or for a password sign-in every one the
+    /// account held. `None` for sessions stored before this was recorded,
+    /// which may use the account's roles.
+    pub roles: Option<Vec<String>>,
     pub created: Instant,
     pub expires: Instant,
     pub revoked: bool,
+}
+
+impl SessionRecord {
+    /// The role profiles the session may use now: those it was opened
+    /// with that the account still holds.
+    pub fn usable_roles(&self, user: &UserRecord) -> Vec<String> {
+        match &self.roles {
+            Some(granted) => user
+                .roles
+                .iter()
+                .filter(|r| granted.contains(r))
+                .cloned()
+                .collect(),
+            None => user.roles.clone(),
+        }
+    }
 }
 
 /// An account to create.
@@ -69,8 +90,9 @@ pub struct NewUser {
 pub struct Session {
     pub token: String,
     pub user: SignedIn,
-    /// Every role profile the user holds at the practice, so that a user
-    /// with several can be offered the choice ([`Store::change_role`]).
+    /// The role profiles this session may use (every one the user holds at
+    /// the practice, or those an identity provider granted), so that a
+    /// user with several can be offered the choice ([`Store::change_role`]).
     pub roles: Vec<String>,
 }
 
@@ -403,6 +425,7 @@ impl Store {
             token_hash: token_hash(&token),
             user_id: user.id.clone(),
             role: role.clone(),
+            roles: Some(roles.clone()),
             created: now,
             expires: Instant::from_millis(now.millis() + SESSION_MILLIS),
             revoked: false,
@@ -440,20 +463,44 @@ impl Store {
         })
     }
 
-    /// The role profiles the signed-in user holds at the practice.
-    pub async fn held_roles(&self, ctx: &Ctx) -> Result<Vec<String>, StoreError> {
-        let Some(me) = ctx.access.user.clone() else {
-            return Ok(Vec::new());
-        };
-        let system = Ctx::new(ctx.practice.clone(), Actor::system());
-        let user = self
-            .read_in(&system, move |tx| tx.user_by_id(&me.user_id))
-            .await?;
-        Ok(user.map(|u| u.roles).unwrap_or_default())
+    /// The role profiles the session of `token` may use: those the user
+    /// holds at the practice, narrowed to the ones its sign-in granted.
+    pub async fn held_roles(&self, ctx: &Ctx, token: &str) -> Result<Vec<String>, StoreError> {
+        Ok(self
+            .session_roles(ctx, token)
+            .await?
+            .map(|(_, roles)| roles)
+            .unwrap_or_default())
     }
 
-    /// Replaces the session of `token` with one in another role the user
-    /// holds (the old token stops working at once).
+    /// The user of `ctx`'s session `token`, and the roles it may use.
+    async fn session_roles(
+        &self,
+        ctx: &Ctx,
+        token: &str,
+    ) -> Result<Option<(UserRecord, Vec<String>)>, StoreError> {
+        let Some(me) = ctx.access.user.clone() else {
+            return Ok(None);
+        };
+        let system = Ctx::new(ctx.practice.clone(), Actor::system());
+        let hash = token_hash(token);
+        self.read_in(&system, move |tx| {
+            let (Some(s), Some(u)) = (tx.session(&hash)?, tx.user_by_id(&me.user_id)?) else {
+                return Ok(None);
+            };
+            if s.user_id != u.id {
+                return Ok(None);
+            }
+            let roles = s.usable_roles(&u);
+            Ok(Some((u, roles)))
+        })
+        .await
+    }
+
+    /// Replaces the session of `token` with one in another role the
+    /// session may use (the old token stops working at once). A sign-in
+    /// through an identity provider that granted fewer roles than the
+    /// account holds cannot widen itself here.
     pub async fn change_role(
         &self,
         ctx: &Ctx,
@@ -463,23 +510,20 @@ impl Store {
         let Some(me) = ctx.access.user.clone() else {
             return Err(refused());
         };
-        let system = Ctx::new(ctx.practice.clone(), Actor::system());
-        let id = me.user_id.clone();
-        let user = self
-            .read_in(&system, move |tx| tx.user_by_id(&id))
-            .await?
-            .ok_or_else(refused)?;
-        if !user.roles.iter().any(|h| h == role) {
+        let (user, roles) = self.session_roles(ctx, token).await?.ok_or_else(refused)?;
+        if !roles.iter().any(|h| h == role) {
             return Err(StoreError::Forbidden(format!(
-                "you do not hold the role profile {role} at this practice"
+                "this sign-in does not give you the role profile {role} at this practice"
             )));
         }
+        let system = Ctx::new(ctx.practice.clone(), Actor::system());
         let now = Instant::now();
         let new = new_token(&ctx.practice);
         let session = SessionRecord {
             token_hash: token_hash(&new),
             user_id: user.id.clone(),
             role: role.to_owned(),
+            roles: Some(roles.clone()),
             created: now,
             expires: me.expires,
             revoked: false,
@@ -497,7 +541,7 @@ impl Store {
                 role: role.to_owned(),
                 ..(*me).clone()
             },
-            roles: user.roles,
+            roles,
         })
     }
 
@@ -560,6 +604,13 @@ impl Store {
         };
         if session.revoked || session.expires <= Instant::now() {
             return Err(expired());
+        }
+        // A role taken away from the account ends the sessions using it.
+        if !session.usable_roles(&user).contains(&session.role) {
+            return Err(StoreError::Unauthorized(format!(
+                "you no longer hold the role profile {} at this practice; sign in again",
+                session.role
+            )));
         }
         let policy = match policy {
             Some(text) => Policy::from_json(&text)?,

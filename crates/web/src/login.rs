@@ -208,7 +208,7 @@ pub async fn roles(web: Web, Query(q): Query<Next>) -> Page {
     let held = web
         .state
         .store
-        .held_roles(&web.ctx)
+        .held_roles(&web.ctx, &web.token)
         .await
         .map_err(|e| WebError::store(e, web.htmx))?;
     let current = web

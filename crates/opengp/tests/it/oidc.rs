@@ -299,6 +299,46 @@ async fn staff_sign_in_through_a_real_openid_connect_provider() {
     assert_eq!(home.status(), StatusCode::OK);
     let home = home.text().await.unwrap_or_default();
     assert!(home.contains("Dr Jane Smith"), "{home}");
+    // The role page offers only what the provider granted, and the session
+    // cannot widen itself to the account's other role (R8003) by posting it.
+    let roles = browser1
+        .get(format!("{base}/app/role"))
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"))
+        .text()
+        .await
+        .unwrap_or_default();
+    assert!(roles.contains("value=\"R8000\""), "{roles}");
+    assert!(!roles.contains("value=\"R8003\""), "{roles}");
+    let csrf = roles
+        .split("name=\"_csrf\"")
+        .nth(1)
+        .and_then(|t| attribute(t, "value"))
+        .unwrap_or_default();
+    let widen = browser1
+        .post(format!("{base}/app/role"))
+        .form(&[
+            ("_csrf", csrf.as_str()),
+            ("role", "R8003"),
+            ("next", "/app"),
+        ])
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(widen.status(), StatusCode::FORBIDDEN);
+    let still = browser1
+        .get(format!("{base}/app/role"))
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"))
+        .text()
+        .await
+        .unwrap_or_default();
+    assert!(
+        still.contains("checked"),
+        "still signed in as R8000: {still}"
+    );
     let events = logins(&base, &auditor, "jsmith").await;
     let signed_in = events
         .iter()
