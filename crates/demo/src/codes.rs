@@ -216,27 +216,77 @@ pub struct Medicine {
 }
 
 /// Repeat medicines by the condition they treat (SNOMED id of the
-/// condition). Only dm+d VMP ids checked against published NHS examples
-/// (the UK Core examples in the test data and the EPS API's examples) are
-/// listed; conditions whose usual first-line medicine is not among them
-/// (metformin, statins, levothyroxine, ACE inhibitors, anticoagulants) get
-/// none until the shipped dm+d set lands.
+/// condition): the usual first-line treatments of English primary care,
+/// as VMPs of the shipped dm+d sample (`gp_terminology::dmd::shipped`,
+/// whose ids are project-assigned), so that every one resolves in the
+/// server's own dm+d (`$lookup`, the prescribing search). A test checks
+/// each id names that VMP.
 pub const REPEATS: &[(&str, Medicine)] = &[
     (
         "38341003",
         Medicine {
-            vmp: "13892511000001100",
-            name: "Amlodipine 5mg/5ml oral solution",
-            dose: "5ml once daily",
-            quantity: 150,
-            unit: "ml",
+            vmp: "2000029999998102",
+            name: "Amlodipine 5mg tablets",
+            dose: "One tablet once a day",
+            quantity: 28,
+            unit: "tablet",
+        },
+    ),
+    (
+        "38341003",
+        Medicine {
+            vmp: "2000069999998106",
+            name: "Ramipril 5mg capsules",
+            dose: "One capsule once a day",
+            quantity: 28,
+            unit: "capsule",
+        },
+    ),
+    (
+        "44054006",
+        Medicine {
+            vmp: "2000659999998104",
+            name: "Metformin 500mg tablets",
+            dose: "One tablet twice a day with meals",
+            quantity: 56,
+            unit: "tablet",
+        },
+    ),
+    (
+        "44054006",
+        Medicine {
+            vmp: "2000409999998100",
+            name: "Atorvastatin 20mg tablets",
+            dose: "One tablet at night",
+            quantity: 28,
+            unit: "tablet",
+        },
+    ),
+    (
+        "44054006",
+        Medicine {
+            vmp: "2000689999998105",
+            name: "Gliclazide 80mg tablets",
+            dose: "One tablet each morning with breakfast",
+            quantity: 28,
+            unit: "tablet",
+        },
+    ),
+    (
+        "46635009",
+        Medicine {
+            vmp: "2000409999998100",
+            name: "Atorvastatin 20mg tablets",
+            dose: "One tablet at night",
+            quantity: 28,
+            unit: "tablet",
         },
     ),
     (
         "195967001",
         Medicine {
-            vmp: "39113611000001102",
-            name: "Salbutamol 100micrograms/dose inhaler CFC free",
+            vmp: "2001899999998103",
+            name: "Salbutamol 100micrograms/dose inhaler",
             dose: "Two puffs when required",
             quantity: 200,
             unit: "dose",
@@ -245,27 +295,137 @@ pub const REPEATS: &[(&str, Medicine)] = &[
     (
         "195967001",
         Medicine {
-            vmp: "320567001",
-            name: "Budesonide 200micrograms/dose dry powder inhaler",
-            dose: "One puff twice a day",
-            quantity: 100,
+            vmp: "2001909999998104",
+            name: "Beclometasone 100micrograms/dose inhaler",
+            dose: "Two puffs twice a day",
+            quantity: 200,
             unit: "dose",
+        },
+    ),
+    (
+        "195967001",
+        Medicine {
+            vmp: "2001889999998101",
+            name: "Montelukast 10mg tablets",
+            dose: "One tablet at night",
+            quantity: 28,
+            unit: "tablet",
         },
     ),
     (
         "13645005",
         Medicine {
-            vmp: "39113611000001102",
-            name: "Salbutamol 100micrograms/dose inhaler CFC free",
+            vmp: "2001899999998103",
+            name: "Salbutamol 100micrograms/dose inhaler",
             dose: "Two puffs up to four times a day when required",
             quantity: 200,
             unit: "dose",
         },
     ),
     (
+        "13645005",
+        Medicine {
+            vmp: "2001919999998101",
+            name: "Tiotropium 2.5micrograms/dose inhaler",
+            dose: "Two puffs once a day",
+            quantity: 60,
+            unit: "dose",
+        },
+    ),
+    (
+        "35489007",
+        Medicine {
+            vmp: "2001199999998106",
+            name: "Sertraline 50mg tablets",
+            dose: "One tablet once a day",
+            quantity: 28,
+            unit: "tablet",
+        },
+    ),
+    (
+        "709044004",
+        Medicine {
+            vmp: "2000069999998106",
+            name: "Ramipril 5mg capsules",
+            dose: "One capsule once a day",
+            quantity: 28,
+            unit: "capsule",
+        },
+    ),
+    (
+        "709044004",
+        Medicine {
+            vmp: "2000409999998100",
+            name: "Atorvastatin 20mg tablets",
+            dose: "One tablet at night",
+            quantity: 28,
+            unit: "tablet",
+        },
+    ),
+    (
+        "40930008",
+        Medicine {
+            vmp: "2000809999998102",
+            name: "Levothyroxine sodium 100microgram tablets",
+            dose: "One tablet each morning",
+            quantity: 28,
+            unit: "tablet",
+        },
+    ),
+    (
+        "414545008",
+        Medicine {
+            vmp: "2000509999998104",
+            name: "Aspirin 75mg gastro-resistant tablets",
+            dose: "One tablet once a day",
+            quantity: 28,
+            unit: "tablet",
+        },
+    ),
+    (
+        "414545008",
+        Medicine {
+            vmp: "2000409999998100",
+            name: "Atorvastatin 20mg tablets",
+            dose: "One tablet at night",
+            quantity: 28,
+            unit: "tablet",
+        },
+    ),
+    (
+        "414545008",
+        Medicine {
+            vmp: "2000249999998104",
+            name: "Bisoprolol 2.5mg tablets",
+            dose: "One tablet once a day",
+            quantity: 28,
+            unit: "tablet",
+        },
+    ),
+    (
+        "49436004",
+        Medicine {
+            vmp: "2000539999998105",
+            name: "Apixaban 5mg tablets",
+            dose: "One tablet twice a day",
+            quantity: 56,
+            unit: "tablet",
+        },
+    ),
+    (
+        "49436004",
+        Medicine {
+            vmp: "2000249999998104",
+            name: "Bisoprolol 2.5mg tablets",
+            dose: "One tablet once a day",
+            quantity: 28,
+            unit: "tablet",
+        },
+    ),
+    (
         "84114007",
         Medicine {
-            vmp: "317972000",
+            vmp: "2000369999998108",
             name: "Furosemide 40mg tablets",
             dose: "One tablet each morning",
             quantity: 28,
@@ -273,11 +433,21 @@ pub const REPEATS: &[(&str, Medicine)] = &[
         },
     ),
     (
-        "35489007",
+        "84114007",
         Medicine {
-            vmp: "376689003",
-            name: "Trazodone 50mg capsules",
-            dose: "One capsule at night",
+            vmp: "2000249999998104",
+            name: "Bisoprolol 2.5mg tablets",
+            dose: "One tablet once a day",
+            quantity: 28,
+            unit: "tablet",
+        },
+    ),
+    (
+        "84114007",
+        Medicine {
+            vmp: "2000069999998106",
+            name: "Ramipril 5mg capsules",
+            dose: "One capsule once a day",
             quantity: 28,
             unit: "capsule",
         },

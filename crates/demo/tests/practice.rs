@@ -1,7 +1,8 @@
 //! The generated practice through the crate's public interface: the same
 //! seed gives the same bytes, NHS numbers are valid test-range numbers,
 //! problems come out at about their English prevalence, every SNOMED CT
-//! code is in the shipped subset, and every resource is valid against the
+//! code is in the shipped subset, every repeat medicine is a VMP of the
+//! shipped dm+d sample, and every resource is valid against the
 //! base R4 definitions (validation.html).
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -167,6 +168,42 @@ fn every_snomed_code_is_in_the_shipped_subset() {
     let stray: Vec<&String> = written.difference(&table).collect();
     assert!(stray.is_empty(), "codes written but not listed: {stray:?}");
     assert!(written.len() > 30, "{written:?}");
+}
+
+/// Every repeat medicine a practice is prescribed names a VMP of the
+/// shipped dm+d sample by its id and its name, and the registers get
+/// their usual treatments (hypertension, diabetes, asthma ...).
+#[test]
+fn every_repeat_medicine_is_a_vmp_of_the_shipped_dmd_sample() {
+    let release = gp_terminology::dmd::shipped().unwrap_or_else(|e| panic!("{e}"));
+    let dmd = gp_terminology::dmd::DmdIndex::build(release);
+    let mut names = BTreeSet::new();
+    for r in everything(&demo(5, 300)) {
+        if r["resourceType"] != "MedicationRequest" {
+            continue;
+        }
+        let coding = &r["medicationCodeableConcept"]["coding"][0];
+        assert_eq!(coding["system"], "https://dmd.nhs.uk");
+        let code = coding["code"].as_str().unwrap_or_default();
+        let id: u64 = code.parse().unwrap_or_else(|e| panic!("{code}: {e}"));
+        let product = dmd
+            .product(id)
+            .unwrap_or_else(|| panic!("{code} is not in the shipped dm+d sample"));
+        assert_eq!(product.kind, gp_terminology::dmd::Kind::Vmp, "{code}");
+        assert!(!product.invalid, "{code}");
+        assert_eq!(coding["display"], product.name.as_str(), "{code}");
+        names.insert(product.name.clone());
+    }
+    for usual in [
+        "Amlodipine 5mg tablets",
+        "Metformin 500mg tablets",
+        "Atorvastatin 20mg tablets",
+        "Levothyroxine sodium 100microgram tablets",
+        "Salbutamol 100micrograms/dose inhaler",
+        "Apixaban 5mg tablets",
+    ] {
+        assert!(names.contains(usual), "nobody takes {usual}: {names:?}");
+    }
 }
 
 /// Every resource of a small practice passes the server's own validation
