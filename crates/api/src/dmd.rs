@@ -14,6 +14,9 @@
 //!   prescriber picks from; any kinds joined by `-` work (`=vtm`, `=vmpp-ampp`).
 //!   `filter` is name search (generic products first, then brands, then
 //!   packs; shorter names first).
+//! - `$validate-code` on `CodeSystem` (`system` or `url` dm+d) and on those
+//!   value sets: whether the id is a product (of the value set's kinds),
+//!   not withdrawn, and `display` its name.
 
 use axum::http::StatusCode;
 use gp_fhir::IssueType;
@@ -124,6 +127,52 @@ pub(crate) fn lookup(st: &AppState, call: &Call, p: &Params) -> Res {
     Ok(answer(
         call,
         json!({"resourceType": "Parameters", "parameter": params}),
+    ))
+}
+
+/// `$validate-code` for a dm+d code, on the code system or on a dm+d value
+/// set (`https://dmd.nhs.uk?fhir_vs=vmp-amp` ...): `result` false, with a
+/// message, for an id that is not a product, a withdrawn product
+/// (`INVALID`), a product of a kind the value set leaves out, or a
+/// `display` that is not its name.
+pub(crate) fn validate(st: &AppState, call: &Call, p: &Params, on_code_system: bool) -> Res {
+    let kinds = if on_code_system {
+        Vec::new()
+    } else {
+        let url = p
+            .get("url")
+            .ok_or_else(|| ApiError::bad_request("the 'url' parameter is required"))?;
+        value_set_kinds(url)
+            .ok_or_else(|| {
+                ApiError::not_found(format!("'{url}' is not a dm+d value set this server knows"))
+            })?
+            .map_err(ApiError::bad_request)?
+    };
+    let raw = p
+        .get("code")
+        .ok_or_else(|| ApiError::bad_request("the 'code' parameter is required"))?;
+    let t = loaded(st)?;
+    let product = raw.parse::<u64>().ok().and_then(|id| t.index.product(id));
+    let message = match product {
+        None => Some(format!(
+            "'{raw}' is not a product of the loaded dm+d release"
+        )),
+        Some(pr) if pr.invalid => Some(format!("{raw} ({}) is withdrawn", pr.name)),
+        Some(pr) if !kinds.is_empty() && !kinds.contains(&pr.kind) => Some(format!(
+            "{raw} ({}) is a {}, which the value set leaves out",
+            pr.name,
+            pr.kind.code()
+        )),
+        Some(pr) => p
+            .get("display")
+            .filter(|d| !d.trim().eq_ignore_ascii_case(&pr.name))
+            .map(|d| format!("'{d}' is not the name of {raw} ({})", pr.name)),
+    };
+    Ok(crate::terminology::validation(
+        call,
+        message.is_none(),
+        message,
+        product.map(|pr| pr.name.as_str()),
     ))
 }
 

@@ -3,8 +3,8 @@
 //! `CodeSystem/$lookup`, `CodeSystem/$subsumes`, `ValueSet/$expand` (with
 //! `filter` for typeahead, over SNOMED CT implicit value sets
 //! snomedct.html#implicit: `?fhir_vs`, `isa/`, `refset/`, `ecl/`) and
-//! `$validate-code` on ValueSet and CodeSystem; dm+d's `$lookup` and
-//! `$expand` are in `dmd.rs`. GET takes the parameters from
+//! `$validate-code` on ValueSet and CodeSystem; dm+d's `$lookup`,
+//! `$expand` and `$validate-code` are in `dmd.rs`. GET takes the parameters from
 //! the query, POST from a Parameters body. A bad parameter is a 400, an
 //! unknown code a 404, and a server without a loaded release answers 503.
 
@@ -199,7 +199,7 @@ fn check_system(p: &Params, name: &str) -> Result<(), ApiError> {
         Some(s) => Err(ApiError::bad_request(format!(
             "this operation answers for SNOMED CT ({SNOMED_URI}){}, not '{s}'",
             if name == "system" {
-                " and dm+d ($lookup, $expand)"
+                " and dm+d ($lookup, $expand, $validate-code)"
             } else {
                 ""
             }
@@ -465,6 +465,17 @@ async fn validate_cs_post(State(st): State<AppState>, call: Call, body: Body) ->
 /// codesystem-operation-validate-code.html): `result` is the answer, so an
 /// unknown code is `false` with a message, not an error.
 fn do_validate(st: &AppState, call: &Call, p: &Params, on_code_system: bool) -> Res {
+    let dmd = p.get("system") == Some(DMD_URI)
+        || p.get("url").is_some_and(|u| {
+            if on_code_system {
+                u == DMD_URI
+            } else {
+                u.starts_with(DMD_URI)
+            }
+        });
+    if dmd {
+        return crate::dmd::validate(st, call, p, on_code_system);
+    }
     check_system(p, "system")?;
     if on_code_system {
         check_system(p, "url")?;
@@ -506,6 +517,17 @@ fn do_validate(st: &AppState, call: &Call, p: &Params, on_code_system: bool) -> 
             _ => (true, None),
         },
     };
+    Ok(validation(call, result, message, display))
+}
+
+/// The answer of `$validate-code`: `result`, and the `message` and
+/// `display` when there are some.
+pub(crate) fn validation(
+    call: &Call,
+    result: bool,
+    message: Option<String>,
+    display: Option<&str>,
+) -> Response {
     let mut params = vec![json!({"name": "result", "valueBoolean": result})];
     if let Some(m) = message {
         params.push(json!({"name": "message", "valueString": m}));
@@ -513,8 +535,8 @@ fn do_validate(st: &AppState, call: &Call, p: &Params, on_code_system: bool) -> 
     if let Some(d) = display {
         params.push(json!({"name": "display", "valueString": d}));
     }
-    Ok(answer(
+    answer(
         call,
         json!({"resourceType": "Parameters", "parameter": params}),
-    ))
+    )
 }

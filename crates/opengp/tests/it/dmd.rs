@@ -10,6 +10,7 @@ crate::on_both_backends!(
     dmd_expand_filter_finds_medicines_for_prescribing,
     dmd_lookup_gives_kind_relatives_and_lookups,
     dmd_bad_input_is_an_operation_outcome,
+    dmd_validate_code_checks_product_kind_and_name,
 );
 
 const PRESCRIBING: &str = "https://dmd.nhs.uk?fhir_vs=vmp-amp";
@@ -182,6 +183,113 @@ async fn dmd_lookup_gives_kind_relatives_and_lookups(app: App) {
             .any(|(c, _, d)| c == "SUPPCD" && d == "OpenGP sample brand supplier"),
         "{props:?}"
     );
+}
+
+/// codesystem-operation-validate-code.html and
+/// valueset-operation-validate-code.html for dm+d: `result` says whether
+/// the id is a product (of the value set's kinds) and `display` its name;
+/// a wrong code is `false` with a message, not an error.
+async fn dmd_validate_code_checks_product_kind_and_name(app: App) {
+    let first = |vs: Value| {
+        contains(&vs)
+            .into_iter()
+            .next()
+            .unwrap_or_else(|| panic!("nothing: {vs}"))
+            .0
+    };
+    let vmp = first(
+        expand(
+            &app,
+            "https://dmd.nhs.uk?fhir_vs=vmp",
+            "amlodipine 5mg tab",
+            1,
+        )
+        .await,
+    );
+    let vmpp = first(
+        expand(
+            &app,
+            "https://dmd.nhs.uk?fhir_vs=vmpp",
+            "amlodipine 5mg tab",
+            1,
+        )
+        .await,
+    );
+    let check = |path: &'static str, args: Vec<(&'static str, String)>| {
+        let app = &app;
+        async move {
+            let q: Vec<(&str, &str)> = args.iter().map(|(k, v)| (*k, v.as_str())).collect();
+            let res = app.get_with_query(path, &q).await;
+            assert_eq!(res.status(), 200, "{path} {q:?}");
+            let p = json(res).await;
+            let get = |name: &str| {
+                p["parameter"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .find(|x| x["name"] == name)
+                    .cloned()
+                    .unwrap_or(Value::Null)
+            };
+            (
+                get("result")["valueBoolean"].as_bool(),
+                get("message")["valueString"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_owned(),
+                get("display")["valueString"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_owned(),
+            )
+        }
+    };
+    let system = || ("system", "https://dmd.nhs.uk".to_owned());
+    let cs = "CodeSystem/$validate-code";
+    let (ok, _, display) = check(cs, vec![system(), ("code", vmp.clone())]).await;
+    assert_eq!(
+        (ok, display.as_str()),
+        (Some(true), "Amlodipine 5mg tablets")
+    );
+    let (ok, _, _) = check(
+        cs,
+        vec![
+            ("url", "https://dmd.nhs.uk".into()),
+            ("code", vmp.clone()),
+            ("display", "AMLODIPINE 5mg tablets".into()),
+        ],
+    )
+    .await;
+    assert_eq!(ok, Some(true), "the name, in any case");
+    let (ok, message, _) = check(
+        cs,
+        vec![
+            system(),
+            ("code", vmp.clone()),
+            ("display", "Aspirin 75mg tablets".into()),
+        ],
+    )
+    .await;
+    assert_eq!(ok, Some(false));
+    assert!(message.contains("is not the name of"), "{message}");
+    let (ok, message, _) = check(cs, vec![system(), ("code", "123456789006".into())]).await;
+    assert_eq!(ok, Some(false));
+    assert!(message.contains("not a product"), "{message}");
+    // What a prescriber picks from: VMPs and AMPs, not packs.
+    let vs = "ValueSet/$validate-code";
+    let prescribing = || ("url", PRESCRIBING.to_owned());
+    let (ok, _, _) = check(vs, vec![prescribing(), ("code", vmp.clone())]).await;
+    assert_eq!(ok, Some(true));
+    let (ok, message, _) = check(vs, vec![prescribing(), ("code", vmpp)]).await;
+    assert_eq!(ok, Some(false));
+    assert!(message.contains("is a VMPP"), "{message}");
+    let res = app
+        .get_with_query(
+            vs,
+            &[("url", "https://dmd.nhs.uk?fhir_vs=pills"), ("code", &vmp)],
+        )
+        .await;
+    assert_outcome(res, 400, "invalid").await;
 }
 
 async fn dmd_bad_input_is_an_operation_outcome(app: App) {
