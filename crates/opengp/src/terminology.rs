@@ -61,8 +61,8 @@ pub enum Loaded {
     Dmd(DmdInfo),
 }
 
-/// Loads the release at `path`: a dm+d XML release when the folder has a
-/// VMP file (`f_vmp2_*.xml`), otherwise an RF2 SNOMED CT release (see
+/// Loads the release at `path`: a dm+d XML release when the folder or zip
+/// has a VMP file (`f_vmp2_*.xml`), otherwise an RF2 SNOMED CT release (see
 /// [`load`]). Blocking.
 pub fn load_any(
     store: &gp_store::Store,
@@ -72,7 +72,7 @@ pub fn load_any(
 ) -> Result<Loaded> {
     if dmd::xml::is_release(path) {
         let release =
-            dmd::xml::read_dir(path).with_context(|| format!("reading {}", path.display()))?;
+            dmd::xml::read(path).with_context(|| format!("reading {}", path.display()))?;
         let name = path
             .file_name()
             .and_then(|n| n.to_str())

@@ -174,12 +174,68 @@ fn every_shipped_id_is_a_valid_sctid_in_the_project_namespace() {
 fn a_release_folder_reads_like_the_embedded_sample() {
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("data/dmd");
     assert!(gp_terminology::dmd::xml::is_release(&dir));
-    let from_files = gp_terminology::dmd::xml::read_dir(&dir).unwrap_or_else(|e| panic!("{e}"));
+    let from_files = gp_terminology::dmd::xml::read(&dir).unwrap_or_else(|e| panic!("{e}"));
     let embedded = shipped().unwrap_or_else(|e| panic!("{e}"));
     assert!(
         from_files == embedded,
         "the folder and the embedded sample differ"
     );
     let empty = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
-    assert!(gp_terminology::dmd::xml::read_dir(empty.path()).is_err());
+    assert!(!gp_terminology::dmd::xml::is_release(empty.path()));
+    assert!(gp_terminology::dmd::xml::read(empty.path()).is_err());
+}
+
+/// The release zip as NHSBSA publishes it reads like the folder: the files
+/// in a folder inside it, beside others the reader leaves alone; a zip
+/// without a VMP file, or a file that is not a zip, is an error.
+#[test]
+fn a_release_zip_reads_like_the_folder() {
+    use std::io::Write;
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("data/dmd");
+    let tmp = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let write_zip = |name: &str, skip_vmp: bool| {
+        let path = tmp.path().join(name);
+        let file = std::fs::File::create(&path).unwrap_or_else(|e| panic!("{e}"));
+        let mut zip = zip::ZipWriter::new(file);
+        let options = zip::write::SimpleFileOptions::default()
+            .compression_method(zip::CompressionMethod::Deflated);
+        let mut names: Vec<_> = std::fs::read_dir(&dir)
+            .unwrap_or_else(|e| panic!("{e}"))
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .collect();
+        names.sort();
+        for p in names {
+            let base = p
+                .file_name()
+                .and_then(|n| n.to_str())
+                .unwrap_or_default()
+                .to_owned();
+            if skip_vmp && base.starts_with("f_vmp2_") {
+                continue;
+            }
+            zip.start_file(format!("nhsbsa_dmd_3.0.0/{base}"), options)
+                .unwrap_or_else(|e| panic!("{e}"));
+            let bytes = std::fs::read(&p).unwrap_or_else(|e| panic!("{e}"));
+            zip.write_all(&bytes).unwrap_or_else(|e| panic!("{e}"));
+        }
+        zip.start_file("f_gtin2_0000000.xml", options)
+            .unwrap_or_else(|e| panic!("{e}"));
+        zip.write_all(b"<GTIN_DETAILS/>")
+            .unwrap_or_else(|e| panic!("{e}"));
+        zip.finish().unwrap_or_else(|e| panic!("{e}"));
+        path
+    };
+    let whole = write_zip("nhsbsa_dmd_3.0.0_20250101000001.zip", false);
+    assert!(gp_terminology::dmd::xml::is_release(&whole));
+    let from_zip = gp_terminology::dmd::xml::read(&whole).unwrap_or_else(|e| panic!("{e}"));
+    let from_folder = gp_terminology::dmd::xml::read(&dir).unwrap_or_else(|e| panic!("{e}"));
+    assert!(from_zip == from_folder, "the zip and the folder differ");
+    let partial = write_zip("partial.zip", true);
+    assert!(!gp_terminology::dmd::xml::is_release(&partial));
+    let e = gp_terminology::dmd::xml::read(&partial).map(|_| ());
+    assert!(e.is_err_and(|e| e.to_string().contains("no dm+d VMP file")));
+    let not_zip = tmp.path().join("notes.zip");
+    std::fs::write(&not_zip, "not a zip").unwrap_or_else(|e| panic!("{e}"));
+    assert!(!gp_terminology::dmd::xml::is_release(&not_zip));
+    assert!(gp_terminology::dmd::xml::read(&not_zip).is_err());
 }

@@ -1,4 +1,5 @@
-//! Reading a dm+d XML release from a folder: the files `f_vtm2_*.xml`,
+//! Reading a dm+d XML release from a folder or the release zip (as NHSBSA
+//! publishes it, the files anywhere in it): the files `f_vtm2_*.xml`,
 //! `f_vmp2_*.xml`, `f_amp2_*.xml`, `f_vmpp2_*.xml`, `f_ampp2_*.xml` and
 //! `f_lookup2_*.xml` (other files, such as ingredients and GTINs, are left
 //! alone). Records are found by element name wherever they are nested:
@@ -8,11 +9,13 @@
 //! and every lookup table's `INFO` rows.
 
 use std::collections::HashMap;
-use std::io::BufRead;
+use std::fs::File;
+use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 
 use quick_xml::Reader;
 use quick_xml::events::Event;
+use zip::ZipArchive;
 
 use super::{DmdRelease, Kind, Lookup, Product};
 use crate::TermError;
@@ -51,30 +54,71 @@ fn files(dir: &Path) -> Result<Vec<(Option<Kind>, PathBuf)>, TermError> {
     Ok(out)
 }
 
-/// Whether `dir` looks like a dm+d release (it has a VMP file).
-pub fn is_release(dir: &Path) -> bool {
-    dir.is_dir() && files(dir).is_ok_and(|f| f.iter().any(|(k, _)| *k == Some(Kind::Vmp)))
+/// A release's files by kind (`None` for the lookup file), with where
+/// each is (a path, or a name in a zip).
+type Found<T> = Vec<(Option<Kind>, T)>;
+
+/// The release files in a zip, by kind, with their names in it.
+fn zip_files(path: &Path) -> Result<(ZipArchive<File>, Found<String>), TermError> {
+    let bad = |e: zip::result::ZipError| TermError::Zip(path.display().to_string(), e.to_string());
+    let file = File::open(path).map_err(|e| TermError::Io(path.display().to_string(), e))?;
+    let zip = ZipArchive::new(file).map_err(bad)?;
+    let mut out: Found<String> = zip
+        .file_names()
+        .filter_map(|name| {
+            let base = name.rsplit('/').next().unwrap_or(name);
+            kind_of(base).map(|kind| (kind, name.to_owned()))
+        })
+        .collect();
+    out.sort_by(|a, b| a.1.cmp(&b.1));
+    Ok((zip, out))
 }
 
-/// Reads the release in `dir`.
-pub fn read_dir(dir: &Path) -> Result<DmdRelease, TermError> {
-    let found = files(dir)?;
-    if !found.iter().any(|(k, _)| *k == Some(Kind::Vmp)) {
-        return Err(TermError::Xml(
-            dir.display().to_string(),
-            "no dm+d VMP file (f_vmp2_*.xml) here".into(),
-        ));
+/// Whether `path` looks like a dm+d release: a folder or a zip with a VMP
+/// file (`f_vmp2_*.xml`).
+pub fn is_release(path: &Path) -> bool {
+    if path.is_dir() {
+        files(path).is_ok_and(|f| has_vmp(&f))
+    } else {
+        path.is_file() && zip_files(path).is_ok_and(|(_, f)| has_vmp(&f))
     }
+}
+
+fn has_vmp<T>(files: &[(Option<Kind>, T)]) -> bool {
+    files.iter().any(|(k, _)| *k == Some(Kind::Vmp))
+}
+
+/// Reads the release at `path`, a folder or a zip.
+pub fn read(path: &Path) -> Result<DmdRelease, TermError> {
+    let no_vmp = || {
+        TermError::Xml(
+            path.display().to_string(),
+            "no dm+d VMP file (f_vmp2_*.xml) here".into(),
+        )
+    };
     let mut release = DmdRelease::default();
-    for (kind, path) in found {
-        let file =
-            std::fs::File::open(&path).map_err(|e| TermError::Io(path.display().to_string(), e))?;
-        read_one(
-            std::io::BufReader::new(file),
-            kind,
-            &path.display().to_string(),
-            &mut release,
-        )?;
+    if path.is_dir() {
+        let found = files(path)?;
+        if !has_vmp(&found) {
+            return Err(no_vmp());
+        }
+        for (kind, file) in found {
+            let name = file.display().to_string();
+            let f = File::open(&file).map_err(|e| TermError::Io(name.clone(), e))?;
+            read_one(BufReader::new(f), kind, &name, &mut release)?;
+        }
+    } else {
+        let (mut zip, found) = zip_files(path)?;
+        if !has_vmp(&found) {
+            return Err(no_vmp());
+        }
+        for (kind, entry) in found {
+            let name = format!("{}:{entry}", path.display());
+            let f = zip
+                .by_name(&entry)
+                .map_err(|e| TermError::Zip(name.clone(), e.to_string()))?;
+            read_one(BufReader::new(f), kind, &name, &mut release)?;
+        }
     }
     release.sort();
     Ok(release)
