@@ -35,10 +35,13 @@ pub async fn ready(store: &gp_store::Store) -> Result<(String, Index)> {
 }
 
 /// The dm+d release the server answers from: the stored one, or, when the
-/// store has none yet, the shipped sample, stored first.
+/// store has none yet or an older edition of the shipped sample, this
+/// edition of the sample, stored first.
 pub async fn ready_dmd(store: &gp_store::Store) -> Result<(String, DmdIndex)> {
     let actor = Actor::system();
-    if store.dmd_release(&actor).await?.is_none() {
+    let stored = store.dmd_release(&actor).await?;
+    if stored.is_none_or(|i| i.name.starts_with(dmd::SHIPPED_PREFIX) && i.name != dmd::SHIPPED_NAME)
+    {
         let s = store.clone();
         let info = tokio::task::spawn_blocking(move || -> Result<DmdInfo> {
             let release = dmd::shipped()?;

@@ -6,7 +6,7 @@ use, in the element layout of the NHSBSA dm+d XML release.
 Every product id, and every lookup code except the few SNOMED CT ids listed
 in REAL below, is assigned by this script: SCTIDs minted in the namespace
 9999998 (item numbers 1xxxxx VTM, 2xxxxx VMP, 3xxxxx AMP, 4xxxxx VMPP,
-5xxxxx AMPP, 6xxxxx lookups; long-form concept partition 10 and a Verhoeff
+5xxxxx AMPP, 6xxxxx lookups, 7xxxxx ingredient substances; long-form concept partition 10 and a Verhoeff
 check digit), or four-digit lookup codes starting with 9. They are OpenGP's
 own and must never be sent to another system. See dmd/README.md.
 
@@ -200,6 +200,48 @@ MEDICINES = [
     m("Chloramphenicol", ED, ["0.5%"], legal="P", pack=("10", "ml")),
 ]
 
+# The ingredient substances of VTMs that are not simply their own name
+# (combination products), in the order their strengths are written.
+INGREDIENTS = {
+    "Co-codamol": ["Codeine phosphate", "Paracetamol"],
+    "Co-amoxiclav": ["Amoxicillin", "Clavulanic acid"],
+}
+
+# Strength units: the name's spelling -> the UNIT_OF_MEASURE description.
+UNITS = {"mg": "mg", "microgram": "microgram", "micrograms": "microgram", "g": "gram",
+         "ml": "ml", "unit": "unit", "dose": "dose"}
+
+
+def strengths_of(s):
+    """The strength of each ingredient, as (numerator value, unit,
+    denominator value or None, unit or None), from a strength as the name
+    writes it: '5mg', '8mg/500mg' (two ingredients), '3.35g/5ml' and
+    '100micrograms/dose' (per a quantity), '1%' (10 mg per gram for a
+    cream, per ml otherwise: the caller says which)."""
+    import re
+    def one(t):
+        m = re.fullmatch(r"([0-9.]+)([a-z]+)", t)
+        if not m:
+            raise ValueError(f"strength {t!r}")
+        return m.group(1), UNITS[m.group(2)]
+    if s.endswith("%"):
+        return [("%", s[:-1])]
+    parts = s.split("/")
+    if len(parts) == 2 and parts[1] in ("dose",) or (len(parts) == 2 and re.fullmatch(r"[0-9.]+ml", parts[1])):
+        v, u = one(parts[0])
+        if parts[1] == "dose":
+            return [(v, u, "1", "dose")]
+        dv, du = one(parts[1])
+        return [(v, u, dv, du)]
+    return [one(p) + (None, None) for p in parts]
+
+
+def number(x):
+    """A decimal without trailing zeros ('10.0' -> '10')."""
+    t = f"{x:.3f}".rstrip("0").rstrip(".")
+    return t
+
+
 # A few branded products (AMPs beside the generic one): VMP name -> brands.
 BRANDS = {
     "Atorvastatin 20mg tablets": ["Lipitor 20mg tablets"],
@@ -214,8 +256,15 @@ BRAND_SUPPLIER = "OpenGP sample brand supplier"
 
 
 def build():
-    vtms, vmps, amps, vmpps, ampps = [], [], [], [], []
-    n = {"vtm": 100000, "vmp": 200000, "amp": 300000, "vmpp": 400000, "ampp": 500000}
+    vtms, vmps, amps, vmpps, ampps, vpis = [], [], [], [], [], []
+    n = {"vtm": 100000, "vmp": 200000, "amp": 300000, "vmpp": 400000, "ampp": 500000,
+         "ing": 700000}
+    ingredient_ids = {}
+
+    def ingredient(name):
+        if name not in ingredient_ids:
+            ingredient_ids[name] = nxt("ing")
+        return ingredient_ids[name]
 
     def nxt(k):
         n[k] += 1
@@ -237,6 +286,24 @@ def build():
                              UNIT_DOSE_UOMCD=code("UNIT_OF_MEASURE", unit),
                              FORMCD=code("FORM", form_desc), ROUTECD=code("ROUTE", route),
                              CATCD=SMALL["CONTROL_DRUG_CATEGORY"][cd]))
+            substances = INGREDIENTS.get(vtm, [vtm])
+            given = strengths_of(s)
+            if given[0][0] == "%":
+                # Percent weight in volume or weight: mg per ml or gram.
+                per = "gram" if unit == "gram" else "ml"
+                given = [(number(float(given[0][1]) * 10), "mg", "1", per)]
+            if len(given) != len(substances):
+                raise ValueError(f"{name}: {len(given)} strengths for {substances}")
+            for substance, (v, u, dv, du) in zip(substances, given):
+                # Units are coded after every product, so that the codes
+                # the products use keep the numbers they had before
+                # ingredients were added.
+                row = dict(VPID=vpid, ISID=ingredient(substance),
+                           STRNT_NMRTR_VAL=v, STRNT_NMRTR_UOMCD=u)
+                if dv is not None:
+                    row["STRNT_DNMTR_VAL"] = dv
+                    row["STRNT_DNMTR_UOMCD"] = du
+                vpis.append(row)
             vppid = nxt("vmpp")
             vmpp_name = f"{name} {qty} {qty_unit if qty_unit not in ('tablet', 'capsule', 'dose') else qty_unit + ('s' if qty != '1' else '')}"
             vmpps.append(dict(VPPID=vppid, NM=vmpp_name, VPID=vpid, QTYVAL=qty,
@@ -249,7 +316,12 @@ def build():
                 ampps.append(dict(APPID=nxt("ampp"), NM=f"{amp_name} ({supplier}) {vmpp_name[len(name) + 1:]}",
                                   VPPID=vppid, APID=apid,
                                   LEGAL_CATCD=SMALL["LEGAL_CATEGORY"][legal]))
-    return vtms, vmps, amps, vmpps, ampps
+    for row in vpis:
+        for k in ("STRNT_NMRTR_UOMCD", "STRNT_DNMTR_UOMCD"):
+            if k in row:
+                row[k] = code("UNIT_OF_MEASURE", row[k])
+    ingredients = sorted((i, nm) for nm, i in ingredient_ids.items())
+    return vtms, vmps, amps, vmpps, ampps, vpis, ingredients
 
 
 def el(tag, value):
@@ -272,7 +344,7 @@ def group(wrapper, rows):
 
 def main():
     os.makedirs(OUT, exist_ok=True)
-    vtms, vmps, amps, vmpps, ampps = build()
+    vtms, vmps, amps, vmpps, ampps, vpis, ingredients = build()
     write(f"f_vtm2_3{DATE}.xml", "VIRTUAL_THERAPEUTIC_MOIETIES",
           ["<VTM>" + el("VTMID", i) + el("NM", nm) + "</VTM>" for i, nm in vtms])
     vmp_fields = ["VPID", "VTMID", "NM", "PRES_STATCD", "UDFS", "UDFS_UOMCD", "UNIT_DOSE_UOMCD"]
@@ -281,7 +353,12 @@ def main():
         group("DRUG_FORM", ["<DFORM>" + el("VPID", v["VPID"]) + el("FORMCD", v["FORMCD"]) + "</DFORM>" for v in vmps]),
         group("DRUG_ROUTE", ["<DROUTE>" + el("VPID", v["VPID"]) + el("ROUTECD", v["ROUTECD"]) + "</DROUTE>" for v in vmps]),
         group("CONTROL_DRUG_INFO", ["<CONTROL_INFO>" + el("VPID", v["VPID"]) + el("CATCD", v["CATCD"]) + "</CONTROL_INFO>" for v in vmps]),
+        group("VIRTUAL_PRODUCT_INGREDIENT", ["<VPI>" + "".join(el(k, i[k]) for k in
+              ["VPID", "ISID", "STRNT_NMRTR_VAL", "STRNT_NMRTR_UOMCD", "STRNT_DNMTR_VAL", "STRNT_DNMTR_UOMCD"]
+              if k in i) + "</VPI>" for i in vpis]),
     ])
+    write(f"f_ingredient2_3{DATE}.xml", "INGREDIENT_SUBSTANCES",
+          ["<ING>" + el("ISID", i) + el("NM", nm) + "</ING>" for i, nm in ingredients])
     write(f"f_amp2_3{DATE}.xml", "ACTUAL_MEDICINAL_PRODUCTS", [
         group("AMPS", ["<AMP>" + "".join(el(k, a[k]) for k in ["APID", "VPID", "NM", "DESC", "SUPPCD"]) + "</AMP>" for a in amps]),
     ])
@@ -298,7 +375,8 @@ def main():
         group(t, ["<INFO>" + el("CD", c) + el("DESC", d) + "</INFO>" for d, c in sorted(v.items(), key=lambda x: x[1])])
         for t, v in sorted(tables.items())
     ])
-    print(f"{len(vtms)} VTMs, {len(vmps)} VMPs, {len(amps)} AMPs, {len(vmpps)} VMPPs, {len(ampps)} AMPPs")
+    print(f"{len(vtms)} VTMs, {len(vmps)} VMPs, {len(amps)} AMPs, {len(vmpps)} VMPPs, {len(ampps)} AMPPs, "
+          f"{len(ingredients)} ingredients in {len(vpis)} VPI rows")
 
 
 if __name__ == "__main__":

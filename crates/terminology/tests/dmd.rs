@@ -239,3 +239,74 @@ fn a_release_zip_reads_like_the_folder() {
     assert!(!gp_terminology::dmd::xml::is_release(&not_zip));
     assert!(gp_terminology::dmd::xml::read(&not_zip).is_err());
 }
+
+/// Each VMP's ingredients (`VPI`) in the release's order, with their
+/// strengths and the names of the substances (`INGREDIENT`) and units.
+#[test]
+fn a_vmp_has_its_ingredients_with_their_strengths() {
+    let index = index();
+    let strengths = |name: &str| -> Vec<String> {
+        let vmp = index
+            .all(&[Kind::Vmp])
+            .find(|p| p.name == name)
+            .unwrap_or_else(|| panic!("no VMP {name}"));
+        let mut out = Vec::new();
+        let mut current = String::new();
+        for (field, value) in &vmp.attributes {
+            let describe = |table: &str| {
+                index
+                    .describe(table, value)
+                    .unwrap_or_else(|| panic!("{field} {value} has no description"))
+                    .to_owned()
+            };
+            match field.as_str() {
+                "VPI/ISID" => {
+                    if !current.is_empty() {
+                        out.push(std::mem::take(&mut current));
+                    }
+                    current = describe("INGREDIENT");
+                }
+                "VPI/STRNT_NMRTR_VAL" | "VPI/STRNT_DNMTR_VAL" => {
+                    current.push_str(if field.contains("DNMTR") {
+                        " per "
+                    } else {
+                        " "
+                    });
+                    current.push_str(value);
+                }
+                "VPI/STRNT_NMRTR_UOMCD" | "VPI/STRNT_DNMTR_UOMCD" => {
+                    current.push(' ');
+                    current.push_str(&describe("UNIT_OF_MEASURE"));
+                }
+                _ => {}
+            }
+        }
+        out.push(current);
+        out
+    };
+    assert_eq!(strengths("Amlodipine 5mg tablets"), ["Amlodipine 5 mg"]);
+    assert_eq!(
+        strengths("Co-codamol 30mg/500mg tablets"),
+        ["Codeine phosphate 30 mg", "Paracetamol 500 mg"]
+    );
+    assert_eq!(
+        strengths("Salbutamol 100micrograms/dose inhaler"),
+        ["Salbutamol 100 microgram per 1 dose"]
+    );
+    assert_eq!(
+        strengths("Lactulose 3.35g/5ml oral solution"),
+        ["Lactulose 3.35 gram per 5 ml"]
+    );
+    assert_eq!(
+        strengths("Hydrocortisone 1% cream"),
+        ["Hydrocortisone 10 mg per 1 gram"]
+    );
+    // Every VMP has at least one ingredient.
+    for vmp in index.all(&[Kind::Vmp]) {
+        assert!(
+            vmp.attribute("VPI/ISID").is_some(),
+            "{} has no ingredient",
+            vmp.name
+        );
+    }
+}

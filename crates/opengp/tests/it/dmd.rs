@@ -160,6 +160,13 @@ async fn dmd_lookup_gives_kind_relatives_and_lookups(app: App) {
         has("UNIT_DOSE_UOMCD", Some("428673006"), "tablet"),
         "{props:?}"
     );
+    // Its ingredient and strength (the VPI side table).
+    assert!(has("VPI/ISID", None, "Amlodipine"), "{props:?}");
+    assert!(has("VPI/STRNT_NMRTR_VAL", Some("5"), ""), "{props:?}");
+    assert!(
+        has("VPI/STRNT_NMRTR_UOMCD", Some("258684004"), "mg"),
+        "{props:?}"
+    );
     // From the AMP back to its VMP.
     let istin = props
         .iter()
@@ -394,6 +401,41 @@ async fn cli_loads_a_dmd_release_the_server_then_serves() {
     assert!(
         contains(&vs).is_empty(),
         "the shipped sample was replaced: {vs}"
+    );
+    server.stop().await.unwrap_or_else(|e| panic!("{e}"));
+
+    // A store holding an older edition of the shipped sample (here, under
+    // that edition's name) gets this edition at the next start; a loaded
+    // release, as above, is never replaced.
+    let older = dir.path().join("OpenGP shipped dm+d sample 20250101");
+    std::fs::rename(&release, &older).unwrap_or_else(|e| panic!("{e}"));
+    let data = dir.path().join("data2");
+    let said = run(&[
+        "terminology",
+        "load",
+        &older.to_string_lossy(),
+        "--data",
+        &data.to_string_lossy(),
+    ]);
+    assert!(said.contains("2 products"), "{said}");
+    let server = opengp::server::spawn_for_test(&data, 1 << 20)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let client = crate::support::authorised_client(&server.token);
+    let vs: Value = client
+        .get(format!("{}/ValueSet/$expand", server.base))
+        .query(&[("url", PRESCRIBING), ("filter", "amlodipine 5mg")])
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"))
+        .json()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(
+        contains(&vs)
+            .iter()
+            .any(|(_, name)| name == "Amlodipine 5mg tablets"),
+        "the older sample was brought up to date: {vs}"
     );
     server.stop().await.unwrap_or_else(|e| panic!("{e}"));
 }

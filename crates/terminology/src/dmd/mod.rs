@@ -8,13 +8,21 @@
 //! The element names of the release are kept as they are: a product's
 //! attributes are `(name, value)` pairs such as `("SUPPCD", ...)`, and those
 //! from the VMP file's side tables are named `table/field`
-//! (`DFORM/FORMCD`, `DROUTE/ROUTECD`, `CONTROL_INFO/CATCD`), so nothing the
-//! release says is dropped or renamed.
+//! (`DFORM/FORMCD`, `DROUTE/ROUTECD`, `CONTROL_INFO/CATCD`; a VMP's
+//! ingredients `VPI/ISID`, `VPI/STRNT_NMRTR_VAL`, `VPI/STRNT_NMRTR_UOMCD`,
+//! `VPI/STRNT_DNMTR_VAL` ..., one group per ingredient in the release's
+//! order), so nothing the release says is dropped or renamed. Ingredient
+//! substances are the lookup table `INGREDIENT`.
 
 pub mod xml;
 
-/// The name the shipped sample is stored under.
-pub const SHIPPED_NAME: &str = "OpenGP shipped dm+d sample 20250101";
+/// What the name of every edition of the shipped sample starts with.
+pub const SHIPPED_PREFIX: &str = "OpenGP shipped dm+d sample";
+
+/// The name this edition of the shipped sample is stored under (a new
+/// edition, such as the one that added ingredients, gets a new name, so a
+/// store holding an older one is brought up to date at start).
+pub const SHIPPED_NAME: &str = "OpenGP shipped dm+d sample 20250101.2";
 
 const SHIPPED: &[(&str, &str)] = &[
     (
@@ -40,6 +48,10 @@ const SHIPPED: &[(&str, &str)] = &[
     (
         "f_lookup2_320250101.xml",
         include_str!("../../data/dmd/f_lookup2_320250101.xml"),
+    ),
+    (
+        "f_ingredient2_320250101.xml",
+        include_str!("../../data/dmd/f_ingredient2_320250101.xml"),
     ),
 ];
 
@@ -153,6 +165,8 @@ pub fn lookup_table(attribute: &str) -> Option<&'static str> {
     let field = attribute.rsplit('/').next().unwrap_or(attribute);
     Some(match (attribute, field) {
         ("ONT/FORMCD", _) => "ONT_FORM_ROUTE",
+        (_, "ISID") => "INGREDIENT",
+        (_, "BASIS_STRNTCD") => "BASIS_OF_STRNTH",
         (_, "FORMCD") => "FORM",
         (_, "ROUTECD") => "ROUTE",
         (_, "CATCD" | "CAT_PREVCD") => "CONTROL_DRUG_CATEGORY",

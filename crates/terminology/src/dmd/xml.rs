@@ -1,12 +1,14 @@
 //! Reading a dm+d XML release from a folder or the release zip (as NHSBSA
 //! publishes it, the files anywhere in it): the files `f_vtm2_*.xml`,
-//! `f_vmp2_*.xml`, `f_amp2_*.xml`, `f_vmpp2_*.xml`, `f_ampp2_*.xml` and
-//! `f_lookup2_*.xml` (other files, such as ingredients and GTINs, are left
-//! alone). Records are found by element name wherever they are nested:
-//! `VTM`, `VMP`, `AMP`, `VMPP`, `AMPP`; the side tables that add to a
-//! product (`DFORM`, `DROUTE`, `CONTROL_INFO`, `ONT` for a VMP,
-//! `LIC_ROUTE` for an AMP, `DTINFO` for a VMPP, `PRICE_INFO` for an AMPP),
-//! and every lookup table's `INFO` rows.
+//! `f_vmp2_*.xml`, `f_amp2_*.xml`, `f_vmpp2_*.xml`, `f_ampp2_*.xml`,
+//! `f_lookup2_*.xml` and `f_ingredient2_*.xml` (other files, such as GTINs,
+//! are left alone). Records are found by element name wherever they are
+//! nested: `VTM`, `VMP`, `AMP`, `VMPP`, `AMPP`; the side tables that add to
+//! a product (`DFORM`, `DROUTE`, `CONTROL_INFO`, `ONT` and `VPI`, its
+//! ingredients with their strengths, for a VMP, `LIC_ROUTE` for an AMP,
+//! `DTINFO` for a VMPP, `PRICE_INFO` for an AMPP), every lookup table's
+//! `INFO` rows, and the ingredient substances (`ING`, read as the lookup
+//! table `INGREDIENT`: `ISID` and `NM`).
 
 use std::collections::HashMap;
 use std::fs::File;
@@ -21,7 +23,8 @@ use super::{DmdRelease, Kind, Lookup, Product};
 use crate::TermError;
 
 /// The kind of product a release file holds, by its name (`None` for the
-/// lookup file), or nothing for a file the reader leaves alone.
+/// lookup and ingredient files), or nothing for a file the reader leaves
+/// alone.
 fn kind_of(file_name: &str) -> Option<Option<Kind>> {
     let name = file_name.to_ascii_lowercase();
     if !name.ends_with(".xml") {
@@ -34,6 +37,7 @@ fn kind_of(file_name: &str) -> Option<Option<Kind>> {
         ("f_vmpp2_", Some(Kind::Vmpp)),
         ("f_ampp2_", Some(Kind::Ampp)),
         ("f_lookup2_", None),
+        ("f_ingredient2_", None),
     ]
     .into_iter()
     .find(|(prefix, _)| name.starts_with(prefix))
@@ -264,7 +268,7 @@ fn shape(kind: Kind) -> Shape {
             id: "VPID",
             parent: Some("VTMID"),
             amp: None,
-            side: &["DFORM", "DROUTE", "CONTROL_INFO", "ONT"],
+            side: &["DFORM", "DROUTE", "CONTROL_INFO", "ONT", "VPI"],
         },
         Kind::Amp => Shape {
             record: "AMP",
@@ -380,16 +384,21 @@ fn read_products(
 }
 
 fn read_lookups(input: impl BufRead, file: &str, out: &mut Vec<Lookup>) -> Result<(), TermError> {
-    records(input, file, &["INFO"], &mut |r| {
+    records(input, file, &["INFO", "ING"], &mut |r| {
         let get = |n: &str| {
             r.fields
                 .iter()
                 .find(|(f, _)| f == n)
                 .map(|(_, v)| v.clone())
         };
-        if let (Some(code), Some(description)) = (get("CD"), get("DESC")) {
+        let (table, code, description) = if r.name == "ING" {
+            ("INGREDIENT".to_owned(), get("ISID"), get("NM"))
+        } else {
+            (r.parent.clone(), get("CD"), get("DESC"))
+        };
+        if let (Some(code), Some(description)) = (code, description) {
             out.push(Lookup {
-                table: r.parent.clone(),
+                table,
                 code,
                 description,
             });
