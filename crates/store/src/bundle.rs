@@ -153,8 +153,9 @@ pub(crate) fn entry_in(
     e: RequestEntry,
     base: &str,
     prepared: Option<Prepared>,
+    codes: Option<&gp_terminology::Index>,
 ) -> EntryResult {
-    write_entry(tx, &e, base, prepared.map(|p| (p, None)))
+    write_entry(tx, &e, base, prepared.map(|p| (p, None)), codes)
 }
 
 fn write_entry(
@@ -162,6 +163,7 @@ fn write_entry(
     e: &RequestEntry,
     base: &str,
     resolved: Option<(Prepared, Option<Id>)>,
+    codes: Option<&gp_terminology::Index>,
 ) -> EntryResult {
     let target = Target::parse(&e.url, base)?;
     let resource = |r: &Option<(Prepared, Option<Id>)>| match r {
@@ -182,7 +184,7 @@ fn write_entry(
                     ),
                 ));
             }
-            engine::create_in(tx, r, e.if_none_exist.as_deref(), assigned).map(written)
+            engine::create_in(tx, r, e.if_none_exist.as_deref(), assigned, codes).map(written)
         }
         (Method::Put, Target::Instance { ty, id }) => {
             engine::update_in(tx, ty, &id, resource(&resolved)?, &preconditions(e)?).map(written)
@@ -195,6 +197,7 @@ fn write_entry(
                 resource(&resolved)?,
                 &preconditions(e)?,
                 assigned,
+                codes,
             )
             .map(written)
         }
@@ -206,7 +209,7 @@ fn write_entry(
             engine::delete_in(tx, ty, &id).map(deleted)
         }
         (Method::Delete, Target::Type { ty, query }) if !query.is_empty() => {
-            engine::conditional_delete_in(tx, ty, &query).map(deleted)
+            engine::conditional_delete_in(tx, ty, &query, codes).map(deleted)
         }
         // Batch reads go to `read_entry_in` directly (`is_read`).
         (Method::Get | Method::Head, _) => read_entry_in(tx, e, base, None),
@@ -426,14 +429,14 @@ pub(crate) fn transaction_in(
         let identity: Option<(ResourceType, Id)> = match (e.method, &target) {
             (Method::Post, Target::Type { ty, .. }) => {
                 let existing = match &e.if_none_exist {
-                    Some(cond) => single_match(tx, *ty, cond).map_err(|err| fail(e, err))?,
+                    Some(cond) => single_match(tx, *ty, cond, codes).map_err(|err| fail(e, err))?,
                     None => None,
                 };
                 writes = existing.is_none();
                 Some((*ty, existing.unwrap_or_else(engine::new_id)))
             }
             (Method::Put, Target::Type { ty, query }) if !query.is_empty() => {
-                let found = engine::matches(tx, *ty, query).map_err(|err| fail(e, err))?;
+                let found = engine::matches(tx, *ty, query, codes).map_err(|err| fail(e, err))?;
                 match found.as_slice() {
                     [] => None,
                     [one] => Some((
@@ -487,7 +490,8 @@ pub(crate) fn transaction_in(
         let res = if is_read(e) {
             read_entry_in(tx, e, base, codes)
         } else {
-            Ok(write_entry(tx, e, base, resolved.remove(&e.index)).map_err(|err| fail(e, err))?)
+            Ok(write_entry(tx, e, base, resolved.remove(&e.index), codes)
+                .map_err(|err| fail(e, err))?)
         };
         responses[e.index] = Some(res);
     }
@@ -505,9 +509,10 @@ fn single_match(
     tx: &mut dyn ReadTx,
     ty: ResourceType,
     cond: &str,
+    codes: Option<&gp_terminology::Index>,
 ) -> Result<Option<Id>, StoreError> {
     let query = gp_fhir::search::parse_query_string(cond.trim_start_matches('?'));
-    let found = engine::matches(tx, ty, &query)?;
+    let found = engine::matches(tx, ty, &query, codes)?;
     match found.as_slice() {
         [] => Ok(None),
         [one] => Ok(Some(

@@ -566,8 +566,15 @@ impl Store {
         self.confine_write(ctx, &reach, ty, None, Some(&resource), &event)
             .await?;
         let resource = prepare(resource).await?;
+        let codes = self.search_index();
         self.write_audited(ctx, event, move |tx, ev| {
-            let w = create_in(tx, resource, if_none_exist.as_deref(), None)?;
+            let w = create_in(
+                tx,
+                resource,
+                if_none_exist.as_deref(),
+                None,
+                codes.as_deref(),
+            )?;
             ev.resource(&w.version);
             Ok(w)
         })
@@ -607,8 +614,9 @@ impl Store {
         self.allow_unconfined(ctx, ty, Op::Update, "a conditional update", &event)?;
         self.allow(ctx, read_activity(Some(ty)), &event)?;
         let resource = prepare(resource).await?;
+        let codes = self.search_index();
         self.write_audited(ctx, event, move |tx, ev| {
-            let w = conditional_update_in(tx, ty, &query, resource, &pre, None)?;
+            let w = conditional_update_in(tx, ty, &query, resource, &pre, None, codes.as_deref())?;
             ev.resource(&w.version);
             Ok(w)
         })
@@ -662,9 +670,10 @@ impl Store {
         let event = Event::rest("delete").query(crate::render::query_string(&query));
         self.allow_unconfined(ctx, ty, Op::Delete, "a conditional delete", &event)?;
         self.allow(ctx, read_activity(Some(ty)), &event)?;
+        let codes = self.search_index();
         self.write_audited(ctx, event, move |tx, ev| {
-            let found = matches(tx, ty, &query)?;
-            let d = conditional_delete_in(tx, ty, &query)?;
+            let found = matches(tx, ty, &query, codes.as_deref())?;
+            let d = conditional_delete_in(tx, ty, &query, codes.as_deref())?;
             audit_deletion(ev, &d, found.into_iter().next());
             Ok(d)
         })
@@ -765,8 +774,9 @@ impl Store {
                         let (b, who) = (base.clone(), ctx.clone());
                         let p = prepared.remove(&i);
                         let code = event.kind;
+                        let codes = self.search_index();
                         let rx = self.submit(ctx, move |tx| {
-                            let resp = bundle::entry_in(tx, entry, &b, p)?;
+                            let resp = bundle::entry_in(tx, entry, &b, p, codes.as_deref())?;
                             let mut ev = Event::new(code);
                             for v in bundle::served(tx, method, &url, &b, &resp)? {
                                 ev.resource(&v);
@@ -1158,10 +1168,14 @@ pub(crate) fn shown(tx: &mut dyn ReadTx, v: &StoredVersion) -> Result<bool, Stor
 
 /// Finds the resources a conditional operation's criteria match (at most
 /// two: enough to tell none, one and many apart).
+///
+/// `codes` is the SNOMED CT index that `:below`, `:above`, `:in` and
+/// `:not-in` expand against, as in a search (`codes.rs`).
 pub(crate) fn matches(
     tx: &mut dyn ReadTx,
     ty: ResourceType,
     query: &[(String, String)],
+    codes: Option<&gp_terminology::Index>,
 ) -> Result<Vec<StoredVersion>, StoreError> {
     // Conditional criteria must be understood in full: ignoring one would
     // match resources the client did not mean (http.html#cond-update).
@@ -1172,6 +1186,7 @@ pub(crate) fn matches(
             "a conditional request needs search criteria",
         ));
     }
+    crate::codes::expand(codes, &mut q.criteria, crate::codes::MAX_CODES)?;
     q.count = 2;
     q.offset = 0;
     q.total = Total::None;
@@ -1225,6 +1240,7 @@ pub(crate) fn create_in(
     mut resource: Prepared,
     if_none_exist: Option<&str>,
     assigned: Option<Id>,
+    codes: Option<&gp_terminology::Index>,
 ) -> Result<WriteOutcome, StoreError> {
     let ty = resource.resource_type();
     if let Some(cond) = if_none_exist {
@@ -1232,6 +1248,7 @@ pub(crate) fn create_in(
             tx,
             ty,
             &gp_fhir::search::parse_query_string(cond.trim_start_matches('?')),
+            codes,
         )?;
         match found.len() {
             0 => {}
@@ -1341,9 +1358,10 @@ pub(crate) fn conditional_update_in(
     resource: Prepared,
     pre: &Preconditions,
     assigned: Option<Id>,
+    codes: Option<&gp_terminology::Index>,
 ) -> Result<WriteOutcome, StoreError> {
     check_body(&resource, ty, None)?;
-    let found = matches(tx, ty, query)?;
+    let found = matches(tx, ty, query, codes)?;
     match found.as_slice() {
         [] => {
             let id = match resource.id() {
@@ -1443,8 +1461,9 @@ pub(crate) fn conditional_delete_in(
     tx: &mut dyn WriteTx,
     ty: ResourceType,
     query: &[(String, String)],
+    codes: Option<&gp_terminology::Index>,
 ) -> Result<DeleteOutcome, StoreError> {
-    let found = matches(tx, ty, query)?;
+    let found = matches(tx, ty, query, codes)?;
     match found.as_slice() {
         [] => Ok(DeleteOutcome::NothingToDelete),
         [one] => {

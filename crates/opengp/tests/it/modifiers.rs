@@ -1,6 +1,7 @@
 //! Token search modifiers that need the terminology (search.html#modifiers):
 //! `:below`, `:above`, `:in` and `:not-in` on SNOMED CT codes, over the
-//! shipped GP subset, through the API on both storage backends.
+//! shipped GP subset, through the API on both storage backends, in
+//! searches and in the criteria of conditional operations.
 
 use serde_json::{Value, json};
 
@@ -9,6 +10,7 @@ use crate::support::{App, assert_outcome, json};
 crate::on_both_backends!(
     below_above_in_and_not_in_expand_against_snomed_ct,
     terminology_modifiers_refuse_what_they_cannot_expand,
+    conditional_operations_expand_terminology_modifiers,
 );
 
 const SCT: &str = "http://snomed.info/sct";
@@ -189,4 +191,71 @@ async fn terminology_modifiers_refuse_what_they_cannot_expand(app: App) {
         .get_with_query("Condition", &[("code:in", "http://example.org/ValueSet/x")])
         .await;
     assert_eq!(lenient.status(), 200);
+}
+
+/// http.html#ccreate, #cond-update and #cdelete: a conditional
+/// operation's criteria are search criteria, so the terminology modifiers
+/// expand in them as in a search, directly and inside a transaction.
+async fn conditional_operations_expand_terminology_modifiers(app: App) {
+    seed(&app).await;
+    let type1 = format!("code:below={SCT}%7C46635009&subject=Patient/p1");
+    // Conditional create: the one type 1 diabetes matches; nothing new.
+    let res = app
+        .client
+        .post(app.url("Condition"))
+        .header("content-type", "application/fhir+json")
+        .header("if-none-exist", &type1)
+        .body(condition("ignored", SCT, "46635009").to_string())
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(res.status(), 200, "matched, not created");
+    assert_eq!(json(res).await["id"], "t1dm");
+    // Conditional update of that one match.
+    let mut body = condition("t1dm", SCT, "46635009");
+    body["note"] = json!([{"text": "insulin pump"}]);
+    let res = app.put(&format!("Condition?{type1}"), &body).await;
+    assert_eq!(res.status(), 200);
+    assert_eq!(json(res).await["meta"]["versionId"], "2");
+    // Criteria matching several (the diabetes hierarchy): 412.
+    let res = app
+        .put(&format!("Condition?code:below={SCT}%7C73211009"), &body)
+        .await;
+    assert_outcome(res, 412, "conflict").await;
+    // Conditional delete of the one hypertension.
+    let res = app
+        .delete(&format!("Condition?code:below={SCT}%7C38341003"))
+        .await;
+    assert!(res.status().is_success(), "{}", res.status());
+    assert_eq!(
+        ids(
+            &app,
+            "Condition",
+            &[("code:below", &format!("{SCT}|38341003"))]
+        )
+        .await,
+        Vec::<String>::new()
+    );
+    // Inside a transaction: ifNoneExist with a modifier matches too.
+    let tx = json!({"resourceType": "Bundle", "type": "transaction", "entry": [{
+        "resource": condition("x", SCT, "44054006"),
+        "request": {"method": "POST", "url": "Condition",
+                    "ifNoneExist": format!("code:below={SCT}%7C44054006&subject=Patient/p1")}
+    }]});
+    let res = app.post("", &tx).await;
+    assert_eq!(res.status(), 200);
+    let out = json(res).await;
+    assert_eq!(
+        out["entry"][0]["response"]["status"]
+            .as_str()
+            .unwrap_or_default()
+            .split(' ')
+            .next(),
+        Some("200"),
+        "{out}"
+    );
+    assert_eq!(
+        ids(&app, "Condition", &[("code", &format!("{SCT}|44054006"))]).await,
+        vec!["t2dm"]
+    );
 }
