@@ -7,6 +7,7 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 use bytes::Bytes;
+use gp_fhir::search::FUNCTIONAL_LISTS;
 use gp_fhir::search::registry::{self, ParamKind};
 use gp_fhir::{FHIR_VERSION, Instant, ResourceType};
 use serde_json::{Value, json};
@@ -26,7 +27,7 @@ fn supported(ty: ResourceType, p: &registry::SearchParam) -> bool {
 /// The search parameters of a type that search really supports
 /// (search.html#conformance): the same registry the parser uses.
 fn search_params(ty: ResourceType) -> Vec<Value> {
-    registry::params(ty)
+    let own = registry::params(ty)
         .iter()
         .filter(|p| supported(ty, p))
         .map(|p| {
@@ -47,8 +48,27 @@ fn search_params(ty: ResourceType) -> Vec<Value> {
                 "type": kind,
                 "documentation": modifiers(p.kind),
             })
+        });
+    own.chain(std::iter::once(list_param())).collect()
+}
+
+/// `_list` (search.html#list), which R4 defines no SearchParameter for.
+fn list_param() -> Value {
+    let functional: Vec<String> = FUNCTIONAL_LISTS
+        .iter()
+        .map(|f| {
+            let criteria: Vec<String> = f.params.iter().map(|(c, v)| format!("{c}={v}")).collect();
+            format!("{} ({}?{})", f.name, f.ty, criteria.join("&"))
         })
-        .collect()
+        .collect();
+    json!({
+        "name": "_list",
+        "type": "special",
+        "documentation": format!(
+            "The resources a List's entries refer to (_list=[List id]), or a functional list: {}.",
+            functional.join("; ")
+        ),
+    })
 }
 
 /// The modifiers search accepts on a parameter type (search.html#modifiers),
@@ -159,6 +179,7 @@ pub async fn metadata(State(_st): State<AppState>, call: Call) -> Result<Respons
     let search: Vec<Value> = SYSTEM_SEARCH
         .iter()
         .map(|(name, def, ty)| json!({ "name": name, "definition": def, "type": ty }))
+        .chain(std::iter::once(list_param()))
         .collect();
     let resources: &[Value] = &RESOURCES;
     let body = json!({

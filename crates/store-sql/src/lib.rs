@@ -430,6 +430,8 @@ fn driver_rank(c: &Criterion) -> u8 {
             ..
         } if *modifier != Modifier::Not => 5,
         Criterion::Compartment { .. } => 4,
+        // A list holds few entries.
+        Criterion::List(_) => 6,
         Criterion::Param {
             kind: ParamKind::Token,
             modifier: Modifier::None | Modifier::Identifier | Modifier::OfType,
@@ -464,6 +466,20 @@ fn driver_rank(c: &Criterion) -> u8 {
     }
 }
 
+/// `idx_reference d` rows of the entries (`item`) of the Lists `ids` that
+/// the context may see, open for more conditions on `d`.
+fn list_items(a: &mut Args<'_>, ids: &[gp_fhir::Id]) -> String {
+    let pr = a.practice();
+    let owner = a.hint("idx_reference_owner");
+    let ids: Vec<String> = ids.iter().map(|id| a.bind(id.to_string())).collect();
+    let visible = a.visible("l");
+    format!(
+        "idx_reference d {owner} JOIN resource_current l ON l.practice = {pr} AND l.type = 'List' AND l.id = d.id AND NOT l.deleted{visible}
+         WHERE d.practice = {pr} AND d.type = 'List' AND d.id IN ({}) AND d.param = 'item'",
+        ids.join(", ")
+    )
+}
+
 /// The most selective criterion as `c.id IN (SELECT id FROM <value index>)`,
 /// which SQLite runs first and then looks rows up by primary key.
 fn driver_sql(
@@ -492,6 +508,12 @@ fn driver_sql(
             let ors = param_ors(a, "d", kind, *modifier, values)?;
             Some(format!(
                 "c.id IN (SELECT d.id FROM {t} d WHERE d.practice = {pr} AND d.type = {tyarg} AND d.param = {p} AND ({ors}))"
+            ))
+        }
+        Criterion::List(lists) => {
+            let rows = list_items(a, lists);
+            Some(format!(
+                "c.id IN (SELECT d.target_id FROM {rows} AND d.target_type = {tyarg})"
             ))
         }
         Criterion::Compartment {
@@ -551,6 +573,12 @@ pub(crate) fn criterion_sql(
                 })
                 .collect();
             format!("({})", ors.join(" OR "))
+        }
+        Criterion::List(lists) => {
+            let rows = list_items(a, lists);
+            format!(
+                "EXISTS (SELECT 1 FROM {rows} AND d.target_type = {alias}.type AND d.target_id = {alias}.id)"
+            )
         }
         Criterion::Types(types) => {
             let list: Vec<String> = types

@@ -60,6 +60,10 @@ pub enum Criterion {
     },
     /// `_type` on a whole-practice search.
     Types(Vec<ResourceType>),
+    /// `_list=[id]` (search.html#list): resources that an entry of one of
+    /// these Lists refers to (`List.entry.item`, the List's `item`
+    /// parameter). The List itself must be one the caller may see.
+    List(Vec<Id>),
     /// Membership of a compartment (`Patient/123/Observation`,
     /// compartmentdefinition.html): the compartment's resource itself, and
     /// resources of each member type whose listed reference parameters
@@ -317,6 +321,11 @@ fn parse_one(
                 .collect::<Result<Vec<_>, _>>()?;
             q.criteria.push(Criterion::Types(types));
         }
+        "_list" => {
+            for c in list(ty, value)? {
+                q.criteria.push(c);
+            }
+        }
         n if n == "_include"
             || n.starts_with("_include:")
             || n == "_revinclude"
@@ -336,6 +345,78 @@ fn parse_one(
         }
     }
     Ok(true)
+}
+
+/// A functional list (lifecycle.html#lists): a type, and the parameters
+/// its members match.
+pub struct FunctionalList {
+    pub name: &'static str,
+    pub ty: &'static str,
+    pub params: &'static [(&'static str, &'static str)],
+}
+
+/// The functional lists the server defines, from what the record holds: the
+/// same criteria the clinical record's screens use.
+pub const FUNCTIONAL_LISTS: [FunctionalList; 3] = [
+    FunctionalList {
+        name: "$current-problems",
+        ty: "Condition",
+        params: &[
+            (
+                "clinical-status",
+                "http://terminology.hl7.org/CodeSystem/condition-clinical|active",
+            ),
+            (
+                "category",
+                "http://terminology.hl7.org/CodeSystem/condition-category|problem-list-item",
+            ),
+        ],
+    },
+    FunctionalList {
+        name: "$current-medications",
+        ty: "MedicationRequest",
+        params: &[("status", "active")],
+    },
+    FunctionalList {
+        name: "$current-allergies",
+        ty: "AllergyIntolerance",
+        params: &[(
+            "clinical-status",
+            "http://terminology.hl7.org/CodeSystem/allergyintolerance-clinical|active",
+        )],
+    },
+];
+
+/// `_list=[id],...` or `_list=$[function]` (search.html#list). A functional
+/// list becomes its type's criteria; asked of another type it is an error,
+/// since ignoring it would return everything.
+fn list(ty: Option<ResourceType>, value: &str) -> Result<Vec<Criterion>, Refusal> {
+    if value.starts_with('$') {
+        let Some(FunctionalList { ty: of, params, .. }) =
+            FUNCTIONAL_LISTS.iter().find(|f| f.name == value)
+        else {
+            return Err(Refusal::Unsupported(format!(
+                "_list: '{value}' is not a functional list this server knows ({})",
+                FUNCTIONAL_LISTS.map(|f| f.name).join(", ")
+            )));
+        };
+        let of = ResourceType::parse(of)
+            .ok_or_else(|| Refusal::Invalid(format!("'{of}' is not a resource type")))?;
+        let mut criteria = match ty {
+            Some(t) if t != of => {
+                return Err(Refusal::Invalid(format!(
+                    "_list: {value} holds {of} resources, not {t}"
+                )));
+            }
+            Some(_) => Vec::new(),
+            None => vec![Criterion::Types(vec![of])],
+        };
+        for (code, v) in *params {
+            criteria.push(criterion(Some(of), code, v, 0)?);
+        }
+        return Ok(criteria);
+    }
+    Ok(vec![criterion(ty, "_list", value, 0)?])
 }
 
 fn sort_key(ty: Option<ResourceType>, key: &str) -> Result<SortKey, Refusal> {
@@ -426,6 +507,13 @@ fn criterion(
                 .map(|s| DateCriterion::parse(s).map_err(|e| bad(format!("_lastUpdated: {e}"))))
                 .collect::<Result<Vec<_>, _>>()?;
             return Ok(Criterion::LastUpdated(dates));
+        }
+        "_list" if !value.starts_with('$') => {
+            let ids = value
+                .split(',')
+                .map(|s| Id::parse(s).map_err(|e| bad(format!("_list: {e}"))))
+                .collect::<Result<Vec<_>, _>>()?;
+            return Ok(Criterion::List(ids));
         }
         _ => {}
     }

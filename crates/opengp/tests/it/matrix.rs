@@ -589,6 +589,14 @@ async fn restricted_entries_and_breaking_the_glass(app: App) {
     let hidden = app.create(&obs(&p, "1234567", true)).await;
     let open = app.create(&obs(&p, "7654321", false)).await;
     let others = app.create(&obs(&q, "1234567", true)).await;
+    // A List holding a hidden entry among others (search.html#list).
+    let entries: Vec<Value> = [&hidden, &open, &others]
+        .iter()
+        .map(|id| json!({ "item": { "reference": format!("Observation/{id}") } }))
+        .collect();
+    let list = app
+        .create(&json!({ "resourceType": "List", "status": "current", "mode": "working", "entry": entries }))
+        .await;
     for (user, role) in [
         ("nurse", "R8001"),
         ("gp", "R8000"),
@@ -644,6 +652,7 @@ async fn restricted_entries_and_breaking_the_glass(app: App) {
         (format!("Patient/{p}/Observation?_total=accurate"), Some(1)),
         (format!("Patient/{p}/$everything"), None),
         ("Observation?_total=accurate&_count=1".to_owned(), Some(1)),
+        (format!("Observation?_list={list}&_total=accurate"), Some(1)),
     ];
     for (path, total) in &searches {
         let res = get(&nurse, path).await;

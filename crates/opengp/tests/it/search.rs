@@ -132,6 +132,7 @@ crate::on_both_backends!(
     chains_includes_and_sorting,
     errors_and_paging,
     compartments_and_everything,
+    lists,
 );
 
 /// search.html#string, #token, #date, #reference, #quantity, #number and
@@ -427,5 +428,136 @@ async fn compartments_and_everything(app: App) {
     assert_eq!(b["total"], 2);
     assert!(next_link(&b).is_some());
     assert_outcome(app.get("Patient/ghost/$everything").await, 404, "not-found").await;
+    app.stop().await;
+}
+
+/// `_list` (search.html#list): the resources a List's entries refer to, of
+/// the searched type, with other parameters, exact totals and paging; and
+/// the functional lists (lifecycle.html#lists) from what the record holds.
+async fn lists(app: App) {
+    seed_standard(&app).await;
+    let coded =
+        |system: &str, code: &str| json!({ "coding": [{ "system": system, "code": code }] });
+    let clinical = "http://terminology.hl7.org/CodeSystem/condition-clinical";
+    let category = "http://terminology.hl7.org/CodeSystem/condition-category";
+    let allergy = "http://terminology.hl7.org/CodeSystem/allergyintolerance-clinical";
+    let condition = |id: &str, patient: &str, status: &str, cat: &str| {
+        json!({ "resourceType": "Condition", "id": id, "subject": { "reference": format!("Patient/{patient}") },
+                "clinicalStatus": coded(clinical, status), "category": [coded(category, cat)] })
+    };
+    let medication = |id: &str, patient: &str, status: &str| {
+        json!({ "resourceType": "MedicationRequest", "id": id, "status": status, "intent": "order",
+                "medicationCodeableConcept": { "text": "metformin" }, "subject": { "reference": format!("Patient/{patient}") } })
+    };
+    let entries = |refs: &[&str]| -> Vec<Value> {
+        refs.iter()
+            .map(|r| json!({ "item": { "reference": r } }))
+            .collect()
+    };
+    seed(
+        &app,
+        &[
+            condition("diabetes", "ann", "active", "problem-list-item"),
+            condition("asthma", "ann", "resolved", "problem-list-item"),
+            condition("cough", "ann", "active", "encounter-diagnosis"),
+            condition("gout", "bob", "active", "problem-list-item"),
+            medication("metformin", "ann", "active"),
+            medication("old", "ann", "stopped"),
+            json!({ "resourceType": "AllergyIntolerance", "id": "penicillin", "patient": { "reference": "Patient/ann" },
+                    "clinicalStatus": coded(allergy, "active") }),
+            json!({ "resourceType": "AllergyIntolerance", "id": "latex", "patient": { "reference": "Patient/ann" },
+                    "clinicalStatus": coded(allergy, "inactive") }),
+            json!({ "resourceType": "Observation", "id": "gone", "status": "final", "code": { "text": "x" } }),
+            // Mixed types, an entry whose resource is then deleted, and one
+            // that was never there.
+            json!({ "resourceType": "List", "id": "mixed", "status": "current", "mode": "working",
+                    "entry": entries(&["Observation/hb1", "Observation/hb3", "Observation/bp1", "Patient/ann",
+                                       "Patient/zoe", "Observation/gone", "Observation/never"]) }),
+            json!({ "resourceType": "List", "id": "other", "status": "current", "mode": "working",
+                    "entry": entries(&["Observation/nod", "Observation/hb1"]) }),
+            json!({ "resourceType": "List", "id": "dropped", "status": "current", "mode": "working",
+                    "entry": entries(&["Observation/hb2"]) }),
+        ],
+    )
+    .await;
+    assert_eq!(app.delete("Observation/gone").await.status(), 204);
+    assert_eq!(app.delete("List/dropped").await.status(), 204);
+    check(
+        &app,
+        &[
+            // search.html#list: only entries of the searched type, and only
+            // those that still exist.
+            ("Observation?_list=mixed", &["bp1", "hb1", "hb3"]),
+            ("Patient?_list=mixed", &["ann", "zoe"]),
+            // Combined with other parameters (ANDed), and with another list.
+            ("Observation?_list=mixed&patient=bob", &["bp1", "hb3"]),
+            (
+                "Observation?_list=mixed&code=1107481000000106",
+                &["hb1", "hb3"],
+            ),
+            ("Observation?_list=mixed&_list=other", &["hb1"]),
+            (
+                "Observation?_list=mixed,other",
+                &["bp1", "hb1", "hb3", "nod"],
+            ),
+            (
+                "Patient?_has:Observation:subject:_list=other",
+                &["ann", "zoe"],
+            ),
+            // A deleted list and an unknown one hold nothing.
+            ("Observation?_list=dropped", &[]),
+            ("Observation?_list=nosuch", &[]),
+            // Across types (search.html#list on the whole system).
+            ("?_list=mixed", &["ann", "bp1", "hb1", "hb3", "zoe"]),
+            // lifecycle.html#lists: functional lists, defined by what the
+            // record holds.
+            (
+                "Condition?patient=ann&_list=$current-problems",
+                &["diabetes"],
+            ),
+            ("Condition?_list=$current-problems", &["diabetes", "gout"]),
+            (
+                "MedicationRequest?patient=ann&_list=$current-medications",
+                &["metformin"],
+            ),
+            (
+                "AllergyIntolerance?patient=ann&_list=$current-allergies",
+                &["penicillin"],
+            ),
+            ("?_list=$current-allergies", &["penicillin"]),
+        ],
+    )
+    .await;
+    // Exact totals and paging inside the query.
+    let first = app
+        .get_json(&app.url("Observation?_list=mixed&_count=2&_total=accurate"))
+        .await;
+    assert_eq!(first["total"], 3, "{first}");
+    let mut seen = Vec::new();
+    let mut url = app.url("Observation?_list=mixed,other&_count=2");
+    while !url.is_empty() {
+        let page = app.get_json(&url).await;
+        for e in page["entry"].as_array().into_iter().flatten() {
+            seen.push(e["resource"]["id"].as_str().unwrap_or("").to_owned());
+        }
+        url = next_link(&page).unwrap_or_default();
+    }
+    assert_eq!(seen, ["bp1", "hb1", "hb3", "nod"]);
+    // A functional list holds one type; asked of another it is an error,
+    // and an unknown one is not supported.
+    assert_outcome(
+        app.get("Observation?_list=$current-problems").await,
+        400,
+        "invalid",
+    )
+    .await;
+    let strict = app
+        .client
+        .get(app.url("Condition?_list=$current-worries"))
+        .header("prefer", "handling=strict")
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_outcome(strict, 400, "not-supported").await;
     app.stop().await;
 }
