@@ -164,6 +164,37 @@ pub fn show_date(s: &str) -> String {
     }
 }
 
+/// The clock time of `at` in the UK, `14:05`: UTC, or British Summer Time
+/// (UTC+1) from 01:00 UTC on the last Sunday of March to 01:00 UTC on the
+/// last Sunday of October.
+pub fn uk_time(at: gp_fhir::Instant) -> String {
+    let utc = time::OffsetDateTime::UNIX_EPOCH + time::Duration::milliseconds(at.millis());
+    let last_sunday = |month: Month| {
+        let next = if month == Month::December {
+            Date::from_calendar_date(utc.year() + 1, Month::January, 1)
+        } else {
+            Date::from_calendar_date(utc.year(), month.next(), 1)
+        };
+        next.ok().map(|d| {
+            let back = d.weekday().number_days_from_sunday();
+            let back = if back == 0 { 7 } else { back };
+            (d - time::Duration::days(i64::from(back)))
+                .with_hms(1, 0, 0)
+                .map(|t| t.assume_utc())
+        })
+    };
+    let summer = matches!(
+        (last_sunday(Month::March), last_sunday(Month::October)),
+        (Some(Ok(start)), Some(Ok(end))) if utc >= start && utc < end
+    );
+    let local = if summer {
+        utc + time::Duration::hours(1)
+    } else {
+        utc
+    };
+    format!("{:02}:{:02}", local.hour(), local.minute())
+}
+
 /// Whole years from `birth` to `today`.
 pub fn age(birth: Date, today: Date) -> i32 {
     let mut years = today.year() - birth.year();
@@ -294,6 +325,25 @@ pub fn number(o: &Value, component: Option<&str>) -> Option<f64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn uk_time_follows_british_summer_time() {
+        let at = |s: &str| {
+            uk_time(
+                gp_fhir::DateRange::parse(s)
+                    .unwrap_or_else(|e| panic!("{e:?}"))
+                    .low,
+            )
+        };
+        // 2026: BST from 29 March 01:00 UTC to 25 October 01:00 UTC.
+        assert_eq!(at("2026-01-15T14:05:00Z"), "14:05");
+        assert_eq!(at("2026-03-29T00:59:00Z"), "00:59");
+        assert_eq!(at("2026-03-29T01:00:00Z"), "02:00");
+        assert_eq!(at("2026-07-01T23:30:00Z"), "00:30");
+        assert_eq!(at("2026-10-25T00:59:00Z"), "01:59");
+        assert_eq!(at("2026-10-25T01:00:00Z"), "01:00");
+        assert_eq!(at("2026-12-31T23:59:00Z"), "23:59");
+    }
 
     #[test]
     fn modulus_11_accepts_valid_numbers_and_refuses_others() {

@@ -11,6 +11,13 @@ use crate::record::{banner, banner_data, patient_nav};
 use crate::session::Web;
 use crate::ui::{Page, WebError, error_summary, field_error, ok, page};
 
+/// What the user sees of the patient's restricted entries: how many are
+/// withheld, or the break-glass grant that shows them.
+pub struct Glass {
+    pub withheld: u64,
+    pub open: Option<gp_store::access::Grant>,
+}
+
 /// How many of the patient's entries are withheld from this user.
 pub async fn withheld(web: &Web, id: &str) -> Result<u64, WebError> {
     let id = gp_fhir::Id::parse(id)
@@ -22,10 +29,39 @@ pub async fn withheld(web: &Web, id: &str) -> Result<u64, WebError> {
         .map_err(|e| WebError::store(e, web.htmx))
 }
 
-/// The notice on the summary: "N entries are restricted", with the way in.
-pub fn notice(id: &str, n: u64) -> Markup {
+/// The user's view of the patient's restricted entries, for the summary.
+pub async fn status(web: &Web, id: &str) -> Result<Glass, WebError> {
+    let (withheld, grants) = tokio::try_join!(withheld(web, id), async {
+        web.state
+            .store
+            .grants(&web.ctx)
+            .await
+            .map_err(|e| WebError::store(e, web.htmx))
+    })?;
+    Ok(Glass {
+        withheld,
+        open: grants.into_iter().find(|g| g.patient == id),
+    })
+}
+
+/// The notice on the summary: "N entries are restricted", with the way in;
+/// or, once the glass is broken, that restricted entries are being shown,
+/// until when and why (the user must not forget they are seeing them).
+pub fn notice(id: &str, glass: &Glass) -> Markup {
+    let n = glass.withheld;
     html! {
-        @if n > 0 {
+        @if let Some(g) = &glass.open {
+            div class="nhsuk-warning-callout" {
+                h2 class="nhsuk-warning-callout__label" {
+                    span role="text" { span class="nhsuk-u-visually-hidden" { "Important: " } "Glass broken" }
+                }
+                p {
+                    "You broke the glass for this record: restricted entries are shown to you until "
+                    strong { (crate::fhir::uk_time(g.expires)) } ". Everything you see is recorded in the audit trail."
+                }
+                p class="og-muted" { "Your reason: " (g.reason) }
+            }
+        } @else if n > 0 {
             div class="nhsuk-warning-callout" {
                 h2 class="nhsuk-warning-callout__label" {
                     span role="text" { span class="nhsuk-u-visually-hidden" { "Important: " } "Restricted entries" }

@@ -312,9 +312,9 @@ pub async fn summary(web: Web, Path(id): Path<String>) -> Page {
     }
     let subject = format!("Patient/{id}");
     let p = |k: &'static str, v: String| (k, v);
-    let (b, withheld, problems, meds, encounters, observations, letters) = tokio::try_join!(
+    let (b, glass, problems, meds, encounters, observations, letters) = tokio::try_join!(
         banner_data(&web, &id),
-        crate::glass::withheld(&web, &id),
+        crate::glass::status(&web, &id),
         web.search(
             "Condition",
             vec![p("patient", subject.clone()), p("_count", "500".into())]
@@ -404,7 +404,7 @@ pub async fn summary(web: Web, Path(id): Path<String>) -> Page {
         (banner(&b))
         (patient_nav(&id, "summary"))
         h1 class="nhsuk-u-visually-hidden" { "Summary" }
-        (crate::glass::notice(&id, withheld))
+        (crate::glass::notice(&id, &glass))
         div class="og-grid" {
             section aria-labelledby="problems" {
                 h2 id="problems" { "Problems" }

@@ -759,7 +759,8 @@ async fn a_consultation_cannot_point_at_another_patients_problem() {
 
 /// A nurse (no view-restricted) is told that an entry is restricted, not
 /// what it is; breaking the glass without a reason shows the error summary;
-/// with one, the restricted problem appears and the notice goes.
+/// with one, the restricted problem appears and the notice says the glass
+/// is broken, until when and why.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_nurse_breaks_the_glass_with_a_reason() {
     let app = practice().await;
@@ -808,7 +809,14 @@ async fn a_nurse_breaks_the_glass_with_a_reason() {
         .wait_text("section[aria-labelledby=problems]", "Depressive disorder")
         .await;
     assert!(page.contains("Depressive disorder"), "{page}");
-    assert!(!b.text("main").await.contains("entry is restricted"));
+    // The record says the glass is broken, until when, and why.
+    let main = b.text("main").await;
+    assert!(!main.contains("entry is restricted"), "{main}");
+    assert!(
+        main.contains("You broke the glass for this record")
+            && main.contains("Your reason: Reviewing medication interactions"),
+        "{main}"
+    );
     b.look("after-the-glass").await;
     b.close().await;
     app.stop().await;
