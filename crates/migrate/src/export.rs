@@ -9,8 +9,8 @@ use gp_store::{Ctx, Store, VersionRecord};
 use sha2::{Digest, Sha256};
 
 use crate::{
-    FORMAT, FORMAT_VERSION, MANIFEST_FILE, Manifest, PracticeInfo, Progress, TypeTotals,
-    VERSIONS_FILE, digest, hex,
+    ACCOUNTS_FILE, AUDIT_FILE, AccountTotals, FORMAT, FORMAT_VERSION, MANIFEST_FILE, Manifest,
+    PracticeInfo, Progress, TypeTotals, VERSIONS_FILE, digest, hex,
 };
 
 /// Versions read per page.
@@ -75,12 +75,31 @@ pub async fn export(
         totals.resources += t.resources;
         totals.deleted += t.deleted;
     }
+    let versions_sha256 = hex(&out.hash.finalize());
+    // The accounts, policy and apps, then the audit trail (after the
+    // events still queued for the writer).
+    let accounts = crate::accounts::read(store, ctx).await?;
+    let accounts_bytes = serde_json::to_vec_pretty(&accounts)?;
+    write_synced(&dir.join(ACCOUNTS_FILE), &accounts_bytes)?;
+    let file = std::fs::File::create(dir.join(AUDIT_FILE))?;
+    let mut out = HashingWriter {
+        inner: std::io::BufWriter::with_capacity(1 << 20, file),
+        hash: Sha256::new(),
+    };
+    let audit = crate::trail::export(store, ctx, &mut out).await?;
+    out.inner.flush()?;
+    out.inner
+        .get_ref()
+        .sync_all()
+        .context("writing the audit trail")?;
+    let frozen = store.read_with(ctx, |tx| tx.frozen()).await?;
     let manifest = Manifest {
         format: FORMAT.into(),
         format_version: FORMAT_VERSION,
         practice: PracticeInfo {
             ods: ctx.practice.ods.to_string(),
             name: ctx.practice.name.clone(),
+            frozen,
         },
         exported_at: gp_fhir::Instant::now().to_string(),
         exported_by: ctx.actor.id().to_owned(),
@@ -88,14 +107,29 @@ pub async fn export(
         types,
         totals,
         versions_file: VERSIONS_FILE.into(),
-        versions_sha256: hex(&out.hash.finalize()),
+        versions_sha256,
+        accounts: AccountTotals {
+            users: accounts.users.len() as u64,
+            apps: accounts.apps.len() as u64,
+            policy: u64::from(accounts.policy.is_some()),
+        },
+        accounts_file: ACCOUNTS_FILE.into(),
+        accounts_sha256: digest(&accounts_bytes),
+        audit,
+        audit_file: AUDIT_FILE.into(),
+        audit_sha256: hex(&out.hash.finalize()),
     };
     // The manifest appears whole or not at all: written aside, then renamed.
     let tmp = dir.join(format!("{MANIFEST_FILE}.partial"));
-    std::fs::write(&tmp, serde_json::to_vec_pretty(&manifest)?)?;
-    std::fs::File::open(&tmp)?.sync_all()?;
+    write_synced(&tmp, &serde_json::to_vec_pretty(&manifest)?)?;
     std::fs::rename(&tmp, dir.join(MANIFEST_FILE))?;
     Ok(manifest)
+}
+
+fn write_synced(path: &Path, bytes: &[u8]) -> Result<()> {
+    std::fs::write(path, bytes).with_context(|| format!("writing {}", path.display()))?;
+    std::fs::File::open(path)?.sync_all()?;
+    Ok(())
 }
 
 /// One version as a line: the header fields, then the stored bytes as they

@@ -12,8 +12,8 @@ use serde::Serialize;
 use sha2::{Digest, Sha256};
 
 use crate::{
-    FORMAT, FORMAT_VERSION, Line, MANIFEST_FILE, Manifest, Progress, VERSIONS_FILE as VERSIONS,
-    digest, hex,
+    ACCOUNTS_FILE, AUDIT_FILE, FORMAT, FORMAT_VERSION, Line, MANIFEST_FILE, Manifest, Progress,
+    VERSIONS_FILE as VERSIONS, digest, hex,
 };
 
 /// Versions written per transaction. Each batch commits whole or not at
@@ -107,6 +107,16 @@ impl Report {
         self.count(ty, &Outcome::Rejected);
         self.rejections.push(Rejection {
             origin: format!("{VERSIONS}:{line}"),
+            record,
+            reason,
+        });
+    }
+
+    /// An audit record rejected (its link, when the line said that much).
+    pub(crate) fn reject_audit(&mut self, origin: &str, record: Option<String>, reason: String) {
+        self.count(crate::trail::AUDIT, &Outcome::Rejected);
+        self.rejections.push(Rejection {
+            origin: origin.to_owned(),
             record,
             reason,
         });
@@ -217,24 +227,41 @@ pub(crate) fn open(dir: &Path) -> Result<Manifest> {
             m.format_version
         );
     }
-    let mut file = std::fs::File::open(dir.join(&m.versions_file))
-        .with_context(|| format!("opening {}", m.versions_file))?;
-    let mut hash = Sha256::new();
-    let mut buf = vec![0u8; 1 << 20];
-    loop {
-        let n = file.read(&mut buf)?;
-        if n == 0 {
-            break;
+    for (name, sha256) in [
+        (&m.versions_file, &m.versions_sha256),
+        (&m.accounts_file, &m.accounts_sha256),
+        (&m.audit_file, &m.audit_sha256),
+    ] {
+        if [VERSIONS, ACCOUNTS_FILE, AUDIT_FILE]
+            .iter()
+            .all(|known| known != name)
+        {
+            bail!("the manifest names an unknown file '{name}'");
         }
-        hash.update(&buf[..n]);
-    }
-    if hex(&hash.finalize()) != m.versions_sha256 {
-        bail!(
-            "{} does not match the SHA-256 its manifest gives: the package is damaged or was changed",
-            m.versions_file
-        );
+        let mut file =
+            std::fs::File::open(dir.join(name)).with_context(|| format!("opening {name}"))?;
+        let mut hash = Sha256::new();
+        let mut buf = vec![0u8; 1 << 20];
+        loop {
+            let n = file.read(&mut buf)?;
+            if n == 0 {
+                break;
+            }
+            hash.update(&buf[..n]);
+        }
+        if hex(&hash.finalize()) != *sha256 {
+            bail!(
+                "{name} does not match the SHA-256 its manifest gives: the package is damaged or was changed"
+            );
+        }
     }
     Ok(m)
+}
+
+/// The package's `accounts.json`, after [`open`] has checked its seal.
+pub(crate) fn accounts(dir: &Path, m: &Manifest) -> Result<crate::Accounts> {
+    serde_json::from_slice(&std::fs::read(dir.join(&m.accounts_file))?)
+        .with_context(|| format!("reading {}", m.accounts_file))
 }
 
 /// A line checked and ready to write.
@@ -462,6 +489,9 @@ pub async fn import(
     if let Some(w) = writing.take() {
         record(&mut report, w.await??);
     }
+    // The accounts, policy and apps, then the audit trail.
+    crate::accounts::import(store, ctx, accounts(dir, &manifest)?, &mut report).await?;
+    crate::trail::import(store, ctx, dir, &mut report).await?;
     report.finished_at = Instant::now().to_string();
     Ok(report)
 }

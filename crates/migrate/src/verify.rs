@@ -7,6 +7,7 @@ use std::path::PathBuf;
 use anyhow::{Context, Result};
 use gp_store::{Ctx, Store};
 
+use crate::trail::Record;
 use crate::{Line, digest};
 
 /// One side of a comparison.
@@ -37,6 +38,9 @@ pub enum Difference {
         first: Fingerprint,
         second: Fingerprint,
     },
+    /// A staff account, app, the access policy or an audit record that is
+    /// not the same on both sides, described.
+    Other(String),
 }
 
 impl std::fmt::Display for Difference {
@@ -61,6 +65,7 @@ impl std::fmt::Display for Difference {
                 }
                 write!(f, "{}: {} differ", name(key), what.join(", "))
             }
+            Difference::Other(what) => f.write_str(what),
         }
     }
 }
@@ -117,8 +122,74 @@ pub async fn digests(side: &Side) -> Result<BTreeMap<Key, Fingerprint>> {
     Ok(out)
 }
 
-/// The versions that differ between two sides; none when all is well.
+/// A side's accounts, policy and apps.
+async fn accounts(side: &Side) -> Result<crate::Accounts> {
+    match side {
+        Side::Store(store, ctx) => crate::accounts::read(store, ctx).await,
+        Side::Package(dir) => crate::import::accounts(dir, &crate::import::open(dir)?),
+    }
+}
+
+/// A side's audit chain, by link number.
+async fn audit(side: &Side) -> Result<BTreeMap<i64, Record>> {
+    let mut out = BTreeMap::new();
+    let mut add = |seq, r| {
+        out.insert(seq, r);
+        Ok(())
+    };
+    match side {
+        Side::Store(store, ctx) => {
+            crate::trail::records(store, ctx, |seq, r, _| add(seq, r)).await?
+        }
+        Side::Package(dir) => {
+            crate::import::open(dir)?;
+            crate::trail::read_package(dir, add)?;
+        }
+    }
+    Ok(out)
+}
+
+/// What differs between two sides, version by version, then accounts,
+/// policy, apps and audit record by record; none when all is well.
 pub async fn verify(first: &Side, second: &Side) -> Result<Vec<Difference>> {
+    let mut diffs = versions(first, second).await?;
+    let (a, b) = (accounts(first).await?, accounts(second).await?);
+    diffs.extend(
+        crate::accounts::differences(&a, &b)
+            .into_iter()
+            .map(Difference::Other),
+    );
+    let (a, b) = (audit(first).await?, audit(second).await?);
+    let name = |seq: &i64, r: &Record| format!("audit record {seq} (AuditEvent/{})", r.event);
+    for (seq, ra) in &a {
+        match b.get(seq) {
+            None => diffs.push(Difference::Other(format!(
+                "{}: only in the first",
+                name(seq, ra)
+            ))),
+            Some(rb) if ra != rb => diffs.push(Difference::Other(format!(
+                "{}: differs{}",
+                name(seq, ra),
+                if ra.event != rb.event {
+                    format!(" (the second's is AuditEvent/{})", rb.event)
+                } else {
+                    String::new()
+                }
+            ))),
+            Some(_) => {}
+        }
+    }
+    for (seq, rb) in b.iter().filter(|(k, _)| !a.contains_key(*k)) {
+        diffs.push(Difference::Other(format!(
+            "{}: only in the second",
+            name(seq, rb)
+        )));
+    }
+    Ok(diffs)
+}
+
+/// The versions that differ between two sides.
+async fn versions(first: &Side, second: &Side) -> Result<Vec<Difference>> {
     let (a, b) = (digests(first).await?, digests(second).await?);
     let mut diffs = Vec::new();
     for (k, fa) in &a {

@@ -71,14 +71,21 @@ pub async fn export(cfg: ServerConfig, out: PathBuf) -> Result<()> {
     let ctx = practice(&store, &cfg.practice).await?;
     let started = std::time::Instant::now();
     let bar = bar("exporting");
+    // The export is in the practice's audit trail before it starts, so that
+    // the package carries the record of its own making (and the trail of
+    // the store it came from is the package's, link for link); a failure is
+    // recorded after it.
+    store.audit(
+        &ctx,
+        gp_store::audit::Event::new(gp_store::audit::Kind::Export),
+    );
     let m = gp_migrate::export(&store, &ctx, &out, &report_progress(&bar)).await;
     bar.finish_and_clear();
-    // The export is in the practice's audit trail, whether it worked or not.
-    let mut event = gp_store::audit::Event::new(gp_store::audit::Kind::Export);
     if let Err(e) = &m {
+        let mut event = gp_store::audit::Event::new(gp_store::audit::Kind::Export);
         event.outcome = gp_store::audit::Outcome::Serious(format!("{e:#}"));
+        store.audit(&ctx, event);
     }
-    store.audit(&ctx, event);
     close(store).await?;
     let m = m?;
     let secs = started.elapsed().as_secs_f64();
@@ -272,7 +279,7 @@ pub async fn verify(cfg: ServerConfig, other: Other) -> Result<()> {
     writeln!(o, "{} differences", diffs.len())?;
     drop(o);
     if !diffs.is_empty() {
-        bail!("the two sides differ in {} versions", diffs.len());
+        bail!("the two sides differ in {} places", diffs.len());
     }
     Ok(())
 }

@@ -226,26 +226,29 @@ pub async fn full_access_session(
     policy.set(FULL_ACCESS_ROLE, gp_store::access::Activities::all())?;
     store.set_policy(&ctx, &policy).await?;
     let password = gp_store::accounts::generate_password();
-    if store
-        .users(&ctx)
-        .await?
-        .iter()
-        .all(|u| u.username != username)
-    {
-        store
-            .add_user(
-                &ctx,
-                gp_store::accounts::NewUser {
-                    username: username.into(),
-                    name: format!("Full access ({username})"),
-                    password: password.clone(),
-                    roles: vec![FULL_ACCESS_ROLE.into()],
-                    practitioner: None,
-                },
-            )
-            .await?;
+    // A store that already holds the account (a practice moved in from
+    // another store, its password unknown here) gets a new one beside it.
+    let users = store.users(&ctx).await?;
+    let mut name = username.to_owned();
+    for n in 2.. {
+        if users.iter().all(|u| u.username != name) {
+            break;
+        }
+        name = format!("{username}-{n}");
     }
-    let session = store.sign_in(practice, username, &password, None).await?;
+    store
+        .add_user(
+            &ctx,
+            gp_store::accounts::NewUser {
+                username: name.clone(),
+                name: format!("Full access ({name})"),
+                password: password.clone(),
+                roles: vec![FULL_ACCESS_ROLE.into()],
+                practitioner: None,
+            },
+        )
+        .await?;
+    let session = store.sign_in(practice, &name, &password, None).await?;
     Ok(session.token)
 }
 

@@ -37,7 +37,8 @@ pub(crate) const MIGRATION: &str = "
         FOR EACH ROW EXECUTE FUNCTION opengp_audit_append_only();
 ";
 
-const LINKS: &str = "SELECT a.seq, a.event, a.hash, v.body FROM audit_chain a
+const LINKS: &str =
+    "SELECT a.seq, a.event, a.hash, v.body, v.last_updated, v.author FROM audit_chain a
      LEFT JOIN resource_version v ON v.practice = $1 AND v.type = 'AuditEvent'
        AND v.id = a.event AND v.version = 1
      WHERE a.practice = $1 AND a.seq > $2 ORDER BY a.seq LIMIT $3";
@@ -70,6 +71,11 @@ pub(crate) fn links(
                     .try_get::<_, Option<Vec<u8>>>(3)
                     .map_err(db_err)?
                     .map(Bytes::from),
+                last_updated: r
+                    .try_get::<_, Option<i64>>(4)
+                    .map_err(db_err)?
+                    .map(gp_fhir::Instant::from_millis),
+                author: r.try_get(5).map_err(db_err)?,
             })
         })
         .collect()

@@ -41,7 +41,7 @@ impl Scoped<'_> {
         let mut s = self
             .conn
             .prepare_cached(
-                "SELECT a.seq, a.event, a.hash, v.body FROM audit_chain a
+                "SELECT a.seq, a.event, a.hash, v.body, v.last_updated, v.author FROM audit_chain a
                  LEFT JOIN resource_version v ON v.practice = ?1 AND v.type = 'AuditEvent'
                    AND v.id = a.event AND v.version = 1
                  WHERE a.practice = ?1 AND a.seq > ?2 ORDER BY a.seq LIMIT ?3",
@@ -56,6 +56,10 @@ impl Scoped<'_> {
                         hash: r.get(2)?,
                     },
                     body: r.get::<_, Option<Vec<u8>>>(3)?.map(Bytes::from),
+                    last_updated: r
+                        .get::<_, Option<i64>>(4)?
+                        .map(gp_fhir::Instant::from_millis),
+                    author: r.get(5)?,
                 })
             })
             .map_err(db_err)?;

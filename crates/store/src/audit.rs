@@ -431,7 +431,7 @@ pub const INDEXED_PARAMS: [&str; 9] = [
 /// (code-like), `recorded` (date), `agent.who` and `entity.what`
 /// (Reference, with `agent.who.identifier` as `agent:identifier`), and
 /// the Patient references among them as `patient`.
-pub(crate) fn index_entries(ev: &Value) -> Vec<IndexEntry> {
+pub fn index_entries(ev: &Value) -> Vec<IndexEntry> {
     let mut out = Vec::with_capacity(12);
     let mut group = 0u32;
     let str_at = |v: &Value, key: &str| v.get(key).and_then(Value::as_str).map(str::to_owned);
@@ -724,6 +724,10 @@ pub struct StoredLink {
     pub link: AuditLink,
     /// The AuditEvent's stored bytes; `None` if the version is missing.
     pub body: Option<bytes::Bytes>,
+    /// When the AuditEvent's version was stored, and on whose behalf (as
+    /// [`crate::VersionRecord::author`]), for a migration to keep them.
+    pub last_updated: Option<Instant>,
+    pub author: Option<String>,
 }
 
 /// The hash of a link: SHA-256 over the previous hash and the record's bytes.
@@ -1101,6 +1105,8 @@ mod tests {
                     hash: hash.clone(),
                 },
                 body: Some(bytes::Bytes::copy_from_slice(b)),
+                last_updated: None,
+                author: None,
             });
             prev = Some(hash);
         }

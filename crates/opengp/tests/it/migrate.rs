@@ -123,8 +123,72 @@ async fn practice_with_history(data: &Path, bundles: usize) -> String {
     .await
     .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(res.status(), 204);
+    // A clinician's account (signing in after a move shows it moved with
+    // its password) and a confidential SMART app (moving with its secret's
+    // hash).
+    let practice = server
+        .store
+        .practice(
+            &gp_fhir::OdsCode::parse(ODS).unwrap_or_else(|| panic!("ODS")),
+            &gp_store::Actor::system(),
+        )
+        .await
+        .ok()
+        .flatten()
+        .unwrap_or_else(|| panic!("the practice"));
+    let ctx = gp_store::Ctx::new(practice, gp_store::Actor::system());
+    server
+        .store
+        .add_user(
+            &ctx,
+            gp_store::accounts::NewUser {
+                username: CLINICIAN.into(),
+                name: "Dr Moved".into(),
+                password: CLINICIAN_PASSWORD.into(),
+                roles: vec!["R8000".into()],
+                practitioner: None,
+            },
+        )
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    server
+        .store
+        .register_app(
+            &ctx,
+            gp_store::smart::NewApp {
+                name: "Moved app".into(),
+                kind: gp_store::smart::AppKind::Confidential,
+                redirect_uris: vec!["http://127.0.0.1:9/cb".into()],
+                jwks: None,
+                scope: "user/*.rs".into(),
+            },
+        )
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
     server.stop().await.unwrap_or_else(|e| panic!("{e:#}"));
     id
+}
+
+/// The clinician `practice_with_history` adds.
+const CLINICIAN: &str = "dr-moved";
+const CLINICIAN_PASSWORD: &str = "moved with the practice";
+
+/// Every record a package holds, as its manifest counts them: versions,
+/// accounts, apps, the practice's policy and audit records.
+fn records_in(manifest: &Value) -> u64 {
+    let n = |v: &Value| v.as_u64().unwrap_or_else(|| panic!("a count: {manifest}"));
+    n(&manifest["totals"]["versions"])
+        + n(&manifest["accounts"]["users"])
+        + n(&manifest["accounts"]["apps"])
+        + n(&manifest["accounts"]["policy"])
+        + n(&manifest["audit"]["records"])
+}
+
+fn manifest(pkg: &Path) -> Value {
+    serde_json::from_slice(
+        &std::fs::read(pkg.join("manifest.json")).unwrap_or_else(|e| panic!("{e}")),
+    )
+    .unwrap_or_else(|e| panic!("{e}"))
 }
 
 /// SQLite -> package -> PostgreSQL -> package -> SQLite: every version kept
@@ -148,11 +212,19 @@ async fn a_practice_moves_to_postgres_and_back_losslessly() {
         path(&pkg1),
     ]);
     assert!(out.contains("exported"), "{out}");
-    let manifest: Value = serde_json::from_slice(
-        &std::fs::read(pkg1.join("manifest.json")).unwrap_or_else(|e| panic!("{e}")),
-    )
-    .unwrap_or_else(|e| panic!("{e}"));
+    let manifest = manifest(&pkg1);
     let versions = manifest["totals"]["versions"].as_u64().unwrap_or_default();
+    // The tests' account and the clinician, the app, the policy the tests'
+    // account needs, and the trail (with the record of this export).
+    assert_eq!(manifest["accounts"]["users"], 2, "{manifest}");
+    assert_eq!(manifest["accounts"]["apps"], 1, "{manifest}");
+    assert_eq!(manifest["accounts"]["policy"], 1, "{manifest}");
+    let audited = manifest["audit"]["records"].as_u64().unwrap_or_default();
+    assert!(audited > 5, "{manifest}");
+    let accounts = std::fs::read_to_string(pkg1.join("accounts.json")).unwrap_or_default();
+    assert!(accounts.contains("$argon2id$"), "{accounts}");
+    assert!(!accounts.contains(CLINICIAN_PASSWORD), "{accounts}");
+    let records = records_in(&manifest);
     assert!(versions > 1000, "{manifest}");
     assert_eq!(
         manifest["types"]["Patient"]["versions"].as_u64(),
@@ -174,8 +246,13 @@ async fn a_practice_moves_to_postgres_and_back_losslessly() {
         path(&r1),
     ]);
     let rep = report(&r1);
-    assert_eq!(rep["totals"]["source"].as_u64(), Some(versions), "{rep}");
-    assert_eq!(rep["totals"]["imported"].as_u64(), Some(versions), "{rep}");
+    assert_eq!(rep["totals"]["source"].as_u64(), Some(records), "{rep}");
+    assert_eq!(rep["totals"]["imported"].as_u64(), Some(records), "{rep}");
+    assert_eq!(
+        rep["types"]["(audit record)"]["imported"].as_u64(),
+        Some(audited),
+        "{rep}"
+    );
     let md = std::fs::read_to_string(r1.with_extension("md")).unwrap_or_default();
     assert!(md.contains("Every source record is accounted for"), "{md}");
     let out = ok(&[
@@ -188,6 +265,9 @@ async fn a_practice_moves_to_postgres_and_back_losslessly() {
         path(&pkg1),
     ]);
     assert!(out.ends_with("0 differences\n"), "{out}");
+    // The trail's hash chain holds where it landed.
+    let out = ok(&["audit", "verify", "--practice", ODS, "--database", &pg.url]);
+    assert!(out.contains("is intact"), "{out}");
 
     // Running the import again changes nothing.
     let r2 = tmp.path().join("r2");
@@ -202,7 +282,7 @@ async fn a_practice_moves_to_postgres_and_back_losslessly() {
     let rep = report(&r2);
     assert_eq!(
         rep["totals"]["alreadyPresent"].as_u64(),
-        Some(versions),
+        Some(records),
         "{rep}"
     );
     assert_eq!(rep["totals"]["imported"].as_u64(), Some(0), "{rep}");
@@ -231,10 +311,32 @@ async fn a_practice_moves_to_postgres_and_back_losslessly() {
         ODS,
         "--data",
         path(&d3),
+        "--other-database",
+        &pg.url,
+    ]);
+    assert!(out.ends_with("0 differences\n"), "{out}");
+    let out = ok(&["audit", "verify", "--practice", ODS, "--data", path(&d3)]);
+    assert!(out.contains("is intact"), "{out}");
+    // Against the store it started in, the one difference is the record
+    // of the export from PostgreSQL, which the first store never saw.
+    let (same, out, _) = run(&[
+        "verify",
+        "--practice",
+        ODS,
+        "--data",
+        path(&d3),
         "--other-data",
         path(&d1),
     ]);
-    assert!(out.ends_with("0 differences\n"), "{out}");
+    assert!(!same, "{out}");
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines.len(), 2, "{out}");
+    assert!(
+        lines[0].starts_with(&format!("audit record {} ", audited + 1))
+            && lines[0].ends_with("only in the first"),
+        "{out}"
+    );
+    assert_eq!(lines[1], "1 differences", "{out}");
 
     // The moved record is whole: current version, history, search.
     let server = spawn_for_test_with(&d3, TEST_MAX_BODY, None)
@@ -304,6 +406,9 @@ async fn broken_records_are_reported_and_nothing_else_is_lost() {
     let text = std::fs::read_to_string(&file).unwrap_or_else(|e| panic!("{e}"));
     let mut lines: Vec<String> = text.lines().map(str::to_owned).collect();
     let good = lines.len();
+    // Accounts, the app, the policy and the audit trail, imported untouched.
+    let m = manifest(&pkg);
+    let others = records_in(&m) - m["totals"]["versions"].as_u64().unwrap_or_default();
     // 1: not JSON; 2: content changed after export; 3: an unknown type;
     // 4: a different resource claiming an existing version.
     lines[1] = "{not json".into();
@@ -350,8 +455,16 @@ async fn broken_records_are_reported_and_nothing_else_is_lost() {
     assert!(!ok2 && err.contains("4 records were rejected"), "{err}");
     let rep = report(&r);
     let t = &rep["totals"];
-    assert_eq!(t["source"].as_u64(), Some(good as u64 + 2), "{rep}");
-    assert_eq!(t["imported"].as_u64(), Some(good as u64 - 2), "{rep}");
+    assert_eq!(
+        t["source"].as_u64(),
+        Some(good as u64 + 2 + others),
+        "{rep}"
+    );
+    assert_eq!(
+        t["imported"].as_u64(),
+        Some(good as u64 - 2 + others),
+        "{rep}"
+    );
     assert_eq!(t["rejected"].as_u64(), Some(4), "{rep}");
     let reasons: Vec<&str> = rep["rejections"]
         .as_array()
@@ -384,7 +497,7 @@ async fn broken_records_are_reported_and_nothing_else_is_lost() {
     let rep = report(&r);
     assert_eq!(
         rep["totals"]["alreadyPresent"].as_u64(),
-        Some(good as u64 - 2),
+        Some(good as u64 - 2 + others),
         "{rep}"
     );
 }
