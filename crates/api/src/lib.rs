@@ -20,6 +20,7 @@ mod glass;
 pub mod limit;
 mod negotiate;
 pub mod oidc;
+pub mod proxy;
 mod rest;
 pub mod smart;
 pub mod terminology;
@@ -53,6 +54,8 @@ pub struct ApiConfig {
     /// Whether this server itself speaks HTTPS ([`tls`]): URLs it makes
     /// up without `public_url` are `https://`, and cookies are `Secure`.
     pub https: bool,
+    /// Reverse proxies whose `X-Forwarded-For` names the client ([`proxy`]).
+    pub trusted_proxies: Vec<ipnet::IpNet>,
 }
 
 impl Default for ApiConfig {
@@ -62,6 +65,7 @@ impl Default for ApiConfig {
             public_url: None,
             limits: limit::LimitConfig::default(),
             https: false,
+            trusted_proxies: Vec::new(),
         }
     }
 }
@@ -163,6 +167,11 @@ pub fn app(state: AppState, more: Router<AppState>) -> Router {
         .layer(DefaultBodyLimit::disable())
         .layer(CompressionLayer::new())
         .layer(TraceLayer::new_for_http())
+        // Outermost, so that every handler sees the client behind a proxy.
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            proxy::client_behind_proxy,
+        ))
         .with_state(state)
 }
 

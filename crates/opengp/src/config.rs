@@ -22,6 +22,9 @@ pub struct FileConfig {
     pub tls_cert: Option<PathBuf>,
     pub tls_key: Option<PathBuf>,
     pub sign_in_limit: Option<u32>,
+    /// Reverse proxies trusted to say the client's address
+    /// (`X-Forwarded-For`): addresses or networks.
+    pub trusted_proxies: Option<Vec<String>>,
     /// `[oidc]`: staff sign-in through an external OpenID Connect provider.
     pub oidc: Option<OidcFile>,
 }
@@ -72,6 +75,8 @@ pub struct ServerConfig {
     pub limits: gp_api::limit::LimitConfig,
     /// The OpenID Connect provider staff may sign in with (discovered at start).
     pub oidc: Option<gp_api::oidc::OidcConfig>,
+    /// Reverse proxies whose `X-Forwarded-For` names the client.
+    pub trusted_proxies: Vec<ipnet::IpNet>,
 }
 
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";

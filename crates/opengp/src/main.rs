@@ -287,6 +287,15 @@ struct ServeArgs {
     /// Sign-in attempts allowed per client address and minute (0: no limit).
     #[arg(long, env = "OPENGP_SIGN_IN_LIMIT")]
     sign_in_limit: Option<u32>,
+    /// A reverse proxy (address or network, such as 10.0.0.0/8) whose
+    /// X-Forwarded-For header names the client, for the audit trail and
+    /// the rate limits; repeat for several, or separate with commas.
+    #[arg(
+        long = "trusted-proxy",
+        env = "OPENGP_TRUSTED_PROXIES",
+        value_delimiter = ','
+    )]
+    trusted_proxies: Vec<String>,
     #[command(flatten)]
     oidc: OidcArgs,
 }
@@ -560,6 +569,7 @@ fn store_config(args: StoreArgs, file: &FileConfig) -> Result<ServerConfig> {
             tls_cert: None,
             tls_key: None,
             sign_in_limit: None,
+            trusted_proxies: Vec::new(),
             oidc: OidcArgs::default(),
         },
         file,
@@ -585,6 +595,17 @@ fn resolve(args: ServeArgs, file: &FileConfig, default_data: &str) -> Result<Ser
         limits.sign_ins_per_minute = n;
     }
     let oidc = resolve_oidc(args.oidc, file.oidc.as_ref())?;
+    let proxies = if args.trusted_proxies.is_empty() {
+        file.trusted_proxies.clone().unwrap_or_default()
+    } else {
+        args.trusted_proxies
+    };
+    let trusted_proxies = proxies
+        .iter()
+        .map(|p| {
+            gp_api::proxy::parse_trusted(p).map_err(|e| anyhow::anyhow!("--trusted-proxy: {e}"))
+        })
+        .collect::<Result<Vec<_>>>()?;
     Ok(ServerConfig {
         data: args
             .data
@@ -612,6 +633,7 @@ fn resolve(args: ServeArgs, file: &FileConfig, default_data: &str) -> Result<Ser
         tls,
         limits,
         oidc,
+        trusted_proxies,
     })
 }
 
@@ -874,6 +896,7 @@ async fn bench(args: BenchArgs) -> Result<()> {
         // The simulated staff all sign in from one loopback address.
         limits: gp_api::limit::LimitConfig::none(),
         oidc: None,
+        trusted_proxies: Vec::new(),
     };
     if args.scenario == "terminology" {
         let release = args.release.clone();

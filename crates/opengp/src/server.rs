@@ -64,6 +64,7 @@ impl Server {
             public_url: cfg.public_url.clone(),
             limits: cfg.limits,
             https: tls.is_some(),
+            trusted_proxies: cfg.trusted_proxies.clone(),
         };
         let mut state =
             AppState::new(store.clone(), api).with_exports(&cfg.data.join("bulk-export"))?;
@@ -185,6 +186,7 @@ pub async fn spawn_for_test_with(
         tls: None,
         limits: gp_api::limit::LimitConfig::default(),
         oidc: None,
+        trusted_proxies: Vec::new(),
     };
     let server = match backend {
         Some(b) => Server::bind_with(&cfg, b).await?,

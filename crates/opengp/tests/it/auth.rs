@@ -513,3 +513,96 @@ async fn sign_ins_and_refusals_are_rate_limited_per_address() {
     );
     app.stop().await;
 }
+
+/// Behind a reverse proxy the server names (`--trusted-proxy`), the
+/// client is the last address `X-Forwarded-For` gives that is not a
+/// trusted proxy: the audit trail records it and the sign-in limit counts
+/// per client, not per proxy. Without a trusted proxy the header is
+/// ignored (anyone could send one).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_trusted_proxy_names_the_client_in_the_trail_and_the_limits() {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let trusted =
+        vec![gp_api::proxy::parse_trusted("127.0.0.0/8").unwrap_or_else(|e| panic!("{e}"))];
+    let mut limits = gp_api::limit::LimitConfig::default();
+    limits.sign_ins_per_minute = 2;
+    for (name, trusted) in [("behind", trusted), ("direct", Vec::new())] {
+        let cfg = opengp::config::ServerConfig {
+            limits,
+            trusted_proxies: trusted.clone(),
+            ..crate::support::server_config(&dir.path().join(name))
+        };
+        let server = opengp::server::Server::bind(&cfg)
+            .await
+            .unwrap_or_else(|e| panic!("{e:#}"));
+        let (root, base) = (format!("http://{}", server.addr), server.base_url());
+        let auditor =
+            opengp::server::full_access_session(&server.store, &server.practice, "auditor")
+                .await
+                .unwrap_or_else(|e| panic!("{e:#}"));
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let running = tokio::spawn(server.run(async move {
+            let _ = stopped.await;
+        }));
+        let attempt = |forwarded: &'static str| {
+            let root = root.clone();
+            async move {
+                reqwest::Client::new()
+                    .post(format!("{root}/auth/login"))
+                    .header("x-forwarded-for", forwarded)
+                    .json(&json!({
+                        "practice": opengp::config::DEFAULT_PRACTICE,
+                        "username": "nobody",
+                        "password": "guess",
+                    }))
+                    .send()
+                    .await
+                    .unwrap_or_else(|e| panic!("{e}"))
+                    .status()
+                    .as_u16()
+            }
+        };
+        // The client forges an entry on the left; the proxy appends the
+        // address it saw.
+        let first = [
+            attempt("198.51.100.9, 203.0.113.7").await,
+            attempt("198.51.100.9, 203.0.113.7").await,
+            attempt("198.51.100.9, 203.0.113.7").await,
+            attempt("203.0.113.8").await,
+        ];
+        let addresses: std::collections::BTreeSet<String> = reqwest::Client::new()
+            .get(format!("{base}/AuditEvent?_count=100"))
+            .bearer_auth(&auditor)
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("{e}"))
+            .json::<serde_json::Value>()
+            .await
+            .unwrap_or_else(|e| panic!("{e}"))["entry"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|e| e["resource"]["agent"][0]["network"]["address"].as_str())
+            .map(str::to_owned)
+            .collect();
+        if name == "behind" {
+            assert_eq!(first, [401, 401, 429, 401], "per client, not per proxy");
+            assert!(
+                addresses.contains("203.0.113.7") && addresses.contains("203.0.113.8"),
+                "{addresses:?}"
+            );
+            assert!(!addresses.contains("198.51.100.9"), "{addresses:?}");
+        } else {
+            assert_eq!(first, [401, 401, 429, 429], "one peer, one bucket");
+            assert!(
+                addresses.iter().all(|a| a == "127.0.0.1"),
+                "the header is ignored: {addresses:?}"
+            );
+        }
+        let _ = stop.send(());
+        running
+            .await
+            .unwrap_or_else(|e| panic!("{e}"))
+            .unwrap_or_else(|e| panic!("{e:#}"));
+    }
+}

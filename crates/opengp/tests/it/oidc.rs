@@ -73,18 +73,10 @@ fn start_provider(redirect_uri: &str) -> Provider {
 
 fn config(dir: &Path, port: u16, oidc: Option<gp_api::oidc::OidcConfig>) -> ServerConfig {
     ServerConfig {
-        data: dir.join("data"),
-        database: None,
-        listen: format!("127.0.0.1:{port}")
-            .parse()
-            .unwrap_or_else(|e| panic!("{e}")),
-        public_url: None,
-        max_body_bytes: 1 << 20,
-        practice: opengp::config::DEFAULT_PRACTICE.into(),
+        listen: std::net::SocketAddr::from(([127, 0, 0, 1], port)),
         practice_name: "OIDC Practice".into(),
-        tls: None,
-        limits: gp_api::limit::LimitConfig::default(),
         oidc,
+        ..crate::support::server_config(dir)
     }
 }
 

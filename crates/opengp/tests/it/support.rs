@@ -293,6 +293,24 @@ pub fn r4_examples() -> PathBuf {
 }
 
 /// The path of the built `opengp` binary.
+/// A server's settings for a test that binds its own [`opengp::server::Server`]:
+/// SQLite in `dir/data`, a free loopback port, default limits, nothing else.
+pub fn server_config(dir: &std::path::Path) -> opengp::config::ServerConfig {
+    opengp::config::ServerConfig {
+        data: dir.join("data"),
+        database: None,
+        listen: std::net::SocketAddr::from(([127, 0, 0, 1], 0)),
+        public_url: None,
+        max_body_bytes: 1 << 20,
+        practice: opengp::config::DEFAULT_PRACTICE.into(),
+        practice_name: "Test Practice".into(),
+        tls: None,
+        limits: gp_api::limit::LimitConfig::default(),
+        oidc: None,
+        trusted_proxies: Vec::new(),
+    }
+}
+
 pub fn opengp_bin() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_opengp"))
 }

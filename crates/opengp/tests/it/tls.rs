@@ -26,16 +26,9 @@ fn certificate(dir: &Path, name: &str) -> (gp_api::tls::TlsFiles, String) {
 
 fn config(dir: &Path, tls: gp_api::tls::TlsFiles) -> ServerConfig {
     ServerConfig {
-        data: dir.join("data"),
-        database: None,
-        listen: "127.0.0.1:0".parse().unwrap_or_else(|e| panic!("{e}")),
-        public_url: None,
-        max_body_bytes: 1 << 20,
-        practice: opengp::config::DEFAULT_PRACTICE.into(),
         practice_name: "TLS Practice".into(),
         tls: Some(tls),
-        limits: gp_api::limit::LimitConfig::default(),
-        oidc: None,
+        ..crate::support::server_config(dir)
     }
 }
 
