@@ -524,8 +524,10 @@ async fn a_trusted_proxy_names_the_client_in_the_trail_and_the_limits() {
     let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
     let trusted =
         vec![gp_api::proxy::parse_trusted("127.0.0.0/8").unwrap_or_else(|e| panic!("{e}"))];
-    let mut limits = gp_api::limit::LimitConfig::default();
-    limits.sign_ins_per_minute = 2;
+    let limits = gp_api::limit::LimitConfig {
+        sign_ins_per_minute: 2,
+        ..Default::default()
+    };
     for (name, trusted) in [("behind", trusted), ("direct", Vec::new())] {
         let cfg = opengp::config::ServerConfig {
             limits,
