@@ -184,6 +184,7 @@ pub fn extract_json(ty: ResourceType, json: &Value) -> Vec<IndexEntry> {
             }
         }
     }
+    out.extend(gp_fhir::search::index::text_entries(ty, json));
     out
 }
 

@@ -11,7 +11,7 @@ use postgres::types::{ToSql, Type};
 use crate::conn::{Conn, db_err};
 
 /// The index tables, one per value type (the schema of gp-store-sql).
-const TABLES: [&str; 7] = [
+const TABLES: [&str; 8] = [
     "idx_string",
     "idx_token",
     "idx_date",
@@ -19,6 +19,7 @@ const TABLES: [&str; 7] = [
     "idx_quantity",
     "idx_reference",
     "idx_uri",
+    "idx_text",
 ];
 
 /// One resource's new current version, for the index.
@@ -54,7 +55,7 @@ pub(crate) fn replace(
             .map_err(db_err)?;
         }
     }
-    let mut by_table: [Vec<(&Current<'_>, &IndexEntry)>; 7] = Default::default();
+    let mut by_table: [Vec<(&Current<'_>, &IndexEntry)>; 8] = Default::default();
     for c in current {
         for e in c.entries {
             let n = match &e.value {
@@ -65,6 +66,7 @@ pub(crate) fn replace(
                 IndexValue::Quantity { .. } => 4,
                 IndexValue::Reference { .. } => 5,
                 IndexValue::Uri(_) => 6,
+                IndexValue::Text(_) => 7,
             };
             by_table[n].push((c, e));
         }
@@ -115,7 +117,9 @@ pub(crate) fn replace(
                     target_id,
                     url,
                 ]),
-                IndexValue::Uri(uri) => w.write(&[key[0], key[1], key[2], key[3], key[4], uri]),
+                IndexValue::Uri(uri) | IndexValue::Text(uri) => {
+                    w.write(&[key[0], key[1], key[2], key[3], key[4], uri])
+                }
             };
             out.map_err(db_err)?;
         }
@@ -139,6 +143,44 @@ fn columns(table: &str) -> (&'static str, &'static [Type]) {
             "target_type, target_id, url",
             &[Type::TEXT, Type::TEXT, Type::TEXT],
         ),
+        "idx_text" => ("body", &[Type::TEXT]),
         _ => ("uri", &[Type::TEXT]),
     }
+}
+
+/// Fills `idx_text` for the current versions stored before it existed
+/// (schema migration 11), inside the migration's transaction.
+pub(crate) fn backfill_text(conn: &mut Conn) -> Result<(), postgres::Error> {
+    let practices: Vec<i64> = conn
+        .query("SELECT key FROM practice", &[])?
+        .iter()
+        .map(|r| r.try_get(0))
+        .collect::<Result<_, _>>()?;
+    for practice in practices {
+        let rows = conn.query(
+            "SELECT c.type, c.id, v.body FROM resource_current c
+             JOIN resource_version v ON v.practice = $1 AND v.type = c.type AND v.id = c.id AND v.version = c.version
+             WHERE c.practice = $1 AND NOT c.deleted",
+            &[&practice],
+        )?;
+        for r in rows {
+            let (ty, id, body): (String, String, Vec<u8>) =
+                (r.try_get(0)?, r.try_get(1)?, r.try_get(2)?);
+            let (Some(t), Ok(json)) = (
+                gp_fhir::ResourceType::parse(&ty),
+                serde_json::from_slice::<serde_json::Value>(&body),
+            ) else {
+                continue;
+            };
+            for e in gp_fhir::search::index::text_entries(t, &json) {
+                if let IndexValue::Text(words) = &e.value {
+                    conn.execute(
+                        "INSERT INTO idx_text (practice, type, id, param, grp, body) VALUES ($1, $2, $3, $4, 0, $5)",
+                        &[&practice, &ty, &id, &e.code, words],
+                    )?;
+                }
+            }
+        }
+    }
+    Ok(())
 }

@@ -164,7 +164,24 @@ const MIGRATIONS: &[Migration] = &[
         // NULL for sessions opened before: the account's roles.
         sql: "ALTER TABLE app_session ADD COLUMN roles text;",
     },
+    Migration {
+        version: 11,
+        name: "full-text search: _text and _content",
+        // search.html#text: the words of each current version's narrative
+        // (`_text`) and whole content (`_content`), one row per parameter,
+        // searched through a GIN index of their tsvector. Rows stored
+        // before are filled in Rust (`index::backfill_text`).
+        sql:
+            "CREATE TABLE idx_text (practice bigint NOT NULL, type text NOT NULL, id text NOT NULL,
+            param text NOT NULL, grp bigint NOT NULL, body text NOT NULL);
+        CREATE INDEX idx_text_owner ON idx_text (practice, type, id);
+        CREATE INDEX idx_text_words ON idx_text USING gin (to_tsvector('simple', body));",
+    },
 ];
+
+/// The migration adding `idx_text`: its transaction also indexes the
+/// current versions stored before it.
+const TEXT_AT: i32 = 11;
 
 /// The migration adding `resource_current.restricted`: its transaction
 /// also marks the rows stored before it (`accounts::backfill_restricted`).
@@ -208,6 +225,9 @@ fn migrate_locked(conn: &mut Conn) -> Result<(), StoreError> {
             conn.batch(m.sql)?;
             if m.version == RESTRICTED_AT {
                 crate::accounts::backfill_restricted(conn)?;
+            }
+            if m.version == TEXT_AT {
+                crate::index::backfill_text(conn)?;
             }
             conn.execute(
                 "INSERT INTO schema_migrations (version, name) VALUES ($1, $2)",

@@ -574,6 +574,47 @@ pub(crate) fn criterion_sql(
                 .collect();
             format!("({})", ors.join(" OR "))
         }
+        Criterion::Text { code, values } => {
+            let column = if *code == "_text" {
+                "narrative"
+            } else {
+                "content"
+            };
+            match a.dialect {
+                // FTS5 (`idx_text`, keyed by the current version's rowid):
+                // every word of a value, as a word prefix, in the column.
+                Dialect::Sqlite => {
+                    let ors: Vec<String> = values
+                        .iter()
+                        .map(|words| {
+                            let ands: Vec<String> = words
+                                .iter()
+                                .map(|w| format!("{column} : \"{w}\"*"))
+                                .collect();
+                            format!("({})", ands.join(" AND "))
+                        })
+                        .collect();
+                    let q = a.bind(ors.join(" OR "));
+                    format!("{alias}.vrow IN (SELECT rowid FROM idx_text WHERE idx_text MATCH {q})")
+                }
+                // A tsquery of word prefixes on the GIN-indexed tsvector.
+                Dialect::Postgres => {
+                    let ors: Vec<String> = values
+                        .iter()
+                        .map(|words| {
+                            let ands: Vec<String> =
+                                words.iter().map(|w| format!("{w}:*")).collect();
+                            format!("({})", ands.join(" & "))
+                        })
+                        .collect();
+                    let q = a.bind(ors.join(" | "));
+                    let rows = owned_by(a, "idx_text", &i, alias, code, "");
+                    format!(
+                        "EXISTS (SELECT 1 FROM {rows} AND to_tsvector('simple', {i}.body) @@ to_tsquery('simple', {q}))"
+                    )
+                }
+            }
+        }
         Criterion::List(lists) => {
             let rows = list_items(a, lists);
             format!(

@@ -18,16 +18,38 @@ pub(crate) const TABLES: [&str; 7] = [
     "idx_uri",
 ];
 
+/// Where a version's rows go: the full-text table (`idx_text`, FTS5) is
+/// keyed by the version's `resource_version` rowid rather than by
+/// practice, type and id, which it cannot index.
+pub(crate) struct Rows {
+    /// The new current version's rowid.
+    pub vrow: i64,
+    /// None for a new resource (nothing to delete); otherwise the rowid of
+    /// the version it replaces, if it had one.
+    pub replaced: Option<Option<i64>>,
+}
+
 /// Replaces the index rows of `ty/id` in `practice` with `entries`.
-/// `first` says the resource is new (version 1), so it has none to delete.
 pub(crate) fn replace(
     conn: &Connection,
     practice: i64,
     ty: &str,
     id: &str,
     entries: &[IndexEntry],
-    first: bool,
+    rows: Rows,
 ) -> Result<(), StoreError> {
+    let first = rows.replaced.is_none();
+    if let Some(Some(old)) = rows.replaced {
+        conn.prepare_cached("DELETE FROM idx_text WHERE rowid = ?1")
+            .and_then(|mut s| s.execute([old]))
+            .map_err(db_err)?;
+    }
+    let (narrative, content) = (text(entries, "_text"), text(entries, "_content"));
+    if narrative.is_some() || content.is_some() {
+        conn.prepare_cached("INSERT INTO idx_text (rowid, narrative, content) VALUES (?1, ?2, ?3)")
+            .and_then(|mut s| s.execute(params![rows.vrow, narrative, content]))
+            .map_err(db_err)?;
+    }
     for table in TABLES.iter().filter(|_| !first) {
         conn.prepare_cached(&format!(
             "DELETE FROM {table} WHERE practice = ?1 AND type = ?2 AND id = ?3"
@@ -59,8 +81,46 @@ pub(crate) fn replace(
             IndexValue::Uri(uri) => conn
                 .prepare_cached("INSERT INTO idx_uri (practice, type, id, param, grp, uri) VALUES (?1, ?2, ?3, ?4, ?5, ?6)")
                 .and_then(|mut s| s.execute(params![base.0, base.1, base.2, base.3, base.4, uri])),
+            IndexValue::Text(_) => Ok(0),
         };
         result.map_err(db_err)?;
     }
     Ok(())
+}
+
+/// Fills `idx_text` for the current versions stored before it existed
+/// (schema migration 12), inside the migration's transaction.
+pub(crate) fn backfill_text(conn: &Connection) -> Result<(), StoreError> {
+    let mut s = conn
+        .prepare(
+            "SELECT c.type, c.vrow, v.body FROM resource_current c
+             JOIN resource_version v ON v.rowid = c.vrow WHERE NOT c.deleted",
+        )
+        .map_err(db_err)?;
+    let mut rows = s.query([]).map_err(db_err)?;
+    while let Some(r) = rows.next().map_err(db_err)? {
+        let (ty, vrow): (String, i64) = (r.get(0).map_err(db_err)?, r.get(1).map_err(db_err)?);
+        let body: Vec<u8> = r.get(2).map_err(db_err)?;
+        let (Some(ty), Ok(json)) = (
+            gp_fhir::ResourceType::parse(&ty),
+            serde_json::from_slice::<serde_json::Value>(&body),
+        ) else {
+            continue;
+        };
+        let entries = gp_fhir::search::index::text_entries(ty, &json);
+        conn.execute(
+            "INSERT INTO idx_text (rowid, narrative, content) VALUES (?1, ?2, ?3)",
+            params![vrow, text(&entries, "_text"), text(&entries, "_content")],
+        )
+        .map_err(db_err)?;
+    }
+    Ok(())
+}
+
+/// The words entry of the full-text parameter `code`, if any.
+fn text<'e>(entries: &'e [IndexEntry], code: &str) -> Option<&'e str> {
+    entries.iter().find_map(|e| match &e.value {
+        IndexValue::Text(t) if e.code == code => Some(t.as_str()),
+        _ => None,
+    })
 }

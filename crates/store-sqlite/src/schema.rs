@@ -116,7 +116,18 @@ const MIGRATIONS: &[&str] = &[
     // 11: the role profiles a session may switch between (NULL for
     // sessions opened before: the account's).
     "ALTER TABLE app_session ADD COLUMN roles TEXT;",
+    // 12: full-text search (search.html#text): the words of each current
+    // version's narrative (`_text`) and whole content (`_content`), keyed
+    // by the version's `resource_version` rowid; contentless, so the words
+    // are stored once, in the index. Rows stored before are filled in Rust
+    // (`index::backfill_text`).
+    "CREATE VIRTUAL TABLE idx_text USING fts5(narrative, content, content='', contentless_delete=1,
+        detail=column, tokenize='unicode61 remove_diacritics 2');",
 ];
+
+/// The migration adding `idx_text`, after which the current versions stored
+/// before it are indexed in Rust.
+const TEXT_AT: usize = 12;
 
 /// The migration adding `resource_current.restricted`, after which the
 /// rows stored before it are marked in Rust (`accounts::backfill_restricted`).
@@ -144,6 +155,9 @@ pub(crate) fn migrate(conn: &Connection) -> Result<(), StoreError> {
         tracing::info!(version, "applied schema migration");
         if version == RESTRICTED_AT {
             crate::accounts::backfill_restricted(conn)?;
+        }
+        if version == TEXT_AT {
+            crate::index::backfill_text(conn)?;
         }
     }
     Ok(())

@@ -420,6 +420,20 @@ impl WriteTx for ScopedWrite<'_> {
             other => db_err(other),
         })?;
         let vrow = conn.last_insert_rowid();
+        // The full-text row of the version this one replaces, keyed by its rowid.
+        let replaced: Option<i64> =
+            if v.version == 1 {
+                None
+            } else {
+                conn.prepare_cached(
+                "SELECT vrow FROM resource_current WHERE practice = ?1 AND type = ?2 AND id = ?3",
+            )
+            .and_then(|mut s| {
+                s.query_row(params![practice, v.resource_type.as_str(), v.id], |r| r.get(0))
+                    .optional()
+            })
+            .map_err(db_err)?
+            };
         conn.prepare_cached(
             "INSERT INTO resource_current (practice, type, id, version, last_updated, deleted, vrow, restricted)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
@@ -435,7 +449,10 @@ impl WriteTx for ScopedWrite<'_> {
             v.resource_type.as_str(),
             &v.id,
             &v.index,
-            v.version == 1,
+            crate::index::Rows {
+                vrow,
+                replaced: (v.version > 1).then_some(replaced),
+            },
         )
     }
 }

@@ -531,7 +531,8 @@ pub(crate) fn unindexed_param(
         let own = match c {
             Criterion::Param { code, .. }
             | Criterion::Missing { code, .. }
-            | Criterion::Chain { code, .. } => Some(*code),
+            | Criterion::Chain { code, .. }
+            | Criterion::Text { code, .. } => Some(*code),
             _ => None,
         };
         if let Some(code) = own.filter(|c| audit && !INDEXED_PARAMS.contains(c)) {

@@ -3,6 +3,10 @@
 //! (search.html#ptypes). Extraction (evaluating each parameter's FHIRPath
 //! expression) lives in `gp-search`; stores only persist and query these.
 
+use serde_json::Value;
+
+use crate::ResourceType;
+
 /// One value of one search parameter of a resource.
 #[derive(Clone, Debug, PartialEq)]
 pub struct IndexEntry {
@@ -53,6 +57,23 @@ pub enum IndexValue {
         url: Option<String>,
     },
     Uri(String),
+    /// The words of the narrative (`_text`) or of the whole resource
+    /// (`_content`), [`words`]-normalised, each once, space-separated, for
+    /// the store's full-text index.
+    Text(String),
+}
+
+/// The distinct words of `text`: [`super::value::normalize`]d (lower case,
+/// accents folded), split at every character that is not a letter or a
+/// digit. Both the indexed text and the searched words go through it, so
+/// they match whatever the database's tokenizer would make of them.
+pub fn words(text: &str) -> Vec<String> {
+    let norm = super::value::normalize(text);
+    let mut seen = std::collections::HashSet::new();
+    norm.split(|c: char| !c.is_alphanumeric())
+        .filter(|w| !w.is_empty() && seen.insert(*w))
+        .map(str::to_owned)
+        .collect()
 }
 
 impl IndexValue {
@@ -67,6 +88,85 @@ impl IndexValue {
             IndexValue::Quantity { .. } => K::Quantity,
             IndexValue::Reference { .. } => K::Reference,
             IndexValue::Uri(_) => K::Uri,
+            IndexValue::Text(_) => K::Special,
         }
     }
+}
+
+/// The entries of `_text` (the words of the narrative, `text.div`) and of
+/// `_content` (the words of every string in the resource, the narrative's
+/// included), for the store's full-text index (search.html#text).
+/// DomainResources only, the types these parameters are defined on.
+pub fn text_entries(ty: ResourceType, json: &Value) -> Vec<IndexEntry> {
+    let mut out = Vec::new();
+    if super::registry::param(ty, "_text").is_none() {
+        return out;
+    }
+    let narrative = json["text"]["div"].as_str().map(strip_tags);
+    if let Some(n) = narrative.as_deref() {
+        push_text("_text", n, &mut out);
+    }
+    let mut all = String::new();
+    strings(json, &mut all);
+    push_text("_content", &all, &mut out);
+    out
+}
+
+fn push_text(code: &str, text: &str, out: &mut Vec<IndexEntry>) {
+    let words = words(text);
+    if !words.is_empty() {
+        out.push(IndexEntry {
+            code: code.to_owned(),
+            group: 0,
+            value: IndexValue::Text(words.join(" ")),
+        });
+    }
+}
+
+/// Every string of a JSON value, space-separated; the narrative without its
+/// markup.
+fn strings(v: &Value, out: &mut String) {
+    match v {
+        Value::String(s) => {
+            out.push_str(s);
+            out.push(' ');
+        }
+        Value::Array(items) => items.iter().for_each(|i| strings(i, out)),
+        Value::Object(m) => {
+            for (k, v) in m {
+                match (k.as_str(), v) {
+                    ("div", Value::String(div)) => {
+                        out.push_str(&strip_tags(div));
+                        out.push(' ');
+                    }
+                    _ => strings(v, out),
+                }
+            }
+        }
+        _ => {}
+    }
+}
+
+/// XHTML's text: tags dropped (each a word break), the common entities
+/// decoded.
+fn strip_tags(xhtml: &str) -> String {
+    let mut out = String::with_capacity(xhtml.len());
+    let mut in_tag = false;
+    for c in xhtml.chars() {
+        match c {
+            '<' => in_tag = true,
+            '>' if in_tag => {
+                in_tag = false;
+                out.push(' ');
+            }
+            _ if !in_tag => out.push(c),
+            _ => {}
+        }
+    }
+    out.replace("&nbsp;", " ")
+        .replace("&lt;", "<")
+        .replace("&gt;", ">")
+        .replace("&quot;", "\"")
+        .replace("&apos;", "'")
+        .replace("&amp;", "&")
 }

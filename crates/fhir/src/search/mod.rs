@@ -16,6 +16,10 @@ use crate::{Id, ResourceType};
 pub use registry::{ParamKind, SearchParam};
 pub use value::{DateCriterion, Modifier, NumberCriterion, ParamValue, Prefix};
 
+/// The full-text parameters (search.html#text): the narrative, and the
+/// whole resource.
+pub const TEXT_PARAMS: [&str; 2] = ["_text", "_content"];
+
 /// The number of results on a page when the client does not say.
 pub const DEFAULT_COUNT: usize = 50;
 /// The most results a page may hold, whatever the client asks.
@@ -60,6 +64,13 @@ pub enum Criterion {
     },
     /// `_type` on a whole-practice search.
     Types(Vec<ResourceType>),
+    /// `_text` (the narrative) or `_content` (the whole resource), per
+    /// search.html#text: each value's words must all appear, as words or
+    /// word prefixes, ignoring case and accents; values are ORed.
+    Text {
+        code: &'static str,
+        values: Vec<Vec<String>>,
+    },
     /// `_list=[id]` (search.html#list): resources that an entry of one of
     /// these Lists refers to (`List.entry.item`, the List's `item`
     /// parameter). The List itself must be one the caller may see.
@@ -507,6 +518,34 @@ fn criterion(
                 .map(|s| DateCriterion::parse(s).map_err(|e| bad(format!("_lastUpdated: {e}"))))
                 .collect::<Result<Vec<_>, _>>()?;
             return Ok(Criterion::LastUpdated(dates));
+        }
+        n if n
+            .split(':')
+            .next()
+            .is_some_and(|c| TEXT_PARAMS.contains(&c)) =>
+        {
+            let (code, modifier) = n.split_once(':').unwrap_or((n, ""));
+            if !modifier.is_empty() {
+                return Err(Refusal::Unsupported(format!(
+                    "the modifier ':{modifier}' is not supported on '{code}'"
+                )));
+            }
+            let code = TEXT_PARAMS
+                .into_iter()
+                .find(|c| *c == code)
+                .unwrap_or("_content");
+            let values = value::split_unescaped(value, ',')
+                .iter()
+                .map(|v| {
+                    let w = index::words(v);
+                    if w.is_empty() {
+                        Err(bad(format!("{code} needs at least one word, not '{v}'")))
+                    } else {
+                        Ok(w)
+                    }
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+            return Ok(Criterion::Text { code, values });
         }
         "_list" if !value.starts_with('$') => {
             let ids = value

@@ -90,10 +90,12 @@ fn build() -> HashMap<ResourceType, Vec<SearchParam>> {
 
 impl SearchParam {
     /// Whether search supports this parameter: it has a type search can
-    /// match and an expression to index it by. (`_text`, `_content`,
-    /// `_query`, `_filter`, `_list` and the `special` ones do not.)
+    /// match and an expression to index it by, or it is one of the
+    /// full-text parameters (`_text`, `_content`), indexed apart. (`_query`,
+    /// `_filter`, `_list` and the `special` ones are not.)
     pub fn is_searchable(&self) -> bool {
-        self.kind != ParamKind::Special && self.expression.is_some()
+        (self.kind != ParamKind::Special && self.expression.is_some())
+            || super::TEXT_PARAMS.contains(&self.code)
     }
 }
 

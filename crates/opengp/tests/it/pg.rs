@@ -339,6 +339,7 @@ fn gp_tables(s: &str) -> Vec<&'static str> {
         "idx_quantity",
         "idx_reference",
         "idx_uri",
+        "idx_text",
     ];
     IDX.iter().copied().filter(|t| s.contains(t)).collect()
 }

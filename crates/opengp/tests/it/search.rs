@@ -133,6 +133,7 @@ crate::on_both_backends!(
     errors_and_paging,
     compartments_and_everything,
     lists,
+    text_and_content,
 );
 
 /// search.html#string, #token, #date, #reference, #quantity, #number and
@@ -554,6 +555,101 @@ async fn lists(app: App) {
     let strict = app
         .client
         .get(app.url("Condition?_list=$current-worries"))
+        .header("prefer", "handling=strict")
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_outcome(strict, 400, "not-supported").await;
+    app.stop().await;
+}
+
+/// `_text` and `_content` (search.html#text): every word of a value must
+/// appear, as a word or a word's start, whatever the case and accents;
+/// comma-separated values are ORed, repeats ANDed; `_text` reads the
+/// narrative only, `_content` the whole resource.
+async fn text_and_content(app: App) {
+    seed_standard(&app).await;
+    let narrative = |div: &str| json!({ "status": "generated", "div": format!("<div xmlns=\"http://www.w3.org/1999/xhtml\">{div}</div>") });
+    seed(
+        &app,
+        &[
+            json!({ "resourceType": "Condition", "id": "chest", "subject": { "reference": "Patient/ann" },
+                    "text": narrative("<p>Chest <b>pain</b> on exertion, r&#233;f&amp;erred to cardiology</p>"),
+                    "code": { "text": "Angina pectoris" }, "note": [{ "text": "Seen by Dr Zoë Müller" }] }),
+            json!({ "resourceType": "Condition", "id": "knee", "subject": { "reference": "Patient/bob" },
+                    "text": narrative("Knee PAIN after a fall"),
+                    "code": { "text": "Osteoarthritis of knee" } }),
+            json!({ "resourceType": "Condition", "id": "plain", "subject": { "reference": "Patient/ann" },
+                    "code": { "text": "Chest infection" }, "note": [{ "text": "Café visit; pain free" }] }),
+            json!({ "resourceType": "Condition", "id": "changed", "subject": { "reference": "Patient/ann" },
+                    "text": narrative("Chest pain") }),
+        ],
+    )
+    .await;
+    // A new version replaces the words of the old one.
+    seed(
+        &app,
+        &[json!({ "resourceType": "Condition", "id": "changed", "subject": { "reference": "Patient/ann" },
+                  "text": narrative("Resolved migraine") })],
+    )
+    .await;
+    check(
+        &app,
+        &[
+            // The narrative only, every word, any case.
+            ("Condition?_text=pain", &["chest", "knee"]),
+            ("Condition?_text=CHEST%20pain", &["chest"]),
+            ("Condition?_text=pain%20cardiology", &["chest"]),
+            ("Condition?_text=angina", &[]),
+            // Word prefixes, never inside a word.
+            ("Condition?_text=cardio", &["chest"]),
+            ("Condition?_text=ardiology", &[]),
+            // OR by comma, AND by repetition.
+            ("Condition?_text=knee,exertion", &["chest", "knee"]),
+            ("Condition?_text=pain&_text=fall", &["knee"]),
+            // Markup is not text; a new version's words replace the old.
+            ("Condition?_text=div", &[]),
+            ("Condition?_text=migraine", &["changed"]),
+            // _content: every string of the resource, narrative included.
+            ("Condition?_content=angina", &["chest"]),
+            ("Condition?_content=chest", &["chest", "plain"]),
+            ("Condition?_content=pain", &["chest", "knee", "plain"]),
+            // Accents either way.
+            ("Condition?_content=muller%20zoe", &["chest"]),
+            ("Condition?_content=M%C3%9CLLER", &["chest"]),
+            ("Condition?_content=cafe", &["plain"]),
+            ("Condition?_content=caf%C3%A9", &["plain"]),
+            // Combined with other parameters, chains and _has.
+            ("Condition?_content=pain&patient=ann", &["chest", "plain"]),
+            (
+                "Condition?_content=pain&subject:Patient.name=smithson",
+                &["knee"],
+            ),
+            ("Patient?_has:Condition:subject:_text=knee", &["bob"]),
+            // :missing on another parameter is unaffected by the text.
+            (
+                "Condition?_content=pain&onset-date:missing=true",
+                &["chest", "knee", "plain"],
+            ),
+            // Other types: the standard seeds have no narrative.
+            ("Observation?_text=code", &[]),
+            (
+                "Observation?_content=1107481000000106",
+                &["hb1", "hb2", "hb3"],
+            ),
+            ("Patient?_content=leeds", &["ann"]),
+        ],
+    )
+    .await;
+    let total = app
+        .get_json(&app.url("Condition?_content=pain&_count=1&_total=accurate"))
+        .await;
+    assert_eq!(total["total"], 3, "{total}");
+    // A value without a word is malformed; a modifier is not supported.
+    assert_outcome(app.get("Condition?_text=%20--%20").await, 400, "invalid").await;
+    let strict = app
+        .client
+        .get(app.url("Condition?_text:exact=pain"))
         .header("prefer", "handling=strict")
         .send()
         .await
