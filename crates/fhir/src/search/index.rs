@@ -95,7 +95,8 @@ impl IndexValue {
 
 /// The entries of `_text` (the words of the narrative, `text.div`) and of
 /// `_content` (the words of every string in the resource, the narrative's
-/// included), for the store's full-text index (search.html#text).
+/// included, but not its type, ids, `meta`, nor code system and extension
+/// URLs), for the store's full-text index (search.html#text).
 /// DomainResources only, the types these parameters are defined on.
 pub fn text_entries(ty: ResourceType, json: &Value) -> Vec<IndexEntry> {
     let mut out = Vec::new();
@@ -123,8 +124,8 @@ fn push_text(code: &str, text: &str, out: &mut Vec<IndexEntry>) {
     }
 }
 
-/// Every string of a JSON value, space-separated; the narrative without its
-/// markup.
+/// Every string of a JSON value, space-separated, but for the keys below;
+/// the narrative without its markup.
 fn strings(v: &Value, out: &mut String) {
     match v {
         Value::String(s) => {
@@ -135,6 +136,9 @@ fn strings(v: &Value, out: &mut String) {
         Value::Object(m) => {
             for (k, v) in m {
                 match (k.as_str(), v) {
+                    // Bookkeeping and identifiers of code systems and
+                    // extensions, which every resource of a kind shares.
+                    ("resourceType" | "id" | "meta" | "system" | "url", _) => {}
                     ("div", Value::String(div)) => {
                         out.push_str(&strip_tags(div));
                         out.push(' ');
