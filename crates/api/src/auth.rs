@@ -47,7 +47,13 @@ impl SessionCache {
         fresh.then(|| ctx.clone())
     }
 
+    /// Keeps a resolved context, but never a proxy's (gp-store online.rs):
+    /// its access is checked at every request, so that revoking it
+    /// (deactivating the RelatedPerson) takes effect at once.
     fn put(&self, token: &str, ctx: &Ctx, now: i64) {
+        if ctx.online.as_ref().is_some_and(|o| o.proxy.is_some()) {
+            return;
+        }
         if let Ok(mut map) = self.entries.write() {
             if map.len() >= CACHE_MAX {
                 map.retain(|_, (_, at)| now - *at < CACHE_MILLIS);
@@ -252,6 +258,57 @@ async fn logout_with(st: AppState, headers: HeaderMap, everywhere: bool) -> Resp
         let ctx = st.store.resolve(&practice, token).await?;
         end_session(&st, &ctx, token, everywhere).await?;
         Ok::<_, ApiError>(StatusCode::NO_CONTENT.into_response())
+    }
+    .await;
+    out.unwrap_or_else(IntoResponse::into_response)
+}
+
+#[derive(serde::Deserialize)]
+struct ActFor {
+    patient: String,
+}
+
+/// `POST /auth/act-for` `{"patient": id}`: a patient account's session
+/// switches to acting for its own patient or one it is a proxy for
+/// (gp-store online.rs), answered as a sign-in with the new token; the old
+/// one stops working.
+pub(crate) async fn act_for(
+    State(st): State<AppState>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    let out = async {
+        let token = bearer(&headers)
+            .ok_or_else(|| ApiError::from(StoreError::Unauthorized("sign in first".into())))?;
+        let ctx = resolve_token(&st, token).await?;
+        let bytes = http_body_util::Limited::new(body, MAX_LOGIN_BODY)
+            .collect()
+            .await
+            .map_err(|_| ApiError::bad_request("the body could not be read or is too long"))?
+            .to_bytes();
+        let ask: ActFor = serde_json::from_slice(&bytes)
+            .map_err(|e| ApiError::bad_request(format!("expected {{\"patient\": id}}: {e}")))?;
+        if ctx.online.is_none() {
+            return Err(ApiError::from(StoreError::Forbidden(
+                "only a patient account acts for a patient".into(),
+            )));
+        }
+        let role = format!("{}{}", gp_store::online::ROLE_PREFIX, ask.patient);
+        let session = st.store.change_role(&ctx, token, &role).await?;
+        if let Some(u) = &ctx.access.user {
+            st.sessions.forget(token, &u.user_id, false);
+        }
+        let expires_in = (session.user.expires.millis() - Instant::now().millis()) / 1000;
+        let body = json!({
+            "access_token": session.token,
+            "token_type": "Bearer",
+            "expires_in": expires_in,
+            "practice": ctx.practice.ods.as_str(),
+            "username": session.user.username,
+            "role": session.user.role,
+            "patient": ask.patient,
+        });
+        Ok::<_, ApiError>(crate::no_store_json(StatusCode::OK, body))
     }
     .await;
     out.unwrap_or_else(IntoResponse::into_response)

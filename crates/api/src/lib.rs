@@ -157,6 +157,7 @@ pub fn app(state: AppState, more: Router<AppState>) -> Router {
         .route("/health", get(|| async { "ok" }))
         .route("/auth/login", post(auth::login))
         .route("/auth/logout", post(auth::logout))
+        .route("/auth/act-for", post(auth::act_for))
         .route("/auth/logout-everywhere", post(auth::logout_everywhere))
         .nest("/practices/{ods}/fhir", fhir)
         .nest("/practices/{ods}/smart", smart::routes())

@@ -52,6 +52,10 @@ enum Command {
     /// Staff accounts: add or list them.
     #[command(subcommand)]
     User(UserCommand),
+    /// Patients' online accounts (they read their own record, and those
+    /// they are a proxy for).
+    #[command(subcommand)]
+    PatientAccount(PatientAccountCommand),
     /// The practice's access policy: which activities each role may carry out.
     #[command(subcommand)]
     Policy(PolicyCommand),
@@ -157,6 +161,22 @@ enum UserCommand {
     },
     /// List the practice's staff accounts.
     List {
+        #[command(flatten)]
+        store: StoreArgs,
+    },
+}
+
+#[derive(Subcommand)]
+enum PatientAccountCommand {
+    /// Create the online account of the practice's patient with an NHS
+    /// number (the user name) and print a generated password.
+    Add {
+        /// The patient's NHS number.
+        #[arg(long)]
+        nhs_number: String,
+        /// The account holder's name.
+        #[arg(long, default_value = "")]
+        name: String,
         #[command(flatten)]
         store: StoreArgs,
     },
@@ -457,6 +477,15 @@ fn run(cli: Cli) -> Result<()> {
                 practitioner,
                 password_stdin,
             },
+        )),
+        Command::PatientAccount(PatientAccountCommand::Add {
+            nhs_number,
+            name,
+            store,
+        }) => runtime.block_on(users::add_patient(
+            store_config(store, &file)?,
+            nhs_number,
+            name,
         )),
         Command::User(UserCommand::List { store }) => {
             runtime.block_on(users::list(store_config(store, &file)?))

@@ -1,4 +1,5 @@
-//! `opengp user`, `opengp app` and `opengp policy`: staff accounts, SMART
+//! `opengp user`, `opengp patient-account`, `opengp app` and `opengp policy`:
+//! staff and patient accounts, SMART
 //! on FHIR apps and the practice's access policy, managed at the console
 //! by the operator.
 
@@ -85,6 +86,35 @@ pub async fn add(cfg: ServerConfig, args: AddUser) -> Result<()> {
     if !args.password_stdin {
         writeln!(out, "Password: {password}")?;
     }
+    Ok(())
+}
+
+/// `opengp patient-account add`: the online account of a patient of the
+/// practice (gp-store online.rs), with a generated password printed once.
+pub async fn add_patient(cfg: ServerConfig, nhs_number: String, name: String) -> Result<()> {
+    let password = generate_password();
+    let (store, ctx) = open(&cfg).await?;
+    let name = if name.is_empty() {
+        format!("patient {nhs_number}")
+    } else {
+        name
+    };
+    let added = store
+        .add_patient_account(&ctx, &nhs_number, &name, &password)
+        .await;
+    close(store).await?;
+    let user = added?;
+    let mut out = std::io::stdout().lock();
+    writeln!(
+        out,
+        "Added the online account {} ({}) at {}; its id (for a proxy's RelatedPerson identifier {}) is {}.",
+        user.username,
+        user.name,
+        ctx.practice.ods,
+        gp_store::online::PROXY_ACCOUNT,
+        user.id
+    )?;
+    writeln!(out, "Password: {password}")?;
     Ok(())
 }
 

@@ -104,10 +104,22 @@ impl<'s> Args<'s> {
     /// ` AND <condition>` hiding from the current row `alias` what the
     /// context may not see (access.rs): a restricted entry, unless the
     /// user holds an unexpired break-glass grant for its patient. Empty
-    /// when the context sees everything.
+    /// when the context sees everything. Online (a patient context): no
+    /// restricted entry, and none tagged hidden from online access (its
+    /// `_tag` index row).
     fn visible(&mut self, alias: &str) -> String {
         match self.sees {
             Sees::All => String::new(),
+            Sees::Online => {
+                let (pr, hint) = (self.practice(), self.hint("idx_token_owner"));
+                let (system, code) = (
+                    self.bind(gp_store::access::ONLINE_ACCESS.to_owned()),
+                    self.bind(gp_store::access::HIDDEN_ONLINE.to_owned()),
+                );
+                format!(
+                    " AND {alias}.restricted IS NULL AND NOT EXISTS (SELECT 1 FROM idx_token o {hint} WHERE o.practice = {pr} AND o.type = {alias}.type AND o.id = {alias}.id AND o.param = '_tag' AND o.system = {system} AND o.code = {code})"
+                )
+            }
             Sees::Unrestricted { user: None, .. } => format!(" AND {alias}.restricted IS NULL"),
             Sees::Unrestricted {
                 user: Some(user),
@@ -847,8 +859,14 @@ pub fn visible_history(dialect: Dialect, sees: &Sees, next: usize) -> Option<(St
         return None;
     }
     let pr = a.practice();
+    // Hidden-from-online entries are not marked on the current row.
+    let marked = if *sees == Sees::Online {
+        ""
+    } else {
+        " AND h.restricted IS NOT NULL"
+    };
     let sql = format!(
-        "(type, id) NOT IN (SELECT h.type, h.id FROM resource_current h WHERE h.practice = {pr} AND h.restricted IS NOT NULL AND NOT (TRUE{visible}))"
+        "(type, id) NOT IN (SELECT h.type, h.id FROM resource_current h WHERE h.practice = {pr}{marked} AND NOT (TRUE{visible}))"
     );
     Some((sql, a.values.split_off(next - 1)))
 }

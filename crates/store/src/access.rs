@@ -158,10 +158,46 @@ pub fn restriction(ty: ResourceType, id: &str, body: &[u8]) -> Option<String> {
     })
 }
 
+/// The code system of OpenGP's online-access labels: an entry whose
+/// `meta.tag` carries [`HIDDEN_ONLINE`] from it is hidden from patients and
+/// their proxies (online access), and only from them.
+pub const ONLINE_ACCESS: &str = "https://opengp.dev/fhir/CodeSystem/online-access";
+
+/// The code marking an entry hidden from online access.
+pub const HIDDEN_ONLINE: &str = "hidden";
+
+/// Whether a stored resource is marked hidden from online access.
+pub fn hidden_online(body: &[u8]) -> bool {
+    // Most bodies carry no such tag: no parse for them.
+    if !body
+        .windows(ONLINE_ACCESS.len())
+        .any(|w| w == ONLINE_ACCESS.as_bytes())
+    {
+        return false;
+    }
+    let Ok(v) = serde_json::from_slice::<serde_json::Value>(body) else {
+        return false;
+    };
+    let tags = v
+        .get("meta")
+        .and_then(|m| m.get("tag"))
+        .and_then(|t| t.as_array());
+    tags.is_some_and(|tags| {
+        tags.iter().any(|c| {
+            c.get("system").and_then(|s| s.as_str()) == Some(ONLINE_ACCESS)
+                && c.get("code").and_then(|s| s.as_str()) == Some(HIDDEN_ONLINE)
+        })
+    })
+}
+
 /// Which restricted entries a context sees; every backend transaction
 /// carries one ([`crate::ReadTx::sees`]) and applies it inside its queries.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Sees {
+    /// What a patient (or their proxy) sees online: neither restricted
+    /// entries nor those the practice marked hidden from online access
+    /// ([`hidden_online`]), whatever grant exists.
+    Online,
     /// Everything: the view-restricted activity, or the server itself.
     All,
     /// Unrestricted entries, and the restricted entries of the patients

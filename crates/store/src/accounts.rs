@@ -207,15 +207,29 @@ fn check_new_user(u: &NewUser) -> Result<(), StoreError> {
     if u.roles.is_empty() {
         return Err(bad("a user needs at least one role profile".into()));
     }
-    if let Some(r) = u.roles.iter().find(|r| !is_role_code(r)) {
-        return Err(bad(format!("'{r}' is not a role code (R and digits)")));
-    }
     Ok(())
 }
 
 impl Store {
     /// Creates a staff account at the context's practice.
     pub async fn add_user(&self, ctx: &Ctx, new: NewUser) -> Result<UserRecord, StoreError> {
+        ctx.require(Activity::AdministerUsers)?;
+        if let Some(r) = new.roles.iter().find(|r| !is_role_code(r)) {
+            return Err(StoreError::bad_request(
+                IssueType::Invalid,
+                format!("'{r}' is not a role code (R and digits)"),
+            ));
+        }
+        self.create_account(ctx, new).await
+    }
+
+    /// Stores a new account (staff or patient, online.rs) at the
+    /// context's practice, its password hashed.
+    pub(crate) async fn create_account(
+        &self,
+        ctx: &Ctx,
+        new: NewUser,
+    ) -> Result<UserRecord, StoreError> {
         ctx.require(Activity::AdministerUsers)?;
         check_new_user(&new)?;
         let password = new.password.clone();
@@ -511,7 +525,18 @@ impl Store {
             return Err(refused());
         };
         let (user, roles) = self.session_roles(ctx, token).await?.ok_or_else(refused)?;
-        if !roles.iter().any(|h| h == role) {
+        let online = roles
+            .iter()
+            .any(|r| crate::online::role_patient(r).is_some());
+        if online && let Some(patient) = crate::online::role_patient(role) {
+            // A patient account switches to someone it is a proxy for.
+            let system = Ctx::new(ctx.practice.clone(), Actor::system());
+            let (account, patient) = (user.clone(), patient.to_owned());
+            self.read_in(&system, move |tx| {
+                crate::online::acting_for(tx, &account, &patient)
+            })
+            .await?;
+        } else if !roles.iter().any(|h| h == role) {
             return Err(StoreError::Forbidden(format!(
                 "this sign-in does not give you the role profile {role} at this practice"
             )));
@@ -605,6 +630,9 @@ impl Store {
         if session.revoked || session.expires <= Instant::now() {
             return Err(expired());
         }
+        if let Some(patient) = crate::online::role_patient(&session.role).map(str::to_owned) {
+            return self.resolve_online(practice, user, session, &patient).await;
+        }
         // A role taken away from the account ends the sessions using it.
         if !session.usable_roles(&user).contains(&session.role) {
             return Err(StoreError::Unauthorized(format!(
@@ -629,6 +657,39 @@ impl Store {
             },
             activities,
         ))
+    }
+
+    /// The context of a patient account's session acting for `patient`,
+    /// checked at every resolution (online.rs): a proxy whose
+    /// RelatedPerson is no longer active is refused at once.
+    async fn resolve_online(
+        &self,
+        practice: &Practice,
+        user: UserRecord,
+        session: SessionRecord,
+        patient: &str,
+    ) -> Result<Ctx, StoreError> {
+        let system = Ctx::new(practice.clone(), Actor::system());
+        let (account, patient) = (user.clone(), patient.to_owned());
+        let online = self
+            .read_in(&system, move |tx| {
+                crate::online::acting_for(tx, &account, &patient)
+            })
+            .await?;
+        let mut ctx = Ctx::signed_in(
+            practice.clone(),
+            SignedIn {
+                user_id: user.id,
+                username: user.username,
+                name: user.name,
+                role: session.role,
+                practitioner: None,
+                expires: session.expires,
+            },
+            crate::online::Online::activities(),
+        );
+        ctx.online = Some(std::sync::Arc::new(online));
+        Ok(ctx)
     }
 
     /// Ends the session of `token`, or with `everywhere` every session of

@@ -36,6 +36,7 @@ use sha2::{Digest, Sha256};
 
 use crate::backend::{StoredVersion, WriteTx};
 use crate::engine::Prepared;
+use crate::online::Online;
 use crate::{Ctx, StoreError};
 
 /// What kind of access an event records.
@@ -371,9 +372,29 @@ impl Event {
                 if let Some(p) = &u.practitioner {
                     who["reference"] = json!(format!("Practitioner/{p}"));
                 }
+                // A patient account (online.rs) is the patient, or the
+                // proxy's RelatedPerson with its relationship; the patient
+                // whose record it reaches is among the entities.
+                let role = match ctx.online.as_deref() {
+                    None => json!({"coding": [{"system": JOB_ROLE, "code": u.role}]}),
+                    Some(Online {
+                        patient,
+                        proxy: None,
+                    }) => {
+                        who["reference"] = json!(format!("Patient/{patient}"));
+                        json!({"coding": [{"system": ROLE_CLASS, "code": "PAT", "display": "patient"}]})
+                    }
+                    Some(Online {
+                        proxy: Some((rp, relationship)),
+                        ..
+                    }) => {
+                        who["reference"] = json!(format!("RelatedPerson/{rp}"));
+                        relationship.clone()
+                    }
+                };
                 json!({
                     "type": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/extra-security-role-type", "code": "humanuser", "display": "human user"}]},
-                    "role": [{"coding": [{"system": JOB_ROLE, "code": u.role}]}],
+                    "role": [role],
                     "who": who,
                     "altId": u.username,
                     "name": u.name,
@@ -610,6 +631,8 @@ fn reference(code: &str, r: &str, out: &mut Vec<IndexEntry>, patients: &mut Vec<
 
 const ENTITY_TYPE: &str = "http://terminology.hl7.org/CodeSystem/audit-entity-type";
 const OBJECT_ROLE: &str = "http://terminology.hl7.org/CodeSystem/object-role";
+/// HL7 v3 RoleClass (`PAT`, a patient acting for themselves).
+const ROLE_CLASS: &str = "http://terminology.hl7.org/CodeSystem/v3-RoleClass";
 /// OpenGP's own account ids (they are not national SDS user ids).
 const USER_ID: &str = "urn:opengp:user";
 /// The client ids of SMART apps registered at OpenGP.

@@ -4,6 +4,7 @@ use gp_fhir::OdsCode;
 
 use crate::StoreError;
 use crate::access::{Access, Activities, Activity, Sees, SignedIn};
+use crate::online::Online;
 use crate::smart::{AppGrant, Op, Reach};
 
 /// A practice (the tenant). Obtained only from a backend, so that its
@@ -52,6 +53,9 @@ pub struct Ctx {
     /// What a SMART app was granted, when the request comes from one: the
     /// engine narrows every interaction to its scopes.
     pub grant: Option<std::sync::Arc<AppGrant>>,
+    /// Whom a patient account acts for, when the request comes from one
+    /// (online.rs): the engine confines it to that patient's record.
+    pub online: Option<std::sync::Arc<Online>>,
 }
 
 impl Ctx {
@@ -65,6 +69,7 @@ impl Ctx {
             access: Access::operator(),
             address: None,
             grant: None,
+            online: None,
         }
     }
 
@@ -80,6 +85,7 @@ impl Ctx {
             },
             address: None,
             grant: None,
+            online: None,
         }
     }
 
@@ -94,6 +100,7 @@ impl Ctx {
             },
             address: None,
             grant: None,
+            online: None,
         }
     }
 
@@ -123,6 +130,9 @@ impl Ctx {
     /// the view-restricted activity, else the unrestricted ones and those
     /// of patients the user broke the glass for (view-record roles only).
     pub fn sees(&self) -> Sees {
+        if self.online.is_some() {
+            return Sees::Online;
+        }
         if self.allows(Activity::ViewRestricted) {
             return Sees::All;
         }
@@ -140,6 +150,9 @@ impl Ctx {
     /// How far `op` on `ty` reaches under the app's scopes (anywhere
     /// without an app); 403 when they do not allow it.
     pub fn reach(&self, ty: Option<gp_fhir::ResourceType>, op: Op) -> Result<Reach, StoreError> {
+        if let Some(online) = &self.online {
+            return online.reach(op);
+        }
         match &self.grant {
             Some(g) => g.reach(ty, op),
             None => Ok(Reach::Any),

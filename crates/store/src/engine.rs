@@ -1149,14 +1149,23 @@ fn history_in(
 pub(crate) fn shown(tx: &mut dyn ReadTx, v: &StoredVersion) -> Result<bool, StoreError> {
     let user = match tx.sees() {
         Sees::All => return Ok(true),
+        Sees::Online => None,
         Sees::Unrestricted { user, now } => user.clone().map(|u| (u, *now)),
     };
-    let restricted = if v.deleted && v.version > 1 {
-        tx.version(v.resource_type, &v.id, v.version - 1)?
-            .and_then(|p| restriction(p.resource_type, &p.id, &p.body))
+    let previous;
+    let judged = if v.deleted && v.version > 1 {
+        previous = tx.version(v.resource_type, &v.id, v.version - 1)?;
+        match &previous {
+            Some(p) => p,
+            None => return Ok(true),
+        }
     } else {
-        restriction(v.resource_type, &v.id, &v.body)
+        v
     };
+    if *tx.sees() == Sees::Online && crate::access::hidden_online(&judged.body) {
+        return Ok(false);
+    }
+    let restricted = restriction(judged.resource_type, &judged.id, &judged.body);
     let Some(patient) = restricted else {
         return Ok(true);
     };

@@ -40,6 +40,11 @@ impl Store {
                 "breaking the glass needs a signed-in user".into(),
             ));
         };
+        if ctx.online.is_some() {
+            return refuse(StoreError::Forbidden(
+                "a patient account cannot break the glass".into(),
+            ));
+        }
         if ctx.sees() == Sees::All {
             return refuse(StoreError::bad_request(
                 IssueType::BusinessRule,
@@ -79,7 +84,7 @@ impl Store {
     pub async fn withheld(&self, ctx: &Ctx, patient: Id) -> Result<u64, StoreError> {
         self.allow(ctx, Activity::ViewRecord, &Event::rest("operation"))?;
         let user = match ctx.sees() {
-            Sees::All => return Ok(0),
+            Sees::All | Sees::Online => return Ok(0),
             Sees::Unrestricted { user, now } => user.map(|u| (u, now)),
         };
         self.read_in(ctx, move |tx| {

@@ -24,6 +24,7 @@ mod context;
 mod engine;
 mod error;
 mod glass;
+pub mod online;
 pub mod render;
 pub mod smart;
 mod target;

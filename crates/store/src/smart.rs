@@ -743,6 +743,7 @@ impl Store {
                 },
                 address: None,
                 grant: None,
+                online: None,
             },
         };
         Ok(Some(Ctx {

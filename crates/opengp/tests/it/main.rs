@@ -19,6 +19,7 @@ mod matrix;
 mod migrate;
 mod modifiers;
 mod oidc;
+mod online;
 mod pg;
 mod real_data;
 mod search;
