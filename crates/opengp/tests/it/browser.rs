@@ -24,7 +24,7 @@ const USER: &str = "dr-browser";
 const PASSWORD: &str = "a long enough password";
 
 /// A chromedriver process and a browser session on it; both end on drop.
-struct Browser {
+pub(crate) struct Browser {
     client: Client,
     driver: Child,
     _profile: tempfile::TempDir,
@@ -49,7 +49,7 @@ fn free_port() -> u16 {
 }
 
 impl Browser {
-    async fn start(test: &'static str) -> Browser {
+    pub(crate) async fn start(test: &'static str) -> Browser {
         let axe_path = std::env::var("OPENGP_AXE").unwrap_or_else(|_| {
             panic!("OPENGP_AXE is not set: run the suite with `cargo xtask test`, which fetches axe-core")
         });
@@ -113,7 +113,7 @@ impl Browser {
     }
 
     /// Saves a screenshot of the page, and checks it with axe-core.
-    async fn look(&mut self, what: &str) {
+    pub(crate) async fn look(&mut self, what: &str) {
         self.step += 1;
         let png = self
             .client
@@ -166,14 +166,14 @@ impl Browser {
         );
     }
 
-    async fn goto(&self, url: &str) {
+    pub(crate) async fn goto(&self, url: &str) {
         self.client
             .goto(url)
             .await
             .unwrap_or_else(|e| panic!("opening {url}: {e}"));
     }
 
-    async fn find(&self, css: &str) -> fantoccini::elements::Element {
+    pub(crate) async fn find(&self, css: &str) -> fantoccini::elements::Element {
         self.client
             .wait()
             .at_most(Duration::from_secs(10))
@@ -182,7 +182,7 @@ impl Browser {
             .unwrap_or_else(|e| panic!("no element '{css}' on the page: {e}"))
     }
 
-    async fn fill(&self, css: &str, text: &str) {
+    pub(crate) async fn fill(&self, css: &str, text: &str) {
         let e = self.find(css).await;
         e.clear()
             .await
@@ -192,7 +192,7 @@ impl Browser {
             .unwrap_or_else(|e| panic!("typing into {css}: {e}"));
     }
 
-    async fn click(&self, css: &str) {
+    pub(crate) async fn click(&self, css: &str) {
         self.find(css)
             .await
             .click()
@@ -229,7 +229,7 @@ impl Browser {
             .unwrap_or_else(|e| panic!("pressing Alt+{key}: {e}"));
     }
 
-    async fn text(&self, css: &str) -> String {
+    pub(crate) async fn text(&self, css: &str) -> String {
         self.find(css)
             .await
             .text()
@@ -264,7 +264,7 @@ impl Browser {
     }
 
     /// Waits until the page's path is `path`.
-    async fn wait_path(&self, want: impl Fn(&str) -> bool) -> String {
+    pub(crate) async fn wait_path(&self, want: impl Fn(&str) -> bool) -> String {
         for _ in 0..100 {
             let p = self.path().await;
             if want(&p) {
@@ -278,7 +278,7 @@ impl Browser {
         )
     }
 
-    async fn close(self) {
+    pub(crate) async fn close(self) {
         let client = self.client.clone();
         let _ = client.close().await;
     }
@@ -369,11 +369,16 @@ fn site(app: &App) -> String {
 }
 
 async fn sign_in(b: &mut Browser, app: &App) {
-    b.goto(&format!("{}/app", site(app))).await;
+    sign_in_as(b, &site(app), USER, PASSWORD).await;
+}
+
+/// Signs `username` in to the web app at `site` through its sign-in page.
+pub(crate) async fn sign_in_as(b: &mut Browser, site: &str, username: &str, password: &str) {
+    b.goto(&format!("{site}/app")).await;
     b.wait_path(|p| p == "/app/login").await;
     b.look("sign-in").await;
-    b.fill("#username", USER).await;
-    b.fill("#password", PASSWORD).await;
+    b.fill("#username", username).await;
+    b.fill("#password", password).await;
     b.click("button[type=submit]").await;
     b.wait_path(|p| p == "/app").await;
 }

@@ -201,6 +201,41 @@ async fn a_practice_moves_to_postgres_and_back_losslessly() {
     let (d1, d3) = (tmp.path().join("first"), tmp.path().join("third"));
     let (pkg1, pkg2) = (tmp.path().join("pkg1"), tmp.path().join("pkg2"));
     let id = practice_with_history(&d1, 1).await;
+    // The Synthea patient's record as the clinician sees it in the web app
+    // before the move.
+    let mut browser = crate::browser::Browser::start("migration").await;
+    let server = spawn_for_test_with(&d1, TEST_MAX_BODY, None)
+        .await
+        .unwrap_or_else(|e| panic!("server: {e:#}"));
+    let found: Value = crate::support::authorised_client(&server.token)
+        .get(format!("{}/Patient?_count=10", server.base))
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"))
+        .json()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let patient = found["entry"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|e| e["resource"]["id"].as_str())
+        .find(|p| *p != id)
+        .unwrap_or_else(|| panic!("the Synthea patient: {found}"))
+        .to_owned();
+    let before = clinician_sees(&mut browser, &server, &patient, "sqlite").await;
+    for part in [
+        "Problems",
+        "Current medication",
+        "Allergies and intolerances",
+    ] {
+        assert!(before.contains(part), "{before}");
+    }
+    assert!(
+        before.matches("None recorded.").count() < 3,
+        "the record has entries: {before}"
+    );
+    server.stop().await.unwrap_or_else(|e| panic!("{e:#}"));
 
     let out = ok(&[
         "export",
@@ -214,9 +249,10 @@ async fn a_practice_moves_to_postgres_and_back_losslessly() {
     assert!(out.contains("exported"), "{out}");
     let manifest = manifest(&pkg1);
     let versions = manifest["totals"]["versions"].as_u64().unwrap_or_default();
-    // The tests' account and the clinician, the app, the policy the tests'
-    // account needs, and the trail (with the record of this export).
-    assert_eq!(manifest["accounts"]["users"], 2, "{manifest}");
+    // The tests' accounts (one per server started on the store) and the
+    // clinician, the app, the policy the tests' accounts need, and the
+    // trail (with the record of this export).
+    assert_eq!(manifest["accounts"]["users"], 3, "{manifest}");
     assert_eq!(manifest["accounts"]["apps"], 1, "{manifest}");
     assert_eq!(manifest["accounts"]["policy"], 1, "{manifest}");
     let audited = manifest["audit"]["records"].as_u64().unwrap_or_default();
@@ -269,6 +305,23 @@ async fn a_practice_moves_to_postgres_and_back_losslessly() {
     let out = ok(&["audit", "verify", "--practice", ODS, "--database", &pg.url]);
     assert!(out.contains("is intact"), "{out}");
 
+    // The clinician signs in to PostgreSQL's OpenGP with the same password
+    // and sees the same record.
+    let backend: std::sync::Arc<dyn gp_store::Backend> = pg.backend();
+    let server = spawn_for_test_with(&tmp.path().join("pg-files"), TEST_MAX_BODY, Some(backend))
+        .await
+        .unwrap_or_else(|e| panic!("server: {e:#}"));
+    let on_pg = clinician_sees(&mut browser, &server, &patient, "postgres").await;
+    // The same patient's record opens. Its summary is not yet the same
+    // (issue 8, open): in a store a package was imported into, on either
+    // backend, the web app shows the banner and allergies but no problems,
+    // medication, consultations or observations, although the same
+    // searches through the FHIR API with the clinician's session answer
+    // them all. Until that is found, the summary is compared by name only.
+    let name = before.lines().next().unwrap_or_default();
+    assert!(on_pg.starts_with(name), "{on_pg}");
+    server.stop().await.unwrap_or_else(|e| panic!("{e:#}"));
+
     // Running the import again changes nothing.
     let r2 = tmp.path().join("r2");
     ok(&[
@@ -317,8 +370,10 @@ async fn a_practice_moves_to_postgres_and_back_losslessly() {
     assert!(out.ends_with("0 differences\n"), "{out}");
     let out = ok(&["audit", "verify", "--practice", ODS, "--data", path(&d3)]);
     assert!(out.contains("is intact"), "{out}");
-    // Against the store it started in, the one difference is the record
-    // of the export from PostgreSQL, which the first store never saw.
+    // Against the store it started in, every resource version is the same;
+    // what differs is what happened since it left: audit records (the
+    // clinician's sign-in and reads on PostgreSQL, the export from there)
+    // and the account the tests' server added there.
     let (same, out, _) = run(&[
         "verify",
         "--practice",
@@ -329,14 +384,13 @@ async fn a_practice_moves_to_postgres_and_back_losslessly() {
         path(&d1),
     ]);
     assert!(!same, "{out}");
-    let lines: Vec<&str> = out.lines().collect();
-    assert_eq!(lines.len(), 2, "{out}");
-    assert!(
-        lines[0].starts_with(&format!("audit record {} ", audited + 1))
-            && lines[0].ends_with("only in the first"),
-        "{out}"
-    );
-    assert_eq!(lines[1], "1 differences", "{out}");
+    for line in out.lines().filter(|l| !l.ends_with(" differences")) {
+        assert!(
+            (line.starts_with("audit record ") || line.starts_with("staff account "))
+                && line.ends_with("only in the first"),
+            "{line}\n{out}"
+        );
+    }
 
     // The moved record is whole: current version, history, search.
     let server = spawn_for_test_with(&d3, TEST_MAX_BODY, None)
@@ -377,8 +431,31 @@ async fn a_practice_moves_to_postgres_and_back_losslessly() {
         .await
         .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(s["total"], 0, "the deleted observation stays deleted: {s}");
+    // And back in SQLite, the clinician signs in and opens the record again.
+    let back = clinician_sees(&mut browser, &server, &patient, "sqlite-again").await;
+    assert!(back.starts_with(name), "{back}");
+    browser.close().await;
     server.stop().await.unwrap_or_else(|e| panic!("{e:#}"));
     pg.discard();
+}
+
+/// The clinician signs in to the web app of `server` in the browser (with
+/// the password set before the first move) and opens the patient's record:
+/// the text of its summary page (banner, problems, medication, allergies,
+/// consultations, observations).
+async fn clinician_sees(
+    b: &mut crate::browser::Browser,
+    server: &opengp::server::TestServer,
+    patient: &str,
+    step: &str,
+) -> String {
+    let site = format!("http://{}", server.addr);
+    crate::browser::sign_in_as(b, &site, CLINICIAN, CLINICIAN_PASSWORD).await;
+    b.goto(&format!("{site}/app/patients/{patient}")).await;
+    let want = format!("/app/patients/{patient}");
+    b.wait_path(|p| p == want).await;
+    b.look(step).await;
+    b.text("main").await
 }
 
 /// A package with broken records: each is rejected with its reason, the
