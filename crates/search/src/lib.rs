@@ -156,12 +156,27 @@ fn plan(ty: ResourceType) -> Arc<Vec<Compiled>> {
 
 /// The index entries of a resource.
 pub fn extract(resource: &Resource) -> Vec<IndexEntry> {
-    let ty = resource.resource_type();
-    extract_json(ty, resource.as_json())
+    extract_in(resource, &|_| None)
+}
+
+/// The type a reference that does not say it (a Bundle entry's
+/// `urn:uuid:` fullUrl, say) points at, when the caller knows.
+pub type TypeOf<'a> = dyn Fn(&str) -> Option<ResourceType> + 'a;
+
+/// As [`extract`], for a resource among others whose types `type_of`
+/// knows: a transaction's entries refer to each other by `urn:uuid:`
+/// fullUrls, and parameters such as `Condition.subject.where(resolve() is
+/// Patient)` (`patient`) must still find those references.
+pub fn extract_in(resource: &Resource, type_of: &TypeOf<'_>) -> Vec<IndexEntry> {
+    extract_json_in(resource.resource_type(), resource.as_json(), type_of)
 }
 
 /// The index entries of a resource given as JSON of type `ty`.
 pub fn extract_json(ty: ResourceType, json: &Value) -> Vec<IndexEntry> {
+    extract_json_in(ty, json, &|_| None)
+}
+
+fn extract_json_in(ty: ResourceType, json: &Value, type_of: &TypeOf<'_>) -> Vec<IndexEntry> {
     let ctx = EvalContext::default();
     let mut out = Vec::new();
     let mut group = 0u32;
@@ -176,7 +191,7 @@ pub fn extract_json(ty: ResourceType, json: &Value) -> Vec<IndexEntry> {
             }
             for item in &items {
                 if let Some(t) = part.resolve_is
-                    && !values::refers_to(item, t)
+                    && !values::refers_to(item, t, type_of)
                 {
                     continue;
                 }

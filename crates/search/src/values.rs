@@ -353,12 +353,17 @@ pub fn reference_value(r: &str) -> Option<IndexValue> {
 }
 
 /// Whether a Reference item points at a resource of type `t` (by its
-/// `Type/id` form), for `.where(resolve() is T)` in parameter expressions.
-pub(crate) fn refers_to(item: &Item<'_>, t: ResourceType) -> bool {
+/// `Type/id` form, or for a reference that does not say, such as a
+/// `urn:uuid:`, by `type_of`), for `.where(resolve() is T)` in parameter
+/// expressions.
+pub(crate) fn refers_to(item: &Item<'_>, t: ResourceType, type_of: &crate::TypeOf<'_>) -> bool {
     let Item::Node(n) = item else { return false };
     let Some(r) = n.json().get("reference").and_then(Value::as_str) else {
         return false;
     };
+    if r.starts_with("urn:") {
+        return type_of(r) == Some(t);
+    }
     reference_parts(r).0 == Some(t.as_str())
 }
 

@@ -139,11 +139,28 @@ fn preconditions(e: &RequestEntry) -> Result<Preconditions, StoreError> {
 /// The entries' resources, parsed and with their index entries extracted,
 /// by entry index. Entries that do not parse are left out; processing them
 /// reports the error in its place.
-pub(crate) fn prepare_entries(entries: &[RequestEntry]) -> HashMap<usize, Prepared> {
+/// `types` is the type of each entry's resource by its fullUrl, so that a
+/// reference to another entry (`urn:uuid:...`) counts as one to its type.
+pub(crate) fn prepare_entries(
+    entries: &[RequestEntry],
+    types: &HashMap<String, ResourceType>,
+) -> HashMap<usize, Prepared> {
+    let type_of = |url: &str| types.get(url).copied();
     entries
         .iter()
         .filter(|e| e.resource.is_some() && matches!(e.method, Method::Post | Method::Put))
-        .filter_map(|e| Some((e.index, Prepared::new(resource_of(e).ok()?))))
+        .filter_map(|e| Some((e.index, Prepared::new_in(resource_of(e).ok()?, &type_of))))
+        .collect()
+}
+
+/// The type of each entry's resource, by its fullUrl.
+pub(crate) fn entry_types(entries: &[RequestEntry]) -> HashMap<String, ResourceType> {
+    entries
+        .iter()
+        .filter_map(|e| {
+            let ty = e.resource.as_ref()?.get("resourceType")?.as_str()?;
+            Some((e.full_url.clone()?, ResourceType::parse(ty)?))
+        })
         .collect()
 }
 

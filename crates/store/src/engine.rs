@@ -942,9 +942,15 @@ impl Prepared {
     }
 
     pub fn new(resource: Resource) -> Self {
+        Self::new_in(resource, &|_| None)
+    }
+
+    /// As [`Prepared::new`], for a Bundle entry: `type_of` gives the type
+    /// of the other entries' `urn:uuid:` fullUrls it may refer to.
+    pub fn new_in(resource: Resource, type_of: &gp_search::TypeOf<'_>) -> Self {
         let rejected = gp_validate::rejection(gp_validate::validate(resource.as_json()));
         let index = if rejected.is_none() {
-            gp_search::extract(&resource)
+            gp_search::extract_in(&resource, type_of)
         } else {
             Vec::new()
         };
@@ -1002,6 +1008,7 @@ async fn prepare_all(
     ),
     StoreError,
 > {
+    let types = std::sync::Arc::new(bundle::entry_types(&entries));
     let entries = std::sync::Arc::new(entries);
     let workers = std::thread::available_parallelism()
         .map_or(2, |n| n.get())
@@ -1009,10 +1016,10 @@ async fn prepare_all(
     let chunk = entries.len().div_ceil(workers).max(1);
     let mut tasks = Vec::new();
     for start in (0..entries.len()).step_by(chunk) {
-        let entries = entries.clone();
+        let (entries, types) = (entries.clone(), types.clone());
         tasks.push(tokio::task::spawn_blocking(move || {
             let end = (start + chunk).min(entries.len());
-            bundle::prepare_entries(&entries[start..end])
+            bundle::prepare_entries(&entries[start..end], &types)
         }));
     }
     let mut prepared = std::collections::HashMap::new();

@@ -28,7 +28,8 @@ fn bundle(kind: &str, entries: Vec<Value>) -> Value {
 }
 
 /// http.html#trules: `urn:uuid:` references are rewritten to the ids the
-/// server assigns, and responses come back in request order.
+/// server assigns (and are searchable as such), and responses come back in
+/// request order.
 async fn transaction_rewrites_references(app: App) {
     let b = bundle(
         "transaction",
@@ -74,6 +75,17 @@ async fn transaction_rewrites_references(app: App) {
     .await;
     let pat_ref = pat_loc.split("/_history").next().unwrap_or_default();
     assert_eq!(obs["subject"]["reference"], pat_ref);
+    // The rewritten reference is searchable by every parameter over it,
+    // `patient` (`subject.where(resolve() is Patient)`) included.
+    let pat_id = pat_ref.trim_start_matches("Patient/");
+    for (param, value) in [
+        ("subject", pat_ref),
+        ("patient", pat_ref),
+        ("patient", pat_id),
+    ] {
+        let found = json(app.get_with_query("Observation", &[(param, value)]).await).await;
+        assert_eq!(found["total"], 1, "Observation?{param}={value}: {found}");
+    }
     app.stop().await;
 }
 

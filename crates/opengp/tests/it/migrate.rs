@@ -169,6 +169,17 @@ async fn practice_with_history(data: &Path, bundles: usize) -> String {
     id
 }
 
+/// A page's text as a sorted list of its lines.
+fn lines(text: &str) -> Vec<&str> {
+    let mut l: Vec<&str> = text
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect();
+    l.sort_unstable();
+    l
+}
+
 /// The clinician `practice_with_history` adds.
 const CLINICIAN: &str = "dr-moved";
 const CLINICIAN_PASSWORD: &str = "moved with the practice";
@@ -231,8 +242,10 @@ async fn a_practice_moves_to_postgres_and_back_losslessly() {
     ] {
         assert!(before.contains(part), "{before}");
     }
+    // Problems and consultations (the Synthea transaction's references
+    // are searchable by patient).
     assert!(
-        before.matches("None recorded.").count() < 3,
+        !before.contains("None recorded."),
         "the record has entries: {before}"
     );
     server.stop().await.unwrap_or_else(|e| panic!("{e:#}"));
@@ -312,14 +325,9 @@ async fn a_practice_moves_to_postgres_and_back_losslessly() {
         .await
         .unwrap_or_else(|e| panic!("server: {e:#}"));
     let on_pg = clinician_sees(&mut browser, &server, &patient, "postgres").await;
-    // The same patient's record opens. Its summary is not yet the same
-    // (issue 8, open): in a store a package was imported into, on either
-    // backend, the web app shows the banner and allergies but no problems,
-    // medication, consultations or observations, although the same
-    // searches through the FHIR API with the clinician's session answer
-    // them all. Until that is found, the summary is compared by name only.
-    let name = before.lines().next().unwrap_or_default();
-    assert!(on_pg.starts_with(name), "{on_pg}");
+    // The same record: the same lines on the summary (the order of
+    // entries with equal dates may differ between the stores).
+    assert_eq!(lines(&on_pg), lines(&before), "{on_pg}");
     server.stop().await.unwrap_or_else(|e| panic!("{e:#}"));
 
     // Running the import again changes nothing.
@@ -433,7 +441,7 @@ async fn a_practice_moves_to_postgres_and_back_losslessly() {
     assert_eq!(s["total"], 0, "the deleted observation stays deleted: {s}");
     // And back in SQLite, the clinician signs in and opens the record again.
     let back = clinician_sees(&mut browser, &server, &patient, "sqlite-again").await;
-    assert!(back.starts_with(name), "{back}");
+    assert_eq!(lines(&back), lines(&before), "{back}");
     browser.close().await;
     server.stop().await.unwrap_or_else(|e| panic!("{e:#}"));
     pg.discard();
