@@ -478,6 +478,31 @@ fn driver_rank(c: &Criterion) -> u8 {
     }
 }
 
+/// Whether a criterion is one seek of a value index ending with the
+/// resource id (a token's code, a reference's target id), depending on the
+/// resource's type and id only.
+fn is_seek(c: &Criterion) -> bool {
+    match c {
+        Criterion::Param {
+            kind: ParamKind::Token,
+            modifier: Modifier::None,
+            values,
+            ..
+        } => values
+            .iter()
+            .all(|v| matches!(v, ParamValue::Token { code: Some(_), .. })),
+        Criterion::Param {
+            kind: ParamKind::Reference,
+            modifier: Modifier::None,
+            values,
+            ..
+        } => values
+            .iter()
+            .all(|v| matches!(v, ParamValue::Reference { id: Some(_), .. })),
+        _ => false,
+    }
+}
+
 /// `idx_reference d` rows of the entries (`item`) of the Lists `ids` that
 /// the context may see, open for more conditions on `d`.
 fn list_items(a: &mut Args<'_>, ids: &[gp_fhir::Id]) -> String {
@@ -494,11 +519,18 @@ fn list_items(a: &mut Args<'_>, ids: &[gp_fhir::Id]) -> String {
 
 /// The most selective criterion as `c.id IN (SELECT id FROM <value index>)`,
 /// which SQLite runs first and then looks rows up by primary key.
+///
+/// `seeks` are conditions on the driver's row `d` (its type and id) that are
+/// one index seek each: checking them inside the subquery means a candidate
+/// that fails them is never looked up (a patient's thousands of observations,
+/// of which a code keeps a few dozen).
 fn driver_sql(
     a: &mut Args<'_>,
     ty: ResourceType,
     c: &Criterion,
+    seeks: &[String],
 ) -> Result<Option<String>, StoreError> {
+    let seeks: String = seeks.iter().map(|s| format!(" AND {s}")).collect();
     let tyarg = a.bind(ty.as_str().to_owned());
     let (pr, target) = (a.practice(), a.hint("idx_reference_target"));
     Ok(match c {
@@ -519,7 +551,7 @@ fn driver_sql(
             let p = a.bind(code);
             let ors = param_ors(a, "d", kind, *modifier, values)?;
             Some(format!(
-                "c.id IN (SELECT d.id FROM {t} d WHERE d.practice = {pr} AND d.type = {tyarg} AND d.param = {p} AND ({ors}))"
+                "c.id IN (SELECT d.id FROM {t} d WHERE d.practice = {pr} AND d.type = {tyarg} AND d.param = {p} AND ({ors}){seeks})"
             ))
         }
         Criterion::List(lists) => {
@@ -544,7 +576,7 @@ fn driver_sql(
             }
             let (ct, cid) = (a.bind(compartment.as_str().to_owned()), a.bind(id.clone()));
             Some(format!(
-                "c.id IN (SELECT d.id FROM idx_reference d {target} WHERE d.practice = {pr} AND d.target_type = {ct} AND d.target_id = {cid} AND d.type = {tyarg} AND d.param IN ({}))",
+                "c.id IN (SELECT d.id FROM idx_reference d {target} WHERE d.practice = {pr} AND d.target_type = {ct} AND d.target_id = {cid} AND d.type = {tyarg} AND d.param IN ({}){seeks})",
                 codes.join(", ")
             ))
         }
@@ -918,11 +950,30 @@ pub fn search(
             .max_by_key(|(_, c)| driver_rank(c))
             .map(|(n, _)| n)
     });
+    // The other criteria that are one seek per candidate go inside the
+    // driver's subquery, before the candidate's row is read.
+    let pushed: Vec<usize> = match driver.map(|n| &q.criteria[n]) {
+        Some(Criterion::Param { .. } | Criterion::Compartment { .. }) => (0..q.criteria.len())
+            .filter(|&n| Some(n) != driver && is_seek(&q.criteria[n]))
+            .collect(),
+        _ => Vec::new(),
+    };
+    let seeks = pushed
+        .iter()
+        .map(|&n| criterion_sql(&mut a, "d", ty, &q.criteria[n], 0))
+        .collect::<Result<Vec<_>, _>>()?;
     for (n, c) in q.criteria.iter().enumerate() {
+        if pushed.contains(&n) {
+            continue;
+        }
         let sql = match (driver == Some(n), ty) {
-            (true, Some(t)) => match driver_sql(&mut a, t, c)? {
+            (true, Some(t)) => match driver_sql(&mut a, t, c, &seeks)? {
                 Some(d) => d,
-                None => criterion_sql(&mut a, "c", ty, c, 0)?,
+                None => {
+                    // Not driving after all: the seeks stay outside.
+                    wh.extend(seeks.iter().cloned());
+                    criterion_sql(&mut a, "c", ty, c, 0)?
+                }
             },
             _ => criterion_sql(&mut a, "c", ty, c, 0)?,
         };

@@ -167,10 +167,38 @@ fn strip_tags(xhtml: &str) -> String {
             _ => {}
         }
     }
-    out.replace("&nbsp;", " ")
-        .replace("&lt;", "<")
-        .replace("&gt;", ">")
-        .replace("&quot;", "\"")
-        .replace("&apos;", "'")
-        .replace("&amp;", "&")
+    // XML's entities and character references (`&#233;`, `&#xE9;`), and
+    // `&nbsp;`; text that is not well-formed is indexed as it stands.
+    let entity = |e: &str| match e {
+        "nbsp" => Some(" "),
+        e => quick_xml::escape::resolve_xml_entity(e),
+    };
+    match quick_xml::escape::unescape_with(&out, entity) {
+        Ok(text) => text.into_owned(),
+        Err(_) => out,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn narrative_words_decode_entities_and_character_references() {
+        let json = serde_json::json!({
+            "resourceType": "Condition",
+            "text": {"status": "generated", "div": "<div xmlns=\"http://www.w3.org/1999/xhtml\">Caf&#233; &amp; asthma&#x2014;review&nbsp;clinic &lt;b&gt;</div>"}
+        });
+        let Some(ty) = crate::ResourceType::parse("Condition") else {
+            panic!("Condition is a resource type");
+        };
+        let entries = text_entries(ty, &json);
+        let narrative = entries.iter().find(|e| e.code == "_text");
+        let Some(IndexValue::Text(words)) = narrative.map(|e| &e.value) else {
+            panic!("no narrative words in {entries:?}");
+        };
+        assert_eq!(words, "cafe asthma review clinic b");
+        // Text that is not well-formed keeps its words.
+        assert_eq!(strip_tags("<p>fish & chips</p>"), " fish & chips ");
+    }
 }
