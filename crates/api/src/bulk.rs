@@ -152,7 +152,15 @@ fn kick_off(st: &AppState, call: &Call, level: Level) -> Res {
     // audited as the search it is, with the patients it returned.
     let event = gp_store::audit::Event::new(gp_store::audit::Kind::Export).query(query);
     st.store.audit(&call.ctx, event);
-    let job = exports.start(st.store.clone(), call.ctx.clone(), request);
+    let job = exports
+        .start(st.store.clone(), call.ctx.clone(), request)
+        .map_err(|e| {
+            ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                IssueType::Exception,
+                format!("the export could not be recorded: {e:#}"),
+            )
+        })?;
     let mut headers = HeaderMap::new();
     let status_url = format!("{}/$export-poll-status/{}", call.base, job.id);
     if let Ok(v) = HeaderValue::from_str(&status_url) {
@@ -169,7 +177,7 @@ fn job_param(call: &Call) -> Result<String, ApiError> {
 
 fn no_job() -> ApiError {
     ApiError::not_found(
-        "there is no such export job (it finished and was deleted, was cancelled, or the server restarted)",
+        "there is no such export job (it was cancelled or deleted, or its files expired)",
     )
 }
 
@@ -193,7 +201,7 @@ async fn poll(State(st): State<AppState>, call: Call) -> Res {
             h.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
             Ok((StatusCode::ACCEPTED, h).into_response())
         }
-        Status::Done { outputs } => {
+        Status::Done { outputs, expires } => {
             let output: Vec<_> = outputs
                 .iter()
                 .map(|o| {
@@ -216,9 +224,13 @@ async fn poll(State(st): State<AppState>, call: Call) -> Res {
                 header::CONTENT_TYPE,
                 HeaderValue::from_static("application/json"),
             );
+            // When the files stop being available (export.html#response---complete-status).
+            if let Ok(v) = HeaderValue::from_str(&expires.to_http_date()) {
+                h.insert(header::EXPIRES, v);
+            }
             Ok((StatusCode::OK, h, manifest.to_string()).into_response())
         }
-        Status::Failed(why) => Err(ApiError::new(
+        Status::Failed { why, .. } => Err(ApiError::new(
             StatusCode::INTERNAL_SERVER_ERROR,
             IssueType::Exception,
             format!("the export failed: {why}"),
@@ -243,26 +255,77 @@ async fn file(State(st): State<AppState>, call: Call) -> Res {
     let path = exports
         .file(&job_param(&call)?, &name, &call.ctx)
         .ok_or_else(|| ApiError::not_found(format!("there is no export file '{name}'")))?;
-    let bytes = tokio::task::spawn_blocking(move || std::fs::read(&path))
-        .await
-        .map_err(|e| {
-            ApiError::new(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                IssueType::Exception,
-                e.to_string(),
-            )
-        })?
-        .map_err(|e| {
-            ApiError::new(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                IssueType::Exception,
-                format!("reading the export file: {e}"),
-            )
-        })?;
+    // Streamed from disk: a file may be far larger than memory.
+    let file = std::fs::File::open(&path).map_err(|e| {
+        ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            IssueType::Exception,
+            format!("reading the export file: {e}"),
+        )
+    })?;
     let mut h = HeaderMap::new();
     h.insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static("application/fhir+ndjson"),
     );
-    Ok((StatusCode::OK, h, bytes).into_response())
+    if let Ok(meta) = file.metadata()
+        && let Ok(v) = HeaderValue::from_str(&meta.len().to_string())
+    {
+        h.insert(header::CONTENT_LENGTH, v);
+    }
+    Ok((
+        StatusCode::OK,
+        h,
+        axum::body::Body::new(FileBody::read(file)),
+    )
+        .into_response())
+}
+
+/// A file sent in chunks as a blocking task reads them, a few chunks ahead
+/// of the client at most.
+struct FileBody {
+    chunks: tokio::sync::mpsc::Receiver<std::io::Result<bytes::Bytes>>,
+}
+
+impl FileBody {
+    const CHUNK: usize = 64 * 1024;
+
+    fn read(mut file: std::fs::File) -> FileBody {
+        use std::io::Read;
+        let (tx, chunks) = tokio::sync::mpsc::channel(4);
+        tokio::task::spawn_blocking(move || {
+            loop {
+                let mut buf = vec![0; Self::CHUNK];
+                let chunk = match file.read(&mut buf) {
+                    Ok(0) => return,
+                    Ok(n) => {
+                        buf.truncate(n);
+                        Ok(bytes::Bytes::from(buf))
+                    }
+                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                    Err(e) => Err(e),
+                };
+                let failed = chunk.is_err();
+                // A client gone away drops the receiver: stop reading.
+                if tx.blocking_send(chunk).is_err() || failed {
+                    return;
+                }
+            }
+        });
+        FileBody { chunks }
+    }
+}
+
+impl http_body::Body for FileBody {
+    type Data = bytes::Bytes;
+    type Error = std::io::Error;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<bytes::Bytes>, std::io::Error>>> {
+        self.chunks
+            .poll_recv(cx)
+            .map(|c| c.map(|r| r.map(http_body::Frame::data)))
+    }
 }

@@ -113,9 +113,18 @@ impl AppState {
         self
     }
 
-    /// Runs Bulk Data exports, their files under `dir` (emptied now).
-    pub fn with_exports(mut self, dir: &std::path::Path) -> anyhow::Result<Self> {
-        self.exports = Some(Arc::new(gp_migrate::bulk::Exports::new(dir)?));
+    /// Runs Bulk Data exports, their jobs and files under `dir` (the jobs
+    /// found there taken up again), each kept `retention` after it ends.
+    /// Call within the server's runtime: expired jobs are deleted in the
+    /// background.
+    pub fn with_exports(
+        mut self,
+        dir: &std::path::Path,
+        retention: std::time::Duration,
+    ) -> anyhow::Result<Self> {
+        let exports = Arc::new(gp_migrate::bulk::Exports::open(dir, retention)?);
+        exports.expire_in_background();
+        self.exports = Some(exports);
         Ok(self)
     }
 
@@ -188,6 +197,7 @@ pub async fn serve(
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     use axum::serve::ListenerExt;
+    let exports = state.exports.clone();
     // The client's address goes into the audit trail (`auth::client_address`).
     let service = app(state, more).into_make_service_with_connect_info::<std::net::SocketAddr>();
     match tls {
@@ -206,6 +216,11 @@ pub async fn serve(
             .with_graceful_shutdown(shutdown)
             .await?
         }
+    }
+    // Bulk exports still running are stopped, recorded as running, and
+    // reported failed by the next start.
+    if let Some(exports) = exports {
+        exports.shutdown().await;
     }
     Ok(())
 }

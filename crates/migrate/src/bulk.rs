@@ -1,22 +1,36 @@
 //! FHIR Bulk Data export (the Bulk Data Access IG's `$export`): jobs run in
-//! the background, each writing one NDJSON file per resource type of the
-//! practice's current resources, for the HTTP layer to report and serve.
+//! the background, each streaming one NDJSON file per resource type of the
+//! practice's current resources to disk, for the HTTP layer to report and
+//! serve.
 //!
-//! Jobs live in memory and their files under one folder; a restart ends
-//! them (the folder is emptied at start) and clients kick off again, which
-//! the IG allows (a poll of an unknown job answers 404).
+//! Each job is a folder under the server's `bulk-export` folder: its files
+//! and `job.json`, the job's state (who asked, the request, running, done
+//! with its outputs, or failed with the reason), written atomically at
+//! kick-off and when the job ends. So a finished job outlives a restart and
+//! its files are still served to whoever asked; a job the server stopped
+//! (or crashed) in the middle of is found at the next start and reported
+//! failed with the reason, never lost. Finished jobs and their files are
+//! deleted by `DELETE` or once the retention period has passed.
 
 use std::collections::{HashMap, HashSet};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, Weak};
+use std::time::Duration;
 
 use anyhow::{Context, Result};
 use gp_fhir::search::index::IndexValue;
 use gp_fhir::search::{self, Criterion, SearchQuery};
 use gp_fhir::{Id, Instant, ResourceType};
 use gp_store::{Ctx, Store};
+use serde::{Deserialize, Serialize};
+
+/// How long a finished job's files are kept unless configured otherwise.
+pub const DEFAULT_RETENTION: Duration = Duration::from_secs(24 * 60 * 60);
+
+/// The name of a job's state file in its folder.
+const JOB_FILE: &str = "job.json";
 
 /// What an export covers (export.html#endpoint).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -60,10 +74,15 @@ pub enum Status {
         types_done: usize,
         types: usize,
     },
+    /// Finished at `at`; its files are kept until `expires`.
     Done {
         outputs: Vec<Output>,
+        expires: Instant,
     },
-    Failed(String),
+    Failed {
+        why: String,
+        expires: Instant,
+    },
 }
 
 /// One export job.
@@ -75,7 +94,11 @@ pub struct Job {
     pub request: ExportRequest,
     pub transaction_time: Instant,
     status: Mutex<Status>,
+    /// `DELETE`d: stop, and remove the files.
     cancelled: AtomicBool,
+    /// The server is stopping: stop, leaving `job.json` as it was (running),
+    /// for the next start to report.
+    interrupted: AtomicBool,
     resources: AtomicU64,
 }
 
@@ -92,7 +115,10 @@ impl Job {
                 },
                 other => other.clone(),
             },
-            Err(_) => Status::Failed("the job's state was lost".into()),
+            Err(_) => Status::Failed {
+                why: "the job's state was lost".into(),
+                expires: Instant::now(),
+            },
         }
     }
 
@@ -101,29 +127,273 @@ impl Job {
             *g = s;
         }
     }
+
+    fn halted(&self) -> bool {
+        self.cancelled.load(Ordering::Relaxed) || self.interrupted.load(Ordering::Relaxed)
+    }
+
+    fn expires(&self) -> Option<Instant> {
+        match self.status() {
+            Status::Running { .. } => None,
+            Status::Done { expires, .. } | Status::Failed { expires, .. } => Some(expires),
+        }
+    }
+}
+
+/// `job.json`: a job as stored beside its files.
+#[derive(Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct JobFile {
+    id: String,
+    practice: i64,
+    owner: String,
+    /// `system`, `patient` or `group`.
+    level: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    group: Option<String>,
+    types: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    since: Option<String>,
+    type_filters: Vec<(String, Vec<(String, String)>)>,
+    url: String,
+    transaction_time: String,
+    /// `running`, `done` or `failed`.
+    state: String,
+    #[serde(default)]
+    outputs: Vec<OutputFile>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    error: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    expires: Option<String>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct OutputFile {
+    #[serde(rename = "type")]
+    ty: String,
+    file: String,
+    count: u64,
+}
+
+impl JobFile {
+    fn of(job: &Job) -> JobFile {
+        let r = &job.request;
+        let (level, group) = match &r.level {
+            Level::System => ("system", None),
+            Level::Patient => ("patient", None),
+            Level::Group(id) => ("group", Some(id.clone())),
+        };
+        let (state, outputs, error, expires) = match job.status() {
+            Status::Running { .. } => ("running", Vec::new(), None, None),
+            Status::Done { outputs, expires } => ("done", outputs, None, Some(expires)),
+            Status::Failed { why, expires } => ("failed", Vec::new(), Some(why), Some(expires)),
+        };
+        JobFile {
+            id: job.id.clone(),
+            practice: job.practice,
+            owner: job.owner.clone(),
+            level: level.into(),
+            group,
+            types: r.types.iter().map(|t| t.as_str().to_owned()).collect(),
+            since: r.since.map(Instant::to_fhir),
+            type_filters: r
+                .type_filters
+                .iter()
+                .map(|(t, q)| (t.as_str().to_owned(), q.clone()))
+                .collect(),
+            url: r.url.clone(),
+            transaction_time: job.transaction_time.to_fhir(),
+            state: state.into(),
+            outputs: outputs
+                .into_iter()
+                .map(|o| OutputFile {
+                    ty: o.ty.as_str().to_owned(),
+                    file: o.file,
+                    count: o.count,
+                })
+                .collect(),
+            error,
+            expires: expires.map(Instant::to_fhir),
+        }
+    }
+
+    /// The job this file describes; a job that was running when the server
+    /// stopped is failed now, kept for `retention`.
+    fn job(self, retention: Duration) -> Result<Job> {
+        let ty = |t: &str| ResourceType::parse(t).with_context(|| format!("type '{t}'"));
+        let instant = |s: &str| {
+            gp_fhir::DateRange::parse(s)
+                .map(|r| r.low)
+                .with_context(|| format!("instant '{s}'"))
+        };
+        let level = match (self.level.as_str(), self.group) {
+            ("system", _) => Level::System,
+            ("patient", _) => Level::Patient,
+            ("group", Some(id)) => Level::Group(id),
+            (other, _) => anyhow::bail!("level '{other}'"),
+        };
+        let request = ExportRequest {
+            level,
+            types: self.types.iter().map(|t| ty(t)).collect::<Result<_>>()?,
+            since: self.since.as_deref().map(instant).transpose()?,
+            type_filters: self
+                .type_filters
+                .into_iter()
+                .map(|(t, q)| Ok((ty(&t)?, q)))
+                .collect::<Result<_>>()?,
+            url: self.url,
+        };
+        let transaction_time = instant(&self.transaction_time)?;
+        let expires = match self.expires.as_deref() {
+            Some(e) => instant(e)?,
+            None => later(Instant::now(), retention),
+        };
+        let status = match self.state.as_str() {
+            "done" => Status::Done {
+                outputs: self
+                    .outputs
+                    .into_iter()
+                    .map(|o| {
+                        Ok(Output {
+                            ty: ty(&o.ty)?,
+                            file: o.file,
+                            count: o.count,
+                        })
+                    })
+                    .collect::<Result<_>>()?,
+                expires,
+            },
+            "failed" => Status::Failed {
+                why: self.error.unwrap_or_default(),
+                expires,
+            },
+            "running" => Status::Failed {
+                why: format!(
+                    "the server stopped while this export was running (it was kicked off at {}); kick it off again",
+                    transaction_time.to_fhir()
+                ),
+                expires,
+            },
+            other => anyhow::bail!("state '{other}'"),
+        };
+        Ok(Job {
+            id: self.id,
+            practice: self.practice,
+            owner: self.owner,
+            request,
+            transaction_time,
+            status: Mutex::new(status),
+            cancelled: AtomicBool::new(false),
+            interrupted: AtomicBool::new(false),
+            resources: AtomicU64::new(0),
+        })
+    }
+}
+
+/// `at` plus `d`.
+fn later(at: Instant, d: Duration) -> Instant {
+    Instant::from_millis(
+        at.millis()
+            .saturating_add(i64::try_from(d.as_millis()).unwrap_or(i64::MAX)),
+    )
+}
+
+/// Writes `bytes` to `path` durably: a temporary file, synced, renamed.
+fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    let tmp = path.with_extension("tmp");
+    let mut f =
+        std::fs::File::create(&tmp).with_context(|| format!("writing {}", tmp.display()))?;
+    f.write_all(bytes)?;
+    f.sync_all()?;
+    std::fs::rename(&tmp, path).with_context(|| format!("renaming to {}", path.display()))?;
+    if let Some(dir) = path.parent()
+        && let Ok(d) = std::fs::File::open(dir)
+    {
+        let _ = d.sync_all();
+    }
+    Ok(())
 }
 
 /// The export jobs of a server.
 pub struct Exports {
     dir: PathBuf,
+    retention: Duration,
     jobs: Mutex<HashMap<String, Arc<Job>>>,
+    /// The tasks of running jobs, waited for at shutdown.
+    tasks: Mutex<Vec<tokio::task::JoinHandle<()>>>,
 }
 
 impl Exports {
-    /// Jobs writing under `dir`, emptied now (jobs do not outlive a server).
-    pub fn new(dir: &Path) -> Result<Self> {
-        if dir.exists() {
-            std::fs::remove_dir_all(dir).with_context(|| format!("clearing {}", dir.display()))?;
-        }
+    /// Jobs under `dir`, each kept `retention` after it finished. The jobs
+    /// found there are taken up again: finished ones served as they were,
+    /// one that was running failed with the reason; expired ones and
+    /// anything unreadable are deleted.
+    pub fn open(dir: &Path, retention: Duration) -> Result<Self> {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-        Ok(Exports {
+        let mut jobs = HashMap::new();
+        for entry in std::fs::read_dir(dir).with_context(|| format!("reading {}", dir.display()))? {
+            let path = entry?.path();
+            match load(&path, retention) {
+                Ok(job) => {
+                    jobs.insert(job.id.clone(), Arc::new(job));
+                }
+                Err(e) => {
+                    tracing::warn!(path = %path.display(), error = %format!("{e:#}"), "deleting an unreadable bulk export job");
+                    remove(&path);
+                }
+            }
+        }
+        let exports = Exports {
             dir: dir.to_owned(),
-            jobs: Mutex::default(),
-        })
+            retention,
+            jobs: Mutex::new(jobs),
+            tasks: Mutex::default(),
+        };
+        exports.sweep();
+        Ok(exports)
     }
 
-    /// Starts a job in the background and returns it.
-    pub fn start(&self, store: Store, ctx: Ctx, request: ExportRequest) -> Arc<Job> {
+    /// Deletes finished jobs whose retention has passed, now and then
+    /// every so often while the server runs (on the current runtime).
+    pub fn expire_in_background(self: &Arc<Self>) {
+        let every = (self.retention / 2).clamp(Duration::from_millis(100), Duration::from_secs(60));
+        let exports: Weak<Exports> = Arc::downgrade(self);
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(every).await;
+                let Some(e) = exports.upgrade() else { return };
+                e.sweep();
+            }
+        });
+    }
+
+    /// Deletes the jobs (and files) whose retention has passed.
+    pub fn sweep(&self) {
+        let now = Instant::now();
+        let expired: Vec<String> = match self.jobs.lock() {
+            Ok(mut jobs) => {
+                let ids: Vec<String> = jobs
+                    .values()
+                    .filter(|j| j.expires().is_some_and(|e| e <= now))
+                    .map(|j| j.id.clone())
+                    .collect();
+                for id in &ids {
+                    jobs.remove(id);
+                }
+                ids
+            }
+            Err(_) => Vec::new(),
+        };
+        for id in expired {
+            tracing::info!(job = %id, "bulk export expired; its files are deleted");
+            remove(&self.dir.join(&id));
+        }
+    }
+
+    /// Records a job (its folder and `job.json`, before the kick-off is
+    /// answered) and starts it in the background.
+    pub fn start(&self, store: Store, ctx: Ctx, request: ExportRequest) -> Result<Arc<Job>> {
+        self.sweep();
         let id = uuid::Uuid::new_v4().simple().to_string();
         let job = Arc::new(Job {
             id: id.clone(),
@@ -137,31 +407,76 @@ impl Exports {
                 types: 0,
             }),
             cancelled: AtomicBool::new(false),
+            interrupted: AtomicBool::new(false),
             resources: AtomicU64::new(0),
         });
+        let dir = self.dir.join(&job.id);
+        std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+        if let Err(e) = save(&dir, &job) {
+            remove(&dir);
+            return Err(e);
+        }
         if let Ok(mut jobs) = self.jobs.lock() {
             jobs.insert(id, job.clone());
         }
-        let (dir, j) = (self.dir.join(&job.id), job.clone());
-        tokio::spawn(async move {
+        let (j, retention) = (job.clone(), self.retention);
+        let task = tokio::spawn(async move {
             let out = run(&store, &ctx, &j, &dir).await;
             if j.cancelled.load(Ordering::Relaxed) {
-                let _ = std::fs::remove_dir_all(&dir);
+                remove(&dir);
                 return;
             }
+            if j.interrupted.load(Ordering::Relaxed) {
+                // job.json still says running: the next start reports it.
+                return;
+            }
+            let expires = later(Instant::now(), retention);
             match out {
-                Ok(outputs) => j.set(Status::Done { outputs }),
+                Ok(outputs) => j.set(Status::Done { outputs, expires }),
                 Err(e) => {
                     tracing::warn!(job = %j.id, error = %format!("{e:#}"), "bulk export failed");
-                    j.set(Status::Failed(format!("{e:#}")));
+                    j.set(Status::Failed {
+                        why: format!("{e:#}"),
+                        expires,
+                    });
                 }
             }
+            if let Err(e) = save(&dir, &j) {
+                tracing::warn!(job = %j.id, error = %format!("{e:#}"), "recording the end of a bulk export");
+                j.set(Status::Failed {
+                    why: format!("recording the end of the export: {e:#}"),
+                    expires,
+                });
+            }
         });
-        job
+        if let Ok(mut tasks) = self.tasks.lock() {
+            tasks.retain(|t| !t.is_finished());
+            tasks.push(task);
+        }
+        Ok(job)
+    }
+
+    /// Stops the running jobs (leaving them recorded as running, for the
+    /// next start to report as failed) and waits for them.
+    pub async fn shutdown(&self) {
+        if let Ok(jobs) = self.jobs.lock() {
+            for j in jobs.values() {
+                j.interrupted.store(true, Ordering::Relaxed);
+            }
+        }
+        let tasks = self
+            .tasks
+            .lock()
+            .map(|mut t| std::mem::take(&mut *t))
+            .unwrap_or_default();
+        for t in tasks {
+            let _ = t.await;
+        }
     }
 
     /// The job, if it exists and belongs to this practice and user.
     pub fn get(&self, id: &str, ctx: &Ctx) -> Option<Arc<Job>> {
+        self.sweep();
         let jobs = self.jobs.lock().ok()?;
         jobs.get(id)
             .filter(|j| j.practice == ctx.practice.key && j.owner == ctx.actor.id())
@@ -177,20 +492,58 @@ impl Exports {
         if let Ok(mut jobs) = self.jobs.lock() {
             jobs.remove(id);
         }
-        let _ = std::fs::remove_dir_all(self.dir.join(id));
+        remove(&self.dir.join(id));
         true
     }
 
     /// The path of a finished job's file, for its owner.
     pub fn file(&self, id: &str, name: &str, ctx: &Ctx) -> Option<PathBuf> {
         let job = self.get(id, ctx)?;
-        let Status::Done { outputs } = job.status() else {
+        let Status::Done { outputs, .. } = job.status() else {
             return None;
         };
         outputs
             .iter()
             .find(|o| o.file == name)
             .map(|o| self.dir.join(id).join(&o.file))
+    }
+}
+
+/// Reads a job's folder.
+fn load(dir: &Path, retention: Duration) -> Result<Job> {
+    let bytes = std::fs::read(dir.join(JOB_FILE))
+        .with_context(|| format!("reading {}", dir.join(JOB_FILE).display()))?;
+    let file: JobFile = serde_json::from_slice(&bytes)?;
+    let was_running = file.state == "running";
+    let job = file.job(retention)?;
+    if Some(job.id.as_str()) != dir.file_name().and_then(|n| n.to_str()) {
+        anyhow::bail!("the job's id is not its folder's name");
+    }
+    if let Status::Done { outputs, .. } = job.status()
+        && let Some(o) = outputs.iter().find(|o| !dir.join(&o.file).is_file())
+    {
+        anyhow::bail!("its file {} is missing", o.file);
+    }
+    if was_running {
+        // Failed now, for good: recorded so that the reason stays.
+        tracing::warn!(job = %job.id, "a bulk export was interrupted by the server stopping; it is reported failed");
+        save(dir, &job)?;
+    }
+    Ok(job)
+}
+
+fn save(dir: &Path, job: &Job) -> Result<()> {
+    write_atomic(
+        &dir.join(JOB_FILE),
+        &serde_json::to_vec_pretty(&JobFile::of(job))?,
+    )
+}
+
+fn remove(path: &Path) {
+    if let Err(e) = std::fs::remove_dir_all(path)
+        && e.kind() != std::io::ErrorKind::NotFound
+    {
+        tracing::warn!(path = %path.display(), error = %e, "deleting a bulk export");
     }
 }
 
@@ -251,7 +604,6 @@ fn patients_of(ty: ResourceType, id: &str, body: &[u8], params: &[&str]) -> Vec<
 }
 
 async fn run(store: &Store, ctx: &Ctx, job: &Job, dir: &Path) -> Result<Vec<Output>> {
-    std::fs::create_dir_all(dir)?;
     let req = &job.request;
     let types = types_for(req);
     let members = compartment_members().unwrap_or_default();
@@ -300,6 +652,9 @@ async fn run(store: &Store, ctx: &Ctx, job: &Job, dir: &Path) -> Result<Vec<Outp
         let file = format!("{ty}.ndjson");
         let mut out: Option<std::io::BufWriter<std::fs::File>> = None;
         let mut count = 0u64;
+        // Several filters may match one resource: written once (the ids
+        // are kept only then).
+        let several = queries.len() > 1;
         let mut written: HashSet<String> = HashSet::new();
         let params = members.get(ty).cloned().unwrap_or_default();
         for filter in queries {
@@ -312,7 +667,7 @@ async fn run(store: &Store, ctx: &Ctx, job: &Job, dir: &Path) -> Result<Vec<Outp
                 .map_err(|o| anyhow::anyhow!("_typeFilter for {ty}: {}", o.to_json()))?;
             let mut after: Option<(ResourceType, String)> = None;
             loop {
-                if job.cancelled.load(Ordering::Relaxed) {
+                if job.halted() {
                     return Ok(Vec::new());
                 }
                 let mut q = base.clone();
@@ -333,7 +688,7 @@ async fn run(store: &Store, ctx: &Ctx, job: &Job, dir: &Path) -> Result<Vec<Outp
                     {
                         continue;
                     }
-                    if !written.insert(v.id.clone()) {
+                    if several && !written.insert(v.id.clone()) {
                         continue;
                     }
                     let w = match &mut out {
@@ -352,8 +707,9 @@ async fn run(store: &Store, ctx: &Ctx, job: &Job, dir: &Path) -> Result<Vec<Outp
                 }
             }
         }
-        if let Some(mut w) = out {
-            w.flush()?;
+        if let Some(w) = out {
+            // On disk before the job is recorded as done.
+            w.into_inner().map_err(|e| e.into_error())?.sync_all()?;
             outputs.push(Output {
                 ty: *ty,
                 file,

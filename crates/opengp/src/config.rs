@@ -22,6 +22,8 @@ pub struct FileConfig {
     pub tls_cert: Option<PathBuf>,
     pub tls_key: Option<PathBuf>,
     pub sign_in_limit: Option<u32>,
+    /// Seconds a finished Bulk Data export's files are kept.
+    pub export_retention: Option<u64>,
     /// Reverse proxies trusted to say the client's address
     /// (`X-Forwarded-For`): addresses or networks.
     pub trusted_proxies: Option<Vec<String>>,
@@ -77,6 +79,9 @@ pub struct ServerConfig {
     pub oidc: Option<gp_api::oidc::OidcConfig>,
     /// Reverse proxies whose `X-Forwarded-For` names the client.
     pub trusted_proxies: Vec<ipnet::IpNet>,
+    /// How long a finished Bulk Data export's files are kept (they are
+    /// under `data/bulk-export`).
+    pub export_retention: std::time::Duration,
 }
 
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";

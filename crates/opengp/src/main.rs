@@ -307,6 +307,10 @@ struct ServeArgs {
     /// Sign-in attempts allowed per client address and minute (0: no limit).
     #[arg(long, env = "OPENGP_SIGN_IN_LIMIT")]
     sign_in_limit: Option<u32>,
+    /// Seconds a finished Bulk Data export's files are kept before they are
+    /// deleted (default a day).
+    #[arg(long, env = "OPENGP_EXPORT_RETENTION")]
+    export_retention: Option<u64>,
     /// A reverse proxy (address or network, such as 10.0.0.0/8) whose
     /// X-Forwarded-For header names the client, for the audit trail and
     /// the rate limits; repeat for several, or separate with commas.
@@ -598,6 +602,7 @@ fn store_config(args: StoreArgs, file: &FileConfig) -> Result<ServerConfig> {
             tls_cert: None,
             tls_key: None,
             sign_in_limit: None,
+            export_retention: None,
             trusted_proxies: Vec::new(),
             oidc: OidcArgs::default(),
         },
@@ -663,6 +668,10 @@ fn resolve(args: ServeArgs, file: &FileConfig, default_data: &str) -> Result<Ser
         limits,
         oidc,
         trusted_proxies,
+        export_retention: args.export_retention.or(file.export_retention).map_or(
+            gp_migrate::bulk::DEFAULT_RETENTION,
+            std::time::Duration::from_secs,
+        ),
     })
 }
 
@@ -926,6 +935,7 @@ async fn bench(args: BenchArgs) -> Result<()> {
         limits: gp_api::limit::LimitConfig::none(),
         oidc: None,
         trusted_proxies: Vec::new(),
+        export_retention: gp_migrate::bulk::DEFAULT_RETENTION,
     };
     if args.scenario == "terminology" {
         let release = args.release.clone();

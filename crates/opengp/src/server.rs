@@ -66,8 +66,8 @@ impl Server {
             https: tls.is_some(),
             trusted_proxies: cfg.trusted_proxies.clone(),
         };
-        let mut state =
-            AppState::new(store.clone(), api).with_exports(&cfg.data.join("bulk-export"))?;
+        let mut state = AppState::new(store.clone(), api)
+            .with_exports(&cfg.data.join("bulk-export"), cfg.export_retention)?;
         if let Some(oidc) = &cfg.oidc {
             let provider = gp_api::oidc::Oidc::discover(oidc.clone())
                 .await
@@ -187,6 +187,7 @@ pub async fn spawn_for_test_with(
         limits: gp_api::limit::LimitConfig::default(),
         oidc: None,
         trusted_proxies: Vec::new(),
+        export_retention: gp_migrate::bulk::DEFAULT_RETENTION,
     };
     let server = match backend {
         Some(b) => Server::bind_with(&cfg, b).await?,

@@ -1,39 +1,37 @@
 //! FHIR Bulk Data export (Bulk Data Access IG, export.html) through the
 //! API on both backends: kick-off, polling, the manifest, the NDJSON files,
 //! the three levels, `_type`, `_since`, `_typeFilter`, cancelling, and
-//! errors.
+//! errors; jobs and their files surviving a restart, and expiring.
 
 use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use crate::support::{App, assert_outcome};
+use crate::support::{App, assert_outcome, authorised_client};
 
-crate::on_both_backends!(bulk_export);
+crate::on_both_backends!(bulk_export, bulk_export_survives_a_restart);
 
 /// Kicks off an export; returns the status URL.
-async fn kick_off(app: &App, path: &str) -> String {
-    let res = app
-        .client
-        .get(app.url(path))
+async fn kick_off(client: &reqwest::Client, url: &str) -> String {
+    let res = client
+        .get(url)
         .header("prefer", "respond-async")
         .header("accept", "application/fhir+json")
         .send()
         .await
         .unwrap_or_else(|e| panic!("{e}"));
-    assert_eq!(res.status(), 202, "{path}");
+    assert_eq!(res.status(), 202, "{url}");
     res.headers()
         .get("content-location")
         .and_then(|v| v.to_str().ok())
-        .unwrap_or_else(|| panic!("no Content-Location for {path}"))
+        .unwrap_or_else(|| panic!("no Content-Location for {url}"))
         .to_owned()
 }
 
 /// Polls until the export completes; returns the manifest.
-async fn finished(app: &App, status: &str) -> Value {
+async fn finished(client: &reqwest::Client, status: &str) -> Value {
     for _ in 0..200 {
-        let res = app
-            .client
+        let res = client
             .get(status)
             .send()
             .await
@@ -48,12 +46,11 @@ async fn finished(app: &App, status: &str) -> Value {
 }
 
 /// `type -> ids` of every file in a manifest, downloaded.
-async fn contents(app: &App, manifest: &Value) -> Vec<(String, Vec<String>)> {
+async fn contents(client: &reqwest::Client, manifest: &Value) -> Vec<(String, Vec<String>)> {
     let mut out = Vec::new();
     for o in manifest["output"].as_array().into_iter().flatten() {
         let url = o["url"].as_str().unwrap_or_default();
-        let res = app
-            .client
+        let res = client
             .get(url)
             .send()
             .await
@@ -125,8 +122,12 @@ async fn bulk_export(app: App) {
     }
 
     // The whole practice, some types.
-    let status = kick_off(&app, "$export?_type=Patient,Observation,Practitioner").await;
-    let m = finished(&app, &status).await;
+    let status = kick_off(
+        &app.client,
+        &app.url("$export?_type=Patient,Observation,Practitioner"),
+    )
+    .await;
+    let m = finished(&app.client, &status).await;
     assert!(
         m["transactionTime"].is_string()
             && m["request"].as_str().is_some_and(|r| r.contains("$export")),
@@ -134,7 +135,7 @@ async fn bulk_export(app: App) {
     );
     assert_eq!(m["requiresAccessToken"], true);
     assert_eq!(
-        contents(&app, &m).await,
+        contents(&app.client, &m).await,
         v(&[
             ("Observation", &["o1", "o2"]),
             ("Patient", &["p1", "p2"]),
@@ -143,9 +144,13 @@ async fn bulk_export(app: App) {
     );
     // Every patient's compartment (compartmentdefinition-patient.html): no
     // Practitioner; the Group is in it through `member`.
-    let m = finished(&app, &kick_off(&app, "Patient/$export").await).await;
+    let m = finished(
+        &app.client,
+        &kick_off(&app.client, &app.url("Patient/$export")).await,
+    )
+    .await;
     assert_eq!(
-        contents(&app, &m).await,
+        contents(&app.client, &m).await,
         v(&[
             ("Group", &["g1"]),
             ("Observation", &["o1", "o2"]),
@@ -153,9 +158,13 @@ async fn bulk_export(app: App) {
         ])
     );
     // One group's patients.
-    let m = finished(&app, &kick_off(&app, "Group/g1/$export").await).await;
+    let m = finished(
+        &app.client,
+        &kick_off(&app.client, &app.url("Group/g1/$export")).await,
+    )
+    .await;
     assert_eq!(
-        contents(&app, &m).await,
+        contents(&app.client, &m).await,
         v(&[
             ("Group", &["g1"]),
             ("Observation", &["o1"]),
@@ -164,25 +173,28 @@ async fn bulk_export(app: App) {
     );
     // _typeFilter and _since.
     let m = finished(
-        &app,
+        &app.client,
         &kick_off(
-            &app,
-            "$export?_type=Observation&_typeFilter=Observation%3Fcode%3D27113001",
+            &app.client,
+            &app.url("$export?_type=Observation&_typeFilter=Observation%3Fcode%3D27113001"),
         )
         .await,
     )
     .await;
-    assert_eq!(contents(&app, &m).await, v(&[("Observation", &["o2"])]));
+    assert_eq!(
+        contents(&app.client, &m).await,
+        v(&[("Observation", &["o2"])])
+    );
     let m = finished(
-        &app,
-        &kick_off(&app, "$export?_since=2999-01-01T00:00:00Z").await,
+        &app.client,
+        &kick_off(&app.client, &app.url("$export?_since=2999-01-01T00:00:00Z")).await,
     )
     .await;
     assert_eq!(m["output"], json!([]), "{m}");
 
     // Cancelled (here: after finishing), the job and its files are gone.
-    let status = kick_off(&app, "$export?_type=Patient").await;
-    let m = finished(&app, &status).await;
+    let status = kick_off(&app.client, &app.url("$export?_type=Patient")).await;
+    let m = finished(&app.client, &status).await;
     let file = m["output"][0]["url"]
         .as_str()
         .unwrap_or_default()
@@ -241,4 +253,175 @@ async fn bulk_export(app: App) {
         .unwrap_or_else(|e| panic!("{e}"));
     assert_outcome(res, 404, "not-found").await;
     app.stop().await;
+}
+
+/// The job's folder under the server's data directory.
+fn job_dir(data: &std::path::Path, status: &str) -> std::path::PathBuf {
+    data.join("bulk-export")
+        .join(status.rsplit('/').next().unwrap_or_default())
+}
+
+async fn get(client: &reqwest::Client, url: &str) -> reqwest::Response {
+    client
+        .get(url)
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("GET {url}: {e}"))
+}
+
+/// A finished export's manifest and files are served after a restart, to
+/// whoever asked and nobody else; an export the server stopped in the
+/// middle of is reported failed with the reason; DELETE removes a job's
+/// files from disk.
+async fn bulk_export_survives_a_restart(app: App) {
+    for (path, body) in [
+        (
+            "Patient/p1",
+            json!({ "resourceType": "Patient", "id": "p1", "name": [{ "family": "One" }] }),
+        ),
+        (
+            "Observation/o1",
+            json!({ "resourceType": "Observation", "id": "o1", "status": "final",
+            "code": { "text": "pulse" }, "subject": { "reference": "Patient/p1" } }),
+        ),
+    ] {
+        let res = app.put(path, &body).await;
+        assert!(res.status().is_success(), "{path}: {}", res.status());
+    }
+    let done = kick_off(&app.client, &app.url("$export?_type=Patient,Observation")).await;
+    let manifest = finished(&app.client, &done).await;
+    let files = contents(&app.client, &manifest).await;
+    assert_eq!(files, v(&[("Observation", &["o1"]), ("Patient", &["p1"])]));
+    // Enough of a practice that a whole-practice export (every type, page
+    // by page) is still running when the server is stopped just after.
+    let entries: Vec<Value> = (0..1500)
+        .map(|n| {
+            json!({ "resource": { "resourceType": "Patient", "id": format!("many{n}"),
+                    "name": [{ "family": format!("Many{n}") }] },
+                    "request": { "method": "PUT", "url": format!("Patient/many{n}") } })
+        })
+        .collect();
+    let res = app
+        .post(
+            "",
+            &json!({ "resourceType": "Bundle", "type": "batch", "entry": entries }),
+        )
+        .await;
+    assert_eq!(res.status(), 200);
+    let running = kick_off(&app.client, &app.url("$export")).await;
+    assert!(job_dir(app.data_dir(), &running).join("job.json").is_file());
+
+    let before = app.server.addr.to_string();
+    let app = app.restart().await;
+    // The new server listens on another port: the same URLs there.
+    let after = app.server.addr.to_string();
+    let moved = |url: &str| url.replace(&before, &after);
+    let (done, running) = (moved(&done), moved(&running));
+    // (The kick-off request is echoed as it was made.)
+    let mut manifest_there: Value =
+        serde_json::from_str(&moved(&manifest.to_string())).unwrap_or_else(|e| panic!("{e}"));
+    manifest_there["request"] = manifest["request"].clone();
+    let manifest = manifest_there;
+
+    // The finished job, as it was.
+    let res = get(&app.client, &done).await;
+    assert_eq!(res.status(), 200);
+    assert!(res.headers().contains_key("expires"), "{:?}", res.headers());
+    let again: Value = res.json().await.unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(again, manifest);
+    assert_eq!(contents(&app.client, &again).await, files);
+    // The interrupted one: failed, saying why, never silently gone.
+    let res = get(&app.client, &running).await;
+    let outcome = assert_outcome(res, 500, "exception").await;
+    assert!(
+        outcome
+            .to_string()
+            .contains("the server stopped while this export was running"),
+        "{outcome}"
+    );
+    // Another account of the same practice sees neither job nor file.
+    let other = authorised_client(&app.server.token);
+    let file = manifest["output"][0]["url"].as_str().unwrap_or_default();
+    for url in [done.as_str(), running.as_str(), file] {
+        assert_outcome(get(&other, url).await, 404, "not-found").await;
+    }
+    // DELETE: the jobs and their files are gone, from the API and the disk.
+    for status in [&done, &running] {
+        let dir = job_dir(app.data_dir(), status);
+        assert!(dir.is_dir(), "{}", dir.display());
+        let res = app
+            .client
+            .delete(status)
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(res.status(), 202);
+        assert!(!dir.exists(), "{} still exists", dir.display());
+        assert_outcome(get(&app.client, status).await, 404, "not-found").await;
+    }
+    assert_outcome(get(&app.client, file).await, 404, "not-found").await;
+    app.stop().await;
+}
+
+/// A finished export is deleted, files and all, once its retention has
+/// passed (`Expires` says when); unreadable leftovers in the export folder
+/// are cleared at start.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn finished_exports_expire() {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let cfg = opengp::config::ServerConfig {
+        export_retention: Duration::from_secs(2),
+        ..crate::support::server_config(dir.path())
+    };
+    let junk = cfg.data.join("bulk-export").join("leftover");
+    std::fs::create_dir_all(&junk).unwrap_or_else(|e| panic!("{e}"));
+    std::fs::write(junk.join("job.json"), "{not json").unwrap_or_else(|e| panic!("{e}"));
+    let server = opengp::server::Server::bind(&cfg)
+        .await
+        .unwrap_or_else(|e| panic!("{e:#}"));
+    assert!(!junk.exists(), "an unreadable job was left at start");
+    let base = server.base_url();
+    let token = opengp::server::full_access_session(&server.store, &server.practice, "test")
+        .await
+        .unwrap_or_else(|e| panic!("{e:#}"));
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let running = tokio::spawn(server.run(async move {
+        let _ = stopped.await;
+    }));
+    let client = authorised_client(&token);
+    let status = kick_off(&client, &format!("{base}/$export?_type=Patient")).await;
+    let res = loop {
+        let res = get(&client, &status).await;
+        if res.status() != 202 {
+            break res;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert_eq!(res.status(), 200);
+    let expires = res
+        .headers()
+        .get("expires")
+        .and_then(|v| v.to_str().ok())
+        .and_then(gp_fhir::Instant::parse_http_date)
+        .unwrap_or_else(|| panic!("no Expires: {:?}", res.headers()));
+    let now = gp_fhir::Instant::now().millis();
+    assert!(
+        (now..=now + 3_000).contains(&expires.millis()),
+        "Expires {expires:?} is not within the retention"
+    );
+    let job = job_dir(&cfg.data, &status);
+    assert!(job.is_dir());
+    // Deleted by the server in the background, without a request.
+    let mut waited = 0;
+    while job.exists() && waited < 100 {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        waited += 1;
+    }
+    assert!(!job.exists(), "the expired export's files are still there");
+    assert_outcome(get(&client, &status).await, 404, "not-found").await;
+    let _ = stop.send(());
+    running
+        .await
+        .unwrap_or_else(|e| panic!("{e}"))
+        .unwrap_or_else(|e| panic!("{e:#}"));
 }

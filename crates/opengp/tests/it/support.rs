@@ -211,6 +211,37 @@ impl App {
         v["id"].as_str().unwrap_or_default().to_owned()
     }
 
+    /// Stops the server gracefully and starts another on the same data
+    /// directory (and PostgreSQL database). `client` keeps its session (a
+    /// stored one); the new server's `token` is that of another account.
+    pub async fn restart(self) -> App {
+        let App {
+            server,
+            client,
+            _dir,
+            pg,
+            others,
+        } = self;
+        server
+            .stop()
+            .await
+            .unwrap_or_else(|e| panic!("stop: {e:#}"));
+        let backend = pg.as_ref().map(|pg| {
+            let b: Arc<dyn gp_store::Backend> = pg.backend();
+            b
+        });
+        let server = spawn_for_test_with(_dir.path(), TEST_MAX_BODY, backend)
+            .await
+            .unwrap_or_else(|e| panic!("restarting the server: {e:#}"));
+        App {
+            server,
+            client,
+            _dir,
+            pg,
+            others,
+        }
+    }
+
     pub async fn stop(self) {
         self.server
             .stop()
@@ -308,6 +339,7 @@ pub fn server_config(dir: &std::path::Path) -> opengp::config::ServerConfig {
         limits: gp_api::limit::LimitConfig::default(),
         oidc: None,
         trusted_proxies: Vec::new(),
+        export_retention: gp_migrate::bulk::DEFAULT_RETENTION,
     }
 }
 
