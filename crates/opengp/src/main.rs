@@ -975,7 +975,7 @@ async fn bench(args: BenchArgs) -> Result<()> {
         "web" => bench_web(&store, &practice, &site, args.patients, args.queries)
             .await
             .map(|r| (r, true)),
-        "search" => gp_bench::search::run(&gp_bench::search::SearchPlan {
+        "search" => match gp_bench::search::run(&gp_bench::search::SearchPlan {
             base,
             token,
             synthea: args.synthea,
@@ -984,7 +984,21 @@ async fn bench(args: BenchArgs) -> Result<()> {
             queries: args.queries.unwrap_or(200),
         })
         .await
-        .map(|r| (r.to_string(), true)),
+        {
+            Ok(r) => {
+                let disk = store.disk_bytes().await? as f64;
+                Ok((
+                    format!(
+                        "{r}| store on disk (all indexes, audit trail) | {:.0} MB, {:.0} bytes per resource |\n| resident memory after the queries (server and client in one process) | {} MB |",
+                        disk / 1e6,
+                        disk / r.resources.max(1) as f64,
+                        resident_kb() / 1024
+                    ),
+                    true,
+                ))
+            }
+            Err(e) => Err(e),
+        },
         other => Err(anyhow::anyhow!(
             "there is no '{other}' scenario; use crud, search, terminology, web or morning"
         )),
@@ -998,6 +1012,18 @@ async fn bench(args: BenchArgs) -> Result<()> {
         anyhow::bail!("the {} scenario had errors (see above)", args.scenario);
     }
     Ok(())
+}
+
+/// This process's resident memory in KiB (`VmRSS`), 0 where unknown.
+fn resident_kb() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("VmRSS:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        })
+        .unwrap_or(0)
 }
 
 /// `--duration`: whole seconds, or a number with `ms`, `s`, `m` or `h`.

@@ -157,30 +157,53 @@ pub(crate) fn backfill_text(conn: &mut Conn) -> Result<(), postgres::Error> {
         .map(|r| r.try_get(0))
         .collect::<Result<_, _>>()?;
     for practice in practices {
+        backfill_practice_text(conn, practice)?;
+    }
+    Ok(())
+}
+
+/// A page of the practice's current versions at a time, in key order, so
+/// that a large practice's bodies are never all in memory; each page's
+/// words go in with one statement.
+fn backfill_practice_text(conn: &mut Conn, practice: i64) -> Result<(), postgres::Error> {
+    const PAGE: i64 = 500;
+    let mut after = (String::new(), String::new());
+    loop {
         let rows = conn.query(
             "SELECT c.type, c.id, v.body FROM resource_current c
              JOIN resource_version v ON v.practice = $1 AND v.type = c.type AND v.id = c.id AND v.version = c.version
-             WHERE c.practice = $1 AND NOT c.deleted",
-            &[&practice],
+             WHERE c.practice = $1 AND (c.type, c.id) > ($2, $3) AND NOT c.deleted
+             ORDER BY c.type, c.id LIMIT $4",
+            &[&practice, &after.0, &after.1, &PAGE],
         )?;
-        for r in rows {
+        let mut cols: (Vec<String>, Vec<String>, Vec<String>, Vec<String>) = Default::default();
+        for r in &rows {
             let (ty, id, body): (String, String, Vec<u8>) =
                 (r.try_get(0)?, r.try_get(1)?, r.try_get(2)?);
-            let (Some(t), Ok(json)) = (
+            if let (Some(t), Ok(json)) = (
                 gp_fhir::ResourceType::parse(&ty),
                 serde_json::from_slice::<serde_json::Value>(&body),
-            ) else {
-                continue;
-            };
-            for e in gp_fhir::search::index::text_entries(t, &json) {
-                if let IndexValue::Text(words) = &e.value {
-                    conn.execute(
-                        "INSERT INTO idx_text (practice, type, id, param, grp, body) VALUES ($1, $2, $3, $4, 0, $5)",
-                        &[&practice, &ty, &id, &e.code, words],
-                    )?;
+            ) {
+                for e in gp_fhir::search::index::text_entries(t, &json) {
+                    if let IndexValue::Text(words) = e.value {
+                        cols.0.push(ty.clone());
+                        cols.1.push(id.clone());
+                        cols.2.push(e.code);
+                        cols.3.push(words);
+                    }
                 }
             }
+            after = (ty, id);
+        }
+        if !cols.0.is_empty() {
+            conn.execute(
+                "INSERT INTO idx_text (practice, type, id, param, grp, body)
+                 SELECT $1, t, i, c, 0, b FROM unnest($2::text[], $3::text[], $4::text[], $5::text[]) AS u(t, i, c, b)",
+                &[&practice, &cols.0, &cols.1, &cols.2, &cols.3],
+            )?;
+        }
+        if (rows.len() as i64) < PAGE {
+            return Ok(());
         }
     }
-    Ok(())
 }

@@ -221,6 +221,22 @@ impl Backend for PgBackend {
         })
     }
 
+    /// The database's size as PostgreSQL counts it (tables, indexes, TOAST).
+    fn disk_bytes(&self) -> Result<u64, StoreError> {
+        self.readers.with(|c| {
+            let rows = c
+                .query("SELECT pg_database_size(current_database())", &[])
+                .map_err(db_err)?;
+            let size: i64 = rows
+                .first()
+                .map(|r| r.try_get(0))
+                .transpose()
+                .map_err(db_err)?
+                .unwrap_or(0);
+            Ok(size.max(0) as u64)
+        })
+    }
+
     fn practices(&self, _actor: &Actor) -> Result<Vec<Practice>, StoreError> {
         self.readers.with(|c| {
             let rows = c

@@ -624,6 +624,8 @@ pub(crate) fn criterion_sql(
             } else {
                 "content"
             };
+            // The matching resources, found once in the full-text index (not
+            // per candidate), so the words can drive the search.
             match a.dialect {
                 // FTS5 (`idx_text`, keyed by the current version's rowid):
                 // every word of a value, as a word prefix, in the column.
@@ -639,7 +641,9 @@ pub(crate) fn criterion_sql(
                         })
                         .collect();
                     let q = a.bind(ors.join(" OR "));
-                    format!("{alias}.vrow IN (SELECT rowid FROM idx_text WHERE idx_text MATCH {q})")
+                    format!(
+                        "({alias}.type, {alias}.id) IN (SELECT v.type, v.id FROM idx_text JOIN resource_version v ON v.rowid = idx_text.rowid WHERE idx_text MATCH {q} AND v.practice = {pr})"
+                    )
                 }
                 // A tsquery of word prefixes on the GIN-indexed tsvector.
                 Dialect::Postgres => {
@@ -651,10 +655,9 @@ pub(crate) fn criterion_sql(
                             format!("({})", ands.join(" & "))
                         })
                         .collect();
-                    let q = a.bind(ors.join(" | "));
-                    let rows = owned_by(a, "idx_text", &i, alias, code, "");
+                    let (q, p) = (a.bind(ors.join(" | ")), a.bind((*code).to_owned()));
                     format!(
-                        "EXISTS (SELECT 1 FROM {rows} AND to_tsvector('simple', {i}.body) @@ to_tsquery('simple', {q}))"
+                        "({alias}.type, {alias}.id) IN (SELECT {i}.type, {i}.id FROM idx_text {i} WHERE {i}.practice = {pr} AND {i}.param = {p} AND to_tsvector('simple', {i}.body) @@ to_tsquery('simple', {q}))"
                     )
                 }
             }

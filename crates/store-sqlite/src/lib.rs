@@ -136,6 +136,16 @@ impl Backend for SqliteBackend {
         self.writer.ensure_practice(ods, name, actor)
     }
 
+    /// The database file and its write-ahead log.
+    fn disk_bytes(&self) -> Result<u64, StoreError> {
+        let size = |suffix: &str| {
+            let mut p = self.path.clone().into_os_string();
+            p.push(suffix);
+            std::fs::metadata(p).map(|m| m.len()).unwrap_or(0)
+        };
+        Ok(size("") + size("-wal"))
+    }
+
     fn practices(&self, _actor: &Actor) -> Result<Vec<Practice>, StoreError> {
         self.with_reader(|c| {
             let mut s = c

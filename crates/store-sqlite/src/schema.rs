@@ -134,6 +134,12 @@ const TEXT_AT: usize = 12;
 const RESTRICTED_AT: usize = 9;
 
 pub(crate) fn migrate(conn: &Connection) -> Result<(), StoreError> {
+    migrate_to(conn, MIGRATIONS.len())
+}
+
+/// Applies the migrations up to schema version `target` (an older
+/// OpenGP's schema, for the upgrade tests).
+fn migrate_to(conn: &Connection, target: usize) -> Result<(), StoreError> {
     let current: usize = conn
         .query_row("PRAGMA user_version", [], |r| r.get::<_, i64>(0))
         .map_err(db_err)? as usize;
@@ -143,7 +149,7 @@ pub(crate) fn migrate(conn: &Connection) -> Result<(), StoreError> {
             MIGRATIONS.len()
         )));
     }
-    for (i, sql) in MIGRATIONS.iter().enumerate().skip(current) {
+    for (i, sql) in MIGRATIONS.iter().enumerate().take(target).skip(current) {
         let version = i + 1;
         let batch = format!("BEGIN IMMEDIATE; {sql}; PRAGMA user_version = {version}; COMMIT;");
         if let Err(e) = conn.execute_batch(&batch) {
@@ -161,4 +167,65 @@ pub(crate) fn migrate(conn: &Connection) -> Result<(), StoreError> {
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A database written by an OpenGP from before full-text search (schema
+    /// 11) gains the words of its current versions when opened, and only
+    /// theirs: not a deleted resource's, not an old version's.
+    #[test]
+    fn upgrading_indexes_the_words_of_resources_stored_before() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let conn = Connection::open(dir.path().join("opengp.db")).unwrap_or_else(|e| panic!("{e}"));
+        configure(&conn, false).unwrap_or_else(|e| panic!("{e}"));
+        migrate_to(&conn, TEXT_AT - 1).unwrap_or_else(|e| panic!("{e}"));
+        let condition = |words: &str| {
+            serde_json::json!({
+                "resourceType": "Condition", "id": "c1",
+                "text": {"status": "generated", "div": format!("<div xmlns=\"http://www.w3.org/1999/xhtml\">{words}</div>")},
+                "subject": {"reference": "Patient/p1"}
+            })
+            .to_string()
+        };
+        conn.execute_batch(&format!(
+            "INSERT INTO practice (key, ods, name, created_at, created_by) VALUES (1, 'A81001', 'Old', 0, 'system');
+             INSERT INTO resource_version (rowid, practice, type, id, version, last_updated, deleted, author, body)
+               VALUES (1, 1, 'Condition', 'c1', 1, 1, 0, 'u', CAST('{}' AS BLOB)),
+                      (2, 1, 'Condition', 'c1', 2, 2, 0, 'u', CAST('{}' AS BLOB)),
+                      (3, 1, 'Condition', 'c2', 1, 3, 0, 'u', CAST('{}' AS BLOB)),
+                      (4, 1, 'Condition', 'c2', 2, 4, 1, 'u', X'');
+             INSERT INTO resource_current (practice, type, id, version, last_updated, deleted, vrow)
+               VALUES (1, 'Condition', 'c1', 2, 2, 0, 2), (1, 'Condition', 'c2', 2, 4, 1, 4);",
+            condition("Hay fever"),
+            condition("Asthma, well controlled"),
+            condition("Gout"),
+        ))
+        .unwrap_or_else(|e| panic!("{e}"));
+        migrate(&conn).unwrap_or_else(|e| panic!("{e}"));
+        let version: i64 = conn
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(version as usize, MIGRATIONS.len());
+        let matching = |q: &str| -> Vec<i64> {
+            let mut s = conn
+                .prepare("SELECT rowid FROM idx_text WHERE idx_text MATCH ?1 ORDER BY rowid")
+                .unwrap_or_else(|e| panic!("{e}"));
+            s.query_map([q], |r| r.get(0))
+                .and_then(|rows| rows.collect())
+                .unwrap_or_else(|e| panic!("{e}"))
+        };
+        assert_eq!(matching("narrative : \"asthm\"*"), vec![2]);
+        assert_eq!(matching("content : \"controlled\"*"), vec![2]);
+        assert!(
+            matching("content : \"hay\"*").is_empty(),
+            "an old version's words"
+        );
+        assert!(
+            matching("content : \"gout\"*").is_empty(),
+            "a deleted resource's words"
+        );
+    }
 }

@@ -305,6 +305,9 @@ pub trait Backend: crate::TerminologyStore + Send + Sync + 'static {
     ) -> Result<Practice, StoreError>;
     /// Every practice the deployment serves.
     fn practices(&self, actor: &Actor) -> Result<Vec<Practice>, StoreError>;
+    /// The bytes the whole store takes on disk (every practice, indexes,
+    /// the audit trail), for benchmarks and operators.
+    fn disk_bytes(&self) -> Result<u64, StoreError>;
     /// Runs `job` against a consistent snapshot of the practice's data.
     /// Blocks: call it off the async executor.
     fn read(

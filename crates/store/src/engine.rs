@@ -211,6 +211,12 @@ impl Store {
         blocking(move || backend.ensure_practice(&ods, &name, &actor)).await
     }
 
+    /// The bytes the whole store takes on disk ([`Backend::disk_bytes`]).
+    pub async fn disk_bytes(&self) -> Result<u64, StoreError> {
+        let backend = self.backend.clone();
+        blocking(move || backend.disk_bytes()).await
+    }
+
     pub async fn practices(&self, actor: &Actor) -> Result<Vec<Practice>, StoreError> {
         let (backend, actor) = (self.backend.clone(), actor.clone());
         blocking(move || backend.practices(&actor)).await
