@@ -58,10 +58,14 @@ fn deleted(d: DeleteOutcome) -> EntryResponse {
     }
 }
 
-/// Refuses an entry the context's role does not allow: reads by the type in
-/// the URL (a whole-practice URL needs the clinical record), writes by the
-/// type in the URL or, failing that, of the resource.
-pub(crate) fn require_entry(ctx: &crate::Ctx, e: &RequestEntry) -> Result<(), StoreError> {
+/// Refuses an entry the context's role or scopes do not allow: reads by the
+/// type in the URL (a whole-practice URL needs the clinical record), writes
+/// by the type in the URL or, failing that, of the resource; how far the
+/// scopes reach, which [`confine_entry`] applies once the entry has run.
+pub(crate) fn require_entry(
+    ctx: &crate::Ctx,
+    e: &RequestEntry,
+) -> Result<crate::smart::Reach, StoreError> {
     let path = e.url.trim_start_matches('/');
     let first = path.split(['/', '?']).next().unwrap_or_default();
     let ty = ResourceType::parse(first).or_else(|| {
@@ -86,14 +90,28 @@ pub(crate) fn require_entry(ctx: &crate::Ctx, e: &RequestEntry) -> Result<(), St
             None => ctx.require(crate::access::Activity::RecordClinical)?,
         }
     }
-    // Entries run inside the Bundle's transaction, past the compartment
-    // checks of single interactions: `patient/` scopes cannot use them.
-    match ctx.reach(ty, op)? {
-        crate::smart::Reach::Any => Ok(()),
-        crate::smart::Reach::Patient(_) => Err(crate::smart::not_in_patient_context(
-            "a batch or transaction Bundle",
-        )),
+    ctx.reach(ty, op)
+}
+
+/// Under `patient/` scopes, inside the entry's transaction: refuses (and so
+/// rolls back) an entry that served or wrote anything outside the patient's
+/// compartment, or replaced or deleted something outside it.
+pub(crate) fn confine_entry(
+    tx: &mut dyn ReadTx,
+    reach: &crate::smart::Reach,
+    method: Method,
+    url: &str,
+    base: &str,
+    r: &EntryResponse,
+) -> Result<(), StoreError> {
+    if *reach == crate::smart::Reach::Any {
+        return Ok(());
     }
+    let replaced = !matches!(method, Method::Get | Method::Head);
+    for v in served(tx, method, url, base, r)? {
+        crate::smart::confine_in(tx, reach, &v, replaced)?;
+    }
+    Ok(())
 }
 
 pub(crate) fn is_read(e: &RequestEntry) -> bool {

@@ -545,10 +545,13 @@ impl Store {
         let out = self
             .read_in(ctx, move |tx| history_in(tx, &scope, &query))
             .await
-            .map(|mut page| {
-                page.entries
-                    .retain(|v| confine(&reach, v.resource_type, &v.id, &v.body).is_ok());
-                page
+            .and_then(|page| {
+                // One resource's history: refused, like a read, when any of
+                // its versions is outside the patient's compartment.
+                for v in page.entries.iter().filter(|v| !v.body.is_empty()) {
+                    confine(&reach, v.resource_type, &v.id, &v.body)?;
+                }
+                Ok(page)
             });
         self.audit(
             ctx,
@@ -581,6 +584,8 @@ impl Store {
                 None,
                 codes.as_deref(),
             )?;
+            // A conditional create may answer with a match already stored.
+            crate::smart::confine_in(tx, &reach, &w.version, false)?;
             ev.resource(&w.version);
             Ok(w)
         })
@@ -617,12 +622,13 @@ impl Store {
         pre: Preconditions,
     ) -> Result<WriteOutcome, StoreError> {
         let event = Event::rest("update").query(crate::render::query_string(&query));
-        self.allow_unconfined(ctx, ty, Op::Update, "a conditional update", &event)?;
+        let reach = self.allow_op(ctx, Some(ty), Op::Update, &event)?;
         self.allow(ctx, read_activity(Some(ty)), &event)?;
         let resource = prepare(resource).await?;
         let codes = self.search_index();
         self.write_audited(ctx, event, move |tx, ev| {
             let w = conditional_update_in(tx, ty, &query, resource, &pre, None, codes.as_deref())?;
+            crate::smart::confine_in(tx, &reach, &w.version, true)?;
             ev.resource(&w.version);
             Ok(w)
         })
@@ -638,10 +644,11 @@ impl Store {
         pre: Preconditions,
     ) -> Result<WriteOutcome, StoreError> {
         let event = Event::rest("patch").target(ty, id.as_str());
-        self.allow_unconfined(ctx, ty, Op::Update, "a patch", &event)?;
+        let reach = self.allow_op(ctx, Some(ty), Op::Update, &event)?;
         self.allow(ctx, read_activity(Some(ty)), &event)?;
         self.write_audited(ctx, event, move |tx, ev| {
             let w = patch_in(tx, ty, &id, &patch, &pre)?;
+            crate::smart::confine_in(tx, &reach, &w.version, true)?;
             ev.resource(&w.version);
             Ok(w)
         })
@@ -674,11 +681,14 @@ impl Store {
         query: Vec<(String, String)>,
     ) -> Result<DeleteOutcome, StoreError> {
         let event = Event::rest("delete").query(crate::render::query_string(&query));
-        self.allow_unconfined(ctx, ty, Op::Delete, "a conditional delete", &event)?;
+        let reach = self.allow_op(ctx, Some(ty), Op::Delete, &event)?;
         self.allow(ctx, read_activity(Some(ty)), &event)?;
         let codes = self.search_index();
         self.write_audited(ctx, event, move |tx, ev| {
             let found = matches(tx, ty, &query, codes.as_deref())?;
+            for v in &found {
+                crate::smart::confine_in(tx, &reach, v, false)?;
+            }
             let d = conditional_delete_in(tx, ty, &query, codes.as_deref())?;
             audit_deletion(ev, &d, found.into_iter().next());
             Ok(d)
@@ -703,25 +713,33 @@ impl Store {
         };
         // Every entry is checked before any runs: a Bundle with one entry
         // the role does not allow is refused whole.
+        let mut reaches = std::collections::HashMap::with_capacity(entries.len());
         for e in &entries {
-            bundle::require_entry(ctx, e)
+            let reach = bundle::require_entry(ctx, e)
                 .inspect_err(|err| self.audit(ctx, Event::rest(code).failed(err)))?;
+            reaches.insert(e.index, reach);
         }
         let base = base.to_owned();
         match kind {
             gp_fhir::bundle::BundleKind::Transaction => {
                 // One event for the whole transaction (it is one atomic
                 // interaction), listing every resource it touched with how.
-                let keys: Vec<(Method, String)> =
-                    entries.iter().map(|e| (e.method, e.url.clone())).collect();
+                let keys: Vec<(Method, String, Reach)> = entries
+                    .iter()
+                    .map(|e| {
+                        let reach = reaches.remove(&e.index).unwrap_or(Reach::Any);
+                        (e.method, e.url.clone(), reach)
+                    })
+                    .collect();
                 let (entries, prepared) = prepare_all(entries).await?;
                 let codes = self.search_index();
                 let results = self
                     .write_audited(ctx, Event::rest("transaction"), move |tx, ev| {
                         let results =
                             bundle::transaction_in(tx, entries, prepared, &base, codes.as_deref())?;
-                        for ((method, url), r) in keys.iter().zip(&results) {
+                        for ((method, url, reach), r) in keys.iter().zip(&results) {
                             if let Ok(resp) = r {
+                                bundle::confine_entry(tx, reach, *method, url, &base, resp)?;
                                 let lifecycle = bundle::lifecycle(*method, resp.status);
                                 for v in bundle::served(tx, *method, url, &base, resp)? {
                                     ev.written(&v, lifecycle);
@@ -743,6 +761,7 @@ impl Store {
                 let mut pending: Vec<(usize, Event, oneshot::Receiver<EntryResult>)> = Vec::new();
                 for entry in entries {
                     let i = entry.index;
+                    let reach = reaches.remove(&i).unwrap_or(Reach::Any);
                     let event = Event::rest(bundle::interaction_of(&entry, &base));
                     let (method, url) = (entry.method, entry.url.clone());
                     if bundle::is_read(&entry) {
@@ -752,7 +771,11 @@ impl Store {
                         let (b, codes) = (base.clone(), self.search_index());
                         let out = self
                             .read_in(ctx, move |tx| {
-                                let r = bundle::read_entry_in(tx, &entry, &b, codes.as_deref());
+                                let r = bundle::read_entry_in(tx, &entry, &b, codes.as_deref())
+                                    .and_then(|resp| {
+                                        bundle::confine_entry(tx, &reach, method, &url, &b, &resp)
+                                            .map(|()| resp)
+                                    });
                                 let served = match &r {
                                     Ok(resp) => bundle::served(tx, method, &url, &b, resp)?,
                                     Err(_) => Vec::new(),
@@ -783,6 +806,7 @@ impl Store {
                         let codes = self.search_index();
                         let rx = self.submit(ctx, move |tx| {
                             let resp = bundle::entry_in(tx, entry, &b, p, codes.as_deref())?;
+                            bundle::confine_entry(tx, &reach, method, &url, &b, &resp)?;
                             let mut ev = Event::new(code);
                             for v in bundle::served(tx, method, &url, &b, &resp)? {
                                 ev.resource(&v);
@@ -864,24 +888,6 @@ impl Store {
             ctx.reach(ty, op)
         };
         check().inspect_err(|e| self.audit(ctx, event.clone().failed(e)))
-    }
-
-    /// [`Store::allow_op`] for interactions whose result cannot be checked
-    /// against a patient's compartment: refused to `patient/` scopes.
-    fn allow_unconfined(
-        &self,
-        ctx: &Ctx,
-        ty: ResourceType,
-        op: Op,
-        what: &str,
-        event: &Event,
-    ) -> Result<(), StoreError> {
-        if self.allow_op(ctx, Some(ty), op, event)? == Reach::Any {
-            return Ok(());
-        }
-        let e = crate::smart::not_in_patient_context(what);
-        self.audit(ctx, event.clone().failed(&e));
-        Err(e)
     }
 
     /// Under `patient/` scopes, refuses a write unless the resource stays

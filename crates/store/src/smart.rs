@@ -409,12 +409,40 @@ pub(crate) fn outside() -> StoreError {
     )
 }
 
-/// Refused to a `patient/`-scoped app: interactions whose result cannot be
-/// checked against the patient's compartment before it is written.
+/// Refused to a `patient/`-scoped app: interactions that reach across
+/// resources without a compartment criterion (history of a type or of the
+/// practice, the authors of an entry).
 pub(crate) fn not_in_patient_context(what: &str) -> StoreError {
     StoreError::Forbidden(format!(
-        "{what} is not available to an app with patient/ scopes; use read, search, create, update or delete"
+        "{what} is not available to an app with patient/ scopes; read the history of one of the patient's resources instead"
     ))
+}
+
+/// Under `patient/` scopes, inside the write's transaction (so that a
+/// refusal rolls it back): refuses a version served or written outside the
+/// patient's compartment and, for a write (`replaced`), one whose previous
+/// version was outside it. This is how patches, conditional writes and
+/// Bundle entries, whose targets are known only once they run, are confined.
+pub(crate) fn confine_in(
+    tx: &mut dyn crate::backend::ReadTx,
+    reach: &Reach,
+    v: &crate::StoredVersion,
+    replaced: bool,
+) -> Result<(), StoreError> {
+    if *reach == Reach::Any {
+        return Ok(());
+    }
+    if !v.body.is_empty() {
+        confine(reach, v.resource_type, &v.id, &v.body)?;
+    }
+    let before = v.version.checked_sub(1).filter(|p| replaced && *p > 0);
+    if let Some(p) = before
+        && let Some(b) = tx.version(v.resource_type, &v.id, p)?
+        && !b.body.is_empty()
+    {
+        confine(reach, b.resource_type, &b.id, &b.body)?;
+    }
+    Ok(())
 }
 
 fn bad(m: impl Into<String>) -> StoreError {

@@ -22,6 +22,7 @@ use crate::support::{App, assert_outcome, authorised_client, json, opengp_bin};
 crate::on_both_backends!(
     authorization_code_with_pkce_refresh_introspect_revoke,
     client_credentials_with_private_key_jwt,
+    patient_scopes_confine_every_interaction,
 );
 
 const REDIRECT: &str = "http://127.0.0.1:9/callback";
@@ -990,5 +991,302 @@ async fn ehr_launch_of_a_confidential_app() {
         .await
         .unwrap_or_else(|e| panic!("{e}"));
     assert_outcome(res, 401, "login").await;
+    app.stop().await;
+}
+
+/// Exchanges a code approved by `cookie`'s user for `patient`: the tokens.
+async fn patient_token(
+    app: &App,
+    cookie: &str,
+    client_id: &str,
+    scope: &str,
+    patient: (&str, &str),
+) -> Value {
+    let (code, verifier) = code_for(app, cookie, client_id, scope, Some(patient)).await;
+    let res = token(
+        app,
+        &[
+            ("grant_type", "authorization_code"),
+            ("client_id", client_id),
+            ("redirect_uri", REDIRECT),
+            ("code", &code),
+            ("code_verifier", &verifier),
+        ],
+    )
+    .await;
+    assert_eq!(res.status(), 200);
+    json(res).await
+}
+
+/// Sends `body` (JSON) with `method` to `path` as `client`.
+async fn send(
+    client: &reqwest::Client,
+    method: reqwest::Method,
+    url: &str,
+    content_type: &str,
+    body: &Value,
+    extra: Option<(&str, &str)>,
+) -> reqwest::Response {
+    let mut req = client
+        .request(method, url)
+        .header("content-type", content_type)
+        .body(body.to_string());
+    if let Some((k, v)) = extra {
+        req = req.header(k, v);
+    }
+    req.send().await.unwrap_or_else(|e| panic!("{url}: {e}"))
+}
+
+/// A request: method, path, content type, body, an extra header.
+type Request<'a> = (
+    reqwest::Method,
+    String,
+    &'a str,
+    Value,
+    Option<(&'a str, &'a str)>,
+);
+
+/// A `patient/`-scoped app with write scopes reaches only the patient in
+/// context, whatever the interaction: patches, conditional create, update
+/// and delete, transaction and batch entries and history are checked
+/// against the compartment (inside the write's transaction, so a refused
+/// write leaves nothing behind) and refused with 403 and an
+/// OperationOutcome outside it or outside the scopes; inside, they work.
+async fn patient_scopes_confine_every_interaction(app: App) {
+    let (a, b, oa, ob) = two_patients(&app).await;
+    add_user(&app, "gp", &["R8000"]).await;
+    let scope = "launch/patient patient/Patient.rs patient/Observation.cruds";
+    let reg = register(
+        &app,
+        json!({"name": "Obs writer", "kind": "public", "scope": scope, "redirect_uris": [REDIRECT]}),
+    )
+    .await;
+    let client_id = reg["client_id"].as_str().unwrap_or_default().to_owned();
+    let cookie = web_sign_in(&app, "gp").await;
+    let t = patient_token(&app, &cookie, &client_id, scope, (&a, "Aardvark")).await;
+    let c = authorised_client(t["access_token"].as_str().unwrap_or_default());
+    let fhir = "application/fhir+json";
+    let obs = |p: &str, text: &str| {
+        json!({"resourceType": "Observation", "status": "final", "code": {"text": text},
+               "subject": {"reference": format!("Patient/{p}")}})
+    };
+    let get = reqwest::Method::GET;
+    let (post, put, patch, delete) = (
+        reqwest::Method::POST,
+        reqwest::Method::PUT,
+        reqwest::Method::PATCH,
+        reqwest::Method::DELETE,
+    );
+    let patch_doc = json!([{"op": "replace", "path": "/status", "value": "amended"}]);
+    let patch_type = "application/json-patch+json";
+    let if_b = format!("subject=Patient/{b}");
+    let b_obs_is_untouched = || async {
+        let v = app.get_json(&app.url(&format!("Observation/{ob}"))).await;
+        assert_eq!(v["status"], "final", "{v}");
+        assert_eq!(v["meta"]["versionId"], "1", "{v}");
+    };
+
+    // Outside the compartment: refused, and nothing written.
+    let refused: Vec<Request> = vec![
+        (
+            patch.clone(),
+            format!("Observation/{ob}"),
+            patch_type,
+            patch_doc.clone(),
+            None,
+        ),
+        // Moving the patient's own observation to another patient.
+        (
+            put.clone(),
+            format!("Observation/{oa}"),
+            fhir,
+            json!({"resourceType": "Observation", "id": oa, "status": "final", "code": {"text": "moved"}, "subject": {"reference": format!("Patient/{b}")}}),
+            None,
+        ),
+        (
+            put.clone(),
+            format!("Observation?subject=Patient/{b}"),
+            fhir,
+            obs(&a, "taken over"),
+            None,
+        ),
+        (
+            post.clone(),
+            "Observation".to_owned(),
+            fhir,
+            obs(&a, "if none"),
+            Some(("if-none-exist", if_b.as_str())),
+        ),
+        (
+            delete.clone(),
+            format!("Observation?subject=Patient/{b}"),
+            fhir,
+            Value::Null,
+            None,
+        ),
+        (
+            delete.clone(),
+            format!("Observation/{ob}"),
+            fhir,
+            Value::Null,
+            None,
+        ),
+        (
+            post.clone(),
+            String::new(),
+            fhir,
+            json!({"resourceType": "Bundle", "type": "transaction", "entry": [
+                {"fullUrl": "urn:uuid:0f1e2d3c-0000-4000-8000-000000000001", "resource": obs(&a, "fine"), "request": {"method": "POST", "url": "Observation"}},
+                {"resource": {"resourceType": "Observation", "id": ob, "status": "amended", "code": {"text": "theirs"}, "subject": {"reference": format!("Patient/{a}")}}, "request": {"method": "PUT", "url": format!("Observation/{ob}")}}
+            ]}),
+            None,
+        ),
+        (
+            post.clone(),
+            String::new(),
+            fhir,
+            json!({"resourceType": "Bundle", "type": "transaction", "entry": [
+                {"request": {"method": "DELETE", "url": format!("Observation/{ob}")}}
+            ]}),
+            None,
+        ),
+        // A type the scopes do not cover.
+        (
+            post.clone(),
+            String::new(),
+            fhir,
+            json!({"resourceType": "Bundle", "type": "batch", "entry": [
+                {"request": {"method": "GET", "url": format!("Condition?patient={a}")}}
+            ]}),
+            None,
+        ),
+        (
+            get.clone(),
+            "Observation/_history".to_owned(),
+            fhir,
+            Value::Null,
+            None,
+        ),
+        (get.clone(), "_history".to_owned(), fhir, Value::Null, None),
+        (
+            get.clone(),
+            format!("Observation/{ob}/_history"),
+            fhir,
+            Value::Null,
+            None,
+        ),
+        (
+            get.clone(),
+            format!("Observation/{ob}/_history/1"),
+            fhir,
+            Value::Null,
+            None,
+        ),
+    ];
+    for (method, path, ct, body, extra) in refused {
+        let url = app.url(&path);
+        let res = if body.is_null() {
+            c.request(method.clone(), &url)
+                .send()
+                .await
+                .unwrap_or_else(|e| panic!("{e}"))
+        } else {
+            send(&c, method.clone(), &url, ct, &body, extra).await
+        };
+        if res.status() != 403 {
+            let status = res.status();
+            panic!(
+                "{method} {path}: {status} {}",
+                res.text().await.unwrap_or_default()
+            );
+        }
+        assert_outcome(res, 403, "forbidden").await;
+        b_obs_is_untouched().await;
+    }
+    // The refused transaction's first entry was rolled back with it.
+    let fine = app.get_json(&app.url("Observation?code:text=fine")).await;
+    assert_eq!(fine["total"], 0, "{fine}");
+    // A batch runs each entry alone: the one outside is refused.
+    let res = send(
+        &c,
+        post.clone(),
+        &app.url(""),
+        fhir,
+        &json!({"resourceType": "Bundle", "type": "batch", "entry": [
+            {"request": {"method": "GET", "url": format!("Observation/{oa}")}},
+            {"request": {"method": "GET", "url": format!("Observation/{ob}")}},
+            {"resource": obs(&b, "for b"), "request": {"method": "POST", "url": "Observation"}}
+        ]}),
+        None,
+    )
+    .await;
+    assert_eq!(res.status(), 200);
+    let v = json(res).await;
+    let statuses: Vec<&str> = v["entry"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|e| e["response"]["status"].as_str().unwrap_or_default())
+        .collect();
+    assert_eq!(statuses.len(), 3, "{v}");
+    assert!(statuses[0].starts_with("200"), "{v}");
+    assert!(statuses[1].starts_with("403"), "{v}");
+    assert!(statuses[2].starts_with("403"), "{v}");
+    let for_b = app
+        .get_json(&app.url(&format!("Observation?subject=Patient/{b}")))
+        .await;
+    assert_eq!(
+        for_b["total"], 1,
+        "nothing written for the other patient: {for_b}"
+    );
+
+    // Inside the compartment the same interactions work.
+    let res = send(
+        &c,
+        patch.clone(),
+        &app.url(&format!("Observation/{oa}")),
+        patch_type,
+        &patch_doc,
+        None,
+    )
+    .await;
+    assert_eq!(res.status(), 200, "patch of their own");
+    let res = send(
+        &c,
+        put.clone(),
+        &app.url(&format!("Observation?subject=Patient/{a}&status=amended")),
+        fhir,
+        &obs(&a, "updated"),
+        None,
+    )
+    .await;
+    assert_eq!(res.status(), 200, "conditional update of their own");
+    let res = send(
+        &c,
+        post.clone(),
+        &app.url("Observation"),
+        fhir,
+        &obs(&a, "new"),
+        Some(("if-none-exist", "code:text=new")),
+    )
+    .await;
+    assert_eq!(res.status(), 201, "conditional create");
+    let res = send(&c, post.clone(), &app.url(""), fhir, &json!({"resourceType": "Bundle", "type": "transaction", "entry": [
+        {"resource": obs(&a, "in a transaction"), "request": {"method": "POST", "url": "Observation"}},
+        {"request": {"method": "GET", "url": format!("Patient/{a}")}}
+    ]}), None).await;
+    assert_eq!(res.status(), 200, "a transaction within the compartment");
+    let hist = app_json(&c, &app.url(&format!("Observation/{oa}/_history"))).await;
+    assert_eq!(hist["total"], 3, "{hist}");
+    let res = c
+        .delete(app.url("Observation?code:text=new"))
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(res.status(), 204, "conditional delete of their own");
+    let mine = app
+        .get_json(&app.url(&format!("Observation?subject=Patient/{a}")))
+        .await;
+    assert_eq!(mine["total"], 2, "{mine}");
     app.stop().await;
 }
