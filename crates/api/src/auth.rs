@@ -69,6 +69,13 @@ impl SessionCache {
         }
     }
 
+    /// Forgets every cached context of an app's tokens (it was disabled).
+    pub(crate) fn forget_client(&self, client_id: &str) {
+        if let Ok(mut map) = self.entries.write() {
+            map.retain(|_, (c, _)| c.grant.as_ref().is_none_or(|g| g.client_id != client_id));
+        }
+    }
+
     /// Forgets the token, or every cached session of its user.
     fn forget(&self, token: &str, user_id: &str, everywhere: bool) {
         if let Ok(mut map) = self.entries.write() {

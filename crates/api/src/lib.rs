@@ -86,8 +86,6 @@ pub struct AppState {
     sessions: auth::SessionCache,
     /// Rate limits on sign-ins and refused requests.
     pub limits: limit::Limits,
-    /// The SMART authorization server's short-lived state.
-    pub smart: smart::SmartState,
     /// The external OpenID Connect provider staff may sign in with, if configured.
     pub oidc: Option<Arc<oidc::Oidc>>,
 }
@@ -102,7 +100,6 @@ impl AppState {
             exports: None,
             practices: Arc::default(),
             sessions: auth::SessionCache::default(),
-            smart: smart::SmartState::default(),
             oidc: None,
         }
     }

@@ -18,11 +18,11 @@
 //!   requests count against the sign-in rate limit ([`crate::limit`]).
 //!
 //! Codes (one minute, used once), launch contexts (five minutes) and the
-//! `jti`s of client assertions seen (until they expire) are held in this
-//! server's memory; tokens are in the store ([`gp_store::smart`]).
+//! `jti`s of client assertions seen (until they expire) are kept in the
+//! store with the tokens ([`gp_store::smart`]), so that a restart neither
+//! loses a code in flight nor lets an assertion be replayed.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
 
 use axum::Json;
 use axum::Router;
@@ -36,7 +36,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use gp_fhir::{Id, Instant, ResourceType};
 use gp_store::Practice;
 use gp_store::access::SignedIn;
-use gp_store::smart::{AppKind, AppRecord, GrantRequest, TokenKind, grantable, has_scope};
+use gp_store::smart::{AppKind, AppRecord, GrantRequest, Once, TokenKind, grantable, has_scope};
 use http_body_util::BodyExt;
 use jsonwebtoken::jwk::JwkSet;
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
@@ -60,22 +60,10 @@ const LEEWAY_SECS: u64 = 30;
 const MAX_FORM: usize = 64 * 1024;
 const JWT_BEARER: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
 
-/// What the authorization server holds between requests.
-#[derive(Clone, Default)]
-pub struct SmartState {
-    inner: Arc<Mutex<Pending>>,
-}
-
-#[derive(Default)]
-struct Pending {
-    codes: HashMap<String, Code>,
-    launches: HashMap<String, Launch>,
-    /// Client assertion ids seen, with when they stop being valid.
-    jtis: HashMap<String, i64>,
-}
-
+/// An authorization code's grant, kept in the store until it is
+/// exchanged or expires ([`gp_store::smart::Once::Code`]).
+#[derive(serde::Serialize, serde::Deserialize)]
 struct Code {
-    practice: i64,
     client_id: String,
     redirect_uri: String,
     challenge: String,
@@ -83,24 +71,6 @@ struct Code {
     role: String,
     scope: String,
     patient: Option<String>,
-    expires: i64,
-}
-
-struct Launch {
-    practice: i64,
-    patient: String,
-    expires: i64,
-}
-
-impl SmartState {
-    fn with<R>(&self, f: impl FnOnce(&mut Pending) -> R) -> Option<R> {
-        let mut p = self.inner.lock().ok()?;
-        let now = Instant::now().millis();
-        p.codes.retain(|_, c| c.expires > now);
-        p.launches.retain(|_, l| l.expires > now);
-        p.jtis.retain(|_, exp| *exp > now);
-        Some(f(&mut p))
-    }
 }
 
 fn random() -> String {
@@ -199,6 +169,7 @@ pub(crate) fn routes() -> Router<AppState> {
         .route("/revoke", post(revoke))
         .route("/launch", post(launch))
         .route("/apps", post(register).get(list_apps))
+        .route("/apps/{client_id}", axum::routing::patch(update_app))
 }
 
 fn ods_of(params: &HashMap<String, String>) -> &str {
@@ -261,10 +232,18 @@ impl From<gp_store::StoreError> for OAuthError {
 
 impl IntoResponse for OAuthError {
     fn into_response(self) -> Response {
-        crate::no_store_json(
+        let mut res = crate::no_store_json(
             self.status,
             json!({"error": self.error, "error_description": self.description}),
-        )
+        );
+        if self.status == StatusCode::UNAUTHORIZED {
+            // RFC 6749 section 5.2: a client may authenticate with HTTP Basic.
+            res.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                axum::http::HeaderValue::from_static("Basic realm=\"opengp\""),
+            );
+        }
+        res
     }
 }
 
@@ -433,19 +412,17 @@ async fn asserted(
         return Err(bad("it must expire within five minutes"));
     }
     let jti = claims.jti.ok_or_else(|| bad("it has no jti"))?;
-    let key = format!("{}/{}/{jti}", practice.key, claims.iss);
     let until = claims.exp * 1000 + (LEEWAY_SECS as i64) * 1000;
     let fresh = st
-        .smart
-        .with(|p| {
-            if let std::collections::hash_map::Entry::Vacant(e) = p.jtis.entry(key) {
-                e.insert(until);
-                true
-            } else {
-                false
-            }
-        })
-        .unwrap_or(false);
+        .store
+        .put_once(
+            practice,
+            Once::Jti,
+            &format!("{}/{jti}", claims.iss),
+            String::new(),
+            Instant::from_millis(until),
+        )
+        .await?;
     if !fresh {
         return Err(bad("its jti has been used before"));
     }
@@ -502,10 +479,12 @@ async fn token(
         match grant_type.as_str() {
             "authorization_code" => {
                 let code = field(&form, "code")?.to_owned();
-                let taken = st.smart.with(|p| p.codes.remove(&code)).flatten();
                 let invalid = || oauth("invalid_grant", "the code is unknown, expired or used");
-                let c = taken.ok_or_else(invalid)?;
-                if c.practice != practice.key || c.client_id != app.client_id {
+                let taken = st.store.once(&practice, Once::Code, &code, true).await?;
+                let c: Code = taken
+                    .and_then(|body| serde_json::from_str(&body).ok())
+                    .ok_or_else(invalid)?;
+                if c.client_id != app.client_id {
                     return Err(invalid());
                 }
                 if form.get("redirect_uri") != Some(&c.redirect_uri) {
@@ -619,8 +598,11 @@ async fn token(
     out.unwrap_or_else(IntoResponse::into_response)
 }
 
-/// `POST /practices/{ods}/smart/introspect` (RFC 7662): for a caller with
-/// a valid bearer token of the practice (an app's own access token will do).
+/// `POST /practices/{ods}/smart/introspect` (RFC 7662): for a caller that
+/// authenticates (section 2.1): a confidential app or backend service as
+/// at the token endpoint (HTTP Basic, `client_secret_post` or a client
+/// assertion), or signed-in staff with their session. No or a wrong
+/// authentication, a public app or an app's access token is 401.
 async fn introspect(
     State(st): State<AppState>,
     Path(params): Path<HashMap<String, String>>,
@@ -628,12 +610,41 @@ async fn introspect(
 ) -> Response {
     let (parts, body) = request.into_parts();
     let out = async {
-        let practice = st.practice(ods_of(&params)).await?;
-        let address = crate::auth::client_address(&parts.extensions);
-        crate::auth::authenticate(&st, &practice, &parts.headers, address).await?;
-        let form = read_form(&parts.headers, body)
+        let practice = st
+            .practice(ods_of(&params))
             .await
-            .map_err(|e| ApiError::bad_request(e.description))?;
+            .map_err(|_| oauth("invalid_request", "this server has no such practice"))?;
+        let e = Endpoints::new(
+            &crate::root_url(&st.config, &parts.uri, &parts.headers),
+            &practice,
+        );
+        let form = read_form(&parts.headers, body).await?;
+        let not_a_client = || {
+            oauth(
+                "invalid_client",
+                "introspection needs client authentication: a confidential app's or backend service's credentials, or a staff session",
+            )
+        };
+        if crate::auth::bearer(&parts.headers).is_some() {
+            let address = crate::auth::client_address(&parts.extensions);
+            let ctx = crate::auth::authenticate(&st, &practice, &parts.headers, address)
+                .await
+                .map_err(|_| not_a_client())?;
+            if ctx.grant.is_some() || ctx.access.user.is_none() {
+                return Err(not_a_client());
+            }
+        } else {
+            let has_credentials = parts.headers.contains_key(header::AUTHORIZATION)
+                || form.contains_key("client_assertion")
+                || form.contains_key("client_secret");
+            if !has_credentials {
+                return Err(not_a_client());
+            }
+            let app = client(&st, &practice, &e.token, &parts.headers, &form).await?;
+            if app.kind == AppKind::Public {
+                return Err(not_a_client());
+            }
+        }
         let token = form.get("token").cloned().unwrap_or_default();
         let found = st.store.introspect(&practice, &token).await?;
         let body = match found {
@@ -658,7 +669,7 @@ async fn introspect(
                 v
             }
         };
-        Ok::<_, ApiError>(crate::no_store_json(StatusCode::OK, body))
+        Ok::<_, OAuthError>(crate::no_store_json(StatusCode::OK, body))
     }
     .await;
     out.unwrap_or_else(IntoResponse::into_response)
@@ -753,7 +764,67 @@ fn app_json(a: &AppRecord) -> Value {
         "kind": a.kind.code(),
         "scope": a.scope,
         "redirect_uris": a.redirect_uris,
+        "disabled": a.disabled,
     })
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Change {
+    name: Option<String>,
+    scope: Option<String>,
+    redirect_uris: Option<Vec<String>>,
+    disabled: Option<bool>,
+}
+
+async fn json_body<T: serde::de::DeserializeOwned>(body: Body, what: &str) -> Result<T, ApiError> {
+    let bytes = http_body_util::Limited::new(body, MAX_FORM)
+        .collect()
+        .await
+        .map_err(|_| ApiError::bad_request("the body could not be read or is too long"))?
+        .to_bytes();
+    serde_json::from_slice(&bytes).map_err(|e| ApiError::bad_request(format!("{what}: {e}")))
+}
+
+/// `PATCH /practices/{ods}/smart/apps/{client_id}` (JSON with any of
+/// `name`, `scope`, `redirect_uris`, `disabled`): a practice manager
+/// changes a registered app; disabling it ends its tokens' access at once.
+async fn update_app(
+    State(st): State<AppState>,
+    Path(params): Path<HashMap<String, String>>,
+    request: axum::extract::Request,
+) -> Response {
+    let (parts, body) = request.into_parts();
+    let out = async {
+        let practice = st.practice(ods_of(&params)).await?;
+        let address = crate::auth::client_address(&parts.extensions);
+        let ctx = crate::auth::authenticate(&st, &practice, &parts.headers, address).await?;
+        let c: Change = json_body(
+            body,
+            "a change is JSON with any of name, scope, redirect_uris and disabled",
+        )
+        .await?;
+        let client_id = params.get("client_id").cloned().unwrap_or_default();
+        let app = st
+            .store
+            .update_app(
+                &ctx,
+                &client_id,
+                gp_store::smart::AppChange {
+                    name: c.name,
+                    redirect_uris: c.redirect_uris,
+                    scope: c.scope,
+                    disabled: c.disabled,
+                },
+            )
+            .await?;
+        if app.disabled {
+            st.sessions.forget_client(&app.client_id);
+        }
+        Ok::<_, ApiError>(Json(app_json(&app)).into_response())
+    }
+    .await;
+    out.unwrap_or_else(IntoResponse::into_response)
 }
 
 /// `POST /practices/{ods}/smart/apps` (JSON: `name`, `kind` public,
@@ -770,16 +841,11 @@ async fn register(
         let practice = st.practice(ods_of(&params)).await?;
         let address = crate::auth::client_address(&parts.extensions);
         let ctx = crate::auth::authenticate(&st, &practice, &parts.headers, address).await?;
-        let bytes = http_body_util::Limited::new(body, MAX_FORM)
-            .collect()
-            .await
-            .map_err(|_| ApiError::bad_request("the body could not be read or is too long"))?
-            .to_bytes();
-        let r: Registration = serde_json::from_slice(&bytes).map_err(|e| {
-            ApiError::bad_request(format!(
-                "a registration is JSON with name, kind, scope and redirect_uris or jwks: {e}"
-            ))
-        })?;
+        let r: Registration = json_body(
+            body,
+            "a registration is JSON with name, kind, scope and redirect_uris or jwks",
+        )
+        .await?;
         let kind = AppKind::parse(&r.kind)
             .ok_or_else(|| ApiError::bad_request("kind is public, confidential or backend"))?;
         let added = st
@@ -836,13 +902,16 @@ pub async fn mint_launch(
         .ok_or_else(|| ApiError::bad_request("Patient is not a resource type"))?;
     st.store.read(ctx, ty, id).await?;
     let code = random();
-    let launch = Launch {
-        practice: ctx.practice.key,
-        patient: patient.to_owned(),
-        expires: Instant::now().millis() + LAUNCH_MILLIS,
-    };
-    let c = code.clone();
-    st.smart.with(move |p| p.launches.insert(c, launch));
+    let expires = Instant::from_millis(Instant::now().millis() + LAUNCH_MILLIS);
+    st.store
+        .put_once(
+            &ctx.practice,
+            Once::Launch,
+            &code,
+            patient.to_owned(),
+            expires,
+        )
+        .await?;
     Ok(code)
 }
 
@@ -952,16 +1021,8 @@ pub async fn check_authorize(
     let launch_patient =
         match q.get("launch").filter(|l| !l.is_empty()) {
             Some(l) => {
-                let found = st
-                    .smart
-                    .with(|p| {
-                        p.launches
-                            .get(l)
-                            .filter(|x| x.practice == practice.key)
-                            .map(|x| x.patient.clone())
-                    })
-                    .flatten();
-                Some(found.ok_or_else(|| {
+                let found = st.store.once(&practice, Once::Launch, l, false).await;
+                Some(found.ok().flatten().ok_or_else(|| {
                     fail("invalid_request", "the launch is unknown or has expired")
                 })?)
             }
@@ -983,7 +1044,7 @@ pub async fn check_authorize(
 /// The user approved: a one-time code for `req`, bound to the user, their
 /// role, the patient in context and the PKCE challenge; the URL to send
 /// the browser back to the app with it.
-pub fn issue_code(
+pub async fn issue_code(
     st: &AppState,
     req: &AuthRequest,
     user: &SignedIn,
@@ -991,7 +1052,6 @@ pub fn issue_code(
 ) -> Result<String, ApiError> {
     let code = random();
     let c = Code {
-        practice: req.practice.key,
         client_id: req.app.client_id.clone(),
         redirect_uri: req.redirect_uri.clone(),
         challenge: req.challenge.clone(),
@@ -999,14 +1059,13 @@ pub fn issue_code(
         role: user.role.clone(),
         scope: req.scope.clone(),
         patient,
-        expires: Instant::now().millis() + CODE_MILLIS,
     };
-    let key = code.clone();
-    st.smart
-        .with(move |p| p.codes.insert(key, c))
-        .ok_or_else(|| {
-            ApiError::from(gp_store::StoreError::Backend("code store poisoned".into()))
-        })?;
+    let body = serde_json::to_string(&c)
+        .map_err(|e| ApiError::from(gp_store::StoreError::Backend(e.to_string())))?;
+    let expires = Instant::from_millis(Instant::now().millis() + CODE_MILLIS);
+    st.store
+        .put_once(&req.practice, Once::Code, &code, body, expires)
+        .await?;
     Ok(redirect_with(
         &req.redirect_uri,
         &[("code", code.as_str()), ("state", req.state.as_str())],

@@ -57,6 +57,9 @@ pub struct App {
     pub jwks: Option<String>,
     pub scope: String,
     pub created: String,
+    /// Absent from exports made before apps could be disabled.
+    #[serde(default)]
+    pub disabled: bool,
 }
 
 impl From<&UserRecord> for Account {
@@ -107,6 +110,7 @@ impl From<&AppRecord> for App {
             jwks: a.jwks.clone(),
             scope: a.scope.clone(),
             created: a.created.to_string(),
+            disabled: a.disabled,
         }
     }
 }
@@ -124,6 +128,7 @@ impl App {
             scope: self.scope.clone(),
             created: instant(&self.created)
                 .ok_or_else(|| format!("'{}' is not an instant", self.created))?,
+            disabled: self.disabled,
         })
     }
 }

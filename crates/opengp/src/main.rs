@@ -216,6 +216,28 @@ enum AppCommand {
         #[command(flatten)]
         store: StoreArgs,
     },
+    /// Change a registered app: its name, scopes or redirect URIs
+    /// (replaced by those given), or disable it (its tokens stop working)
+    /// or enable it again.
+    Update {
+        /// The app's client id.
+        #[arg(long)]
+        client_id: String,
+        #[arg(long)]
+        name: Option<String>,
+        /// The scopes it may be granted from now on, space-separated.
+        #[arg(long)]
+        scope: Option<String>,
+        /// A redirect URI; repeat for more. Replaces the registered ones.
+        #[arg(long = "redirect-uri")]
+        redirect_uris: Vec<String>,
+        #[arg(long, conflicts_with = "enable")]
+        disable: bool,
+        #[arg(long)]
+        enable: bool,
+        #[command(flatten)]
+        store: StoreArgs,
+    },
 }
 
 #[derive(Subcommand)]
@@ -516,6 +538,24 @@ fn run(cli: Cli) -> Result<()> {
         Command::App(AppCommand::List { store }) => {
             runtime.block_on(users::list_apps(store_config(store, &file)?))
         }
+        Command::App(AppCommand::Update {
+            client_id,
+            name,
+            scope,
+            redirect_uris,
+            disable,
+            enable,
+            store,
+        }) => runtime.block_on(users::update_app(
+            store_config(store, &file)?,
+            client_id,
+            gp_store::smart::AppChange {
+                name,
+                scope,
+                redirect_uris: (!redirect_uris.is_empty()).then_some(redirect_uris),
+                disabled: (disable || enable).then_some(disable),
+            },
+        )),
         Command::Policy(PolicyCommand::Show { store }) => {
             runtime.block_on(users::show_policy(store_config(store, &file)?))
         }

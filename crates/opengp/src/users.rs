@@ -258,12 +258,33 @@ pub async fn list_apps(cfg: ServerConfig) -> Result<()> {
     for a in apps? {
         writeln!(
             out,
-            "{:<38} {:<13} {:<28} {}",
+            "{:<38} {:<13} {:<28} {}{}",
             a.client_id,
             a.kind.code(),
             a.name,
-            a.scope
+            a.scope,
+            if a.disabled { " (disabled)" } else { "" }
         )?;
     }
+    Ok(())
+}
+
+/// Changes a registered app; a running server stops honouring a disabled
+/// app's tokens within its token cache's 30 seconds.
+pub async fn update_app(
+    cfg: ServerConfig,
+    client_id: String,
+    change: gp_store::smart::AppChange,
+) -> Result<()> {
+    let (store, ctx) = open(&cfg).await?;
+    let updated = store.update_app(&ctx, &client_id, change).await;
+    close(store).await?;
+    let a = updated?;
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "client_id={}", a.client_id)?;
+    writeln!(out, "name={}", a.name)?;
+    writeln!(out, "scope={}", a.scope)?;
+    writeln!(out, "redirect_uris={}", a.redirect_uris.join(" "))?;
+    writeln!(out, "disabled={}", a.disabled)?;
     Ok(())
 }

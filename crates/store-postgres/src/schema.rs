@@ -177,6 +177,11 @@ const MIGRATIONS: &[Migration] = &[
         CREATE INDEX idx_text_owner ON idx_text (practice, type, id);
         CREATE INDEX idx_text_words ON idx_text USING gin (to_tsvector('simple', body));",
     },
+    Migration {
+        version: 12,
+        name: "SMART apps can be disabled; the authorization server's one-time values",
+        sql: crate::smart::ONCE_MIGRATION,
+    },
 ];
 
 /// The migration adding `idx_text`: its transaction also indexes the

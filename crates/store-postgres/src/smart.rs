@@ -1,13 +1,15 @@
-//! SMART on FHIR: registered apps and the tokens issued to them. Every
-//! statement binds the practice key as `$1`.
+//! SMART on FHIR: registered apps, the tokens issued to them and the
+//! authorization server's one-time values. Every statement binds the
+//! practice key as `$1`.
 
 use gp_fhir::Instant;
-use gp_store::StoreError;
 use gp_store::smart::{AppKind, AppRecord, TokenKind, TokenRecord};
+use gp_store::{OnceWrite, StoreError};
 use postgres::Row;
 
 use crate::conn::db_err;
 use crate::scoped::Scoped;
+use crate::write::ScopedWrite;
 
 /// Schema migration 9. New tables only: nothing running is locked.
 pub(crate) const MIGRATION: &str = "
@@ -41,8 +43,24 @@ pub(crate) const MIGRATION: &str = "
     );
     CREATE INDEX smart_token_by_grant ON smart_token (practice, grant_id);";
 
+/// Schema migration 12: apps can be disabled (a column with a constant
+/// default: no table rewrite); the authorization server's one-time values
+/// (codes, launch contexts, client assertion `jti`s) by the SHA-256 of
+/// their key, until they expire.
+pub(crate) const ONCE_MIGRATION: &str = "
+    ALTER TABLE smart_app ADD COLUMN disabled boolean NOT NULL DEFAULT false;
+    CREATE TABLE smart_once (
+        practice bigint NOT NULL,
+        kind text NOT NULL,
+        key_hash text NOT NULL,
+        body text NOT NULL,
+        expires_at bigint NOT NULL,
+        PRIMARY KEY (practice, kind, key_hash)
+    );
+    CREATE INDEX smart_once_by_expiry ON smart_once (practice, expires_at);";
+
 const APP_COLUMNS: &str =
-    "client_id, name, kind, secret_hash, redirect_uris, jwks, scope, created_at";
+    "client_id, name, kind, secret_hash, redirect_uris, jwks, scope, created_at, disabled";
 const TOKEN_COLUMNS: &str = "token_hash, kind, grant_id, client_id, user_id, role, scope, patient, created_at, expires_at, revoked";
 
 fn app_row(r: &Row) -> Result<AppRecord, StoreError> {
@@ -57,6 +75,7 @@ fn app_row(r: &Row) -> Result<AppRecord, StoreError> {
         jwks: r.try_get(5).map_err(db_err)?,
         scope: r.try_get(6).map_err(db_err)?,
         created: Instant::from_millis(r.try_get(7).map_err(db_err)?),
+        disabled: r.try_get(8).map_err(db_err)?,
     })
 }
 
@@ -109,11 +128,11 @@ impl Scoped<'_> {
 
     pub(crate) fn put_smart_app(&mut self, a: &AppRecord) -> Result<(), StoreError> {
         let sql = format!(
-            "INSERT INTO smart_app (practice, {APP_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+            "INSERT INTO smart_app (practice, {APP_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
              ON CONFLICT (practice, client_id) DO UPDATE SET name = excluded.name,
                kind = excluded.kind, secret_hash = excluded.secret_hash,
                redirect_uris = excluded.redirect_uris, jwks = excluded.jwks,
-               scope = excluded.scope"
+               scope = excluded.scope, disabled = excluded.disabled"
         );
         let uris = a.redirect_uris.join(" ");
         self.conn
@@ -129,6 +148,7 @@ impl Scoped<'_> {
                     &a.jwks,
                     &a.scope,
                     &a.created.millis(),
+                    &a.disabled,
                 ],
             )
             .map(drop)
@@ -180,5 +200,59 @@ impl Scoped<'_> {
             )
             .map(drop)
             .map_err(db_err)
+    }
+}
+
+impl OnceWrite for ScopedWrite<'_> {
+    fn put_once(
+        &mut self,
+        kind: &str,
+        key: &str,
+        body: &str,
+        expires: Instant,
+        now: Instant,
+    ) -> Result<bool, StoreError> {
+        let practice = self.read.practice;
+        let conn = &mut *self.read.conn;
+        conn.execute(
+            "DELETE FROM smart_once WHERE practice = $1 AND expires_at <= $2",
+            &[&practice, &now.millis()],
+        )
+        .map_err(db_err)?;
+        conn.execute(
+            "INSERT INTO smart_once (practice, kind, key_hash, body, expires_at)
+             VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING",
+            &[&practice, &kind, &key, &body, &expires.millis()],
+        )
+        .map(|n| n == 1)
+        .map_err(db_err)
+    }
+
+    fn once(
+        &mut self,
+        kind: &str,
+        key: &str,
+        now: Instant,
+        take: bool,
+    ) -> Result<Option<String>, StoreError> {
+        let sql = if take {
+            "DELETE FROM smart_once WHERE practice = $1 AND kind = $2 AND key_hash = $3
+             RETURNING body, expires_at"
+        } else {
+            "SELECT body, expires_at FROM smart_once
+             WHERE practice = $1 AND kind = $2 AND key_hash = $3"
+        };
+        let practice = self.read.practice;
+        let row = self
+            .read
+            .conn
+            .query_opt(sql, &[&practice, &kind, &key])
+            .map_err(db_err)?;
+        let Some(r) = row else {
+            return Ok(None);
+        };
+        let body: String = r.try_get(0).map_err(db_err)?;
+        let exp: i64 = r.try_get(1).map_err(db_err)?;
+        Ok((exp > now.millis()).then_some(body))
     }
 }

@@ -123,6 +123,9 @@ const MIGRATIONS: &[&str] = &[
     // (`index::backfill_text`).
     "CREATE VIRTUAL TABLE idx_text USING fts5(narrative, content, content='', contentless_delete=1,
         detail=column, tokenize='unicode61 remove_diacritics 2');",
+    // 13: SMART apps can be disabled; the authorization server's codes,
+    // launch contexts and client assertion ids survive a restart.
+    crate::smart::ONCE_MIGRATION,
 ];
 
 /// The migration adding `idx_text`, after which the current versions stored

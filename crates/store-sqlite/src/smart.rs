@@ -1,13 +1,14 @@
-//! SMART on FHIR: registered apps and the tokens issued to them. Every
-//! statement binds the practice key as `?1`.
+//! SMART on FHIR: registered apps, the tokens issued to them and the
+//! authorization server's one-time values. Every statement binds the
+//! practice key as `?1`.
 
 use gp_fhir::Instant;
-use gp_store::StoreError;
 use gp_store::smart::{AppKind, AppRecord, TokenKind, TokenRecord};
+use gp_store::{OnceWrite, StoreError};
 use rusqlite::{OptionalExtension, params};
 
 use crate::db_err;
-use crate::scoped::Scoped;
+use crate::scoped::{Scoped, ScopedWrite};
 
 /// Schema migration 10.
 pub(crate) const MIGRATION: &str = "
@@ -41,8 +42,23 @@ pub(crate) const MIGRATION: &str = "
     );
     CREATE INDEX smart_token_by_grant ON smart_token (practice, grant_id);";
 
+/// Schema migration 13: apps can be disabled; the authorization server's
+/// one-time values (codes, launch contexts, client assertion `jti`s) by
+/// the SHA-256 of their key, until they expire.
+pub(crate) const ONCE_MIGRATION: &str = "
+    ALTER TABLE smart_app ADD COLUMN disabled INTEGER NOT NULL DEFAULT 0;
+    CREATE TABLE smart_once (
+        practice INTEGER NOT NULL REFERENCES practice(key),
+        kind TEXT NOT NULL,
+        key_hash TEXT NOT NULL,
+        body TEXT NOT NULL,
+        expires_at INTEGER NOT NULL,
+        PRIMARY KEY (practice, kind, key_hash)
+    );
+    CREATE INDEX smart_once_by_expiry ON smart_once (practice, expires_at);";
+
 const APP_COLUMNS: &str =
-    "client_id, name, kind, secret_hash, redirect_uris, jwks, scope, created_at";
+    "client_id, name, kind, secret_hash, redirect_uris, jwks, scope, created_at, disabled";
 const TOKEN_COLUMNS: &str = "token_hash, kind, grant_id, client_id, user_id, role, scope, patient, created_at, expires_at, revoked";
 
 fn app_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<AppRecord> {
@@ -57,6 +73,7 @@ fn app_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<AppRecord> {
         jwks: r.get(5)?,
         scope: r.get(6)?,
         created: Instant::from_millis(r.get(7)?),
+        disabled: r.get::<_, i64>(8)? != 0,
     })
 }
 
@@ -118,11 +135,11 @@ impl Scoped<'_> {
     pub(crate) fn put_smart_app(&mut self, a: &AppRecord) -> Result<(), StoreError> {
         self.conn
             .prepare_cached(&format!(
-                "INSERT INTO smart_app (practice, {APP_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)
+                "INSERT INTO smart_app (practice, {APP_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)
                  ON CONFLICT (practice, client_id) DO UPDATE SET name = excluded.name,
                    kind = excluded.kind, secret_hash = excluded.secret_hash,
                    redirect_uris = excluded.redirect_uris, jwks = excluded.jwks,
-                   scope = excluded.scope"
+                   scope = excluded.scope, disabled = excluded.disabled"
             ))
             .and_then(|mut s| {
                 s.execute(params![
@@ -135,6 +152,7 @@ impl Scoped<'_> {
                     a.jwks,
                     a.scope,
                     a.created.millis(),
+                    a.disabled as i64,
                 ])
             })
             .map(drop)
@@ -185,5 +203,57 @@ impl Scoped<'_> {
             .and_then(|mut s| s.execute(params![self.practice, user_id]))
             .map(drop)
             .map_err(db_err)
+    }
+}
+
+impl OnceWrite for ScopedWrite<'_> {
+    fn put_once(
+        &mut self,
+        kind: &str,
+        key: &str,
+        body: &str,
+        expires: Instant,
+        now: Instant,
+    ) -> Result<bool, StoreError> {
+        let conn = self.read.conn;
+        let practice = self.read.practice;
+        conn.prepare_cached("DELETE FROM smart_once WHERE practice = ?1 AND expires_at <= ?2")
+            .and_then(|mut s| s.execute(params![practice, now.millis()]))
+            .map_err(db_err)?;
+        conn.prepare_cached(
+            "INSERT INTO smart_once (practice, kind, key_hash, body, expires_at)
+             VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT DO NOTHING",
+        )
+        .and_then(|mut s| s.execute(params![practice, kind, key, body, expires.millis()]))
+        .map(|n| n == 1)
+        .map_err(db_err)
+    }
+
+    fn once(
+        &mut self,
+        kind: &str,
+        key: &str,
+        now: Instant,
+        take: bool,
+    ) -> Result<Option<String>, StoreError> {
+        let sql = if take {
+            "DELETE FROM smart_once WHERE practice = ?1 AND kind = ?2 AND key_hash = ?3
+             RETURNING body, expires_at"
+        } else {
+            "SELECT body, expires_at FROM smart_once
+             WHERE practice = ?1 AND kind = ?2 AND key_hash = ?3"
+        };
+        let found: Option<(String, i64)> = self
+            .read
+            .conn
+            .prepare_cached(sql)
+            .and_then(|mut s| {
+                s.query_row(params![self.read.practice, kind, key], |r| {
+                    Ok((r.get(0)?, r.get(1)?))
+                })
+                .optional()
+            })
+            .map_err(db_err)?;
+        Ok(found.and_then(|(body, exp)| (exp > now.millis()).then_some(body)))
     }
 }

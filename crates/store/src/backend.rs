@@ -221,8 +221,34 @@ pub trait AccountsWrite {
     fn revoke_user_tokens(&mut self, user_id: &str) -> Result<(), StoreError>;
 }
 
+/// The SMART authorization server's one-time values (authorization codes,
+/// EHR launch contexts, the `jti`s of client assertions), kept until they
+/// expire so that a restart neither loses nor forgets one. Keys are opaque
+/// (hashes); `kind` is `code`, `launch` or `jti`.
+pub trait OnceWrite {
+    /// Stores `body` under the key until `expires`, unless a live value is
+    /// there already: whether it was stored. Expired values of the practice
+    /// are dropped first.
+    fn put_once(
+        &mut self,
+        kind: &str,
+        key: &str,
+        body: &str,
+        expires: Instant,
+        now: Instant,
+    ) -> Result<bool, StoreError>;
+    /// The live value under the key; removed when `take`.
+    fn once(
+        &mut self,
+        kind: &str,
+        key: &str,
+        now: Instant,
+        take: bool,
+    ) -> Result<Option<String>, StoreError>;
+}
+
 /// Writes within one practice, inside the writer's transaction.
-pub trait WriteTx: ReadTx + AccountsWrite {
+pub trait WriteTx: ReadTx + AccountsWrite + OnceWrite {
     /// The instant to stamp on versions written now; never earlier than any
     /// instant this store has stamped before.
     fn now(&mut self) -> Instant;

@@ -33,7 +33,8 @@ mod trail;
 
 pub use backend::{
     AccountsRead, AccountsWrite, Backend, DEFER, HistoryPage, HistoryQuery, HistoryScope,
-    NewVersion, ReadTx, SearchPage, StoredVersion, VersionRecord, WriteJob, WriteTx, gather,
+    NewVersion, OnceWrite, ReadTx, SearchPage, StoredVersion, VersionRecord, WriteJob, WriteTx,
+    gather,
 };
 pub use bundle::{EntryResponse, EntryResult, history_query};
 pub use context::{Actor, Ctx, Practice};

@@ -73,6 +73,40 @@ pub struct AppRecord {
     /// The scopes the app may be granted, space-separated.
     pub scope: String,
     pub created: Instant,
+    /// Disabled by the practice: it is refused everywhere and the tokens
+    /// issued to it stop working.
+    pub disabled: bool,
+}
+
+/// Changes a practice manager makes to a registered app; `None` keeps.
+#[derive(Clone, Debug, Default)]
+pub struct AppChange {
+    pub name: Option<String>,
+    pub redirect_uris: Option<Vec<String>>,
+    pub scope: Option<String>,
+    pub disabled: Option<bool>,
+}
+
+/// The kinds of one-time values the authorization server keeps
+/// ([`crate::backend::OnceWrite`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Once {
+    /// An authorization code waiting to be exchanged.
+    Code,
+    /// An EHR launch context waiting for the app.
+    Launch,
+    /// A client assertion's `jti`, seen until the assertion expires.
+    Jti,
+}
+
+impl Once {
+    fn code(self) -> &'static str {
+        match self {
+            Once::Code => "code",
+            Once::Launch => "launch",
+            Once::Jti => "jti",
+        }
+    }
 }
 
 /// An app to register.
@@ -449,6 +483,16 @@ fn bad(m: impl Into<String>) -> StoreError {
     StoreError::bad_request(IssueType::Invalid, m.into())
 }
 
+fn app_admin(ctx: &Ctx) -> Result<(), StoreError> {
+    ctx.require(Activity::AdministerUsers)?;
+    if ctx.grant.is_some() {
+        return Err(StoreError::Forbidden(
+            "the practice's apps are managed by its staff, not by apps".into(),
+        ));
+    }
+    Ok(())
+}
+
 fn check_new_app(a: &NewApp) -> Result<(), StoreError> {
     if a.name.trim().is_empty() || a.name.len() > 200 {
         return Err(bad("an app needs a name (up to 200 characters)"));
@@ -529,12 +573,7 @@ impl Store {
     /// Registers an app at the context's practice (a practice manager:
     /// the administer-users activity; never an app itself).
     pub async fn register_app(&self, ctx: &Ctx, new: NewApp) -> Result<RegisteredApp, StoreError> {
-        ctx.require(Activity::AdministerUsers)?;
-        if ctx.grant.is_some() {
-            return Err(StoreError::Forbidden(
-                "apps are registered by the practice, not by other apps".into(),
-            ));
-        }
+        app_admin(ctx)?;
         check_new_app(&new)?;
         let secret = (new.kind == AppKind::Confidential).then(crate::accounts::generate_secret);
         let secret_hash = match &secret {
@@ -553,6 +592,7 @@ impl Store {
             jwks: new.jwks,
             scope: new.scope,
             created: Instant::now(),
+            disabled: false,
         };
         let record = app.clone();
         self.write_in(ctx, move |tx| tx.put_app(&record)).await?;
@@ -561,16 +601,87 @@ impl Store {
 
     /// The practice's registered apps.
     pub async fn apps(&self, ctx: &Ctx) -> Result<Vec<AppRecord>, StoreError> {
-        ctx.require(Activity::AdministerUsers)?;
-        if ctx.grant.is_some() {
-            return Err(StoreError::Forbidden(
-                "the practice's apps are listed to its staff, not to apps".into(),
-            ));
-        }
+        app_admin(ctx)?;
         self.read_in(ctx, |tx| tx.apps()).await
     }
 
-    /// A registered app, for the authorization server.
+    /// Changes a registered app (a practice manager, as registering): its
+    /// name, redirect URIs or scopes, checked as a registration is, or
+    /// disables it (its tokens stop working at once) or enables it again.
+    /// Scopes granted before stay as they were until their tokens expire.
+    pub async fn update_app(
+        &self,
+        ctx: &Ctx,
+        client_id: &str,
+        change: AppChange,
+    ) -> Result<AppRecord, StoreError> {
+        app_admin(ctx)?;
+        let id = client_id.to_owned();
+        self.write_in(ctx, move |tx| {
+            let mut app = tx
+                .app(&id)?
+                .ok_or_else(|| StoreError::NotFound(format!("no app has the client id '{id}'")))?;
+            if let Some(n) = change.name {
+                app.name = n;
+            }
+            if let Some(u) = change.redirect_uris {
+                app.redirect_uris = u;
+            }
+            if let Some(s) = change.scope {
+                app.scope = s;
+            }
+            if let Some(d) = change.disabled {
+                app.disabled = d;
+            }
+            check_new_app(&NewApp {
+                name: app.name.clone(),
+                kind: app.kind,
+                redirect_uris: app.redirect_uris.clone(),
+                jwks: app.jwks.clone(),
+                scope: app.scope.clone(),
+            })?;
+            tx.put_app(&app)?;
+            Ok(app)
+        })
+        .await
+    }
+
+    /// Keeps a one-time value of the authorization server until `expires`
+    /// (its key stored by SHA-256); `false` if a live one has that key.
+    pub async fn put_once(
+        &self,
+        practice: &Practice,
+        kind: Once,
+        key: &str,
+        body: String,
+        expires: Instant,
+    ) -> Result<bool, StoreError> {
+        let system = Ctx::new(practice.clone(), Actor::system());
+        let hash = token_hash(key);
+        self.write_in(&system, move |tx| {
+            tx.put_once(kind.code(), &hash, &body, expires, Instant::now())
+        })
+        .await
+    }
+
+    /// A live one-time value; used up (removed) when `take`.
+    pub async fn once(
+        &self,
+        practice: &Practice,
+        kind: Once,
+        key: &str,
+        take: bool,
+    ) -> Result<Option<String>, StoreError> {
+        let system = Ctx::new(practice.clone(), Actor::system());
+        let hash = token_hash(key);
+        self.write_in(&system, move |tx| {
+            tx.once(kind.code(), &hash, Instant::now(), take)
+        })
+        .await
+    }
+
+    /// A registered app, for the authorization server: `None` if it is
+    /// unknown or disabled.
     pub async fn app(
         &self,
         practice: &Practice,
@@ -578,7 +689,8 @@ impl Store {
     ) -> Result<Option<AppRecord>, StoreError> {
         let system = Ctx::new(practice.clone(), Actor::system());
         let id = client_id.to_owned();
-        self.read_in(&system, move |tx| tx.app(&id)).await
+        let app = self.read_in(&system, move |tx| tx.app(&id)).await?;
+        Ok(app.filter(|a| !a.disabled))
     }
 
     /// Checks a confidential app's secret.
@@ -674,6 +786,9 @@ impl Store {
         if record.revoked || record.expires <= Instant::now() {
             return Ok(None);
         }
+        if self.app(practice, &record.client_id).await?.is_none() {
+            return Ok(None);
+        }
         let username = match &record.user_id {
             Some(id) => {
                 let system = Ctx::new(practice.clone(), Actor::system());
@@ -723,6 +838,9 @@ impl Store {
                 let Some(t) = tx.token(&hash)? else {
                     return Ok(None);
                 };
+                if tx.app(&t.client_id)?.is_none_or(|a| a.disabled) {
+                    return Ok(None);
+                }
                 let user = match &t.user_id {
                     Some(id) => match tx.user_by_id(id)? {
                         Some(u) => Some(u),

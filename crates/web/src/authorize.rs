@@ -269,6 +269,7 @@ pub async fn decide(
         .as_ref()
         .ok_or(WebError::SignIn { htmx: false })?;
     let url = issue_code(&web.state, &req, user, patient)
+        .await
         .map_err(|_| WebError::Internal("the approval could not be recorded".into()))?;
     Ok(Redirect::to(&url).into_response())
 }

@@ -23,6 +23,8 @@ crate::on_both_backends!(
     authorization_code_with_pkce_refresh_introspect_revoke,
     client_credentials_with_private_key_jwt,
     patient_scopes_confine_every_interaction,
+    codes_launches_and_assertion_ids_survive_a_restart,
+    a_practice_manager_changes_and_disables_an_app,
 );
 
 const REDIRECT: &str = "http://127.0.0.1:9/callback";
@@ -787,6 +789,38 @@ async fn the_cli_creates_a_backend_client() {
         .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(res.status(), 200);
     server.stop().await.unwrap_or_else(|e| panic!("{e:#}"));
+
+    // `opengp app update --disable`: the next server refuses its token and
+    // its assertions.
+    let out = Command::new(opengp_bin())
+        .args([
+            "app",
+            "update",
+            "--practice",
+            opengp::config::DEFAULT_PRACTICE,
+            "--data",
+        ])
+        .arg(dir.path().join("data"))
+        .args(["--client-id", &client_id, "--disable"])
+        .output()
+        .unwrap_or_else(|e| panic!("opengp: {e}"));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("disabled=true"));
+    let server =
+        opengp::server::spawn_for_test(&dir.path().join("data"), crate::support::TEST_MAX_BODY)
+            .await
+            .unwrap_or_else(|e| panic!("{e:#}"));
+    let res = authorised_client(t["access_token"].as_str().unwrap_or_default())
+        .get(format!("{}/Patient", server.base))
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_outcome(res, 401, "login").await;
+    server.stop().await.unwrap_or_else(|e| panic!("{e:#}"));
 }
 
 /// The Python that has the PyPI package `fhirclient`, which `cargo xtask
@@ -965,8 +999,40 @@ async fn ehr_launch_of_a_confidential_app() {
     assert_eq!(res.status(), 200);
     let t = json(res).await;
     assert_eq!(t["patient"], a.as_str());
-    let as_app = authorised_client(t["access_token"].as_str().unwrap_or_default());
+    let access = t["access_token"].as_str().unwrap_or_default().to_owned();
+    let as_app = authorised_client(&access);
     assert_eq!(app_json(&as_app, &app.url("Observation")).await["total"], 1);
+
+    // Introspection (RFC 7662) needs client authentication: none, a wrong
+    // secret or an app's access token is 401; the app's secret will do.
+    let introspect_url = smart_url(&app, "introspect");
+    let form = [("token", access.as_str())];
+    for req in [
+        reqwest::Client::new().post(&introspect_url),
+        reqwest::Client::new()
+            .post(&introspect_url)
+            .basic_auth(&client_id, Some("wrong")),
+        as_app.post(&introspect_url),
+    ] {
+        let res = req
+            .form(&form)
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert!(res.headers().contains_key("www-authenticate"));
+        oauth_error(res, 401, "invalid_client").await;
+    }
+    let res = reqwest::Client::new()
+        .post(&introspect_url)
+        .basic_auth(&client_id, Some(&secret))
+        .form(&form)
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(res.status(), 200);
+    let i = json(res).await;
+    assert_eq!(i["active"], true, "{i}");
+    assert_eq!(i["patient"], a.as_str(), "{i}");
     let res = as_app
         .get(app.url(&format!("Patient/{b}/$everything")))
         .send()
@@ -1288,5 +1354,240 @@ async fn patient_scopes_confine_every_interaction(app: App) {
         .get_json(&app.url(&format!("Observation?subject=Patient/{a}")))
         .await;
     assert_eq!(mine["total"], 2, "{mine}");
+    app.stop().await;
+}
+
+/// Authorization codes, launch contexts and the `jti`s of client
+/// assertions are kept in the store: a code issued before a restart is
+/// exchanged after it, a launch made before it still opens, an assertion's
+/// `jti` used before it is still refused; an expired code is refused.
+async fn codes_launches_and_assertion_ids_survive_a_restart(app: App) {
+    let (a, _, _, _) = two_patients(&app).await;
+    add_user(&app, "gp", &["R8000"]).await;
+    let scope = "launch launch/patient patient/*.rs";
+    let reg = register(
+        &app,
+        json!({"name": "Chart", "kind": "public", "scope": scope, "redirect_uris": [REDIRECT]}),
+    )
+    .await;
+    let client_id = reg["client_id"].as_str().unwrap_or_default().to_owned();
+    let (pem, jwks) = gp_api::smart::generate_key().unwrap_or_else(|e| panic!("{e}"));
+    let jwks: Value = serde_json::from_str(&jwks).unwrap_or_default();
+    let service = register(
+        &app,
+        json!({"name": "Service", "kind": "backend", "scope": "system/Patient.rs", "jwks": jwks}),
+    )
+    .await;
+    let service_id = service["client_id"].as_str().unwrap_or_default().to_owned();
+    let jwt = assertion(
+        &pem,
+        &service_id,
+        &smart_url(&app, "token"),
+        240,
+        "once-only",
+    );
+    assert_eq!(
+        client_credentials(&app, &jwt, "system/Patient.rs")
+            .await
+            .status(),
+        200
+    );
+    let cookie = web_sign_in(&app, "gp").await;
+    let (code, verifier) = code_for(&app, &cookie, &client_id, scope, Some((&a, "Aardvark"))).await;
+    let gp = crate::auth::signed_in(&app, "gp", None).await;
+    let res = gp
+        .post(smart_url(&app, "launch"))
+        .form(&[("patient", a.as_str())])
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let launch = json(res).await["launch"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    let (stale, stale_verifier) =
+        code_for(&app, &cookie, &client_id, scope, Some((&a, "Aardvark"))).await;
+
+    let app = app.restart().await;
+    let exchange = |code: &str, verifier: &str| {
+        [
+            ("grant_type", "authorization_code".to_owned()),
+            ("client_id", client_id.clone()),
+            ("redirect_uri", REDIRECT.to_owned()),
+            ("code", code.to_owned()),
+            ("code_verifier", verifier.to_owned()),
+        ]
+    };
+    let f = exchange(&code, &verifier);
+    let f: Vec<(&str, &str)> = f.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let res = token(&app, &f).await;
+    assert_eq!(res.status(), 200, "the code issued before the restart");
+    assert_eq!(json(res).await["patient"], a.as_str());
+    oauth_error(token(&app, &f).await, 400, "invalid_grant").await;
+    // The same jti in a new assertion (for the new port's token endpoint).
+    let replay = assertion(
+        &pem,
+        &service_id,
+        &smart_url(&app, "token"),
+        240,
+        "once-only",
+    );
+    oauth_error(
+        client_credentials(&app, &replay, "system/Patient.rs").await,
+        401,
+        "invalid_client",
+    )
+    .await;
+    let fresh = assertion(&pem, &service_id, &smart_url(&app, "token"), 240, "another");
+    assert_eq!(
+        client_credentials(&app, &fresh, "system/Patient.rs")
+            .await
+            .status(),
+        200
+    );
+    // The launch made before the restart gives its patient without a choice.
+    let (verifier, challenge) = pkce();
+    let url = format!(
+        "{}&launch={launch}",
+        authorize_url(&app, &client_id, "launch patient/*.rs", &challenge)
+    );
+    let back = approve(&root(&app), &cookie, &url, None).await;
+    let f = exchange(&query_of(&back)["code"], &verifier);
+    let f: Vec<(&str, &str)> = f.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let res = token(&app, &f).await;
+    assert_eq!(res.status(), 200);
+    assert_eq!(json(res).await["patient"], a.as_str());
+    // A code past its minute is refused (expired directly in the database).
+    let sqlite = app.data_dir().join("opengp.db");
+    if sqlite.exists() {
+        let db = rusqlite::Connection::open(&sqlite).unwrap_or_else(|e| panic!("{e}"));
+        db.busy_timeout(std::time::Duration::from_secs(10))
+            .unwrap_or_else(|e| panic!("{e}"));
+        let n = db
+            .execute(
+                "UPDATE smart_once SET expires_at = 1 WHERE kind = 'code'",
+                [],
+            )
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(n, 1, "the stale code is the only one left");
+        let f = exchange(&stale, &stale_verifier);
+        let f: Vec<(&str, &str)> = f.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        oauth_error(token(&app, &f).await, 400, "invalid_grant").await;
+    }
+    app.stop().await;
+}
+
+/// A practice manager changes a registered app through the API (its
+/// redirect URIs and scopes, checked as a registration is) and disables
+/// it: its access and refresh tokens stop working at once, it can neither
+/// authorize nor get tokens, introspection says inactive; staff without
+/// the administer-users activity cannot change it.
+async fn a_practice_manager_changes_and_disables_an_app(app: App) {
+    let (a, _, _, _) = two_patients(&app).await;
+    add_user(&app, "gp", &["R8000"]).await;
+    let scope = "launch/patient patient/*.rs offline_access";
+    let reg = register(
+        &app,
+        json!({"name": "Chart", "kind": "public", "scope": scope, "redirect_uris": [REDIRECT]}),
+    )
+    .await;
+    let client_id = reg["client_id"].as_str().unwrap_or_default().to_owned();
+    assert_eq!(reg["disabled"], false);
+    let cookie = web_sign_in(&app, "gp").await;
+    let t = patient_token(&app, &cookie, &client_id, scope, (&a, "Aardvark")).await;
+    let access = t["access_token"].as_str().unwrap_or_default().to_owned();
+    let refresh = t["refresh_token"].as_str().unwrap_or_default().to_owned();
+    let as_app = authorised_client(&access);
+    let patient_url = app.url(&format!("Patient/{a}"));
+    assert_eq!(status_of(&as_app, &patient_url).await, 200);
+
+    let app_url = smart_url(&app, &format!("apps/{client_id}"));
+    let change = |client: &reqwest::Client, body: Value| {
+        let req = client.patch(&app_url).json(&body);
+        async move { req.send().await.unwrap_or_else(|e| panic!("{e}")) }
+    };
+    // Not by a GP, not with a bad scope, not for an unknown app.
+    let gp = crate::auth::signed_in(&app, "gp", None).await;
+    assert_outcome(
+        change(&gp, json!({"disabled": true})).await,
+        403,
+        "forbidden",
+    )
+    .await;
+    let res = change(&app.client, json!({"scope": "system/*.rs"})).await;
+    assert_eq!(res.status(), 400);
+    let res = app
+        .client
+        .patch(smart_url(&app, "apps/no-such-app"))
+        .json(&json!({"disabled": true}))
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(res.status(), 404);
+    // New redirect URI and narrower scopes: the old URI is refused.
+    let other = "http://127.0.0.1:9/other-callback";
+    let res = change(
+        &app.client,
+        json!({"redirect_uris": [other], "scope": "launch/patient patient/Patient.rs"}),
+    )
+    .await;
+    assert_eq!(res.status(), 200);
+    let v = json(res).await;
+    assert_eq!(v["redirect_uris"], json!([other]), "{v}");
+    assert_eq!(v["scope"], "launch/patient patient/Patient.rs", "{v}");
+    let (_, challenge) = pkce();
+    let res = agent()
+        .get(authorize_url(&app, &client_id, scope, &challenge))
+        .header("cookie", &cookie)
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(res.status(), 400, "the old redirect URI");
+    let listed = app_json(&app.client, &smart_url(&app, "apps")).await;
+    assert_eq!(listed[0]["redirect_uris"], json!([other]), "{listed}");
+
+    // Disabled: everything it holds stops at once.
+    let res = change(&app.client, json!({"disabled": true})).await;
+    assert_eq!(res.status(), 200);
+    assert_eq!(json(res).await["disabled"], true);
+    let res = as_app
+        .get(&patient_url)
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_outcome(res, 401, "login").await;
+    assert_eq!(introspect(&app, &access).await["active"], false);
+    oauth_error(
+        token(
+            &app,
+            &[
+                ("grant_type", "refresh_token"),
+                ("client_id", &client_id),
+                ("refresh_token", &refresh),
+            ],
+        )
+        .await,
+        401,
+        "invalid_client",
+    )
+    .await;
+    let q = serde_urlencoded::to_string([
+        ("response_type", "code"),
+        ("client_id", client_id.as_str()),
+        ("redirect_uri", other),
+        ("scope", "launch/patient patient/Patient.rs"),
+        ("state", "s"),
+        ("aud", app.server.base.as_str()),
+        ("code_challenge", challenge.as_str()),
+        ("code_challenge_method", "S256"),
+    ])
+    .unwrap_or_default();
+    let res = agent()
+        .get(format!("{}/app/smart/authorize?{q}", root(&app)))
+        .header("cookie", &cookie)
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(res.status(), 400, "a disabled app cannot be authorized");
     app.stop().await;
 }
