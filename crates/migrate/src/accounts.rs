@@ -11,6 +11,7 @@
 use std::collections::BTreeMap;
 
 use anyhow::Result;
+use gp_store::access::Policy;
 use gp_store::accounts::UserRecord;
 use gp_store::smart::{AppKind, AppRecord};
 use gp_store::{Ctx, Store, StoreError};
@@ -203,6 +204,131 @@ fn compare<T: PartialEq>(
 pub(crate) const USER: &str = "(staff account)";
 pub(crate) const APP: &str = "(SMART app)";
 pub(crate) const POLICY: &str = "(access policy)";
+/// The whole file, when it cannot be read at all.
+pub(crate) const FILE: &str = "(accounts file)";
+
+/// Reads `accounts.json` record by record, so that one bad record is
+/// rejected alone: a file that is not JSON at all (nothing in it can be
+/// imported, and the report says how many records the manifest says it
+/// held), an account or app that does not read, an account whose roles
+/// the practice's policy does not know, accounts sharing an id or a user
+/// name (which one is right cannot be told, so none of them is imported),
+/// a policy that is not one. Each rejection goes in the report; the rest
+/// is returned for [`import`].
+pub(crate) fn parse(bytes: &[u8], held: &crate::AccountTotals, report: &mut Report) -> Accounts {
+    #[derive(Deserialize)]
+    struct Loose {
+        #[serde(default)]
+        users: Vec<serde_json::Value>,
+        #[serde(default)]
+        policy: Option<serde_json::Value>,
+        #[serde(default)]
+        apps: Vec<serde_json::Value>,
+    }
+    let loose: Loose = match serde_json::from_slice(bytes) {
+        Ok(l) => l,
+        Err(e) => {
+            report.reject_record(
+                FILE,
+                ACCOUNTS_FILE,
+                ACCOUNTS_FILE.into(),
+                format!(
+                    "{ACCOUNTS_FILE} cannot be read ({e}): none of what the manifest says it holds \
+                     ({} staff accounts, {} SMART apps, {} access policy) is imported",
+                    held.users, held.apps, held.policy
+                ),
+            );
+            return Accounts::default();
+        }
+    };
+    let mut out = Accounts::default();
+    let mut policy = None;
+    if let Some(p) = loose.policy {
+        match p.as_str().map(Policy::from_json) {
+            Some(Ok(parsed)) => {
+                policy = Some(parsed);
+                out.policy = p.as_str().map(str::to_owned);
+            }
+            Some(Err(e)) => report.reject_record(
+                POLICY,
+                ACCOUNTS_FILE,
+                "policy".into(),
+                format!("not an access policy: {e}"),
+            ),
+            None => report.reject_record(
+                POLICY,
+                ACCOUNTS_FILE,
+                "policy".into(),
+                "not an access policy: the policy is not a string".into(),
+            ),
+        }
+    }
+    // The roles the practice will know: its own policy, else the baseline.
+    let policy = policy.or_else(|| Policy::baseline().ok());
+    let known = |role: &str| match role.strip_prefix(gp_store::online::ROLE_PREFIX) {
+        Some(patient) => gp_fhir::Id::parse(patient).is_ok(),
+        None => policy
+            .as_ref()
+            .is_some_and(|p| p.roles().any(|(r, _)| r == role)),
+    };
+    let mut users = Vec::new();
+    for (n, v) in loose.users.into_iter().enumerate() {
+        let what = v["username"].as_str().map_or_else(
+            || format!("staff account {}", n + 1),
+            |u| format!("staff account '{u}'"),
+        );
+        match serde_json::from_value::<Account>(v) {
+            Ok(u) => users.push(u),
+            Err(e) => report.reject_record(
+                USER,
+                ACCOUNTS_FILE,
+                what,
+                format!("not a staff account: {e}"),
+            ),
+        }
+    }
+    let mut ids: BTreeMap<String, usize> = BTreeMap::new();
+    let mut names: BTreeMap<String, usize> = BTreeMap::new();
+    for u in &users {
+        *ids.entry(u.id.clone()).or_default() += 1;
+        *names.entry(u.username.clone()).or_default() += 1;
+    }
+    for u in users {
+        let what = format!("{} ({})", u.id, u.username);
+        let why = if ids[&u.id] > 1 {
+            Some(format!(
+                "the package holds {} accounts with the id {}: which one is right cannot be told, so none of them is imported",
+                ids[&u.id], u.id
+            ))
+        } else if names[&u.username] > 1 {
+            Some(format!(
+                "the package holds {} accounts with the user name '{}': which one is right cannot be told, so none of them is imported",
+                names[&u.username], u.username
+            ))
+        } else {
+            u.roles.iter().find(|r| !known(r)).map(|r| {
+                format!("the role '{r}' is not in the practice's access policy: the account would not be what it was")
+            })
+        };
+        match why {
+            Some(why) => report.reject_record(USER, ACCOUNTS_FILE, what, why),
+            None => out.users.push(u),
+        }
+    }
+    for (n, v) in loose.apps.into_iter().enumerate() {
+        let what = v["clientId"].as_str().map_or_else(
+            || format!("SMART app {}", n + 1),
+            |c| format!("SMART app '{c}'"),
+        );
+        match serde_json::from_value::<App>(v) {
+            Ok(a) => out.apps.push(a),
+            Err(e) => {
+                report.reject_record(APP, ACCOUNTS_FILE, what, format!("not a SMART app: {e}"))
+            }
+        }
+    }
+    out
+}
 
 /// Loads accounts, policy and apps in one transaction: each one imported,
 /// already present (identical) or rejected (the target holds a different

@@ -490,7 +490,11 @@ pub async fn import(
         record(&mut report, w.await??);
     }
     // The accounts, policy and apps, then the audit trail.
-    crate::accounts::import(store, ctx, accounts(dir, &manifest)?, &mut report).await?;
+    // Read record by record: what cannot be read is rejected alone.
+    let bytes = std::fs::read(dir.join(&manifest.accounts_file))
+        .with_context(|| format!("reading {}", manifest.accounts_file))?;
+    let accounts = crate::accounts::parse(&bytes, &manifest.accounts, &mut report);
+    crate::accounts::import(store, ctx, accounts, &mut report).await?;
     crate::trail::import(store, ctx, dir, &mut report).await?;
     report.finished_at = Instant::now().to_string();
     Ok(report)

@@ -196,6 +196,9 @@ pub(crate) async fn import(
     let mut done = false;
     while !done {
         let mut batch = Vec::with_capacity(PAGE);
+        // A line that cannot be read ends the batch: the records before it
+        // are written, those after it rejected.
+        let mut breaks: Option<String> = None;
         while batch.len() < PAGE {
             let Some(text) = lines.next() else {
                 done = true;
@@ -214,12 +217,15 @@ pub(crate) async fn import(
                 Err((record, why)) => {
                     let origin = format!("{AUDIT_FILE}:{n}");
                     report.reject_audit(&origin, record, why.clone());
-                    broken.get_or_insert(format!("it follows a record that was rejected ({why})"));
-                    // Everything after a broken link is rejected below.
+                    breaks = Some(format!("it follows a record that was rejected ({why})"));
+                    break;
                 }
             }
         }
         let Some(first) = batch.first().map(|r| r.link.seq) else {
+            if let Some(b) = breaks {
+                broken.get_or_insert(b);
+            }
             continue;
         };
         let carried = broken.clone();
@@ -279,6 +285,9 @@ pub(crate) async fn import(
             })
             .await?;
         broken = still;
+        if let Some(b) = breaks {
+            broken.get_or_insert(b);
+        }
         for (line, name, outcome) in outcomes {
             match outcome {
                 Ok(o) => report.count_outcome(AUDIT, &o),

@@ -587,6 +587,285 @@ async fn broken_records_are_reported_and_nothing_else_is_lost() {
     );
 }
 
+/// A copy of `pkg` in `to` with `edit` applied to its `file`, the
+/// manifest's seal of that file made to match again (a faulty exporter,
+/// or a tamperer who also rewrote the seal).
+fn resealed(pkg: &Path, to: &Path, file: &str, edit: impl FnOnce(String) -> String) {
+    std::fs::create_dir_all(to).unwrap_or_else(|e| panic!("{e}"));
+    for entry in std::fs::read_dir(pkg).unwrap_or_else(|e| panic!("{e}")) {
+        let from = entry.unwrap_or_else(|e| panic!("{e}")).path();
+        let name = from.file_name().unwrap_or_default().to_owned();
+        std::fs::copy(&from, to.join(name)).unwrap_or_else(|e| panic!("{e}"));
+    }
+    let text = std::fs::read_to_string(to.join(file)).unwrap_or_else(|e| panic!("{e}"));
+    let changed = edit(text.clone());
+    assert_ne!(changed, text, "the edit of {file} changed nothing");
+    std::fs::write(to.join(file), &changed).unwrap_or_else(|e| panic!("{e}"));
+    let mut m = manifest(to);
+    let key = match file {
+        "audit.ndjson" => "auditSha256",
+        "accounts.json" => "accountsSha256",
+        _ => "versionsSha256",
+    };
+    m[key] = gp_migrate::digest(changed.as_bytes()).into();
+    std::fs::write(to.join("manifest.json"), m.to_string()).unwrap_or_else(|e| panic!("{e}"));
+}
+
+/// Each line of an NDJSON text changed by `f` (index, parsed line).
+fn each_line(text: &str, mut f: impl FnMut(usize, &mut Value)) -> String {
+    text.lines()
+        .enumerate()
+        .map(|(n, l)| {
+            let mut v: Value = serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}"));
+            f(n, &mut v);
+            v.to_string()
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+        + "\n"
+}
+
+/// The rejections of a report as `(type, origin, reason)`.
+fn rejections(rep: &Value) -> Vec<(String, String, String)> {
+    rep["rejections"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|r| {
+            let s = |k: &str| r[k].as_str().unwrap_or_default().to_owned();
+            (s("record"), s("origin"), s("reason"))
+        })
+        .collect()
+}
+
+/// A broken audit trail (an altered record, a broken hash link, a garbage
+/// line) and broken accounts (not JSON; an unknown role and a user name
+/// held twice): sealed, the package is refused whole and nothing is
+/// written; resealed, each problem is rejected with its reason, every
+/// resource version and every other account still imported, the trail up
+/// to the break kept (a hash chain cannot continue past a gap: the records
+/// after it are rejected as following it), and the command fails.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_broken_trail_or_accounts_file_is_reported_and_nothing_else_is_lost() {
+    let tmp = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let (d1, pkg) = (tmp.path().join("a"), tmp.path().join("pkg"));
+    practice_with_history(&d1, 0).await;
+    ok(&[
+        "export",
+        "--practice",
+        ODS,
+        "--data",
+        path(&d1),
+        "--out",
+        path(&pkg),
+    ]);
+    let m = manifest(&pkg);
+    let versions = m["totals"]["versions"].as_u64().unwrap_or_default();
+    let users = m["accounts"]["users"].as_u64().unwrap_or_default();
+    let audit = m["audit"]["records"].as_u64().unwrap_or_default();
+    assert!(users >= 2 && audit >= 5, "{m}");
+    let accounts: Value =
+        serde_json::from_slice(&std::fs::read(pkg.join("accounts.json")).unwrap_or_default())
+            .unwrap_or_else(|e| panic!("{e}"));
+
+    // Tampered and not resealed: refused whole, nothing written.
+    let refused = tmp.path().join("refused");
+    resealed(&pkg, &refused, "audit.ndjson", |t| {
+        t.replacen("\"seq\":3", "\"seq\":33", 1)
+    });
+    std::fs::copy(pkg.join("manifest.json"), refused.join("manifest.json"))
+        .unwrap_or_else(|e| panic!("{e}"));
+    let d = tmp.path().join("refused-data");
+    let r = tmp.path().join("refused-report");
+    let (ok0, _, err) = run(&[
+        "import",
+        path(&refused),
+        "--data",
+        path(&d),
+        "--report",
+        path(&r),
+    ]);
+    assert!(
+        !ok0 && err.contains("audit.ndjson does not match the SHA-256"),
+        "{err}"
+    );
+    // The same target then takes the intact package as if new: the refused
+    // run wrote no resource.
+    ok(&[
+        "import",
+        path(&pkg),
+        "--data",
+        path(&d),
+        "--report",
+        path(&r),
+    ]);
+    let rep = report(&r);
+    assert_eq!(rep["totals"]["alreadyPresent"].as_u64(), Some(0), "{rep}");
+
+    // (audit edit, accounts edit, the audit line that breaks, its reason,
+    // the accounts rejections expected as (record fragment, reason fragment)).
+    type Edit = Box<dyn FnOnce(String) -> String>;
+    type Case<'a> = (&'a str, Edit, Edit, usize, &'a str, Vec<(String, &'a str)>);
+    let first_user = accounts["users"][0].clone();
+    let second_user = accounts["users"][1]["username"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    let cases: Vec<Case<'_>> = vec![
+        (
+            "an altered record, accounts.json not JSON",
+            Box::new(|t: String| {
+                each_line(&t, |n, v| {
+                    if n == 2 {
+                        v["resource"]["outcome"] = "8".into();
+                    }
+                })
+            }),
+            Box::new(|t: String| t[..t.len() / 2].to_owned()),
+            3,
+            "does not match its SHA-256",
+            vec![("accounts.json".into(), "cannot be read")],
+        ),
+        (
+            "a broken hash link, an unknown role and a user name twice",
+            Box::new(|t: String| {
+                each_line(&t, |n, v| {
+                    if n == 1 {
+                        v["hash"] = "0".repeat(64).into();
+                    }
+                })
+            }),
+            Box::new(move |t: String| {
+                let mut a: Value = serde_json::from_str(&t).unwrap_or_else(|e| panic!("{e}"));
+                a["users"][1]["roles"] = json!(["R7777"]);
+                let mut twin = first_user.clone();
+                twin["id"] = "someone-else".into();
+                a["users"]
+                    .as_array_mut()
+                    .unwrap_or_else(|| panic!("users"))
+                    .push(twin);
+                a.to_string()
+            }),
+            2,
+            "does not match its link's hash",
+            vec![
+                (
+                    second_user.clone(),
+                    "the role 'R7777' is not in the practice's access policy",
+                ),
+                ("someone-else".into(), "accounts with the user name"),
+                (
+                    accounts["users"][0]["id"]
+                        .as_str()
+                        .unwrap_or_default()
+                        .to_owned(),
+                    "accounts with the user name",
+                ),
+            ],
+        ),
+        (
+            "a garbage line",
+            Box::new(|t: String| {
+                let mut lines: Vec<&str> = t.lines().collect();
+                lines.insert(3, "garbage, not a link");
+                lines.join("\n") + "\n"
+            }),
+            Box::new(|t: String| t.replacen("\"users\"", "\"users\" ", 1)),
+            4,
+            "not an audit trail line",
+            Vec::new(),
+        ),
+    ];
+    for (n, (what, audit_edit, accounts_edit, broken_line, why, account_problems)) in
+        cases.into_iter().enumerate()
+    {
+        let p = tmp.path().join(format!("pkg{n}"));
+        resealed(&pkg, &p, "audit.ndjson", audit_edit);
+        let p2 = tmp.path().join(format!("pkg{n}b"));
+        resealed(&p, &p2, "accounts.json", accounts_edit);
+        let (d, r) = (
+            tmp.path().join(format!("d{n}")),
+            tmp.path().join(format!("r{n}")),
+        );
+        let (ok1, _, err) = run(&[
+            "import",
+            path(&p2),
+            "--data",
+            path(&d),
+            "--report",
+            path(&r),
+        ]);
+        assert!(!ok1 && err.contains("rejected"), "{what}: {err}");
+        let rep = report(&r);
+        let rejected = rejections(&rep);
+        // The trail up to the break is kept; the break and all after it
+        // are rejected, each saying why.
+        let origin = format!("audit.ndjson:{broken_line}");
+        assert!(
+            rejected
+                .iter()
+                .any(|(_, o, reason)| *o == origin && reason.contains(why)),
+            "{what}: no '{why}' at {origin}: {rejected:#?}"
+        );
+        let trail = &rep["types"]["(audit record)"];
+        assert_eq!(
+            trail["imported"].as_u64(),
+            Some(broken_line as u64 - 1),
+            "{what}: {rep}"
+        );
+        let after = rejected
+            .iter()
+            .filter(|(_, o, r)| {
+                o.starts_with("audit.ndjson:") && r.contains("follows a record that was rejected")
+            })
+            .count() as u64;
+        assert!(after > 0, "{what}: {rejected:#?}");
+        assert_eq!(trail["rejected"].as_u64(), Some(after + 1), "{what}: {rep}");
+        for (record, reason) in &account_problems {
+            assert!(
+                rejected.iter().any(|(rec, o, r)| o == "accounts.json"
+                    && rec.contains(record.as_str())
+                    && r.contains(reason)),
+                "{what}: no '{reason}' for {record}: {rejected:#?}"
+            );
+        }
+        let accounts_rejected = rejected
+            .iter()
+            .filter(|(_, o, _)| o == "accounts.json")
+            .count();
+        assert_eq!(
+            accounts_rejected,
+            account_problems.len(),
+            "{what}: {rejected:#?}"
+        );
+        // Every resource version imported; the accounts not rejected too.
+        let t = &rep["totals"];
+        assert_eq!(
+            t["source"].as_u64().unwrap_or_default(),
+            t["imported"].as_u64().unwrap_or_default() + t["rejected"].as_u64().unwrap_or_default(),
+            "{what}: {rep}"
+        );
+        let resources: u64 = rep["types"]
+            .as_object()
+            .into_iter()
+            .flatten()
+            .filter(|(ty, _)| !ty.starts_with('('))
+            .map(|(_, c)| c["imported"].as_u64().unwrap_or_default())
+            .sum();
+        assert_eq!(resources, versions, "{what}: {rep}");
+        if account_problems.is_empty() {
+            assert_eq!(
+                rep["types"]["(staff account)"]["imported"].as_u64(),
+                Some(users),
+                "{what}: {rep}"
+            );
+        }
+        // The report for people says the same.
+        let md = std::fs::read_to_string(r.with_extension("md")).unwrap_or_default();
+        assert!(md.contains(why), "{what}: {md}");
+    }
+}
+
 /// An import killed part way and run again finishes without duplicates.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn an_interrupted_import_resumes() {
