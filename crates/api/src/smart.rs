@@ -64,6 +64,9 @@ const JWT_BEARER: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer
 /// exchanged or expires ([`gp_store::smart::Once::Code`]).
 #[derive(serde::Serialize, serde::Deserialize)]
 struct Code {
+    /// The user's own resource (`Practitioner/..`, `Patient/..`), for
+    /// the `fhirUser` claim.
+    fhir_user: Option<String>,
     client_id: String,
     redirect_uri: String,
     challenge: String,
@@ -86,7 +89,10 @@ pub struct Endpoints {
     pub introspect: String,
     pub revoke: String,
     pub launch: String,
-    /// The practice's FHIR base: the `aud` apps must name.
+    /// The public keys of the `id_token` signature.
+    pub jwks: String,
+    /// The practice's FHIR base: the `aud` apps must name, and the issuer
+    /// of `id_token`s.
     pub fhir: String,
 }
 
@@ -99,6 +105,7 @@ impl Endpoints {
             introspect: format!("{smart}/introspect"),
             revoke: format!("{smart}/revoke"),
             launch: format!("{smart}/launch"),
+            jwks: format!("{smart}/jwks"),
             fhir: format!("{root}/practices/{}/fhir", practice.ods),
         }
     }
@@ -137,7 +144,7 @@ fn configuration(e: &Endpoints) -> Value {
         "token_endpoint_auth_signing_alg_values_supported": ["RS384", "ES384"],
         "grant_types_supported": ["authorization_code", "refresh_token", "client_credentials"],
         "scopes_supported": [
-            "launch", "launch/patient", "offline_access", "online_access",
+            "launch", "launch/patient", "offline_access", "online_access", "openid", "fhirUser",
             "patient/*.read", "patient/*.write", "patient/*.rs", "patient/*.cruds",
             "user/*.read", "user/*.write", "user/*.rs", "user/*.cruds",
             "system/*.read", "system/*.rs"
@@ -148,17 +155,122 @@ fn configuration(e: &Endpoints) -> Value {
             "client-public", "client-confidential-symmetric", "client-confidential-asymmetric",
             "context-standalone-patient", "context-ehr-patient",
             "permission-patient", "permission-user", "permission-offline", "permission-online",
+            "sso-openid-connect",
             "permission-v1", "permission-v2"
         ],
         "code_challenge_methods_supported": ["S256"],
         "introspection_endpoint": e.introspect,
         "revocation_endpoint": e.revoke,
+        "issuer": e.fhir,
+        "jwks_uri": e.jwks,
     })
+}
+
+/// OpenID Connect discovery for the `id_token`s of `openid fhirUser`.
+fn openid_configuration(e: &Endpoints) -> Value {
+    json!({
+        "issuer": e.fhir,
+        "authorization_endpoint": e.authorize,
+        "token_endpoint": e.token,
+        "jwks_uri": e.jwks,
+        "response_types_supported": ["code"],
+        "subject_types_supported": ["public"],
+        "id_token_signing_alg_values_supported": ["ES384"],
+        "scopes_supported": ["openid", "fhirUser"],
+        "claims_supported": ["iss", "sub", "aud", "exp", "iat", "fhirUser"],
+    })
+}
+
+/// The practice's `id_token` signing key (ES384), made the first time it
+/// is needed and kept in the store: the private key (PEM) and the JWK Set.
+async fn signing_key(st: &AppState, practice: &Practice) -> Result<(String, Value), OAuthError> {
+    let fail = |m: String| oauth("server_error", m);
+    let stored = st
+        .store
+        .once(practice, Once::Key, "id_token", false)
+        .await?;
+    let body = match stored {
+        Some(b) => b,
+        None => {
+            let (pem, jwks) = generate_key().map_err(fail)?;
+            let body = json!({"pem": pem, "jwks": serde_json::from_str::<Value>(&jwks).unwrap_or_default()}).to_string();
+            let forever = Instant::from_millis(i64::MAX / 2);
+            // Another server of the deployment may have made one first.
+            st.store
+                .put_once(practice, Once::Key, "id_token", body, forever)
+                .await?;
+            st.store
+                .once(practice, Once::Key, "id_token", false)
+                .await?
+                .ok_or_else(|| fail("the signing key could not be kept".into()))?
+        }
+    };
+    let v: Value = serde_json::from_str(&body).map_err(|e| fail(e.to_string()))?;
+    let pem = v["pem"].as_str().unwrap_or_default().to_owned();
+    Ok((pem, v["jwks"].clone()))
+}
+
+/// An `id_token` (OpenID Connect Core 2): the user who approved, for the
+/// app, with their `fhirUser`, signed with the practice's key.
+async fn id_token(
+    st: &AppState,
+    practice: &Practice,
+    e: &Endpoints,
+    client_id: &str,
+    user_id: &str,
+    fhir_user: Option<&str>,
+) -> Result<String, OAuthError> {
+    let (pem, jwks) = signing_key(st, practice).await?;
+    let key = jsonwebtoken::EncodingKey::from_ec_pem(pem.as_bytes())
+        .map_err(|e| oauth("server_error", e.to_string()))?;
+    let mut header = jsonwebtoken::Header::new(Algorithm::ES384);
+    header.kid = jwks["keys"][0]["kid"].as_str().map(str::to_owned);
+    let now = Instant::now().millis() / 1000;
+    let mut claims = json!({
+        "iss": e.fhir, "sub": user_id, "aud": client_id,
+        "iat": now, "exp": now + gp_store::smart::ACCESS_MILLIS / 1000,
+    });
+    if let Some(u) = fhir_user {
+        claims["fhirUser"] = json!(format!("{}/{u}", e.fhir));
+    }
+    jsonwebtoken::encode(&header, &claims, &key).map_err(|e| oauth("server_error", e.to_string()))
+}
+
+/// `GET [base]/.well-known/openid-configuration`.
+async fn openid_well_known(
+    State(st): State<AppState>,
+    Path(params): Path<HashMap<String, String>>,
+    uri: axum::http::Uri,
+    headers: HeaderMap,
+) -> Response {
+    match st.practice(ods_of(&params)).await {
+        Ok(p) => {
+            let e = Endpoints::new(&crate::root_url(&st.config, &uri, &headers), &p);
+            Json(openid_configuration(&e)).into_response()
+        }
+        Err(e) => e.into_response(),
+    }
+}
+
+/// `GET /practices/{ods}/smart/jwks`: the public key of `id_token`s.
+async fn jwks(State(st): State<AppState>, Path(params): Path<HashMap<String, String>>) -> Response {
+    let out = async {
+        let practice = st
+            .practice(ods_of(&params))
+            .await
+            .map_err(|_| oauth("invalid_request", "this server has no such practice"))?;
+        let (_, jwks) = signing_key(&st, &practice).await?;
+        Ok::<_, OAuthError>(Json(jwks).into_response())
+    }
+    .await;
+    out.unwrap_or_else(IntoResponse::into_response)
 }
 
 /// The routes under a practice's FHIR base.
 pub(crate) fn fhir_routes() -> Router<AppState> {
-    Router::new().route("/.well-known/smart-configuration", get(well_known))
+    Router::new()
+        .route("/.well-known/smart-configuration", get(well_known))
+        .route("/.well-known/openid-configuration", get(openid_well_known))
 }
 
 /// The routes under `/practices/{ods}/smart`.
@@ -168,6 +280,7 @@ pub(crate) fn routes() -> Router<AppState> {
         .route("/introspect", post(introspect))
         .route("/revoke", post(revoke))
         .route("/launch", post(launch))
+        .route("/jwks", get(jwks))
         .route("/apps", post(register).get(list_apps))
         .route("/apps/{client_id}", axum::routing::patch(update_app))
 }
@@ -429,7 +542,11 @@ async fn asserted(
     Ok(app)
 }
 
-fn tokens_response(issued: gp_store::smart::Issued, refresh: Option<String>) -> Response {
+fn tokens_response(
+    issued: gp_store::smart::Issued,
+    refresh: Option<String>,
+    id_token: Option<String>,
+) -> Response {
     let mut body = json!({
         "access_token": issued.access_token,
         "token_type": "Bearer",
@@ -441,6 +558,9 @@ fn tokens_response(issued: gp_store::smart::Issued, refresh: Option<String>) -> 
     }
     if let Some(r) = issued.refresh_token.or(refresh) {
         body["refresh_token"] = json!(r);
+    }
+    if let Some(t) = id_token {
+        body["id_token"] = json!(t);
     }
     crate::no_store_json(StatusCode::OK, body)
 }
@@ -500,6 +620,13 @@ async fn token(
                         "the code_verifier does not match the code_challenge (PKCE S256)",
                     ));
                 }
+                let id = match has_scope(&c.scope, "openid") {
+                    true => Some(
+                        id_token(&st, &practice, &e, &app.client_id, &c.user_id, c.fhir_user.as_deref())
+                            .await?,
+                    ),
+                    false => None,
+                };
                 let issued = st
                     .store
                     .issue_tokens(
@@ -513,7 +640,7 @@ async fn token(
                         None,
                     )
                     .await?;
-                Ok(tokens_response(issued, None))
+                Ok(tokens_response(issued, None, id))
             }
             "refresh_token" => {
                 let refresh = field(&form, "refresh_token")?.to_owned();
@@ -556,7 +683,7 @@ async fn token(
                         Some(r.grant_id),
                     )
                     .await?;
-                Ok(tokens_response(issued, Some(refresh)))
+                Ok(tokens_response(issued, Some(refresh), None))
             }
             "client_credentials" => {
                 if app.kind != AppKind::Backend {
@@ -586,7 +713,7 @@ async fn token(
                         None,
                     )
                     .await?;
-                Ok(tokens_response(issued, None))
+                Ok(tokens_response(issued, None, None))
             }
             other => Err(oauth(
                 "unsupported_grant_type",
@@ -1051,7 +1178,15 @@ pub async fn issue_code(
     patient: Option<String>,
 ) -> Result<String, ApiError> {
     let code = random();
+    let fhir_user = match gp_store::online::role_patient(&user.role) {
+        Some(p) => Some(format!("Patient/{p}")),
+        None => user
+            .practitioner
+            .as_ref()
+            .map(|p| format!("Practitioner/{p}")),
+    };
     let c = Code {
+        fhir_user,
         client_id: req.app.client_id.clone(),
         redirect_uri: req.redirect_uri.clone(),
         challenge: req.challenge.clone(),

@@ -90,6 +90,9 @@ pub(crate) fn require_entry(
             None => ctx.require(crate::access::Activity::RecordClinical)?,
         }
     }
+    if ctx.scope_query(ty, op)?.is_some() {
+        return Err(crate::smart::narrowed_out("a Bundle entry of this type"));
+    }
     ctx.reach(ty, op)
 }
 

@@ -159,6 +159,19 @@ impl Ctx {
         }
     }
 
+    /// The search parameters an app's v2 query-restricted scopes confine
+    /// `op` on `ty` to (`None` without an app or a restriction).
+    pub fn scope_query(
+        &self,
+        ty: Option<gp_fhir::ResourceType>,
+        op: Op,
+    ) -> Result<Option<Vec<(String, String)>>, StoreError> {
+        match &self.grant {
+            Some(g) => g.scope_query(ty, op),
+            None => Ok(None),
+        }
+    }
+
     /// When the context stops being valid: its session's or token's end.
     pub fn expires(&self) -> Option<gp_fhir::Instant> {
         let user = self.access.user.as_ref().map(|u| u.expires);

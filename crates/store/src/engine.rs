@@ -66,6 +66,23 @@ const MAX_INCLUDED: usize = 1000;
 const MAX_ITERATIONS: usize = 4;
 
 /// A search with its includes (search.html#include), in one snapshot.
+/// Refuses a resource outside an app's v2 query-restricted scope: the
+/// scope's search, with the resource's `_id`, must find it.
+fn within_scope_query(
+    tx: &mut dyn ReadTx,
+    ty: ResourceType,
+    id: &str,
+    q: &[(String, String)],
+) -> Result<(), StoreError> {
+    let mut pairs = q.to_vec();
+    pairs.push(("_id".to_owned(), id.to_owned()));
+    let query = search::parse(Some(ty), &pairs, true).map_err(StoreError::BadRequest)?;
+    if search_in(tx, Some(ty), &query)?.page.entries.is_empty() {
+        return Err(crate::smart::narrowed_out("this resource"));
+    }
+    Ok(())
+}
+
 pub(crate) fn search_in(
     tx: &mut dyn ReadTx,
     ty: Option<ResourceType>,
@@ -340,9 +357,18 @@ impl Store {
     ) -> Result<StoredVersion, StoreError> {
         let event = Event::rest("read").target(ty, id.as_str());
         let reach = self.allow_op(ctx, Some(ty), Op::Read, &event)?;
+        let narrowed = ctx
+            .scope_query(Some(ty), Op::Read)
+            .inspect_err(|e| self.audit(ctx, event.clone().failed(e)))?;
         self.audit_barrier_for(ctx, Some(ty)).await?;
         let out = self
-            .read_in(ctx, move |tx| read_in(tx, ty, &id))
+            .read_in(ctx, move |tx| {
+                let v = read_in(tx, ty, &id)?;
+                if let Some(q) = &narrowed {
+                    within_scope_query(tx, ty, &v.id, q)?;
+                }
+                Ok(v)
+            })
             .await
             .and_then(|v| confine(&reach, ty, &v.id, &v.body).map(|()| v));
         let mut event = event.with_result(&out, Event::resource);
@@ -360,6 +386,7 @@ impl Store {
     ) -> Result<StoredVersion, StoreError> {
         let event = Event::rest("vread").target(ty, id.as_str());
         let reach = self.allow_op(ctx, Some(ty), Op::Read, &event)?;
+        self.unnarrowed(ctx, Some(ty), Op::Read, "reading a version", &event)?;
         self.audit_barrier_for(ctx, Some(ty)).await?;
         let out = self
             .read_in(ctx, move |tx| vread_in(tx, ty, &id, version))
@@ -393,6 +420,17 @@ impl Store {
                 .inspect_err(|e| self.audit(ctx, event.clone().failed(e)))?;
             query.criteria.push(criterion);
         }
+        // A v2 query-restricted scope's parameters, inside the query too.
+        let narrowed = ctx
+            .scope_query(ty, Op::Search)
+            .and_then(|q| {
+                q.map(|q| search::parse(ty, &q, true).map_err(StoreError::BadRequest))
+                    .transpose()
+            })
+            .inspect_err(|e| self.audit(ctx, event.clone().failed(e)))?;
+        if let Some(n) = narrowed {
+            query.criteria.extend(n.criteria);
+        }
         if let Some(code) = crate::audit::unindexed_param(ty, &query) {
             let e = StoreError::bad_request(
                 gp_fhir::IssueType::NotSupported,
@@ -420,6 +458,9 @@ impl Store {
                 found.included.retain(|v| {
                     ctx.allows(read_activity(Some(v.resource_type)))
                         && ctx
+                            .scope_query(Some(v.resource_type), Op::Read)
+                            .is_ok_and(|q| q.is_none())
+                        && ctx
                             .reach(Some(v.resource_type), Op::Read)
                             .is_ok_and(|r| confine(&r, v.resource_type, &v.id, &v.body).is_ok())
                 });
@@ -446,7 +487,9 @@ impl Store {
         id: &str,
     ) -> Result<Vec<Authorship>, StoreError> {
         ctx.require(read_activity(Some(ty)))?;
-        if ctx.reach(Some(ty), Op::Read)? != Reach::Any {
+        if ctx.reach(Some(ty), Op::Read)? != Reach::Any
+            || ctx.scope_query(Some(ty), Op::Read)?.is_some()
+        {
             return Err(crate::smart::not_in_patient_context(
                 "the authors of an entry",
             ));
@@ -536,6 +579,7 @@ impl Store {
             _ => Op::Search,
         };
         let reach = self.allow_op(ctx, ty, op, &event)?;
+        self.unnarrowed(ctx, ty, op, "history", &event)?;
         if reach != Reach::Any && op == Op::Search {
             let e = crate::smart::not_in_patient_context("history across resources");
             self.audit(ctx, event.failed(&e));
@@ -888,6 +932,25 @@ impl Store {
             ctx.reach(ty, op)
         };
         check().inspect_err(|e| self.audit(ctx, event.clone().failed(e)))
+    }
+
+    /// Refuses what an app's v2 query-restricted scope cannot be checked
+    /// against (versions, history, Bundle entries): only reads and searches
+    /// are narrowed by it.
+    fn unnarrowed(
+        &self,
+        ctx: &Ctx,
+        ty: Option<ResourceType>,
+        op: Op,
+        what: &str,
+        event: &Event,
+    ) -> Result<(), StoreError> {
+        match ctx.scope_query(ty, op) {
+            Ok(None) => Ok(()),
+            Ok(Some(_)) => Err(crate::smart::narrowed_out(what)),
+            Err(e) => Err(e),
+        }
+        .inspect_err(|e| self.audit(ctx, event.clone().failed(e)))
     }
 
     /// Under `patient/` scopes, refuses a write unless the resource stays

@@ -97,6 +97,8 @@ pub enum Once {
     Launch,
     /// A client assertion's `jti`, seen until the assertion expires.
     Jti,
+    /// The practice's key signing `id_token`s (made once, never expires).
+    Key,
 }
 
 impl Once {
@@ -105,6 +107,7 @@ impl Once {
             Once::Code => "code",
             Once::Launch => "launch",
             Once::Jti => "jti",
+            Once::Key => "key",
         }
     }
 }
@@ -213,20 +216,29 @@ pub enum Level {
     System,
 }
 
-/// One clinical scope: `patient/Observation.rs`, `user/*.read`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// One clinical scope: `patient/Observation.rs`, `user/*.read`,
+/// `patient/Observation.rs?category=...|laboratory`.
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Rule {
     pub level: Level,
     /// `None` for `*`.
     pub ty: Option<ResourceType>,
     ops: u8,
+    /// A v2 finer-grained constraint: search parameters that whatever the
+    /// scope reaches must match (reads and searches of one type only).
+    pub query: Option<Vec<(String, String)>>,
 }
 
 impl Rule {
     /// Reads a clinical scope in v1 (`read`, `write`, `*`) or v2
-    /// (`cruds` letters in that order) syntax. Scopes with v2 query
-    /// restrictions (`?category=...`) are not supported: `None`.
+    /// (`cruds` letters in that order) syntax, with a v2 query restriction
+    /// (`?category=...`) on reads and searches of one type whose search
+    /// parameters OpenGP knows.
     pub fn parse(s: &str) -> Option<Rule> {
+        let (s, query) = match s.split_once('?') {
+            Some((s, q)) => (s, Some(q)),
+            None => (s, None),
+        };
         let (level, rest) = s.split_once('/')?;
         let level = match level {
             "patient" => Level::Patient,
@@ -260,13 +272,33 @@ impl Rule {
                 ops
             }
         };
-        Some(Rule { level, ty, ops })
+        let query = match query {
+            None => None,
+            Some(q) => {
+                let pairs = gp_fhir::search::parse_query_string(q);
+                let understood = gp_fhir::search::parse(ty, &pairs, true).ok()?;
+                if pairs.is_empty() || ty.is_none() || ops & WRITES != 0 {
+                    return None;
+                }
+                if understood.criteria.is_empty() {
+                    return None;
+                }
+                Some(pairs)
+            }
+        };
+        Some(Rule {
+            level,
+            ty,
+            ops,
+            query,
+        })
     }
 
     fn covers(&self, other: &Rule) -> bool {
         self.level == other.level
             && (self.ty.is_none() || self.ty == other.ty)
             && other.ops & !self.ops == 0
+            && (self.query.is_none() || self.query == other.query)
     }
 
     fn allows(&self, ty: Option<ResourceType>, op: Op) -> bool {
@@ -275,19 +307,21 @@ impl Rule {
 }
 
 /// The scopes that are not clinical that OpenGP understands.
-pub const CONTEXT_SCOPES: [&str; 4] = [
+pub const CONTEXT_SCOPES: [&str; 6] = [
     "launch",
     "launch/patient",
     "offline_access",
     "online_access",
+    "openid",
+    "fhirUser",
 ];
 
 /// The scopes of `asked` that an app of `kind` registered with `registered`
 /// may be granted, space-separated: clinical scopes a registered one
 /// covers (`system/` ones for backend services only, `patient/` and
-/// `user/` ones for user-facing apps only) and the launch and refresh
-/// scopes for user-facing apps. Anything else is left out, as the
-/// specification allows.
+/// `user/` ones for user-facing apps only) and the launch, refresh and
+/// identity scopes registered for user-facing apps. Anything else is left
+/// out, as the specification allows.
 pub fn grantable(asked: &str, registered: &str, kind: AppKind) -> String {
     let allowed: Vec<Rule> = registered
         .split_whitespace()
@@ -300,7 +334,9 @@ pub fn grantable(asked: &str, registered: &str, kind: AppKind) -> String {
                 (r.level == Level::System) == (kind == AppKind::Backend)
                     && allowed.iter().any(|a| a.covers(&r))
             }
-            None => kind != AppKind::Backend && CONTEXT_SCOPES.contains(&s),
+            None => {
+                kind != AppKind::Backend && CONTEXT_SCOPES.contains(&s) && has_scope(registered, s)
+            }
         };
         if ok && !out.contains(&s) {
             out.push(s);
@@ -373,6 +409,42 @@ impl AppGrant {
                 ty.map_or_else(|| "every type".to_owned(), |t| t.to_string())
             ))),
         }
+    }
+
+    /// The search parameters a v2 query-restricted scope confines `op` on
+    /// `ty` to (`None`: unrestricted). The scopes of the level
+    /// [`AppGrant::reach`] chose are united: any unrestricted one lifts the
+    /// restriction, several restrictions of one parameter are its values
+    /// in one (`category=a,b`), other mixes are refused.
+    pub fn scope_query(
+        &self,
+        ty: Option<ResourceType>,
+        op: Op,
+    ) -> Result<Option<Vec<(String, String)>>, StoreError> {
+        let matching: Vec<&Rule> = self.rules.iter().filter(|r| r.allows(ty, op)).collect();
+        let wide = matching.iter().any(|r| r.level != Level::Patient);
+        let chosen = matching
+            .into_iter()
+            .filter(|r| !wide || r.level != Level::Patient);
+        let mut out: Option<Vec<(String, String)>> = None;
+        for r in chosen {
+            let Some(q) = &r.query else {
+                return Ok(None);
+            };
+            out = match out {
+                None => Some(q.clone()),
+                Some(mut o) if o.len() == 1 && q.len() == 1 && o[0].0 == q[0].0 => {
+                    o[0].1 = format!("{},{}", o[0].1, q[0].1);
+                    Some(o)
+                }
+                Some(_) => {
+                    return Err(StoreError::Forbidden(
+                        "the app's query-restricted scopes for this type cannot be combined".into(),
+                    ));
+                }
+            };
+        }
+        Ok(out)
     }
 
     /// The activities the scopes could use; a grant's context is given
@@ -449,6 +521,13 @@ pub(crate) fn outside() -> StoreError {
 pub(crate) fn not_in_patient_context(what: &str) -> StoreError {
     StoreError::Forbidden(format!(
         "{what} is not available to an app with patient/ scopes; read the history of one of the patient's resources instead"
+    ))
+}
+
+/// Refused by an app's v2 query-restricted scope.
+pub(crate) fn narrowed_out(what: &str) -> StoreError {
+    StoreError::Forbidden(format!(
+        "{what} is outside what the app's query-restricted scope allows"
     ))
 }
 
@@ -926,11 +1005,48 @@ mod tests {
             "patient/Observation.x",
             "patient/Nothing.read",
             "nobody/*.read",
-            "patient/Observation.rs?category=laboratory",
+            "patient/Observation.cruds?category=laboratory",
+            "patient/*.rs?category=laboratory",
+            "patient/Observation.rs?nonsense=1",
+            "patient/Observation.rs?",
             "launch/patient",
         ] {
             assert_eq!(Rule::parse(bad), None, "{bad}");
         }
+    }
+
+    #[test]
+    fn query_restricted_scopes_narrow_and_unite() {
+        let lab = "patient/Observation.rs?category=http://terminology.hl7.org/CodeSystem/observation-category|laboratory";
+        let r = Rule::parse(lab).unwrap_or_else(|| panic!("restricted"));
+        assert_eq!(r.query.as_ref().map(Vec::len), Some(1));
+        let obs = Some(t("Observation"));
+        let only = |scope: &str| {
+            AppGrant::new("c", "g", scope, Some("p".into()), Instant::now())
+                .scope_query(obs, Op::Search)
+                .ok()
+                .flatten()
+                .map(|q| q[0].1.clone())
+        };
+        assert!(only(lab).is_some_and(|v| v.ends_with("|laboratory")));
+        assert_eq!(only(&format!("{lab} patient/Observation.rs")), None);
+        assert_eq!(
+            only(
+                "patient/Observation.rs?category=laboratory patient/Observation.rs?category=vital-signs"
+            ),
+            Some("laboratory,vital-signs".to_owned())
+        );
+        // A registered restricted scope grants only itself; a plain one
+        // grants it restricted.
+        assert_eq!(grantable(lab, lab, AppKind::Public), lab);
+        assert_eq!(
+            grantable(lab, "patient/Observation.rs", AppKind::Public),
+            lab
+        );
+        assert_eq!(
+            grantable("patient/Observation.rs", lab, AppKind::Public),
+            ""
+        );
     }
 
     #[test]

@@ -25,6 +25,8 @@ crate::on_both_backends!(
     patient_scopes_confine_every_interaction,
     codes_launches_and_assertion_ids_survive_a_restart,
     a_practice_manager_changes_and_disables_an_app,
+    query_restricted_scopes_narrow_reads_and_searches,
+    openid_fhir_user_and_refresh_scopes,
 );
 
 const REDIRECT: &str = "http://127.0.0.1:9/callback";
@@ -1590,4 +1592,184 @@ async fn a_practice_manager_changes_and_disables_an_app(app: App) {
         .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(res.status(), 400, "a disabled app cannot be authorized");
     app.stop().await;
+}
+
+/// SMART v2 finer-grained scopes: `patient/Observation.rs?category=...`
+/// reaches only the laboratory observations of the patient in context,
+/// inside the search (totals exact) and on reads; what cannot be checked
+/// against it (versions, history, Bundle entries) is refused.
+async fn query_restricted_scopes_narrow_reads_and_searches(app: App) {
+    let (a, _, vitals, _) = two_patients(&app).await;
+    add_user(&app, "gp", &["R8000"]).await;
+    let cat = "http://terminology.hl7.org/CodeSystem/observation-category";
+    let lab_of = |p: &str| {
+        json!({"resourceType": "Observation", "status": "final",
+               "category": [{"coding": [{"system": cat, "code": "laboratory"}]}],
+               "code": {"coding": [{"system": "http://snomed.info/sct", "code": "1022441000000107"}]},
+               "subject": {"reference": format!("Patient/{p}")}})
+    };
+    let lab = app.create(&lab_of(&a)).await;
+    let restricted = format!("patient/Observation.rs?category={cat}|laboratory");
+    let scope = format!("launch/patient patient/Patient.rs {restricted}");
+    let reg = register(
+        &app,
+        json!({"name": "Results", "kind": "public", "scope": "launch/patient patient/*.rs", "redirect_uris": [REDIRECT]}),
+    )
+    .await;
+    let client_id = reg["client_id"].as_str().unwrap_or_default().to_owned();
+    let cookie = web_sign_in(&app, "gp").await;
+    let t = patient_token(&app, &cookie, &client_id, &scope, (&a, "Aardvark")).await;
+    assert_eq!(t["scope"], scope.as_str(), "granted as asked, restricted");
+    let c = authorised_client(t["access_token"].as_str().unwrap_or_default());
+    let all = app_json(&c, &app.url("Observation")).await;
+    assert_eq!(all["total"], 1, "the laboratory result only: {all}");
+    assert_eq!(all["entry"][0]["resource"]["id"], lab.as_str());
+    let coded = app_json(
+        &c,
+        &app.url("Observation?code=http://snomed.info/sct|27113001"),
+    )
+    .await;
+    assert_eq!(coded["total"], 0, "{coded}");
+    assert_eq!(
+        status_of(&c, &app.url(&format!("Observation/{lab}"))).await,
+        200
+    );
+    for path in [
+        format!("Observation/{vitals}"),
+        format!("Observation/{lab}/_history"),
+        format!("Observation/{lab}/_history/1"),
+        "Observation/_history".to_owned(),
+    ] {
+        let res = c
+            .get(app.url(&path))
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_outcome(res, 403, "forbidden").await;
+    }
+    let res = send(
+        &c,
+        reqwest::Method::POST,
+        &app.url(""),
+        "application/fhir+json",
+        &json!({"resourceType": "Bundle", "type": "batch", "entry": [
+            {"request": {"method": "GET", "url": "Observation"}}
+        ]}),
+        None,
+    )
+    .await;
+    assert_outcome(res, 403, "forbidden").await;
+    // The patient is not narrowed.
+    assert_eq!(status_of(&c, &app.url(&format!("Patient/{a}"))).await, 200);
+    app.stop().await;
+}
+
+/// `openid fhirUser`: the token response carries an `id_token` signed with
+/// a key of the practice's published JWK Set (found through OpenID
+/// discovery), naming the user's Practitioner as `fhirUser`, the app as
+/// `aud`; `online_access` gives a refresh token lasting a working day,
+/// `offline_access` a longer one, neither none.
+async fn openid_fhir_user_and_refresh_scopes(app: App) {
+    let (a, _, _, _) = two_patients(&app).await;
+    let practitioner = app
+        .create(&json!({"resourceType": "Practitioner", "name": [{"family": "Surgery"}]}))
+        .await;
+    let ctx = gp_store::Ctx::new(crate::auth::practice(&app).await, gp_store::Actor::system());
+    app.server
+        .store
+        .add_user(
+            &ctx,
+            gp_store::accounts::NewUser {
+                username: "gp".into(),
+                name: "A GP".into(),
+                password: PASSWORD.into(),
+                roles: vec!["R8000".into()],
+                practitioner: Some(practitioner.clone()),
+            },
+        )
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let registered = "launch/patient patient/*.rs openid fhirUser online_access offline_access";
+    let reg = register(
+        &app,
+        json!({"name": "Who", "kind": "public", "scope": registered, "redirect_uris": [REDIRECT]}),
+    )
+    .await;
+    let client_id = reg["client_id"].as_str().unwrap_or_default().to_owned();
+    let cookie = web_sign_in(&app, "gp").await;
+    let scope = "launch/patient patient/*.rs openid fhirUser online_access";
+    let t = patient_token(&app, &cookie, &client_id, scope, (&a, "Aardvark")).await;
+    let id_token = t["id_token"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no id_token: {t}"));
+
+    let oidc = app
+        .get_json(&app.url(".well-known/openid-configuration"))
+        .await;
+    assert_eq!(oidc["issuer"], app.server.base.as_str());
+    let smart = app
+        .get_json(&app.url(".well-known/smart-configuration"))
+        .await;
+    assert_eq!(smart["jwks_uri"], oidc["jwks_uri"]);
+    let jwks_url = oidc["jwks_uri"].as_str().unwrap_or_default().to_owned();
+    let set: jsonwebtoken::jwk::JwkSet = reqwest::get(&jwks_url)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"))
+        .json()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let header = jsonwebtoken::decode_header(id_token).unwrap_or_else(|e| panic!("{e}"));
+    let jwk = set
+        .keys
+        .iter()
+        .find(|k| k.common.key_id == header.kid)
+        .unwrap_or_else(|| panic!("the id_token's kid is not in the JWK Set"));
+    let key = jsonwebtoken::DecodingKey::from_jwk(jwk).unwrap_or_else(|e| panic!("{e}"));
+    let mut v = jsonwebtoken::Validation::new(header.alg);
+    v.set_audience(&[client_id.as_str()]);
+    v.set_issuer(&[app.server.base.as_str()]);
+    let claims = jsonwebtoken::decode::<Value>(id_token, &key, &v)
+        .unwrap_or_else(|e| panic!("the id_token does not verify: {e}"))
+        .claims;
+    assert_eq!(
+        claims["fhirUser"],
+        format!("{}/Practitioner/{practitioner}", app.server.base),
+        "{claims}"
+    );
+    // Another token is signed with the same published key.
+    let again = patient_token(&app, &cookie, &client_id, scope, (&a, "Aardvark")).await;
+    let again = again["id_token"].as_str().unwrap_or_default();
+    assert!(jsonwebtoken::decode::<Value>(again, &key, &v).is_ok());
+
+    // Refresh tokens: a working day online, longer offline, none without.
+    let online = refresh_lasts(&app, &t).await;
+    assert!(online > 0 && online <= 12 * 3600, "{online}");
+    let offline = patient_token(
+        &app,
+        &cookie,
+        &client_id,
+        "launch/patient patient/*.rs offline_access",
+        (&a, "Aardvark"),
+    )
+    .await;
+    assert!(offline.get("id_token").is_none(), "no openid, no id_token");
+    assert!(refresh_lasts(&app, &offline).await > 7 * 24 * 3600);
+    let neither = patient_token(
+        &app,
+        &cookie,
+        &client_id,
+        "launch/patient patient/*.rs",
+        (&a, "Aardvark"),
+    )
+    .await;
+    assert!(neither.get("refresh_token").is_none(), "{neither}");
+    app.stop().await;
+}
+
+/// How many seconds the refresh token of a token response lasts.
+async fn refresh_lasts(app: &App, t: &Value) -> i64 {
+    let refresh = t["refresh_token"].as_str().unwrap_or_default();
+    let i = introspect(app, refresh).await;
+    assert_eq!(i["active"], true, "{i}");
+    i["exp"].as_i64().unwrap_or_default() - i["iat"].as_i64().unwrap_or_default()
 }
