@@ -96,6 +96,12 @@ fn compile_part(part: &str) -> Option<Part> {
 
 type Plans = HashMap<ResourceType, Arc<Vec<Compiled>>>;
 
+/// A List's entries marked deleted (`entry.deleted`, in a list of changes):
+/// indexed as `item:deleted` so that `_list` leaves them out
+/// (search.html#list), while `item` keeps the specification's expression.
+static DELETED_ITEMS: LazyLock<Option<Expr>> =
+    LazyLock::new(|| gp_fhirpath::parse("entry.where(deleted = true).item").ok());
+
 static PLANS: LazyLock<RwLock<Plans>> = LazyLock::new(|| RwLock::new(HashMap::new()));
 
 /// Parameters stored as columns rather than index rows.
@@ -197,6 +203,20 @@ fn extract_json_in(ty: ResourceType, json: &Value, type_of: &TypeOf<'_>) -> Vec<
                 }
                 values::push(c.param.code, c.param.kind, item, &mut group, &mut out);
             }
+        }
+    }
+    if ty.as_str() == "List"
+        && let Some(expr) = DELETED_ITEMS.as_ref()
+        && let Ok(items) = gp_fhirpath::evaluate(expr, json, &ctx)
+    {
+        for item in &items {
+            values::push(
+                "item:deleted",
+                ParamKind::Reference,
+                item,
+                &mut group,
+                &mut out,
+            );
         }
     }
     out.extend(gp_fhir::search::index::text_entries(ty, json));

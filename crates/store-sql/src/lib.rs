@@ -504,7 +504,8 @@ fn is_seek(c: &Criterion) -> bool {
 }
 
 /// `idx_reference d` rows of the entries (`item`) of the Lists `ids` that
-/// the context may see, open for more conditions on `d`.
+/// the context may see, but for entries marked deleted (`item:deleted`),
+/// open for more conditions on `d`.
 fn list_items(a: &mut Args<'_>, ids: &[gp_fhir::Id]) -> String {
     let pr = a.practice();
     let owner = a.hint("idx_reference_owner");
@@ -512,7 +513,8 @@ fn list_items(a: &mut Args<'_>, ids: &[gp_fhir::Id]) -> String {
     let visible = a.visible("l");
     format!(
         "idx_reference d {owner} JOIN resource_current l ON l.practice = {pr} AND l.type = 'List' AND l.id = d.id AND NOT l.deleted{visible}
-         WHERE d.practice = {pr} AND d.type = 'List' AND d.id IN ({}) AND d.param = 'item'",
+         WHERE d.practice = {pr} AND d.type = 'List' AND d.id IN ({}) AND d.param = 'item'
+           AND NOT EXISTS (SELECT 1 FROM idx_reference x {owner} WHERE x.practice = {pr} AND x.type = 'List' AND x.id = d.id AND x.param = 'item:deleted' AND x.target_type = d.target_type AND x.target_id = d.target_id)",
         ids.join(", ")
     )
 }

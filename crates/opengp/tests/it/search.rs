@@ -478,6 +478,11 @@ async fn lists(app: App) {
                     "entry": entries(&["Observation/nod", "Observation/hb1"]) }),
             json!({ "resourceType": "List", "id": "dropped", "status": "current", "mode": "working",
                     "entry": entries(&["Observation/hb2"]) }),
+            // A list of changes: an entry marked deleted is no longer in it.
+            json!({ "resourceType": "List", "id": "changes", "status": "current", "mode": "changes",
+                    "entry": [{ "item": { "reference": "Observation/hb1" }, "deleted": true },
+                              { "item": { "reference": "Observation/hb3" }, "deleted": false },
+                              { "item": { "reference": "Observation/bp1" } }] }),
         ],
     )
     .await;
@@ -497,6 +502,9 @@ async fn lists(app: App) {
                 &["hb1", "hb3"],
             ),
             ("Observation?_list=mixed&_list=other", &["hb1"]),
+            ("Observation?_list=changes", &["bp1", "hb3"]),
+            // `item` is the specification's `List.entry.item`, deleted or not.
+            ("List?item=Observation/hb1", &["changes", "mixed", "other"]),
             (
                 "Observation?_list=mixed,other",
                 &["bp1", "hb1", "hb3", "nod"],
