@@ -76,6 +76,12 @@ impl SessionCache {
         }
     }
 
+    /// Forgets every cached session of a user (an account disabled or its
+    /// roles changed: admin.rs).
+    pub(crate) fn forget_user(&self, user_id: &str) {
+        self.forget("", user_id, true);
+    }
+
     /// Forgets the token, or every cached session of its user.
     fn forget(&self, token: &str, user_id: &str, everywhere: bool) {
         if let Ok(mut map) = self.entries.write() {

@@ -10,6 +10,7 @@
 //! as an OperationOutcome with the status [`error`] assigns; a request body
 //! is never trusted to be small, JSON or FHIR until checked.
 
+pub mod admin;
 pub mod auth;
 pub mod bulk;
 mod call;
@@ -163,10 +164,14 @@ pub fn app(state: AppState, more: Router<AppState>) -> Router {
         .route("/health", get(|| async { "ok" }))
         .route("/auth/login", post(auth::login))
         .route("/auth/logout", post(auth::logout))
-        .route("/auth/act-for", post(auth::act_for))
+        .route(
+            "/auth/act-for",
+            post(auth::act_for).get(admin::act_for_targets),
+        )
         .route("/auth/logout-everywhere", post(auth::logout_everywhere))
         .nest("/practices/{ods}/fhir", fhir)
         .nest("/practices/{ods}/smart", smart::routes())
+        .nest("/practices/{ods}/admin", admin::routes())
         .merge(more)
         .fallback(|| async { ApiError::not_found("there is nothing at this URL; a practice's FHIR API is at /practices/{ODS code}/fhir") })
         // Bodies are limited by our own extractor so that the limit answers

@@ -44,6 +44,9 @@ pub struct Account {
     pub practitioner: Option<String>,
     pub failed: u32,
     pub locked_until: Option<String>,
+    /// Disabled by an administrator (absent from packages made before).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub disabled: bool,
 }
 
 /// A registered SMART app as the package carries it.
@@ -74,6 +77,7 @@ impl From<&UserRecord> for Account {
             practitioner: u.practitioner.clone(),
             failed: u.failed,
             locked_until: u.locked_until.map(|i| i.to_string()),
+            disabled: u.disabled,
         }
     }
 }
@@ -96,6 +100,7 @@ impl Account {
             practitioner: self.practitioner.clone(),
             failed: self.failed,
             locked_until,
+            disabled: self.disabled,
         })
     }
 }

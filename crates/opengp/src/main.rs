@@ -164,6 +164,32 @@ enum UserCommand {
         #[command(flatten)]
         store: StoreArgs,
     },
+    /// Disable an account (staff or patient): it cannot sign in, and its
+    /// sessions end.
+    Disable {
+        /// The account's user name.
+        username: String,
+        #[command(flatten)]
+        store: StoreArgs,
+    },
+    /// Enable a disabled account again.
+    Enable {
+        /// The account's user name.
+        username: String,
+        #[command(flatten)]
+        store: StoreArgs,
+    },
+    /// Give a staff account exactly these role profiles; sessions using a
+    /// role taken away end.
+    Roles {
+        /// The account's user name.
+        username: String,
+        /// A role profile (R-code); repeat for more.
+        #[arg(long = "role", required = true)]
+        roles: Vec<String>,
+        #[command(flatten)]
+        store: StoreArgs,
+    },
 }
 
 #[derive(Subcommand)]
@@ -516,6 +542,21 @@ fn run(cli: Cli) -> Result<()> {
         Command::User(UserCommand::List { store }) => {
             runtime.block_on(users::list(store_config(store, &file)?))
         }
+        Command::User(UserCommand::Disable { username, store }) => runtime.block_on(
+            users::set_enabled(store_config(store, &file)?, username, false),
+        ),
+        Command::User(UserCommand::Enable { username, store }) => runtime.block_on(
+            users::set_enabled(store_config(store, &file)?, username, true),
+        ),
+        Command::User(UserCommand::Roles {
+            username,
+            roles,
+            store,
+        }) => runtime.block_on(users::set_roles(
+            store_config(store, &file)?,
+            username,
+            roles,
+        )),
         Command::App(AppCommand::Add {
             name,
             kind,

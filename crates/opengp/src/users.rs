@@ -126,15 +126,54 @@ pub async fn list(cfg: ServerConfig) -> Result<()> {
     for u in users? {
         writeln!(
             out,
-            "{:<20} {:<28} {:<20} {}",
+            "{:<20} {:<28} {:<20} {:<9} {}",
             u.username,
             u.name,
             u.roles.join(","),
+            if u.disabled { "disabled" } else { "" },
             u.practitioner
                 .map(|p| format!("Practitioner/{p}"))
                 .unwrap_or_default()
         )?;
     }
+    Ok(())
+}
+
+/// `opengp user disable|enable`.
+pub async fn set_enabled(cfg: ServerConfig, username: String, enabled: bool) -> Result<()> {
+    let (store, ctx) = open(&cfg).await?;
+    let done = store.set_enabled(&ctx, &username, enabled).await;
+    close(store).await?;
+    let user = done?;
+    writeln!(
+        std::io::stdout().lock(),
+        "{} ({}) at {} is {}.",
+        user.username,
+        user.name,
+        ctx.practice.ods,
+        if enabled {
+            "enabled"
+        } else {
+            "disabled; its sessions have ended"
+        }
+    )?;
+    Ok(())
+}
+
+/// `opengp user roles`.
+pub async fn set_roles(cfg: ServerConfig, username: String, roles: Vec<String>) -> Result<()> {
+    let (store, ctx) = open(&cfg).await?;
+    let done = store.set_roles(&ctx, &username, roles).await;
+    close(store).await?;
+    let user = done?;
+    writeln!(
+        std::io::stdout().lock(),
+        "{} ({}) at {} now holds the role profiles {}.",
+        user.username,
+        user.name,
+        ctx.practice.ods,
+        user.roles.join(", ")
+    )?;
     Ok(())
 }
 

@@ -94,7 +94,7 @@ pub(crate) fn backfill_restricted(conn: &mut crate::conn::Conn) -> Result<(), po
 }
 
 const USER_COLUMNS: &str =
-    "id, username, name, password_hash, roles, practitioner, failed, locked_until";
+    "id, username, name, password_hash, roles, practitioner, failed, locked_until, disabled";
 
 fn user_row(r: &Row) -> Result<UserRecord, StoreError> {
     let roles: String = r.try_get(4).map_err(db_err)?;
@@ -110,6 +110,7 @@ fn user_row(r: &Row) -> Result<UserRecord, StoreError> {
             .try_get::<_, Option<i64>>(7)
             .map_err(db_err)?
             .map(Instant::from_millis),
+        disabled: r.try_get(8).map_err(db_err)?,
     })
 }
 
@@ -240,11 +241,12 @@ impl AccountsRead for ScopedWrite<'_> {
 impl AccountsWrite for ScopedWrite<'_> {
     fn put_user(&mut self, u: &UserRecord) -> Result<(), StoreError> {
         let sql = format!(
-            "INSERT INTO app_user (practice, {USER_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+            "INSERT INTO app_user (practice, {USER_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
              ON CONFLICT (practice, id) DO UPDATE SET username = excluded.username,
                name = excluded.name, password_hash = excluded.password_hash,
                roles = excluded.roles, practitioner = excluded.practitioner,
-               failed = excluded.failed, locked_until = excluded.locked_until"
+               failed = excluded.failed, locked_until = excluded.locked_until,
+               disabled = excluded.disabled"
         );
         let roles = u.roles.join(" ");
         let failed = u.failed as i32;
@@ -263,6 +265,7 @@ impl AccountsWrite for ScopedWrite<'_> {
                     &u.practitioner,
                     &failed,
                     &locked,
+                    &u.disabled,
                 ],
             )
             .map(drop)

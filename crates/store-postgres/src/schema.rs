@@ -182,6 +182,11 @@ const MIGRATIONS: &[Migration] = &[
         name: "SMART apps can be disabled; the authorization server's one-time values",
         sql: crate::smart::ONCE_MIGRATION,
     },
+    Migration {
+        version: 13,
+        name: "an administrator can disable an account",
+        sql: "ALTER TABLE app_user ADD COLUMN disabled boolean NOT NULL DEFAULT false;",
+    },
 ];
 
 /// The migration adding `idx_text`: its transaction also indexes the

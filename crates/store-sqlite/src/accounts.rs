@@ -112,7 +112,7 @@ fn grant_rows(
 }
 
 const USER_COLUMNS: &str =
-    "id, username, name, password_hash, roles, practitioner, failed, locked_until";
+    "id, username, name, password_hash, roles, practitioner, failed, locked_until, disabled";
 
 fn user_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<UserRecord> {
     let roles: String = r.get(4)?;
@@ -125,6 +125,7 @@ fn user_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<UserRecord> {
         practitioner: r.get(5)?,
         failed: r.get::<_, i64>(6)? as u32,
         locked_until: r.get::<_, Option<i64>>(7)?.map(Instant::from_millis),
+        disabled: r.get(8)?,
     })
 }
 
@@ -251,11 +252,12 @@ impl AccountsWrite for ScopedWrite<'_> {
         self.read
             .conn
             .prepare_cached(&format!(
-                "INSERT INTO app_user (practice, {USER_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)
+                "INSERT INTO app_user (practice, {USER_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)
                  ON CONFLICT (practice, id) DO UPDATE SET username = excluded.username,
                    name = excluded.name, password_hash = excluded.password_hash,
                    roles = excluded.roles, practitioner = excluded.practitioner,
-                   failed = excluded.failed, locked_until = excluded.locked_until"
+                   failed = excluded.failed, locked_until = excluded.locked_until,
+               disabled = excluded.disabled"
             ))
             .and_then(|mut s| {
                 s.execute(params![
@@ -268,6 +270,7 @@ impl AccountsWrite for ScopedWrite<'_> {
                     u.practitioner,
                     u.failed as i64,
                     u.locked_until.map(Instant::millis),
+                    u.disabled,
                 ])
             })
             .map(drop)

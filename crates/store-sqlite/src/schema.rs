@@ -126,6 +126,8 @@ const MIGRATIONS: &[&str] = &[
     // 13: SMART apps can be disabled; the authorization server's codes,
     // launch contexts and client assertion ids survive a restart.
     crate::smart::ONCE_MIGRATION,
+    // 14: an administrator can disable an account (no sign-in, no session).
+    "ALTER TABLE app_user ADD COLUMN disabled INTEGER NOT NULL DEFAULT 0;",
 ];
 
 /// The migration adding `idx_text`, after which the current versions stored

@@ -13,7 +13,7 @@ use rand::RngCore;
 use sha2::{Digest, Sha256};
 
 use crate::access::{Activities, Activity, Policy, SignedIn, is_role_code};
-use crate::audit::{Event, Kind};
+use crate::audit::{Admin, Event, Kind};
 use crate::engine::blocking;
 use crate::{Actor, Ctx, Practice, Store, StoreError};
 
@@ -41,6 +41,9 @@ pub struct UserRecord {
     /// Failed sign-ins since the last success or lockout.
     pub failed: u32,
     pub locked_until: Option<Instant>,
+    /// Disabled by an administrator: no sign-in, no session
+    /// ([`Store::set_enabled`]).
+    pub disabled: bool,
 }
 
 /// A session as stored: the hash of its token, never the token.
@@ -188,6 +191,34 @@ fn as_user(practice: &Practice, user: &UserRecord, role: &str, address: &Option<
     .from_address(address.clone())
 }
 
+/// The AuditEvent of creating an account (a staff account, or a patient's
+/// online account, which then names the patient).
+fn account_added(roles: &[String], id: &str, username: &str) -> Event {
+    let event = match roles.first().and_then(|r| crate::online::role_patient(r)) {
+        Some(patient) => Event::new(Kind::Admin(Admin::AddPatientAccount)).patient(patient),
+        None => Event::new(Kind::Admin(Admin::AddUser)),
+    };
+    let what = format!("created with role profiles {}", roles.join(" "));
+    event.account(id, username, what)
+}
+
+/// Staff role profiles: at least one, each an R-code.
+fn check_roles(roles: &[String]) -> Result<(), StoreError> {
+    if roles.is_empty() {
+        return Err(StoreError::bad_request(
+            IssueType::Invalid,
+            "a user needs at least one role profile",
+        ));
+    }
+    match roles.iter().find(|r| !is_role_code(r)) {
+        Some(r) => Err(StoreError::bad_request(
+            IssueType::Invalid,
+            format!("'{r}' is not a role code (R and digits)"),
+        )),
+        None => Ok(()),
+    }
+}
+
 fn check_new_user(u: &NewUser) -> Result<(), StoreError> {
     let bad = |m: String| StoreError::bad_request(IssueType::Invalid, m);
     let name_ok = !u.username.is_empty()
@@ -213,12 +244,13 @@ fn check_new_user(u: &NewUser) -> Result<(), StoreError> {
 impl Store {
     /// Creates a staff account at the context's practice.
     pub async fn add_user(&self, ctx: &Ctx, new: NewUser) -> Result<UserRecord, StoreError> {
-        ctx.require(Activity::AdministerUsers)?;
-        if let Some(r) = new.roles.iter().find(|r| !is_role_code(r)) {
-            return Err(StoreError::bad_request(
-                IssueType::Invalid,
-                format!("'{r}' is not a role code (R and digits)"),
-            ));
+        if let Err(e) = ctx
+            .require(Activity::AdministerUsers)
+            .and_then(|()| check_roles(&new.roles))
+        {
+            let event = account_added(&new.roles, "", &new.username);
+            self.audit(ctx, event.failed(&e));
+            return Err(e);
         }
         self.create_account(ctx, new).await
     }
@@ -230,8 +262,14 @@ impl Store {
         ctx: &Ctx,
         new: NewUser,
     ) -> Result<UserRecord, StoreError> {
-        ctx.require(Activity::AdministerUsers)?;
-        check_new_user(&new)?;
+        if let Err(e) = ctx
+            .require(Activity::AdministerUsers)
+            .and_then(|()| check_new_user(&new))
+        {
+            let event = account_added(&new.roles, "", &new.username);
+            self.audit(ctx, event.failed(&e));
+            return Err(e);
+        }
         let password = new.password.clone();
         let password_hash = blocking(move || hash_password(&password)).await?;
         let user = UserRecord {
@@ -243,9 +281,11 @@ impl Store {
             practitioner: new.practitioner,
             failed: 0,
             locked_until: None,
+            disabled: false,
         };
         let record = user.clone();
-        self.write_in(ctx, move |tx| {
+        let event = account_added(&user.roles, &user.id, &user.username);
+        self.admin_write(ctx, event, move |tx| {
             if tx.user_named(&record.username)?.is_some() {
                 return Err(StoreError::Conflict(format!(
                     "the practice already has a user '{}'",
@@ -254,6 +294,142 @@ impl Store {
             }
             tx.put_user(&record)
         })
+        .await?;
+        Ok(user)
+    }
+
+    /// Runs an administrative change as one write job with its AuditEvent
+    /// (who, what, when, outcome) in the same transaction; a refusal or
+    /// failure is recorded apart.
+    async fn admin_write<T: Send + 'static>(
+        &self,
+        ctx: &Ctx,
+        event: Event,
+        f: impl FnOnce(&mut dyn crate::WriteTx) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        let out = async {
+            ctx.require(Activity::AdministerUsers)?;
+            let prepared = event.prepare(ctx).ok_or_else(|| {
+                StoreError::Backend("an administrative audit event could not be built".into())
+            })?;
+            self.write_in(ctx, move |tx| {
+                let out = f(tx)?;
+                crate::audit::append(tx, prepared)?;
+                Ok(out)
+            })
+            .await
+        }
+        .await;
+        if let Err(e) = &out {
+            self.audit(ctx, event.failed(e));
+        }
+        out
+    }
+
+    /// The practice's account `username`, for an administrator.
+    async fn account_named(&self, ctx: &Ctx, username: &str) -> Result<UserRecord, StoreError> {
+        ctx.require(Activity::AdministerUsers)?;
+        let name = username.to_owned();
+        self.read_in(ctx, move |tx| tx.user_named(&name))
+            .await?
+            .ok_or_else(|| {
+                StoreError::NotFound(format!("the practice has no account '{username}'"))
+            })
+    }
+
+    /// Disables (`enabled` false) or enables again the account `username`
+    /// (staff or patient): a disabled account cannot sign in, and its
+    /// sessions and the app tokens it approved end at once. An
+    /// administrator cannot disable their own account.
+    pub async fn set_enabled(
+        &self,
+        ctx: &Ctx,
+        username: &str,
+        enabled: bool,
+    ) -> Result<UserRecord, StoreError> {
+        let (kind, what) = if enabled {
+            (Admin::EnableUser, "enabled")
+        } else {
+            (Admin::DisableUser, "disabled; its sessions ended")
+        };
+        let event = Event::new(Kind::Admin(kind));
+        let mut user = match self.account_named(ctx, username).await {
+            Ok(u) => u,
+            Err(e) => {
+                self.audit(ctx, event.account("", username, what).failed(&e));
+                return Err(e);
+            }
+        };
+        let event = event.account(&user.id, &user.username, what);
+        let me = ctx.access.user.as_ref().map(|u| u.user_id.as_str());
+        if !enabled && me == Some(user.id.as_str()) {
+            let e = StoreError::bad_request(
+                IssueType::BusinessRule,
+                "you cannot disable your own account",
+            );
+            self.audit(ctx, event.failed(&e));
+            return Err(e);
+        }
+        user.disabled = !enabled;
+        let record = user.clone();
+        self.admin_write(ctx, event, move |tx| {
+            tx.put_user(&record)?;
+            if !enabled {
+                tx.revoke_sessions(&record.id, None)?;
+                tx.revoke_user_tokens(&record.id)?;
+            }
+            Ok(())
+        })
+        .await?;
+        Ok(user)
+    }
+
+    /// Gives the staff account `username` exactly the role profiles
+    /// `roles`; a session using a role it no longer holds ends at its next
+    /// request ([`Store::resolve`]).
+    pub async fn set_roles(
+        &self,
+        ctx: &Ctx,
+        username: &str,
+        roles: Vec<String>,
+    ) -> Result<UserRecord, StoreError> {
+        let event = Event::new(Kind::Admin(Admin::ChangeRoles));
+        let checked = async {
+            let user = self.account_named(ctx, username).await?;
+            if user
+                .roles
+                .iter()
+                .any(|r| crate::online::role_patient(r).is_some())
+            {
+                return Err(StoreError::bad_request(
+                    IssueType::BusinessRule,
+                    format!("'{username}' is a patient's online account: it has no role profiles"),
+                ));
+            }
+            check_roles(&roles)?;
+            Ok(user)
+        }
+        .await;
+        let mut user = match checked {
+            Ok(u) => u,
+            Err(e) => {
+                let what = format!("role profiles set to {}", roles.join(" "));
+                self.audit(ctx, event.account("", username, what).failed(&e));
+                return Err(e);
+            }
+        };
+        let what = format!(
+            "role profiles {} changed to {}",
+            user.roles.join(" "),
+            roles.join(" ")
+        );
+        user.roles = roles;
+        let record = user.clone();
+        self.admin_write(
+            ctx,
+            event.account(&user.id, &user.username, what),
+            move |tx| tx.put_user(&record),
+        )
         .await?;
         Ok(user)
     }
@@ -310,7 +486,7 @@ impl Store {
             .unwrap_or_default()
             .to_owned();
         let locked = user.locked_until.is_some_and(|t| t > now);
-        if locked {
+        if locked || (user.disabled && good) {
             self.audit(
                 &as_user(practice, &user, &asked, &address),
                 login.failed(&refused()),
@@ -374,6 +550,16 @@ impl Store {
             return Err(e);
         };
         let first = user.roles.first().cloned().unwrap_or_default();
+        if user.disabled {
+            let e = StoreError::Unauthorized(
+                "the account is disabled; ask the practice's administrator".into(),
+            );
+            self.audit(
+                &as_user(practice, &user, &first, &address),
+                login.failed(&e),
+            );
+            return Err(e);
+        }
         if user.locked_until.is_some_and(|t| t > Instant::now()) {
             let e = StoreError::Unauthorized(
                 "the account is locked for a while after repeated failed sign-ins".into(),
@@ -627,7 +813,7 @@ impl Store {
                 .await?
                 .ok_or_else(expired);
         };
-        if session.revoked || session.expires <= Instant::now() {
+        if session.revoked || session.expires <= Instant::now() || user.disabled {
             return Err(expired());
         }
         if let Some(patient) = crate::online::role_patient(&session.role).map(str::to_owned) {
@@ -726,9 +912,32 @@ impl Store {
 
     /// Replaces the practice's policy.
     pub async fn set_policy(&self, ctx: &Ctx, policy: &Policy) -> Result<(), StoreError> {
-        ctx.require(Activity::AdministerUsers)?;
+        let before = if ctx.allows(Activity::AdministerUsers) {
+            self.policy(ctx).await?
+        } else {
+            Policy::baseline()?
+        };
+        let changed: Vec<String> = before
+            .roles()
+            .map(|(r, _)| r)
+            .chain(policy.roles().map(|(r, _)| r))
+            .collect::<std::collections::BTreeSet<_>>()
+            .into_iter()
+            .filter(|r| before.activities(r) != policy.activities(r))
+            .map(|r| {
+                let codes: Vec<&str> = policy.activities(r).iter().map(Activity::code).collect();
+                format!("{r}: {}", codes.join(" "))
+            })
+            .collect();
+        let what = if changed.is_empty() {
+            "replaced, unchanged".to_owned()
+        } else {
+            format!("changed {}", changed.join("; "))
+        };
+        let event = Event::new(Kind::Admin(Admin::SetPolicy)).about("access policy", what);
         let text = policy.to_json();
-        self.write_in(ctx, move |tx| tx.put_policy(&text)).await
+        self.admin_write(ctx, event, move |tx| tx.put_policy(&text))
+            .await
     }
 }
 

@@ -52,6 +52,57 @@ pub enum Kind {
     Session,
     /// A whole-practice or Bulk Data export.
     Export,
+    /// An administrative action on accounts or the access policy.
+    Admin(Admin),
+}
+
+/// What an administrator (or the console operator) did: the subtype of an
+/// administrative event, after DICOM's Security Alert type
+/// (`110113`) and its subtype for the kind of change.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Admin {
+    /// A staff account created.
+    AddUser,
+    /// An account disabled: no sign-in, its sessions ended.
+    DisableUser,
+    /// A disabled account enabled again.
+    EnableUser,
+    /// A staff account's role profiles changed.
+    ChangeRoles,
+    /// A patient's online account created.
+    AddPatientAccount,
+    /// The practice's access policy replaced.
+    SetPolicy,
+    /// A practice package or other system's data imported.
+    Import,
+}
+
+/// The code system of [`Admin`] subtypes.
+pub const ADMIN_ACTION: &str = "https://opengp.dev/fhir/CodeSystem/admin-action";
+
+impl Admin {
+    /// Its code in [`ADMIN_ACTION`].
+    pub fn code(self) -> &'static str {
+        match self {
+            Admin::AddUser => "user-add",
+            Admin::DisableUser => "user-disable",
+            Admin::EnableUser => "user-enable",
+            Admin::ChangeRoles => "user-roles",
+            Admin::AddPatientAccount => "patient-account-add",
+            Admin::SetPolicy => "policy-set",
+            Admin::Import => "import",
+        }
+    }
+
+    /// DICOM's subtype of Security Alert for it (Import is its own type).
+    fn dicom(self) -> (&'static str, &'static str) {
+        match self {
+            Admin::ChangeRoles => ("110136", "Security Roles Changed"),
+            Admin::SetPolicy => ("110129", "Security Configuration"),
+            Admin::Import => ("110107", "Import"),
+            _ => ("110137", "User Security Attributes Changed"),
+        }
+    }
 }
 
 impl Kind {
@@ -66,6 +117,8 @@ impl Kind {
             Kind::Rest("update" | "patch") => "U",
             Kind::Rest("delete") => "D",
             Kind::Export => "R",
+            Kind::Admin(Admin::AddUser | Admin::AddPatientAccount | Admin::Import) => "C",
+            Kind::Admin(_) => "U",
             Kind::Rest(_) | Kind::Login | Kind::Session => "E",
         }
     }
@@ -85,6 +138,15 @@ impl Kind {
                 json!({"system": DCM, "code": "110114", "display": "User Authentication"}),
                 None,
             ),
+            Kind::Admin(a) => {
+                let (code, display) = a.dicom();
+                let ty = if a == Admin::Import {
+                    json!({"system": DCM, "code": code, "display": display})
+                } else {
+                    json!({"system": DCM, "code": "110113", "display": "Security Alert"})
+                };
+                (ty, Some(json!({"system": ADMIN_ACTION, "code": a.code()})))
+            }
             Kind::Export => (
                 json!({"system": DCM, "code": "110106", "display": "Export"}),
                 Some(
@@ -154,6 +216,9 @@ pub struct Event {
     break_glass: Option<String>,
     /// The identity provider (its issuer URL) that vouched for a sign-in.
     provider: Option<String>,
+    /// What an administrative action was about: an account's id (none
+    /// for the policy or an import), its name, and what changed.
+    about: Option<(Option<String>, String, String)>,
 }
 
 /// How many resources one event lists; a larger page lists its patients
@@ -171,7 +236,30 @@ impl Event {
             attempted_username: None,
             break_glass: None,
             provider: None,
+            about: None,
         }
+    }
+
+    /// Names the account an administrative action was about (`id`, user
+    /// name) and what was done to it, recorded as a Security User entity.
+    pub fn account(mut self, id: &str, username: &str, what: impl Into<String>) -> Self {
+        let id = (!id.is_empty()).then(|| id.to_owned());
+        self.about = Some((id, username.to_owned(), what.into()));
+        self
+    }
+
+    /// Names what else an administrative action was about (the access
+    /// policy, an import's source) and what was done, recorded as a
+    /// Security Resource entity.
+    pub fn about(mut self, name: &str, what: impl Into<String>) -> Self {
+        self.about = Some((None, name.to_owned(), what.into()));
+        self
+    }
+
+    /// Names a patient whose record an action concerns.
+    pub fn patient(mut self, id: &str) -> Self {
+        self.patients.insert(id.to_owned());
+        self
     }
 
     /// Marks the event as an access under a break-glass override, with the
@@ -337,6 +425,25 @@ impl Event {
             }
             entities.push(entity);
         }
+        if let Some((id, name, what)) = &self.about {
+            let (what_json, role) = match id {
+                Some(id) => (
+                    json!({"identifier": {"system": USER_ID, "value": id}, "display": name}),
+                    json!({"system": OBJECT_ROLE, "code": "11", "display": "Security User Entity"}),
+                ),
+                None => (
+                    json!({"display": name}),
+                    json!({"system": OBJECT_ROLE, "code": "13", "display": "Security Resource"}),
+                ),
+            };
+            entities.push(json!({
+                "what": what_json,
+                "type": {"system": ENTITY_TYPE, "code": "2", "display": "System Object"},
+                "role": role,
+                "name": name,
+                "description": what
+            }));
+        }
         if let Some(q) = &self.query {
             entities.push(json!({
                 "type": {"system": ENTITY_TYPE, "code": "2", "display": "System Object"},
@@ -450,7 +557,8 @@ pub const INDEXED_PARAMS: [&str; 9] = [
 /// parameters (a unit test compares them), read directly from the JSON:
 /// `type` and `subtype` (Coding), `action`, `outcome` and `agent.altId`
 /// (code-like), `recorded` (date), `agent.who` and `entity.what`
-/// (Reference, with `agent.who.identifier` as `agent:identifier`), and
+/// (Reference, with `agent.who.identifier` as `agent:identifier` and
+/// `entity.what.identifier`, an account, as `entity:identifier`), and
 /// the Patient references among them as `patient`.
 pub fn index_entries(ev: &Value) -> Vec<IndexEntry> {
     let mut out = Vec::with_capacity(12);
@@ -534,6 +642,17 @@ pub fn index_entries(ev: &Value) -> Vec<IndexEntry> {
             .and_then(Value::as_str)
         {
             reference("entity", r, &mut out, &mut patients);
+        }
+        // An account an administrative action was about.
+        if let Some(i) = e.get("what").and_then(|w| w.get("identifier")) {
+            group += 1;
+            out.push(token(
+                "entity:identifier",
+                group,
+                str_at(i, "system"),
+                str_at(i, "value"),
+                None,
+            ));
         }
     }
     out.extend(patients);
@@ -649,8 +768,8 @@ fn base64(bytes: &[u8]) -> String {
 /// compartment (compartmentdefinition-patient.html), from the parameters'
 /// expressions: `Observation.subject.where(resolve() is Patient)` gives
 /// `subject`.
-fn compartment_elements() -> &'static HashMap<ResourceType, Vec<&'static str>> {
-    static ELEMENTS: OnceLock<HashMap<ResourceType, Vec<&'static str>>> = OnceLock::new();
+fn compartment_elements() -> &'static HashMap<ResourceType, Vec<Vec<&'static str>>> {
+    static ELEMENTS: OnceLock<HashMap<ResourceType, Vec<Vec<&'static str>>>> = OnceLock::new();
     ELEMENTS.get_or_init(|| {
         let mut out = HashMap::new();
         let (Some(patient), Ok(any)) = (ResourceType::parse("Patient"), Id::parse("x")) else {
@@ -663,7 +782,7 @@ fn compartment_elements() -> &'static HashMap<ResourceType, Vec<&'static str>> {
         };
         for (ty, codes) in members {
             let prefix = format!("{ty}.");
-            let mut elements: Vec<&'static str> = Vec::new();
+            let mut paths: Vec<Vec<&'static str>> = Vec::new();
             for code in codes {
                 let Some(expr) = registry::param(ty, code).and_then(|p| p.expression) else {
                     continue;
@@ -673,44 +792,64 @@ fn compartment_elements() -> &'static HashMap<ResourceType, Vec<&'static str>> {
                     let Some(rest) = part.strip_prefix(prefix.as_str()) else {
                         continue;
                     };
-                    let end = rest.find(['.', '(', ')', ' ']).unwrap_or(rest.len());
-                    let element = &rest[..end];
-                    if !element.is_empty() && !elements.contains(&element) {
-                        elements.push(element);
+                    // The element path, without a function call at its
+                    // end: `participant.actor.where(...)` is
+                    // `participant.actor`.
+                    let end = rest.find(['(', ')', ' ']).unwrap_or(rest.len());
+                    let mut path: Vec<&'static str> = rest[..end].split('.').collect();
+                    if rest[end..].starts_with('(') {
+                        path.pop();
+                    }
+                    if !path.is_empty() && !path.contains(&"") && !paths.contains(&path) {
+                        paths.push(path);
                     }
                 }
             }
-            out.insert(ty, elements);
+            out.insert(ty, paths);
         }
         out
     })
 }
 
 /// The patients a stored resource belongs to: itself for a Patient, else the
-/// `Patient/...` references in its compartment elements. Cheap enough for
-/// every read: one parse of the body, no FHIRPath.
+/// `Patient/...` references at its compartment elements' paths (such as
+/// Appointment's `participant.actor`, AuditEvent's `agent.who` and
+/// `entity.what`). Cheap enough for every read: one parse of the body, no
+/// FHIRPath.
 pub fn patients_of(ty: ResourceType, id: &str, body: &[u8]) -> Vec<String> {
     if ty.as_str() == "Patient" {
         return vec![id.to_owned()];
     }
-    let Some(elements) = compartment_elements().get(&ty) else {
+    let Some(paths) = compartment_elements().get(&ty) else {
         return Vec::new();
     };
-    if elements.is_empty() || body.is_empty() {
+    if paths.is_empty() || body.is_empty() {
         return Vec::new();
     }
-    let Ok(Value::Object(map)) = serde_json::from_slice::<Value>(body) else {
+    let Ok(root) = serde_json::from_slice::<Value>(body) else {
         return Vec::new();
     };
     let mut out = Vec::new();
-    for e in elements {
-        if let Some(v) = map.get(*e) {
-            collect_patients(v, &mut out);
-        }
+    for path in paths {
+        at_path(&root, path, &mut out);
     }
     out.sort();
     out.dedup();
     out
+}
+
+/// Collects the patients referenced at `path` under `v` (arrays crossed).
+fn at_path(v: &Value, path: &[&str], out: &mut Vec<String>) {
+    match (v, path.split_first()) {
+        (Value::Array(items), _) => items.iter().for_each(|i| at_path(i, path, out)),
+        (_, None) => collect_patients(v, out),
+        (Value::Object(map), Some((first, rest))) => {
+            if let Some(next) = map.get(*first) {
+                at_path(next, rest, out);
+            }
+        }
+        _ => {}
+    }
 }
 
 fn collect_patients(v: &Value, out: &mut Vec<String>) {
@@ -971,6 +1110,13 @@ mod tests {
                 .failed(&StoreError::Unauthorized("no".into())),
             Event::new(Kind::Export).failed(&StoreError::Unavailable),
             Event::new(Kind::Session).failed(&StoreError::Unauthorized("no".into())),
+            Event::new(Kind::Admin(Admin::DisableUser)).account("u2", "nurse", "disabled"),
+            Event::new(Kind::Admin(Admin::AddPatientAccount))
+                .account("u3", "9434765919", "created")
+                .patient("p1"),
+            Event::new(Kind::Admin(Admin::Import))
+                .about("package", "imported")
+                .failed(&StoreError::Unavailable),
         ];
         for ev in cases {
             let json = ev.to_json(&ctx(), Instant::now());
@@ -1021,6 +1167,13 @@ mod tests {
                 .failed(&StoreError::Unauthorized("no".into())),
             Event::new(Kind::Export).failed(&StoreError::Unavailable),
             Event::new(Kind::Session).failed(&StoreError::Unauthorized("no".into())),
+            Event::new(Kind::Admin(Admin::DisableUser)).account("u2", "nurse", "disabled"),
+            Event::new(Kind::Admin(Admin::AddPatientAccount))
+                .account("u3", "9434765919", "created")
+                .patient("p1"),
+            Event::new(Kind::Admin(Admin::Import))
+                .about("package", "imported")
+                .failed(&StoreError::Unavailable),
         ];
         let user = |practitioner: Option<&str>| {
             let mut c = ctx().from_address(Some("192.0.2.7".into()));

@@ -189,6 +189,138 @@ impl Store {
         )
         .await
     }
+
+    /// Creates the online account of the practice's Patient `patient`
+    /// (from their record): its user name their NHS number, its name
+    /// theirs, with `password`. Administer-users.
+    pub async fn add_patient_account_for(
+        &self,
+        ctx: &Ctx,
+        patient: &str,
+        password: &str,
+    ) -> Result<UserRecord, StoreError> {
+        ctx.require(Activity::AdministerUsers)?;
+        let pt = ResourceType::parse("Patient").ok_or(StoreError::Unavailable)?;
+        let system = Ctx::new(ctx.practice.clone(), crate::Actor::system());
+        let id = patient.to_owned();
+        let found = self
+            .read_in(&system, move |tx| tx.latest(pt, &id))
+            .await?
+            .filter(|v| !v.deleted)
+            .and_then(|v| serde_json::from_slice::<Value>(&v.body).ok())
+            .ok_or_else(|| {
+                StoreError::NotFound(format!("the practice has no patient {patient}"))
+            })?;
+        let nhs_number = found["identifier"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|i| i["system"] == NHS_NUMBER)
+            .and_then(|i| i["value"].as_str())
+            .ok_or_else(|| {
+                StoreError::bad_request(
+                    gp_fhir::IssueType::BusinessRule,
+                    "the patient has no NHS number, which an online account signs in with",
+                )
+            })?
+            .to_owned();
+        let name = found["name"]
+            .get(0)
+            .map(|n| {
+                let given = n["given"].as_array().into_iter().flatten();
+                given
+                    .chain(std::iter::once(&n["family"]))
+                    .filter_map(Value::as_str)
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            })
+            .filter(|n| !n.is_empty())
+            .unwrap_or_else(|| format!("patient {nhs_number}"));
+        self.create_account(
+            ctx,
+            NewUser {
+                username: nhs_number,
+                name,
+                password: password.to_owned(),
+                roles: vec![format!("{ROLE_PREFIX}{patient}")],
+                practitioner: None,
+            },
+        )
+        .await
+    }
+
+    /// Whom the patient account of `ctx` may act for now: its own patient,
+    /// then each patient whose record holds an active RelatedPerson naming
+    /// the account (with that relationship), by id and name.
+    pub async fn act_for_targets(&self, ctx: &Ctx) -> Result<Vec<ActFor>, StoreError> {
+        let (Some(_), Some(me)) = (&ctx.online, ctx.access.user.clone()) else {
+            return Err(StoreError::Forbidden(
+                "only a patient account acts for a patient".into(),
+            ));
+        };
+        let system = Ctx::new(ctx.practice.clone(), crate::Actor::system());
+        self.read_in(&system, move |tx| {
+            let Some(account) = tx.user_by_id(&me.user_id)? else {
+                return Ok(Vec::new());
+            };
+            let pt = ResourceType::parse("Patient").ok_or(StoreError::Unavailable)?;
+            let rp = ResourceType::parse("RelatedPerson").ok_or(StoreError::Unavailable)?;
+            let mut whom: Vec<(String, Option<Value>)> = account
+                .roles
+                .iter()
+                .filter_map(|r| role_patient(r))
+                .map(|p| (p.to_owned(), None))
+                .collect();
+            let query = [
+                (
+                    "identifier".to_owned(),
+                    format!("{PROXY_ACCOUNT}|{}", account.id),
+                ),
+                ("active".to_owned(), "true".to_owned()),
+            ];
+            let now = Instant::now();
+            for v in crate::engine::matches(tx, rp, &query, None)? {
+                let Ok(body) = serde_json::from_slice::<Value>(&v.body) else {
+                    continue;
+                };
+                let patient = body["patient"]["reference"]
+                    .as_str()
+                    .and_then(|r| r.strip_prefix("Patient/"));
+                if let Some(p) = patient
+                    && in_period(body.get("period"), now)
+                    && !whom.iter().any(|(w, _)| w == p)
+                {
+                    whom.push((p.to_owned(), body["relationship"].get(0).cloned()));
+                }
+            }
+            let mut out = Vec::new();
+            for (patient, relationship) in whom {
+                let Some(v) = tx.latest(pt, &patient)?.filter(|v| !v.deleted) else {
+                    continue;
+                };
+                let body: Value = serde_json::from_slice(&v.body).unwrap_or(Value::Null);
+                out.push(ActFor {
+                    patient,
+                    name: body["name"].get(0).cloned().unwrap_or(Value::Null),
+                    relationship,
+                });
+            }
+            Ok(out)
+        })
+        .await
+    }
+}
+
+/// Someone a patient account may act for ([`Store::act_for_targets`]).
+#[derive(Clone, Debug, PartialEq)]
+pub struct ActFor {
+    /// The Patient's id.
+    pub patient: String,
+    /// Their first HumanName, as recorded.
+    pub name: Value,
+    /// For a proxy, the RelatedPerson's relationship (a CodeableConcept);
+    /// `None` for the account's own patient.
+    pub relationship: Option<Value>,
 }
 
 #[cfg(test)]

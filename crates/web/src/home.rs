@@ -84,6 +84,9 @@ pub async fn page_(web: &Web) -> Page {
     let body = html! {
         h1 { "Today" }
         p class="nhsuk-body-l" { (who) " · " (fhir::show_date(&today.to_string())) }
+        @if web.ctx.allows(gp_store::access::Activity::AdministerUsers) {
+            p { a href="/app/admin/users" { "User accounts" } }
+        }
         div class="og-grid" {
             section aria-labelledby="appts" {
                 h2 id="appts" { @if upcoming { "Your next appointments" } @else { "Your appointments today" } }
@@ -155,6 +158,11 @@ pub async fn page_(web: &Web) -> Page {
     ok(crate::ui::page("Today", Some(web), &[], body))
 }
 
+/// `GET /app`: today's work, or for a patient (or proxy) signed in, their
+/// record (me.rs).
 pub async fn page(web: Web) -> Page {
+    if web.ctx.online.is_some() {
+        return crate::me::page(&web).await;
+    }
     page_(&web).await
 }

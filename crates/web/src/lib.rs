@@ -13,6 +13,7 @@
 //! carries the session's CSRF token; bad input answers a page that says
 //! what is wrong, never a 500.
 
+mod admin;
 mod assets;
 mod authorize;
 mod consult;
@@ -20,6 +21,7 @@ mod fhir;
 mod glass;
 mod home;
 mod login;
+mod me;
 mod oidc;
 mod patients;
 mod record;
@@ -72,6 +74,19 @@ pub fn routes() -> Router<AppState> {
         .route(
             "/app/patients/{id}/history/{ty}/{eid}",
             get(record::history),
+        )
+        .route(
+            "/app/patients/{id}/online-account",
+            post(admin::create_online_account),
+        )
+        .route("/app/admin/users", get(admin::list))
+        .route(
+            "/app/admin/users/{username}",
+            get(admin::roles_form).post(admin::save_roles),
+        )
+        .route(
+            "/app/admin/users/{username}/status",
+            post(admin::set_status),
         )
         .route("/app/snomed", get(consult::suggest))
         .route(

@@ -300,6 +300,7 @@ async fn demographics(web: &Web, id: &str) -> Page {
             div class="nhsuk-summary-list__row" { dt class="nhsuk-summary-list__key" { "Phone" } dd class="nhsuk-summary-list__value" { (phone) } }
         }
         p class="og-muted" { "Your role does not include the clinical record." }
+        (crate::admin::online_account_form(web, id))
     };
     ok(page(&patient_name(p), Some(web), &[("Home", "/app")], body))
 }

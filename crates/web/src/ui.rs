@@ -202,6 +202,7 @@ pub fn role_name(code: &str) -> String {
         "R0001" => "Privacy Officer",
         "R8006" => "Medical Secretary",
         "R8009" => "Receptionist",
+        _ if gp_store::online::role_patient(code).is_some() => return "online access".into(),
         _ => return code.to_owned(),
     };
     format!("{name}, {code}")

@@ -826,3 +826,106 @@ async fn a_nurse_breaks_the_glass_with_a_reason() {
     b.close().await;
     app.stop().await;
 }
+
+/// A user administrator, from the keyboard-first pages: disables a user
+/// (who then cannot sign in) and enables them again, takes a role profile
+/// away (none at all is refused with the NHS error summary), and creates a
+/// patient's online account from their details; the patient signs in with
+/// it and sees their own record, without what is restricted or hidden from
+/// online view. Every page passes axe-core.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_administrator_manages_accounts_and_a_patient_sees_their_record() {
+    let app = practice().await;
+    for (id, display, meta) in [
+        (
+            "cond-hidden",
+            "Hidden from online view",
+            json!({ "tag": [{ "system": gp_store::access::ONLINE_ACCESS, "code": gp_store::access::HIDDEN_ONLINE }] }),
+        ),
+        (
+            "cond-restricted",
+            "Restricted from everyone",
+            json!({ "security": [{ "system": "http://terminology.hl7.org/CodeSystem/v3-Confidentiality", "code": "R" }] }),
+        ),
+    ] {
+        let c = json!({ "resourceType": "Condition", "id": id, "meta": meta,
+            "clinicalStatus": { "coding": [{ "system": "http://terminology.hl7.org/CodeSystem/condition-clinical", "code": "active" }] },
+            "code": { "text": display }, "subject": { "reference": "Patient/pat-1" } });
+        assert_eq!(app.put(&format!("Condition/{id}"), &c).await.status(), 201);
+    }
+    add_account(&app, "admin", "Ava Admin", &["R8015"], None).await;
+    add_account(&app, "nurse", "Nell Nurse", &["R8001", "R8000"], None).await;
+    let nurse_signs_in = || async {
+        crate::auth::login(&app, "nurse", PASSWORD, None)
+            .await
+            .status()
+            .as_u16()
+    };
+    let mut b = Browser::start("admin").await;
+    sign_in_as(&mut b, &site(&app), "admin", PASSWORD).await;
+    b.click("a[href='/app/admin/users']").await;
+    b.wait_path(|p| p == "/app/admin/users").await;
+    b.look("accounts").await;
+
+    b.click("form[action='/app/admin/users/nurse/status'] button")
+        .await;
+    b.wait_text("td[data-status=nurse]", "Disabled").await;
+    b.look("disabled").await;
+    assert_eq!(nurse_signs_in().await, 401);
+    b.click("form[action='/app/admin/users/nurse/status'] button")
+        .await;
+    b.wait_text("td[data-status=nurse]", "Active").await;
+    assert_eq!(nurse_signs_in().await, 200);
+
+    b.click("a[href='/app/admin/users/nurse']").await;
+    b.wait_path(|p| p == "/app/admin/users/nurse").await;
+    b.look("roles").await;
+    b.click("#role-R8000").await;
+    b.click("form[action='/app/admin/users/nurse'] button[type=submit]")
+        .await;
+    b.wait_path(|p| p == "/app/admin/users").await;
+    let roles = b.text("td[data-roles=nurse]").await;
+    assert_eq!(roles.trim(), "Nurse, R8001");
+    assert_eq!(
+        crate::auth::login(&app, "nurse", PASSWORD, Some("R8000"))
+            .await
+            .status(),
+        403
+    );
+    b.click("a[href='/app/admin/users/nurse']").await;
+    b.wait_path(|p| p == "/app/admin/users/nurse").await;
+    b.click("#role-R8001").await;
+    b.click("form[action='/app/admin/users/nurse'] button[type=submit]")
+        .await;
+    b.wait_text(".nhsuk-error-summary", "Select at least one role profile")
+        .await;
+    b.look("no-role").await;
+
+    // A patient's online account, from their details.
+    b.goto(&format!("{}/app/patients/pat-1", site(&app))).await;
+    b.click("form[action='/app/patients/pat-1/online-account'] button")
+        .await;
+    b.wait_text("h1", "Online account created").await;
+    b.look("online-account").await;
+    let username = b.text("#account-username").await;
+    let password = b.text("#account-password").await;
+    assert_eq!(username.trim(), "9434765919");
+    b.click("form[action='/app/logout'] button").await;
+    b.wait_path(|p| p == "/app/login").await;
+
+    sign_in_as(&mut b, &site(&app), username.trim(), password.trim()).await;
+    let page = b.wait_text("h1", "Your GP record").await;
+    assert!(page.contains("Your GP record"), "{page}");
+    let main = b.text("main").await;
+    assert!(
+        main.contains("Type 2 diabetes mellitus") && main.contains("Allergy to penicillin"),
+        "{main}"
+    );
+    assert!(
+        !main.contains("Hidden from online view") && !main.contains("Restricted from everyone"),
+        "{main}"
+    );
+    b.look("patient-record").await;
+    b.close().await;
+    app.stop().await;
+}

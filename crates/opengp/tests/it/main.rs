@@ -4,6 +4,7 @@
 //! and the Synthea bundles). The API, bundle and real-data suites run on
 //! both storage backends, PostgreSQL on a throwaway cluster (`pg`).
 
+mod admin;
 mod api;
 mod audit;
 mod auth;

@@ -16,6 +16,7 @@ use serde_json::{Value, json};
 
 use crate::auth::{PASSWORD, practice, signed_in};
 use crate::support::{App, json};
+use gp_store::access::{HIDDEN_ONLINE, ONLINE_ACCESS};
 
 crate::on_both_backends!(restricted_entries_and_breaking_the_glass);
 
@@ -141,7 +142,7 @@ fn body(ty: &str, patient: &str, restricted: bool) -> Value {
         "RelatedPerson" => json!({ "patient": subject }),
         "Appointment" => json!({ "status": "proposed",
             "participant": [{ "actor": subject, "status": "needs-action" }] }),
-        "Schedule" => json!({ "actor": [{ "reference": "Practitioner/p1" }] }),
+        "Schedule" => json!({ "actor": [subject] }),
         "Slot" => json!({ "schedule": { "reference": "Schedule/s1" }, "status": "free",
             "start": "2026-01-05T09:00:00Z", "end": "2026-01-05T09:10:00Z" }),
         "Practitioner" => json!({ "name": [{ "family": "Doctor" }] }),
@@ -182,9 +183,19 @@ async fn create_all(
     wanted: &[(String, bool)],
     patient: &str,
 ) -> Vec<String> {
-    let entries: Vec<Value> = wanted
-        .iter()
-        .map(|(ty, r)| json!({ "resource": body(ty, patient, *r), "request": { "method": "POST", "url": ty } }))
+    let bodies = wanted.iter().map(|(ty, r)| body(ty, patient, *r)).collect();
+    create_bodies(app, base_of, bodies).await
+}
+
+/// Creates `bodies` in one transaction as the full-access test account,
+/// returning their ids in order.
+async fn create_bodies(app: &App, base_of: &str, bodies: Vec<Value>) -> Vec<String> {
+    let entries: Vec<Value> = bodies
+        .into_iter()
+        .map(|b| {
+            let url = b["resourceType"].clone();
+            json!({ "resource": b, "request": { "method": "POST", "url": url } })
+        })
         .collect();
     let bundle = json!({ "resourceType": "Bundle", "type": "transaction", "entry": entries });
     let url = base_of.trim_end_matches('/').to_owned();
@@ -215,8 +226,8 @@ struct Cell {
     role: String,
     op: Op,
     ty: &'static str,
-    own: bool,
-    restricted: bool,
+    /// Whose entry, for the report.
+    target: String,
     expected: Outcome,
     method: reqwest::Method,
     url: String,
@@ -262,6 +273,74 @@ async fn perform(client: &reqwest::Client, cell: &Cell) -> Result<Outcome, Strin
             })
         }
         other => Err(format!("{other}: {v}")),
+    }
+}
+
+/// The HTTP request of `op` on `name`'s `target` at `base`; `resource` is
+/// what a create or update sends. For a search, the id whose presence
+/// means allowed.
+fn request(
+    op: Op,
+    base: &str,
+    name: &str,
+    target: &str,
+    mut resource: Value,
+) -> (
+    reqwest::Method,
+    String,
+    Option<(String, &'static str)>,
+    Option<String>,
+) {
+    let fhir = "application/fhir+json";
+    match op {
+        Op::Read => (
+            reqwest::Method::GET,
+            format!("{base}/{name}/{target}"),
+            None,
+            None,
+        ),
+        Op::History => (
+            reqwest::Method::GET,
+            format!("{base}/{name}/{target}/_history"),
+            None,
+            None,
+        ),
+        Op::Search => (
+            reqwest::Method::GET,
+            format!("{base}/{name}?_id={target}&_total=accurate"),
+            None,
+            Some(target.to_owned()),
+        ),
+        Op::Create => (
+            reqwest::Method::POST,
+            format!("{base}/{name}"),
+            Some((resource.to_string(), fhir)),
+            None,
+        ),
+        Op::Update => {
+            resource["id"] = json!(target);
+            (
+                reqwest::Method::PUT,
+                format!("{base}/{name}/{target}"),
+                Some((resource.to_string(), fhir)),
+                None,
+            )
+        }
+        Op::Patch => (
+            reqwest::Method::PATCH,
+            format!("{base}/{name}/{target}"),
+            Some((
+                json!([{ "op": "add", "path": "/language", "value": "en" }]).to_string(),
+                "application/json-patch+json",
+            )),
+            None,
+        ),
+        Op::Delete => (
+            reqwest::Method::DELETE,
+            format!("{base}/{name}/{target}"),
+            None,
+            None,
+        ),
     }
 }
 
@@ -419,72 +498,25 @@ async fn run_matrix(app: App) {
                                 .cloned()
                                 .unwrap_or_default(),
                         };
-                        let fhir = "application/fhir+json";
-                        let resource = |id: Option<&str>| {
-                            let mut b = if ty.2.is_some() {
-                                body(name, patient, restricted)
-                            } else {
-                                json!({ "resourceType": "AuditEvent" })
-                            };
-                            if let Some(id) = id {
-                                b["id"] = json!(id);
-                            }
-                            b.to_string()
+                        let resource = if ty.2.is_some() {
+                            body(name, patient, restricted)
+                        } else {
+                            json!({ "resourceType": "AuditEvent" })
                         };
-                        let (method, url, body, find) = match op {
-                            Op::Read => (
-                                reqwest::Method::GET,
-                                format!("{base}/{name}/{target}"),
-                                None,
-                                None,
-                            ),
-                            Op::History => (
-                                reqwest::Method::GET,
-                                format!("{base}/{name}/{target}/_history"),
-                                None,
-                                None,
-                            ),
-                            Op::Search => (
-                                reqwest::Method::GET,
-                                format!("{base}/{name}?_id={target}&_total=accurate"),
-                                None,
-                                Some(target.clone()),
-                            ),
-                            Op::Create => (
-                                reqwest::Method::POST,
-                                format!("{base}/{name}"),
-                                Some((resource(None), fhir)),
-                                None,
-                            ),
-                            Op::Update => (
-                                reqwest::Method::PUT,
-                                format!("{base}/{name}/{target}"),
-                                Some((resource(Some(&target)), fhir)),
-                                None,
-                            ),
-                            Op::Patch => (
-                                reqwest::Method::PATCH,
-                                format!("{base}/{name}/{target}"),
-                                Some((
-                                    json!([{ "op": "add", "path": "/language", "value": "en" }])
-                                        .to_string(),
-                                    "application/json-patch+json",
-                                )),
-                                None,
-                            ),
-                            Op::Delete => (
-                                reqwest::Method::DELETE,
-                                format!("{base}/{name}/{target}"),
-                                None,
-                                None,
-                            ),
-                        };
+                        let (method, url, body, find) = request(op, base, name, &target, resource);
                         cells.push(Cell {
                             role: role.clone(),
                             op,
                             ty: name,
-                            own,
-                            restricted,
+                            target: format!(
+                                "{} {}",
+                                if own { "own" } else { "other" },
+                                if restricted {
+                                    "restricted"
+                                } else {
+                                    "unrestricted"
+                                }
+                            ),
                             expected: expected(activities, op, ty, own, restricted),
                             method,
                             url,
@@ -496,6 +528,11 @@ async fn run_matrix(app: App) {
             }
         }
     }
+
+    let staff_cells = cells.len();
+    let online = online_cells(&app, &mut clients, &other_base, &read_target).await;
+    let online_cells = online.len();
+    cells.extend(online);
 
     // Performed eight at a time.
     let clients = Arc::new(clients);
@@ -523,18 +560,8 @@ async fn run_matrix(app: App) {
     for (i, got) in results {
         let cell = &cells[i];
         let what = format!(
-            "{} {:?} {} {} {}: expected {:?}, got {:?}",
-            cell.role,
-            cell.op,
-            cell.ty,
-            if cell.own { "own" } else { "other" },
-            if cell.restricted {
-                "restricted"
-            } else {
-                "unrestricted"
-            },
-            cell.expected,
-            got
+            "{} {:?} {} {}: expected {:?}, got {:?}",
+            cell.role, cell.op, cell.ty, cell.target, cell.expected, got
         );
         match got {
             Ok(g) if g == cell.expected => {}
@@ -545,8 +572,11 @@ async fn run_matrix(app: App) {
     }
     let n_types = TYPES.len();
     eprintln!(
-        "authorisation matrix: {} roles x {} operations x {n_types} types x 2 practices x 2 (restricted or not; the audit trail never is) = {} cells, {} unexpected allows, {} unexpected denies, {} other mismatches, in {:.1} s",
+        "authorisation matrix: staff: {} roles x {} operations x {n_types} types x 2 practices x 2 (restricted or not; the audit trail never is) = {staff_cells} cells; \
+         patients: 2 contexts (the patient, a proxy) x {} operations x {n_types} types x whose entry (own shown, own restricted, own hidden from online access, another patient's, another practice's; in no record for types outside the Patient compartment) = {online_cells} cells; \
+         {} cells in all, {} unexpected allows, {} unexpected denies, {} other mismatches, in {:.1} s",
         roles.len(),
+        OPS.len(),
         OPS.len(),
         cells.len(),
         allows.len(),
@@ -554,7 +584,16 @@ async fn run_matrix(app: App) {
         wrong.len(),
         started.elapsed().as_secs_f64()
     );
-    assert_eq!(cells.len(), roles.len() * OPS.len() * 2 * (2 * n_types - 1));
+    assert_eq!(staff_cells, roles.len() * OPS.len() * 2 * (2 * n_types - 1));
+    // Per context and operation: 3 + 1 + 1 targets for each type with
+    // entries in a patient's record, 2 for Patient and AuditEvent (no
+    // marks), and 2 for each type outside the compartment.
+    let marked = IN_RECORD.len() - 2;
+    let outside = n_types - IN_RECORD.len();
+    assert_eq!(
+        online_cells,
+        2 * OPS.len() * (5 * marked + 3 * 2 + 2 * outside)
+    );
     assert!(
         allows.is_empty() && denies.is_empty() && wrong.is_empty(),
         "unexpected allows:\n{}\nunexpected denies:\n{}\nother mismatches:\n{}",
@@ -563,6 +602,214 @@ async fn run_matrix(app: App) {
         wrong.join("\n")
     );
     app.stop().await;
+}
+
+/// Types with a Patient compartment (compartmentdefinition-patient.html):
+/// a patient's search of any other type is refused.
+const IN_RECORD: &[&str] = &[
+    "Patient",
+    "RelatedPerson",
+    "Appointment",
+    "Schedule",
+    "Observation",
+    "Condition",
+    "AllergyIntolerance",
+    "Encounter",
+    "MedicationRequest",
+    "AuditEvent",
+];
+
+/// How an entry of the record a patient context acts for is marked.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+enum Mark {
+    Shown,
+    /// `meta.security` R.
+    Restricted,
+    /// `meta.tag` online-access|hidden: the practice hid it from online view.
+    HiddenOnline,
+}
+
+/// Whose entry a patient context's request is about.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Whose {
+    /// In the record of the patient the session acts for.
+    Mine(Mark),
+    /// In another patient's record at the practice.
+    Another,
+    /// In no patient's record (the practice directory, slots).
+    Nobody,
+    /// At another practice.
+    OtherPractice,
+}
+
+/// The rules for a patient (or a proxy acting for one), for one cell:
+/// they read their record, less what is restricted or hidden from online
+/// view, and nothing else; they write nothing.
+fn expected_online(op: Op, ty: &str, whose: Whose) -> Outcome {
+    if whose == Whose::OtherPractice {
+        return Outcome::Forbidden;
+    }
+    match (op, whose) {
+        (Op::Create | Op::Update | Op::Patch | Op::Delete, _) => Outcome::Forbidden,
+        (Op::Search, _) if !IN_RECORD.contains(&ty) => Outcome::Forbidden,
+        (_, Whose::Mine(Mark::Shown)) => Outcome::Allowed,
+        // As if it did not exist.
+        (_, Whose::Mine(_)) => Outcome::Hidden,
+        // Outside their record: a search finds nothing, a read is refused.
+        (Op::Search, _) => Outcome::Hidden,
+        _ => Outcome::Forbidden,
+    }
+}
+
+/// The patient contexts, added to `clients` as "patient" (an online
+/// account acting for its own patient) and "proxy" (a mother's account
+/// acting for her child through an active RelatedPerson), and the cells of
+/// their requests.
+async fn online_cells(
+    app: &App,
+    clients: &mut BTreeMap<String, reqwest::Client>,
+    other_base: &str,
+    other_practice: &BTreeMap<(&str, bool, bool), String>,
+) -> Vec<Cell> {
+    use crate::online::{patient, patient_account, signed_in_patient};
+    let me = patient(app, "Online", "9434765919").await;
+    let _mother = patient(app, "Parent", "9449306753").await;
+    let child = patient(app, "Child", "9000000009").await;
+    let another = patient(app, "Another", "9434765870").await;
+    patient_account(app, "9434765919").await;
+    let mother = patient_account(app, "9449306753").await;
+    app.create(&json!({
+        "resourceType": "RelatedPerson", "active": true,
+        "patient": { "reference": format!("Patient/{child}") },
+        "identifier": [{ "system": gp_store::online::PROXY_ACCOUNT, "value": mother }],
+        "relationship": [{ "coding": [{ "system": "http://terminology.hl7.org/CodeSystem/v3-RoleCode", "code": "MTH" }] }]
+    }))
+    .await;
+
+    // Each patient's entries, one transaction per patient so that no
+    // AuditEvent names two of them.
+    let marked: Vec<&str> = IN_RECORD
+        .iter()
+        .copied()
+        .filter(|t| !matches!(*t, "Patient" | "AuditEvent"))
+        .collect();
+    let mut target: BTreeMap<(String, &str, Mark), String> = BTreeMap::new();
+    for (p, marks) in [
+        (
+            &me,
+            &[Mark::Shown, Mark::Restricted, Mark::HiddenOnline][..],
+        ),
+        (
+            &child,
+            &[Mark::Shown, Mark::Restricted, Mark::HiddenOnline][..],
+        ),
+        (&another, &[Mark::Shown][..]),
+    ] {
+        let mut wanted = Vec::new();
+        let mut bodies = Vec::new();
+        for ty in &marked {
+            for mark in marks {
+                let mut b = body(ty, p, *mark == Mark::Restricted);
+                if *mark == Mark::HiddenOnline {
+                    b["meta"] =
+                        json!({ "tag": [{ "system": ONLINE_ACCESS, "code": HIDDEN_ONLINE }] });
+                }
+                bodies.push(b);
+                wanted.push((*ty, *mark));
+            }
+        }
+        let ids = create_bodies(app, &app.server.base, bodies).await;
+        for ((ty, mark), id) in wanted.into_iter().zip(ids) {
+            target.insert((p.clone(), ty, mark), id);
+        }
+        target.insert((p.clone(), "Patient", Mark::Shown), p.clone());
+    }
+    // An AuditEvent about each (the trail of their entries' creation).
+    for p in [&me, &child, &another] {
+        let url = app.url(&format!("AuditEvent?patient=Patient/{p}&_count=100"));
+        let v = app.get_json(&url).await;
+        let about_them_only = v["entry"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|e| &e["resource"])
+            .find(|e| {
+                let text = e.to_string();
+                [&me, &child, &another]
+                    .iter()
+                    .all(|q| q == &p || !text.contains(q.as_str()))
+            })
+            .and_then(|e| e["id"].as_str())
+            .unwrap_or_else(|| panic!("an AuditEvent about {p} alone: {v}"));
+        target.insert(
+            (p.clone(), "AuditEvent", Mark::Shown),
+            about_them_only.to_owned(),
+        );
+    }
+
+    let (pt, _) = signed_in_patient(app, "9434765919").await;
+    let (mum, _) = signed_in_patient(app, "9449306753").await;
+    let res = mum
+        .post(format!("http://{}/auth/act-for", app.server.addr))
+        .json(&json!({ "patient": child }))
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(res.status(), 200, "the mother acts for her child");
+    let proxy = crate::support::authorised_client(
+        json(res).await["access_token"].as_str().unwrap_or_default(),
+    );
+    clients.insert("patient".into(), pt);
+    clients.insert("proxy".into(), proxy);
+
+    let mut cells = Vec::new();
+    for (context, subject) in [("patient", &me), ("proxy", &child)] {
+        for op in OPS {
+            for ty in TYPES {
+                let name = ty.0;
+                let mut whose: Vec<(Whose, String, &str)> = Vec::new();
+                let own_base = app.server.base.as_str();
+                if IN_RECORD.contains(&name) {
+                    let marks: &[Mark] = if marked.contains(&name) {
+                        &[Mark::Shown, Mark::Restricted, Mark::HiddenOnline]
+                    } else {
+                        &[Mark::Shown]
+                    };
+                    for mark in marks {
+                        let id = target[&(subject.clone(), name, *mark)].clone();
+                        whose.push((Whose::Mine(*mark), id, own_base));
+                    }
+                    let id = target[&(another.clone(), name, Mark::Shown)].clone();
+                    whose.push((Whose::Another, id, own_base));
+                } else {
+                    let id = other_practice[&(name, true, false)].clone();
+                    whose.push((Whose::Nobody, id, own_base));
+                }
+                let id = other_practice[&(name, false, false)].clone();
+                whose.push((Whose::OtherPractice, id, other_base));
+                for (w, id, base) in whose {
+                    let resource = if ty.2.is_some() {
+                        body(name, subject, false)
+                    } else {
+                        json!({ "resourceType": "AuditEvent" })
+                    };
+                    let (method, url, body, find) = request(op, base, name, &id, resource);
+                    cells.push(Cell {
+                        role: context.into(),
+                        op,
+                        ty: name,
+                        target: format!("{w:?}"),
+                        expected: expected_online(op, name, w),
+                        method,
+                        url,
+                        body,
+                        find,
+                    });
+                }
+            }
+        }
+    }
+    cells
 }
 
 /// What a role without view-restricted sees of a patient with a restricted

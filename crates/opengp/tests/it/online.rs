@@ -18,7 +18,7 @@ crate::on_both_backends!(
 
 const NHS: &str = "https://fhir.nhs.uk/Id/nhs-number";
 
-async fn patient(app: &App, family: &str, nhs: &str) -> String {
+pub(crate) async fn patient(app: &App, family: &str, nhs: &str) -> String {
     app.create(&json!({
         "resourceType": "Patient",
         "identifier": [{ "system": NHS, "value": nhs }],
@@ -45,7 +45,7 @@ async fn observation(app: &App, patient: &str, meta: Value) -> String {
 
 /// Creates the online account of the patient with NHS number `nhs` (as a
 /// practice administrator would) and returns its account id.
-async fn patient_account(app: &App, nhs: &str) -> String {
+pub(crate) async fn patient_account(app: &App, nhs: &str) -> String {
     let ctx = Ctx::new(practice(app).await, Actor::system());
     app.server
         .store
@@ -55,7 +55,7 @@ async fn patient_account(app: &App, nhs: &str) -> String {
         .id
 }
 
-async fn signed_in_patient(app: &App, nhs: &str) -> (reqwest::Client, String) {
+pub(crate) async fn signed_in_patient(app: &App, nhs: &str) -> (reqwest::Client, String) {
     let res = login(app, nhs, PASSWORD, None).await;
     assert_eq!(res.status(), 200, "the patient {nhs} signs in");
     let token = json(res).await["access_token"]
@@ -234,7 +234,7 @@ async fn a_patient_reads_only_what_is_theirs_and_sees_who_accessed_it(app: App) 
 }
 
 async fn a_proxy_reads_the_childs_record_while_the_relationship_is_active(app: App) {
-    let _mother = patient(&app, "Parent", "9449306753").await;
+    let mother = patient(&app, "Parent", "9449306753").await;
     let child = patient(&app, "Child", "9000000009").await;
     let seen = observation(&app, &child, Value::Null).await;
     let account = patient_account(&app, "9449306753").await;
@@ -283,6 +283,15 @@ async fn a_proxy_reads_the_childs_record_while_the_relationship_is_active(app: A
         total(&proxy, &app.url("Observation?_total=accurate")).await,
         1
     );
+    // Whom she may act for: herself, and the child as mother.
+    let whom = act_for_list(&app, &proxy).await;
+    assert_eq!(whom.len(), 2, "{whom:?}");
+    assert_eq!(whom[0]["patient"], json!(mother));
+    assert_eq!(whom[0]["current"], false);
+    assert_eq!(whom[1]["patient"], json!(child));
+    assert_eq!(whom[1]["current"], true);
+    assert_eq!(whom[1]["relationship"]["coding"][0]["code"], "MTH");
+    assert_eq!(whom[1]["name"]["family"], "Child");
 
     // Her access names both her (as the RelatedPerson) and the child.
     let trail = json(
@@ -321,4 +330,19 @@ async fn a_proxy_reads_the_childs_record_while_the_relationship_is_active(app: A
     );
     let res = get(&proxy, &app.url(&format!("Patient/{child}"))).await;
     assert_outcome(res, 403, "forbidden").await;
+    let (mum, _) = signed_in_patient(&app, "9449306753").await;
+    let whom = act_for_list(&app, &mum).await;
+    assert_eq!(whom.len(), 1, "only herself now: {whom:?}");
+    assert_eq!(whom[0]["patient"], json!(mother));
+}
+
+/// `GET /auth/act-for`: whom the session's account may act for.
+async fn act_for_list(app: &App, client: &reqwest::Client) -> Vec<Value> {
+    let res = get(client, &format!("http://{}/auth/act-for", app.server.addr)).await;
+    assert_eq!(res.status(), 200);
+    let v = json(res).await;
+    v["actFor"]
+        .as_array()
+        .cloned()
+        .unwrap_or_else(|| panic!("{v}"))
 }
