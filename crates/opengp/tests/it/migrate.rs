@@ -969,8 +969,9 @@ async fn foreign_data_is_imported_with_every_record_accounted_for() {
             .to_string(),
         "{not json".to_owned(),
         json!({ "resourceType": "Unicorn", "id": "u1" }).to_string(),
-        json!({ "resourceType": "Patient", "id": "p1", "name": [{ "family": "Someone else" }] })
-            .to_string(),
+        json!({ "resourceType": "Condition", "id": "c1", "subject": { "reference": "Patient/p1" },
+                "code": { "text": "another diagnosis" } })
+        .to_string(),
     ];
     std::fs::write(src.join("b-more.ndjson"), lines.join("\n") + "\n")
         .unwrap_or_else(|e| panic!("{e}"));
@@ -1065,6 +1066,207 @@ async fn foreign_data_is_imported_with_every_record_accounted_for() {
     assert_eq!(rep["totals"]["alreadyPresent"].as_u64(), Some(3), "{rep}");
     assert_eq!(rep["totals"]["imported"].as_u64(), Some(0), "{rep}");
     assert_eq!(rep["totals"]["transformed"].as_u64(), Some(0), "{rep}");
+}
+
+/// Foreign data whose ids collide: with resources the target already holds
+/// (a different patient at `Patient/p1`, a deleted observation) and between
+/// two sources in one import. Nothing the target holds is overwritten;
+/// each colliding resource gets an id of its own (the same on every run),
+/// references from its own source follow it, the report lists it as
+/// transformed with the reason, and a second run writes nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn foreign_ids_that_collide_are_mapped_and_nothing_is_overwritten() {
+    let tmp = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let (src, data) = (tmp.path().join("src"), tmp.path().join("data"));
+    std::fs::create_dir_all(&src).unwrap_or_else(|e| panic!("{e}"));
+    // The target: its own patient p1 with an observation, and a deleted o3.
+    let server = spawn_for_test_with(&data, TEST_MAX_BODY, None)
+        .await
+        .unwrap_or_else(|e| panic!("server: {e:#}"));
+    let client = crate::support::authorised_client(&server.token);
+    let base = server.base.clone();
+    for (p, body) in [
+        (
+            "Patient/p1",
+            json!({ "resourceType": "Patient", "id": "p1", "name": [{ "family": "Existing" }] }),
+        ),
+        (
+            "Observation/o1",
+            json!({ "resourceType": "Observation", "id": "o1", "status": "final",
+                    "code": { "text": "existing" }, "subject": { "reference": "Patient/p1" } }),
+        ),
+        (
+            "Observation/o3",
+            json!({ "resourceType": "Observation", "id": "o3", "status": "final",
+                    "code": { "text": "deleted" } }),
+        ),
+    ] {
+        let res = client
+            .put(format!("{base}/{p}"))
+            .header("content-type", "application/fhir+json")
+            .body(body.to_string())
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert!(res.status().is_success(), "{p}");
+    }
+    let res = client
+        .delete(format!("{base}/Observation/o3"))
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(res.status().is_success());
+    server.stop().await.unwrap_or_else(|e| panic!("{e:#}"));
+
+    // Two sources, each with its own p1 and observations of it.
+    let obs = |id: &str, text: &str, subject: &str| {
+        json!({ "resourceType": "Observation", "id": id, "status": "final",
+                "code": { "text": text }, "subject": { "reference": subject } })
+    };
+    let a = json!({ "resourceType": "Bundle", "type": "collection", "entry": [
+        { "fullUrl": "urn:uuid:0b6d2b0e-7f35-4a38-a6a4-000000000001",
+          "resource": { "resourceType": "Patient", "id": "p1", "name": [{ "family": "Incoming" }] } },
+        { "resource": obs("o1", "incoming 1", "urn:uuid:0b6d2b0e-7f35-4a38-a6a4-000000000001") },
+        { "resource": obs("o2", "incoming 2", "Patient/p1") },
+        { "resource": obs("o3", "incoming 3", "Patient/p1") },
+    ]});
+    let b = json!({ "resourceType": "Bundle", "type": "collection", "entry": [
+        { "resource": { "resourceType": "Patient", "id": "p1", "name": [{ "family": "Second" }] } },
+        { "resource": obs("o2", "second 2", "Patient/p1") },
+    ]});
+    std::fs::write(src.join("a.json"), a.to_string()).unwrap_or_else(|e| panic!("{e}"));
+    std::fs::write(src.join("b.json"), b.to_string()).unwrap_or_else(|e| panic!("{e}"));
+    let r = tmp.path().join("r");
+    let args = [
+        "import",
+        path(&src),
+        "--data",
+        path(&data),
+        "--report",
+        path(&r),
+    ];
+    let (ok1, _, err) = run(&args);
+    assert!(
+        ok1,
+        "{err}\n{}",
+        std::fs::read_to_string(r.with_extension("md")).unwrap_or_default()
+    );
+    let rep = report(&r);
+    let t = &rep["totals"];
+    assert_eq!(t["source"].as_u64(), Some(6), "{rep}");
+    assert_eq!(t["rejected"].as_u64(), Some(0), "{rep}");
+    let changes: Vec<(String, String)> = rep["transformations"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|t| {
+            (
+                t["origin"].as_str().unwrap_or_default().to_owned(),
+                t["changes"].as_str().unwrap_or_default().to_owned(),
+            )
+        })
+        .collect();
+    for (origin, expected) in [
+        (
+            "a.json#1",
+            "id 'p1' is taken in the target by a different resource",
+        ),
+        (
+            "a.json#2",
+            "id 'o1' is taken in the target by a different resource",
+        ),
+        (
+            "a.json#4",
+            "id 'o3' is taken in the target by a deleted resource",
+        ),
+        (
+            "b.json#1",
+            "id 'p1' is used by a different resource of another source",
+        ),
+        (
+            "b.json#2",
+            "id 'o2' is used by a different resource of another source",
+        ),
+    ] {
+        assert!(
+            changes
+                .iter()
+                .any(|(o, c)| o == origin && c.contains(expected)),
+            "{origin}: {expected}: {changes:#?}"
+        );
+    }
+
+    // The target's own record is as it was: one version each.
+    let server = spawn_for_test_with(&data, TEST_MAX_BODY, None)
+        .await
+        .unwrap_or_else(|e| panic!("server: {e:#}"));
+    let client = crate::support::authorised_client(&server.token);
+    let get = |p: String| {
+        let client = client.clone();
+        let url = format!("{}/{p}", server.base);
+        async move {
+            let v: Value = client
+                .get(&url)
+                .send()
+                .await
+                .unwrap_or_else(|e| panic!("{e}"))
+                .json()
+                .await
+                .unwrap_or_else(|e| panic!("{e}"));
+            v
+        }
+    };
+    let p1 = get("Patient/p1/_history".into()).await;
+    assert_eq!(p1["total"], 1, "{p1}");
+    assert_eq!(p1["entry"][0]["resource"]["name"][0]["family"], "Existing");
+    let o1 = get("Observation/o1/_history".into()).await;
+    assert_eq!(o1["total"], 1, "{o1}");
+    assert_eq!(o1["entry"][0]["resource"]["code"]["text"], "existing");
+    let o3 = get("Observation/o3/_history".into()).await;
+    assert_eq!(o3["total"], 2, "still deleted: {o3}");
+    // Each source's patient has its own id, and its own observations.
+    let texts = |bundle: &Value| -> Vec<String> {
+        let mut t: Vec<String> = bundle["entry"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|e| {
+                e["resource"]["code"]["text"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_owned()
+            })
+            .collect();
+        t.sort();
+        t
+    };
+    let mut ids = Vec::new();
+    for (family, expected) in [
+        ("Incoming", vec!["incoming 1", "incoming 2", "incoming 3"]),
+        ("Second", vec!["second 2"]),
+    ] {
+        let found = get(format!("Patient?family={family}")).await;
+        assert_eq!(found["total"], 1, "{found}");
+        let id = found["entry"][0]["resource"]["id"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned();
+        assert!(id.starts_with("x-"), "{id}");
+        let of = get(format!("Observation?subject=Patient/{id}")).await;
+        assert_eq!(texts(&of), expected, "{of}");
+        ids.push(id);
+    }
+    assert_ne!(ids[0], ids[1]);
+    // The existing patient's observations are only its own.
+    let of = get("Observation?subject=Patient/p1".into()).await;
+    assert_eq!(texts(&of), vec!["existing"], "{of}");
+    server.stop().await.unwrap_or_else(|e| panic!("{e:#}"));
+
+    // Again: the same ids, nothing written.
+    let (ok2, _, err) = run(&args);
+    assert!(ok2, "{err}");
+    let rep = report(&r);
+    assert_eq!(rep["totals"]["alreadyPresent"].as_u64(), Some(6), "{rep}");
 }
 
 /// Cut-over: a practice frozen from the command line refuses writes with a
