@@ -351,9 +351,13 @@ impl AccountsWrite for ScopedWrite<'_> {
         self.read.put_smart_token(token)
     }
     fn revoke_tokens(&mut self, grant_id: &str) -> Result<(), StoreError> {
-        self.read.revoke_smart_grant(grant_id)
+        self.read
+            .revoke_smart(crate::smart::Revoke::Grant, grant_id)
     }
     fn revoke_user_tokens(&mut self, user_id: &str) -> Result<(), StoreError> {
-        self.read.revoke_smart_user(user_id)
+        self.read.revoke_smart(crate::smart::Revoke::User, user_id)
+    }
+    fn revoke_app_tokens(&mut self, client_id: &str) -> Result<(), StoreError> {
+        self.read.revoke_smart(crate::smart::Revoke::App, client_id)
     }
 }

@@ -182,21 +182,16 @@ impl Scoped<'_> {
             .map_err(db_err)
     }
 
-    pub(crate) fn revoke_smart_grant(&mut self, grant_id: &str) -> Result<(), StoreError> {
+    /// Revokes the practice's tokens whose `column` (`grant_id`, `user_id`
+    /// or `client_id`) is `value`.
+    pub(crate) fn revoke_smart(&mut self, column: Revoke, value: &str) -> Result<(), StoreError> {
         self.conn
             .execute(
-                "UPDATE smart_token SET revoked = true WHERE practice = $1 AND grant_id = $2",
-                &[&self.practice, &grant_id],
-            )
-            .map(drop)
-            .map_err(db_err)
-    }
-
-    pub(crate) fn revoke_smart_user(&mut self, user_id: &str) -> Result<(), StoreError> {
-        self.conn
-            .execute(
-                "UPDATE smart_token SET revoked = true WHERE practice = $1 AND user_id = $2",
-                &[&self.practice, &user_id],
+                &format!(
+                    "UPDATE smart_token SET revoked = true WHERE practice = $1 AND {} = $2",
+                    column.column()
+                ),
+                &[&self.practice, &value],
             )
             .map(drop)
             .map_err(db_err)
@@ -254,5 +249,23 @@ impl OnceWrite for ScopedWrite<'_> {
         let body: String = r.try_get(0).map_err(db_err)?;
         let exp: i64 = r.try_get(1).map_err(db_err)?;
         Ok((exp > now.millis()).then_some(body))
+    }
+}
+
+/// Which tokens [`Scoped::revoke_smart`] revokes.
+#[derive(Clone, Copy)]
+pub(crate) enum Revoke {
+    Grant,
+    User,
+    App,
+}
+
+impl Revoke {
+    fn column(self) -> &'static str {
+        match self {
+            Revoke::Grant => "grant_id",
+            Revoke::User => "user_id",
+            Revoke::App => "client_id",
+        }
     }
 }

@@ -185,22 +185,15 @@ impl Scoped<'_> {
             .map_err(db_err)
     }
 
-    pub(crate) fn revoke_smart_grant(&mut self, grant_id: &str) -> Result<(), StoreError> {
+    /// Revokes the practice's tokens whose `column` (`grant_id`, `user_id`
+    /// or `client_id`) is `value`.
+    pub(crate) fn revoke_smart(&mut self, column: Revoke, value: &str) -> Result<(), StoreError> {
         self.conn
-            .prepare_cached(
-                "UPDATE smart_token SET revoked = 1 WHERE practice = ?1 AND grant_id = ?2",
-            )
-            .and_then(|mut s| s.execute(params![self.practice, grant_id]))
-            .map(drop)
-            .map_err(db_err)
-    }
-
-    pub(crate) fn revoke_smart_user(&mut self, user_id: &str) -> Result<(), StoreError> {
-        self.conn
-            .prepare_cached(
-                "UPDATE smart_token SET revoked = 1 WHERE practice = ?1 AND user_id = ?2",
-            )
-            .and_then(|mut s| s.execute(params![self.practice, user_id]))
+            .prepare_cached(&format!(
+                "UPDATE smart_token SET revoked = 1 WHERE practice = ?1 AND {} = ?2",
+                column.column()
+            ))
+            .and_then(|mut s| s.execute(params![self.practice, value]))
             .map(drop)
             .map_err(db_err)
     }
@@ -255,5 +248,23 @@ impl OnceWrite for ScopedWrite<'_> {
             })
             .map_err(db_err)?;
         Ok(found.and_then(|(body, exp)| (exp > now.millis()).then_some(body)))
+    }
+}
+
+/// Which tokens [`Scoped::revoke_smart`] revokes.
+#[derive(Clone, Copy)]
+pub(crate) enum Revoke {
+    Grant,
+    User,
+    App,
+}
+
+impl Revoke {
+    fn column(self) -> &'static str {
+        match self {
+            Revoke::Grant => "grant_id",
+            Revoke::User => "user_id",
+            Revoke::App => "client_id",
+        }
     }
 }

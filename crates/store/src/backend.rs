@@ -219,6 +219,8 @@ pub trait AccountsWrite {
     fn revoke_tokens(&mut self, grant_id: &str) -> Result<(), StoreError>;
     /// Revokes every app token the user approved (sign-out everywhere).
     fn revoke_user_tokens(&mut self, user_id: &str) -> Result<(), StoreError>;
+    /// Revokes every token issued to the app (when it is disabled).
+    fn revoke_app_tokens(&mut self, client_id: &str) -> Result<(), StoreError>;
 }
 
 /// The SMART authorization server's one-time values (authorization codes,

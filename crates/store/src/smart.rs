@@ -711,6 +711,11 @@ impl Store {
             }
             if let Some(d) = change.disabled {
                 app.disabled = d;
+                // Its tokens end for good: enabling it again does not bring
+                // them back.
+                if d {
+                    tx.revoke_app_tokens(&id)?;
+                }
             }
             check_new_app(&NewApp {
                 name: app.name.clone(),

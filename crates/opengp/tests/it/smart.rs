@@ -1591,6 +1591,19 @@ async fn a_practice_manager_changes_and_disables_an_app(app: App) {
         .await
         .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(res.status(), 400, "a disabled app cannot be authorized");
+
+    // Enabled again, it must be authorized anew: the tokens it held stay
+    // revoked.
+    let res = change(&app.client, json!({"disabled": false})).await;
+    assert_eq!(res.status(), 200);
+    assert_eq!(json(res).await["disabled"], false);
+    let res = as_app
+        .get(&patient_url)
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_outcome(res, 401, "login").await;
+    assert_eq!(introspect(&app, &access).await["active"], false);
     app.stop().await;
 }
 
