@@ -184,7 +184,11 @@ impl Scoped<'_> {
 
     /// Revokes the practice's tokens whose `column` (`grant_id`, `user_id`
     /// or `client_id`) is `value`.
-    pub(crate) fn revoke_smart(&mut self, column: Revoke, value: &str) -> Result<(), StoreError> {
+    pub(crate) fn revoke_smart(
+        &mut self,
+        column: gp_store_sql::Revoke,
+        value: &str,
+    ) -> Result<(), StoreError> {
         self.conn
             .execute(
                 &format!(
@@ -249,23 +253,5 @@ impl OnceWrite for ScopedWrite<'_> {
         let body: String = r.try_get(0).map_err(db_err)?;
         let exp: i64 = r.try_get(1).map_err(db_err)?;
         Ok((exp > now.millis()).then_some(body))
-    }
-}
-
-/// Which tokens [`Scoped::revoke_smart`] revokes.
-#[derive(Clone, Copy)]
-pub(crate) enum Revoke {
-    Grant,
-    User,
-    App,
-}
-
-impl Revoke {
-    fn column(self) -> &'static str {
-        match self {
-            Revoke::Grant => "grant_id",
-            Revoke::User => "user_id",
-            Revoke::App => "client_id",
-        }
     }
 }

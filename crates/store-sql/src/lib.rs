@@ -1047,6 +1047,25 @@ pub fn search(
     })
 }
 
+/// Which of a practice's SMART tokens a revocation ends: those of one
+/// grant, one approving user or one app (the `smart_token` column).
+#[derive(Clone, Copy, Debug)]
+pub enum Revoke {
+    Grant,
+    User,
+    App,
+}
+
+impl Revoke {
+    pub fn column(self) -> &'static str {
+        match self {
+            Revoke::Grant => "grant_id",
+            Revoke::User => "user_id",
+            Revoke::App => "client_id",
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -352,12 +352,12 @@ impl AccountsWrite for ScopedWrite<'_> {
     }
     fn revoke_tokens(&mut self, grant_id: &str) -> Result<(), StoreError> {
         self.read
-            .revoke_smart(crate::smart::Revoke::Grant, grant_id)
+            .revoke_smart(gp_store_sql::Revoke::Grant, grant_id)
     }
     fn revoke_user_tokens(&mut self, user_id: &str) -> Result<(), StoreError> {
-        self.read.revoke_smart(crate::smart::Revoke::User, user_id)
+        self.read.revoke_smart(gp_store_sql::Revoke::User, user_id)
     }
     fn revoke_app_tokens(&mut self, client_id: &str) -> Result<(), StoreError> {
-        self.read.revoke_smart(crate::smart::Revoke::App, client_id)
+        self.read.revoke_smart(gp_store_sql::Revoke::App, client_id)
     }
 }

@@ -187,7 +187,11 @@ impl Scoped<'_> {
 
     /// Revokes the practice's tokens whose `column` (`grant_id`, `user_id`
     /// or `client_id`) is `value`.
-    pub(crate) fn revoke_smart(&mut self, column: Revoke, value: &str) -> Result<(), StoreError> {
+    pub(crate) fn revoke_smart(
+        &mut self,
+        column: gp_store_sql::Revoke,
+        value: &str,
+    ) -> Result<(), StoreError> {
         self.conn
             .prepare_cached(&format!(
                 "UPDATE smart_token SET revoked = 1 WHERE practice = ?1 AND {} = ?2",
@@ -248,23 +252,5 @@ impl OnceWrite for ScopedWrite<'_> {
             })
             .map_err(db_err)?;
         Ok(found.and_then(|(body, exp)| (exp > now.millis()).then_some(body)))
-    }
-}
-
-/// Which tokens [`Scoped::revoke_smart`] revokes.
-#[derive(Clone, Copy)]
-pub(crate) enum Revoke {
-    Grant,
-    User,
-    App,
-}
-
-impl Revoke {
-    fn column(self) -> &'static str {
-        match self {
-            Revoke::Grant => "grant_id",
-            Revoke::User => "user_id",
-            Revoke::App => "client_id",
-        }
     }
 }
