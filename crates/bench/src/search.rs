@@ -25,6 +25,9 @@ pub struct SearchPlan {
     pub clients: usize,
     /// Queries timed per kind.
     pub queries: usize,
+    /// Query the store as it is when it already holds resources (grown by
+    /// an earlier run with the same `rounds`), instead of growing it.
+    pub reuse: bool,
 }
 
 /// The figures.
@@ -47,12 +50,20 @@ impl fmt::Display for SearchReport {
             "| index extraction, one core | {:.1} µs/resource, {:.1} index entries/resource |",
             self.extract_us, self.extract_entries
         )?;
-        writeln!(
-            f,
-            "| ingest to {} resources (transaction Bundles) | {:.0} resources/s |",
-            self.resources,
-            self.resources as f64 / self.ingest_secs
-        )?;
+        if self.ingest_secs > 0.0 {
+            writeln!(
+                f,
+                "| ingest to {} resources (transaction Bundles) | {:.0} resources/s |",
+                self.resources,
+                self.resources as f64 / self.ingest_secs
+            )?;
+        } else {
+            writeln!(
+                f,
+                "| store reused as it was | {} resources |",
+                self.resources
+            )?;
+        }
         for (label, p50, p99, n) in &self.queries {
             writeln!(
                 f,
@@ -104,32 +115,18 @@ pub async fn run(plan: &SearchPlan) -> Result<SearchReport> {
     report.extract_us = started.elapsed().as_secs_f64() * 1e6 / resources.len().max(1) as f64;
     report.extract_entries = entries as f64 / resources.len().max(1) as f64;
 
-    // Grow the store: each round posts every bundle with record numbers
-    // suffixed by the round, so that an identifier finds one patient.
     let client = crate::client(&plan.token)?;
-    let mut jobs = Vec::new();
-    for round in 0..plan.rounds {
-        for (b, (n, text)) in bundles.iter().zip(&raw) {
-            let mut body = String::from_utf8_lossy(text).into_owned();
-            for mrn in record_numbers(b) {
-                body = body.replace(
-                    &format!("\"value\": \"{mrn}\""),
-                    &format!("\"value\": \"{mrn}-{round}\""),
-                );
-            }
-            jobs.push((*n, body));
-        }
-    }
-    let total: usize = jobs.iter().map(|(n, _)| n).sum();
-    let started = Instant::now();
-    let bodies = jobs.into_iter().map(|(_, b)| b.into_bytes()).collect();
-    let patients: Vec<String> = crate::ingest(&client, &plan.base, bodies, plan.clients)
-        .await?
-        .into_iter()
-        .filter(|l| l.starts_with("Patient/"))
-        .collect();
-    report.ingest_secs = started.elapsed().as_secs_f64();
-    report.resources = total;
+    let held = if plan.reuse {
+        count(&client, &format!("{}?_summary=count", plan.base)).await?
+    } else {
+        0
+    };
+    let patients = if held > 0 {
+        report.resources = held as usize;
+        patient_references(&client, &plan.base).await?
+    } else {
+        grow(plan, &client, &bundles, &raw, &mut report).await?
+    };
 
     // The queries: for a random patient each time.
     let mrns: Vec<String> = bundles.iter().flat_map(record_numbers).collect();
@@ -225,6 +222,85 @@ pub async fn run(plan: &SearchPlan) -> Result<SearchReport> {
         ));
     }
     Ok(report)
+}
+
+/// Grows the store: each round posts every bundle with record numbers
+/// suffixed by the round, so that an identifier finds one patient. Returns
+/// the patients made, as `Patient/id`.
+async fn grow(
+    plan: &SearchPlan,
+    client: &reqwest::Client,
+    bundles: &[Value],
+    raw: &[(usize, Vec<u8>)],
+    report: &mut SearchReport,
+) -> Result<Vec<String>> {
+    let mut jobs = Vec::new();
+    for round in 0..plan.rounds {
+        for (b, (n, text)) in bundles.iter().zip(raw) {
+            let mut body = String::from_utf8_lossy(text).into_owned();
+            for mrn in record_numbers(b) {
+                body = body.replace(
+                    &format!("\"value\": \"{mrn}\""),
+                    &format!("\"value\": \"{mrn}-{round}\""),
+                );
+            }
+            jobs.push((*n, body));
+        }
+    }
+    let total: usize = jobs.iter().map(|(n, _)| n).sum();
+    let started = Instant::now();
+    let bodies = jobs.into_iter().map(|(_, b)| b.into_bytes()).collect();
+    let patients = crate::ingest(client, &plan.base, bodies, plan.clients)
+        .await?
+        .into_iter()
+        .filter(|l| l.starts_with("Patient/"))
+        .collect();
+    report.ingest_secs = started.elapsed().as_secs_f64();
+    report.resources = total;
+    Ok(patients)
+}
+
+/// The `total` a search answers.
+async fn count(client: &reqwest::Client, url: &str) -> Result<u64> {
+    let res = client.get(url).send().await?;
+    let status = res.status();
+    let v: Value = res.json().await?;
+    if !status.is_success() {
+        bail!("{url} answered {status}: {v}");
+    }
+    v["total"].as_u64().context("the count has no total")
+}
+
+/// Every patient in a reused store, as `Patient/id`, page by page.
+async fn patient_references(client: &reqwest::Client, base: &str) -> Result<Vec<String>> {
+    let mut out = Vec::new();
+    let mut next = Some(format!(
+        "{base}/Patient?_elements=id&_count=1000&_total=none"
+    ));
+    while let Some(url) = next.take() {
+        let res = client.get(&url).send().await?;
+        let status = res.status();
+        let v: Value = res.json().await?;
+        if !status.is_success() {
+            bail!("{url} answered {status}: {v}");
+        }
+        out.extend(
+            v["entry"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|e| e["resource"]["id"].as_str())
+                .map(|id| format!("Patient/{id}")),
+        );
+        next = v["link"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|l| l["relation"] == "next")
+            .and_then(|l| l["url"].as_str())
+            .map(str::to_owned);
+    }
+    Ok(out)
 }
 
 fn most_common_observation_code(bundles: &[Value]) -> Option<String> {

@@ -445,6 +445,11 @@ struct BenchArgs {
     /// For `search`: rounds of the Synthea data to load (26,963 resources each; 37 is a million).
     #[arg(long, default_value_t = 4)]
     rounds: usize,
+    /// For `search` with `--data`: when the store there already holds
+    /// resources (grown by an earlier run with the same `--rounds`), time the
+    /// queries on it as it is instead of growing it again.
+    #[arg(long)]
+    reuse: bool,
     /// Queries timed per kind (default 200 for `search`, 2,000 for `terminology`).
     #[arg(long)]
     queries: Option<usize>,
@@ -1063,6 +1068,7 @@ async fn bench(args: BenchArgs) -> Result<()> {
             rounds: args.rounds,
             clients: args.clients,
             queries: args.queries.unwrap_or(200),
+            reuse: args.reuse,
         })
         .await
         {

@@ -136,9 +136,16 @@ impl ReadTx for Scoped<'_> {
         q: &SearchQuery,
     ) -> Result<SearchPage, StoreError> {
         let built = gp_store_sql::search(Dialect::Postgres, self.practice, &self.sees, ty, q)?;
-        let total = match &built.total {
-            None => None,
+        let entries = match &built.page {
+            None => Vec::new(),
             Some(st) => {
+                let args = values(&st.args);
+                let rows = self.conn.query(&st.sql, &refs(&args)).map_err(db_err)?;
+                rows.iter().map(full_row).collect::<Result<Vec<_>, _>>()?
+            }
+        };
+        let total = match &built.total {
+            Some(st) if built.needs_count(entries.len()) => {
                 let args = values(&st.args);
                 let count: i64 = self
                     .conn
@@ -147,14 +154,8 @@ impl ReadTx for Scoped<'_> {
                     .map_err(db_err)?;
                 Some(count as u64)
             }
-        };
-        let entries = match &built.page {
-            None => Vec::new(),
-            Some(st) => {
-                let args = values(&st.args);
-                let rows = self.conn.query(&st.sql, &refs(&args)).map_err(db_err)?;
-                rows.iter().map(full_row).collect::<Result<Vec<_>, _>>()?
-            }
+            Some(_) => Some(entries.len() as u64),
+            None => None,
         };
         Ok(SearchPage { total, entries })
     }

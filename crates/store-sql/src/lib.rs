@@ -921,6 +921,17 @@ pub struct Statement {
 pub struct Built {
     pub total: Option<Statement>,
     pub page: Option<Statement>,
+    /// The page's limit when it starts at the first match.
+    first_page: Option<usize>,
+}
+
+impl Built {
+    /// Whether the count must run once the page has returned `returned`
+    /// rows: a first page shorter than its limit holds every match, so its
+    /// length is the total (the count would scan the same rows again).
+    pub fn needs_count(&self, returned: usize) -> bool {
+        self.total.is_some() && self.first_page.is_none_or(|limit| returned >= limit)
+    }
 }
 
 /// The statements searching the practice's current resources. The page
@@ -990,7 +1001,11 @@ pub fn search(
         compact(&sql, &a.values, dialect)
     });
     if q.count == 0 {
-        return Ok(Built { total, page: None });
+        return Ok(Built {
+            total,
+            page: None,
+            first_page: None,
+        });
     }
     // The cursor narrows the page, not the total.
     let page_where = match (&q.after, q.sort.is_empty()) {
@@ -1041,9 +1056,11 @@ pub fn search(
         dialect.body_join(),
         order.join(", ")
     );
+    let first_page = (q.after.is_none() && q.offset == 0).then_some(q.count);
     Ok(Built {
         total,
         page: Some(compact(&sql, &a.values, dialect)),
+        first_page,
     })
 }
 

@@ -28,18 +28,6 @@ pub(crate) fn search(
     q: &SearchQuery,
 ) -> Result<SearchPage, StoreError> {
     let built = gp_store_sql::search(Dialect::Sqlite, practice, sees, ty, q)?;
-    let total = match &built.total {
-        None => None,
-        Some(st) => {
-            let count: i64 = conn
-                .prepare_cached(&st.sql)
-                .and_then(|mut s| {
-                    s.query_row(params_from_iter(st.args.iter().map(value)), |r| r.get(0))
-                })
-                .map_err(db_err)?;
-            Some(count as u64)
-        }
-    };
     let entries = match &built.page {
         None => Vec::new(),
         Some(st) => {
@@ -49,6 +37,19 @@ pub(crate) fn search(
                 .map_err(db_err)?;
             rows.collect::<Result<Vec<_>, _>>().map_err(db_err)?
         }
+    };
+    let total = match &built.total {
+        Some(st) if built.needs_count(entries.len()) => {
+            let count: i64 = conn
+                .prepare_cached(&st.sql)
+                .and_then(|mut s| {
+                    s.query_row(params_from_iter(st.args.iter().map(value)), |r| r.get(0))
+                })
+                .map_err(db_err)?;
+            Some(count as u64)
+        }
+        Some(_) => Some(entries.len() as u64),
+        None => None,
     };
     Ok(SearchPage { total, entries })
 }
