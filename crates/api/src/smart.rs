@@ -74,6 +74,9 @@ struct Code {
     role: String,
     scope: String,
     patient: Option<String>,
+    /// The authorization request's `nonce`, echoed in the `id_token`.
+    #[serde(default)]
+    nonce: Option<String>,
 }
 
 fn random() -> String {
@@ -177,7 +180,7 @@ fn openid_configuration(e: &Endpoints) -> Value {
         "subject_types_supported": ["public"],
         "id_token_signing_alg_values_supported": ["ES384"],
         "scopes_supported": ["openid", "fhirUser"],
-        "claims_supported": ["iss", "sub", "aud", "exp", "iat", "fhirUser"],
+        "claims_supported": ["iss", "sub", "aud", "exp", "iat", "nonce", "fhirUser"],
     })
 }
 
@@ -211,7 +214,11 @@ async fn signing_key(st: &AppState, practice: &Practice) -> Result<(String, Valu
 }
 
 /// An `id_token` (OpenID Connect Core 2): the user who approved, for the
-/// app, with their `fhirUser`, signed with the practice's key.
+/// app, with their `fhirUser`, signed with the practice's key; with the
+/// authorization request's `nonce` when it had one (Core 3.1.2.1: "the
+/// value is passed through unmodified from the Authentication Request to
+/// the ID Token"). One issued on a refresh has none (Core 12.2: the same
+/// `iss`, `sub` and `aud`, a new `iat`).
 async fn id_token(
     st: &AppState,
     practice: &Practice,
@@ -219,6 +226,7 @@ async fn id_token(
     client_id: &str,
     user_id: &str,
     fhir_user: Option<&str>,
+    nonce: Option<&str>,
 ) -> Result<String, OAuthError> {
     let (pem, jwks) = signing_key(st, practice).await?;
     let key = jsonwebtoken::EncodingKey::from_ec_pem(pem.as_bytes())
@@ -232,6 +240,9 @@ async fn id_token(
     });
     if let Some(u) = fhir_user {
         claims["fhirUser"] = json!(format!("{}/{u}", e.fhir));
+    }
+    if let Some(n) = nonce {
+        claims["nonce"] = json!(n);
     }
     jsonwebtoken::encode(&header, &claims, &key).map_err(|e| oauth("server_error", e.to_string()))
 }
@@ -622,8 +633,16 @@ async fn token(
                 }
                 let id = match has_scope(&c.scope, "openid") {
                     true => Some(
-                        id_token(&st, &practice, &e, &app.client_id, &c.user_id, c.fhir_user.as_deref())
-                            .await?,
+                        id_token(
+                            &st,
+                            &practice,
+                            &e,
+                            &app.client_id,
+                            &c.user_id,
+                            c.fhir_user.as_deref(),
+                            c.nonce.as_deref(),
+                        )
+                        .await?,
                     ),
                     false => None,
                 };
@@ -670,6 +689,18 @@ async fn token(
                     None => r.scope.clone(),
                 };
                 let user = r.user_id.clone().zip(r.role.clone());
+                // `openid` still granted: a new id_token for the same user.
+                let id = match (&user, has_scope(&scope, "openid")) {
+                    (Some((user_id, role)), true) => {
+                        let found = st.store.introspect(&practice, &refresh).await?.ok_or_else(invalid)?;
+                        let fhir_user = fhir_user_of(role, found.practitioner.as_deref());
+                        Some(
+                            id_token(&st, &practice, &e, &app.client_id, user_id, fhir_user.as_deref(), None)
+                                .await?,
+                        )
+                    }
+                    _ => None,
+                };
                 let issued = st
                     .store
                     .issue_tokens(
@@ -683,7 +714,7 @@ async fn token(
                         Some(r.grant_id),
                     )
                     .await?;
-                Ok(tokens_response(issued, Some(refresh), None))
+                Ok(tokens_response(issued, Some(refresh), id))
             }
             "client_credentials" => {
                 if app.kind != AppKind::Backend {
@@ -1053,6 +1084,8 @@ pub struct AuthRequest {
     /// The scopes asked for that the app's registration allows.
     pub scope: String,
     pub challenge: String,
+    /// The OpenID Connect `nonce`, for the `id_token`.
+    pub nonce: Option<String>,
     /// The patient of an EHR launch.
     pub launch_patient: Option<String>,
     /// A standalone launch asking for `launch/patient`: the user picks one.
@@ -1163,6 +1196,7 @@ pub async fn check_authorize(
         state,
         scope,
         challenge: get("code_challenge").to_owned(),
+        nonce: q.get("nonce").filter(|n| !n.is_empty()).cloned(),
         launch_patient,
         wants_patient,
     })
@@ -1178,15 +1212,8 @@ pub async fn issue_code(
     patient: Option<String>,
 ) -> Result<String, ApiError> {
     let code = random();
-    let fhir_user = match gp_store::online::role_patient(&user.role) {
-        Some(p) => Some(format!("Patient/{p}")),
-        None => user
-            .practitioner
-            .as_ref()
-            .map(|p| format!("Practitioner/{p}")),
-    };
     let c = Code {
-        fhir_user,
+        fhir_user: fhir_user_of(&user.role, user.practitioner.as_deref()),
         client_id: req.app.client_id.clone(),
         redirect_uri: req.redirect_uri.clone(),
         challenge: req.challenge.clone(),
@@ -1194,6 +1221,7 @@ pub async fn issue_code(
         role: user.role.clone(),
         scope: req.scope.clone(),
         patient,
+        nonce: req.nonce.clone(),
     };
     let body = serde_json::to_string(&c)
         .map_err(|e| ApiError::from(gp_store::StoreError::Backend(e.to_string())))?;
@@ -1205,6 +1233,15 @@ pub async fn issue_code(
         &req.redirect_uri,
         &[("code", code.as_str()), ("state", req.state.as_str())],
     ))
+}
+
+/// The user's own resource, for the `fhirUser` claim: the patient a
+/// patient account's role names, else the account's Practitioner.
+fn fhir_user_of(role: &str, practitioner: Option<&str>) -> Option<String> {
+    match gp_store::online::role_patient(role) {
+        Some(p) => Some(format!("Patient/{p}")),
+        None => practitioner.map(|p| format!("Practitioner/{p}")),
+    }
 }
 
 /// A new key pair for a backend service: an ES384 (P-384) private key as

@@ -816,6 +816,13 @@ pub(crate) fn criterion_sql(
             }
             format!("({})", ors.join(" OR "))
         }
+        Criterion::All(all) => {
+            let ands = all
+                .iter()
+                .map(|c| criterion_sql(a, alias, ty, c, depth))
+                .collect::<Result<Vec<_>, _>>()?;
+            format!("({})", ands.join(" AND "))
+        }
         other => return Err(unsupported(format!("the criterion {other:?}"))),
     })
 }

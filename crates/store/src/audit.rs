@@ -690,6 +690,7 @@ pub(crate) fn unindexed_param(
                 }
                 criterion(inner, from_audit)
             }
+            Criterion::All(all) => all.iter().find_map(|c| criterion(c, audit)),
             _ => None,
         }
     }

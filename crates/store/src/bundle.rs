@@ -11,6 +11,7 @@ use crate::StoreError;
 use crate::backend::{HistoryQuery, HistoryScope, ReadTx, WriteTx};
 use crate::engine::{self, DeleteOutcome, Preconditions, Prepared, WriteOutcome};
 use crate::render;
+use crate::smart::Reach;
 use crate::target::Target;
 
 /// The response to one entry, as `Bundle.entry.response` describes it.
@@ -192,8 +193,9 @@ pub(crate) fn entry_in(
     base: &str,
     prepared: Option<Prepared>,
     codes: Option<&gp_terminology::Index>,
+    within: &Reach,
 ) -> EntryResult {
-    write_entry(tx, &e, base, prepared.map(|p| (p, None)), codes)
+    write_entry(tx, &e, base, prepared.map(|p| (p, None)), codes, within)
 }
 
 fn write_entry(
@@ -202,6 +204,7 @@ fn write_entry(
     base: &str,
     resolved: Option<(Prepared, Option<Id>)>,
     codes: Option<&gp_terminology::Index>,
+    within: &Reach,
 ) -> EntryResult {
     let target = Target::parse(&e.url, base)?;
     let resource = |r: &Option<(Prepared, Option<Id>)>| match r {
@@ -222,7 +225,8 @@ fn write_entry(
                     ),
                 ));
             }
-            engine::create_in(tx, r, e.if_none_exist.as_deref(), assigned, codes).map(written)
+            engine::create_in(tx, r, e.if_none_exist.as_deref(), assigned, codes, within)
+                .map(written)
         }
         (Method::Put, Target::Instance { ty, id }) => {
             engine::update_in(tx, ty, &id, resource(&resolved)?, &preconditions(e)?).map(written)
@@ -236,6 +240,7 @@ fn write_entry(
                 &preconditions(e)?,
                 assigned,
                 codes,
+                within,
             )
             .map(written)
         }
@@ -247,7 +252,7 @@ fn write_entry(
             engine::delete_in(tx, ty, &id).map(deleted)
         }
         (Method::Delete, Target::Type { ty, query }) if !query.is_empty() => {
-            engine::conditional_delete_in(tx, ty, &query, codes).map(deleted)
+            engine::conditional_delete_in(tx, ty, &query, codes, within).map(deleted)
         }
         // Batch reads go to `read_entry_in` directly (`is_read`).
         (Method::Get | Method::Head, _) => read_entry_in(tx, e, base, None),
@@ -427,7 +432,9 @@ pub(crate) fn transaction_in(
     mut prepared: HashMap<usize, Prepared>,
     base: &str,
     codes: Option<&gp_terminology::Index>,
+    reaches: &HashMap<usize, Reach>,
 ) -> Result<Vec<EntryResult>, StoreError> {
+    let within = |e: &RequestEntry| reaches.get(&e.index).unwrap_or(&Reach::Any);
     let fail = |e: &RequestEntry, err: StoreError| -> StoreError {
         // Say which entry failed; keep the error's kind (and so its status).
         let prefix = format!(
@@ -467,14 +474,17 @@ pub(crate) fn transaction_in(
         let identity: Option<(ResourceType, Id)> = match (e.method, &target) {
             (Method::Post, Target::Type { ty, .. }) => {
                 let existing = match &e.if_none_exist {
-                    Some(cond) => single_match(tx, *ty, cond, codes).map_err(|err| fail(e, err))?,
+                    Some(cond) => {
+                        single_match(tx, *ty, cond, codes, within(e)).map_err(|err| fail(e, err))?
+                    }
                     None => None,
                 };
                 writes = existing.is_none();
                 Some((*ty, existing.unwrap_or_else(engine::new_id)))
             }
             (Method::Put, Target::Type { ty, query }) if !query.is_empty() => {
-                let found = engine::matches(tx, *ty, query, codes).map_err(|err| fail(e, err))?;
+                let found = engine::matches(tx, *ty, query, codes, within(e))
+                    .map_err(|err| fail(e, err))?;
                 match found.as_slice() {
                     [] => None,
                     [one] => Some((
@@ -528,8 +538,10 @@ pub(crate) fn transaction_in(
         let res = if is_read(e) {
             read_entry_in(tx, e, base, codes)
         } else {
-            Ok(write_entry(tx, e, base, resolved.remove(&e.index), codes)
-                .map_err(|err| fail(e, err))?)
+            Ok(
+                write_entry(tx, e, base, resolved.remove(&e.index), codes, within(e))
+                    .map_err(|err| fail(e, err))?,
+            )
         };
         responses[e.index] = Some(res);
     }
@@ -548,9 +560,10 @@ fn single_match(
     ty: ResourceType,
     cond: &str,
     codes: Option<&gp_terminology::Index>,
+    within: &Reach,
 ) -> Result<Option<Id>, StoreError> {
     let query = gp_fhir::search::parse_query_string(cond.trim_start_matches('?'));
-    let found = engine::matches(tx, ty, &query, codes)?;
+    let found = engine::matches(tx, ty, &query, codes, within)?;
     match found.as_slice() {
         [] => Ok(None),
         [one] => Ok(Some(

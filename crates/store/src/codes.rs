@@ -34,6 +34,7 @@ pub(crate) fn expand(
             Criterion::Chain { inner, .. } | Criterion::Has { inner, .. } => {
                 expand(index, std::slice::from_mut(inner.as_mut()), limit)?;
             }
+            Criterion::All(all) => expand(index, all, limit)?,
             Criterion::Param {
                 code,
                 kind: ParamKind::Token,

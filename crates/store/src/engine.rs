@@ -65,6 +65,52 @@ const MAX_INCLUDED: usize = 1000;
 /// How many times `:iterate` is applied.
 const MAX_ITERATIONS: usize = 4;
 
+/// Confines a chain or `_has` of a search to what the context may search
+/// of the type it reaches: the role must allow reading that type and an
+/// app's scopes searching it (403 otherwise, as a search of the type
+/// itself); under `patient/` scopes the resources reached must be in the
+/// patient's compartment, and under a v2 query-restricted scope
+/// (`patient/Observation.rs?category=...|laboratory`) match its criteria.
+/// SMART App Launch 2 ("Finer-grained resource constraints using search
+/// parameters") grants such a scope "read and search access to laboratory
+/// observations but not other observations": a chain or `_has` through
+/// Observations is a search of Observations, so it sees only the
+/// laboratory ones, exactly as `Observation?...` would.
+fn nested_within(ctx: &Ctx, c: &mut search::Criterion) -> Result<(), StoreError> {
+    use search::Criterion;
+    let (types, inner) = match c {
+        Criterion::Chain { targets, inner, .. } => (targets.clone(), inner),
+        Criterion::Has { source, inner, .. } => (vec![*source], inner),
+        Criterion::All(all) => {
+            return all.iter_mut().try_for_each(|c| nested_within(ctx, c));
+        }
+        _ => return Ok(()),
+    };
+    nested_within(ctx, inner)?;
+    let mut extra = Vec::new();
+    for t in &types {
+        ctx.require(read_activity(Some(*t)))?;
+        let reach = ctx.reach(Some(*t), Op::Search)?;
+        extra.extend(crate::smart::within(&reach, Some(*t))?);
+        if let Some(q) = ctx.scope_query(Some(*t), Op::Search)? {
+            let parsed = search::parse(Some(*t), &q, true).map_err(StoreError::BadRequest)?;
+            extra.extend(parsed.criteria);
+        }
+    }
+    if extra.is_empty() {
+        return Ok(());
+    }
+    if types.len() != 1 {
+        return Err(StoreError::Forbidden(
+            "a chain to several resource types cannot be narrowed to the app's scopes; name the type ([reference]:[Type].[param])".into(),
+        ));
+    }
+    let own = std::mem::replace(inner.as_mut(), Criterion::All(Vec::new()));
+    extra.insert(0, own);
+    **inner = Criterion::All(extra);
+    Ok(())
+}
+
 /// A search with its includes (search.html#include), in one snapshot.
 /// Refuses a resource outside an app's v2 query-restricted scope: the
 /// scope's search, with the resource's `_id`, must find it.
@@ -410,14 +456,12 @@ impl Store {
             "search-system"
         };
         let event = Event::rest(code).query(crate::render::query_string(&query.used));
-        if let Reach::Patient(p) = self.allow_op(ctx, ty, Op::Search, &event)? {
-            // The patient's compartment as one more criterion, inside the
-            // query, so that totals and pages count only what is theirs.
-            let criterion = ResourceType::parse("Patient")
-                .zip(gp_fhir::Id::parse(&p).ok())
-                .and_then(|(pt, id)| search::compartment(pt, &id, ty))
-                .ok_or_else(crate::smart::outside)
-                .inspect_err(|e| self.audit(ctx, event.clone().failed(e)))?;
+        let reach = self.allow_op(ctx, ty, Op::Search, &event)?;
+        // The patient's compartment as one more criterion, inside the
+        // query, so that totals and pages count only what is theirs.
+        if let Some(criterion) = crate::smart::within(&reach, ty)
+            .inspect_err(|e| self.audit(ctx, event.clone().failed(e)))?
+        {
             query.criteria.push(criterion);
         }
         // A v2 query-restricted scope's parameters, inside the query too.
@@ -430,6 +474,11 @@ impl Store {
             .inspect_err(|e| self.audit(ctx, event.clone().failed(e)))?;
         if let Some(n) = narrowed {
             query.criteria.extend(n.criteria);
+        }
+        // Chains and `_has` search other types: each reaches only what a
+        // search of that type itself would.
+        for c in &mut query.criteria {
+            nested_within(ctx, c).inspect_err(|e| self.audit(ctx, event.clone().failed(e)))?;
         }
         if let Some(code) = crate::audit::unindexed_param(ty, &query) {
             let e = StoreError::bad_request(
@@ -450,22 +499,34 @@ impl Store {
         )
         .inspect_err(|e| self.audit(ctx, event.clone().failed(e)))?;
         self.audit_barrier_for(ctx, ty).await?;
+        let reader = ctx.clone();
         let out = self
-            .read_in(ctx, move |tx| search_in(tx, ty, &query))
-            .await
-            .map(|mut found| {
-                // What `_include` brings is shown only where the role may read it.
-                found.included.retain(|v| {
-                    ctx.allows(read_activity(Some(v.resource_type)))
-                        && ctx
-                            .scope_query(Some(v.resource_type), Op::Read)
-                            .is_ok_and(|q| q.is_none())
-                        && ctx
-                            .reach(Some(v.resource_type), Op::Read)
-                            .is_ok_and(|r| confine(&r, v.resource_type, &v.id, &v.body).is_ok())
-                });
-                found
-            });
+            .read_in(ctx, move |tx| {
+                let mut found = search_in(tx, ty, &query)?;
+                // What `_include` brings is shown only where the context
+                // may read it: the role, the patient in context, and an
+                // app's query-restricted scope (the scope's search, with
+                // the resource's `_id`, must find it).
+                let mut shown = Vec::with_capacity(found.included.len());
+                for v in std::mem::take(&mut found.included) {
+                    let t = v.resource_type;
+                    let readable = reader.allows(read_activity(Some(t)))
+                        && reader
+                            .reach(Some(t), Op::Read)
+                            .is_ok_and(|r| confine(&r, t, &v.id, &v.body).is_ok());
+                    let in_scope = match reader.scope_query(Some(t), Op::Read) {
+                        Ok(None) => true,
+                        Ok(Some(q)) => readable && within_scope_query(tx, t, &v.id, &q).is_ok(),
+                        Err(_) => false,
+                    };
+                    if readable && in_scope {
+                        shown.push(v);
+                    }
+                }
+                found.included = shown;
+                Ok(found)
+            })
+            .await;
         self.audit(
             ctx,
             event.with_result(&out, |ev, found| {
@@ -627,6 +688,7 @@ impl Store {
                 if_none_exist.as_deref(),
                 None,
                 codes.as_deref(),
+                &reach,
             )?;
             // A conditional create may answer with a match already stored.
             crate::smart::confine_in(tx, &reach, &w.version, false)?;
@@ -671,7 +733,16 @@ impl Store {
         let resource = prepare(resource).await?;
         let codes = self.search_index();
         self.write_audited(ctx, event, move |tx, ev| {
-            let w = conditional_update_in(tx, ty, &query, resource, &pre, None, codes.as_deref())?;
+            let w = conditional_update_in(
+                tx,
+                ty,
+                &query,
+                resource,
+                &pre,
+                None,
+                codes.as_deref(),
+                &reach,
+            )?;
             crate::smart::confine_in(tx, &reach, &w.version, true)?;
             ev.resource(&w.version);
             Ok(w)
@@ -729,11 +800,8 @@ impl Store {
         self.allow(ctx, read_activity(Some(ty)), &event)?;
         let codes = self.search_index();
         self.write_audited(ctx, event, move |tx, ev| {
-            let found = matches(tx, ty, &query, codes.as_deref())?;
-            for v in &found {
-                crate::smart::confine_in(tx, &reach, v, false)?;
-            }
-            let d = conditional_delete_in(tx, ty, &query, codes.as_deref())?;
+            let found = matches(tx, ty, &query, codes.as_deref(), &reach)?;
+            let d = conditional_delete_in(tx, ty, &query, codes.as_deref(), &reach)?;
             audit_deletion(ev, &d, found.into_iter().next());
             Ok(d)
         })
@@ -771,7 +839,7 @@ impl Store {
                 let keys: Vec<(Method, String, Reach)> = entries
                     .iter()
                     .map(|e| {
-                        let reach = reaches.remove(&e.index).unwrap_or(Reach::Any);
+                        let reach = reaches.get(&e.index).cloned().unwrap_or(Reach::Any);
                         (e.method, e.url.clone(), reach)
                     })
                     .collect();
@@ -779,8 +847,14 @@ impl Store {
                 let codes = self.search_index();
                 let results = self
                     .write_audited(ctx, Event::rest("transaction"), move |tx, ev| {
-                        let results =
-                            bundle::transaction_in(tx, entries, prepared, &base, codes.as_deref())?;
+                        let results = bundle::transaction_in(
+                            tx,
+                            entries,
+                            prepared,
+                            &base,
+                            codes.as_deref(),
+                            &reaches,
+                        )?;
                         for ((method, url, reach), r) in keys.iter().zip(&results) {
                             if let Ok(resp) = r {
                                 bundle::confine_entry(tx, reach, *method, url, &base, resp)?;
@@ -849,7 +923,8 @@ impl Store {
                         let code = event.kind;
                         let codes = self.search_index();
                         let rx = self.submit(ctx, move |tx| {
-                            let resp = bundle::entry_in(tx, entry, &b, p, codes.as_deref())?;
+                            let resp =
+                                bundle::entry_in(tx, entry, &b, p, codes.as_deref(), &reach)?;
                             bundle::confine_entry(tx, &reach, method, &url, &b, &resp)?;
                             let mut ev = Event::new(code);
                             for v in bundle::served(tx, method, &url, &b, &resp)? {
@@ -1262,11 +1337,16 @@ pub(crate) fn shown(tx: &mut dyn ReadTx, v: &StoredVersion) -> Result<bool, Stor
 ///
 /// `codes` is the SNOMED CT index that `:below`, `:above`, `:in` and
 /// `:not-in` expand against, as in a search (`codes.rs`).
+/// The resources a conditional interaction's criteria find (at most two),
+/// among those `within` reaches: under `patient/` scopes only the patient's
+/// compartment is searched, so that what lies outside it answers exactly as
+/// if it did not exist (no 403 or 412 revealing a match there).
 pub(crate) fn matches(
     tx: &mut dyn ReadTx,
     ty: ResourceType,
     query: &[(String, String)],
     codes: Option<&gp_terminology::Index>,
+    within: &Reach,
 ) -> Result<Vec<StoredVersion>, StoreError> {
     // Conditional criteria must be understood in full: ignoring one would
     // match resources the client did not mean (http.html#cond-update).
@@ -1278,6 +1358,7 @@ pub(crate) fn matches(
         ));
     }
     crate::codes::expand(codes, &mut q.criteria, crate::codes::MAX_CODES)?;
+    q.criteria.extend(crate::smart::within(within, Some(ty))?);
     q.count = 2;
     q.offset = 0;
     q.total = Total::None;
@@ -1332,6 +1413,7 @@ pub(crate) fn create_in(
     if_none_exist: Option<&str>,
     assigned: Option<Id>,
     codes: Option<&gp_terminology::Index>,
+    within: &Reach,
 ) -> Result<WriteOutcome, StoreError> {
     let ty = resource.resource_type();
     if let Some(cond) = if_none_exist {
@@ -1340,6 +1422,7 @@ pub(crate) fn create_in(
             ty,
             &gp_fhir::search::parse_query_string(cond.trim_start_matches('?')),
             codes,
+            within,
         )?;
         match found.len() {
             0 => {}
@@ -1442,6 +1525,7 @@ pub(crate) fn update_in(
 }
 
 /// `PUT [type]?criteria` (http.html#cond-update).
+#[allow(clippy::too_many_arguments)]
 pub(crate) fn conditional_update_in(
     tx: &mut dyn WriteTx,
     ty: ResourceType,
@@ -1450,9 +1534,10 @@ pub(crate) fn conditional_update_in(
     pre: &Preconditions,
     assigned: Option<Id>,
     codes: Option<&gp_terminology::Index>,
+    within: &Reach,
 ) -> Result<WriteOutcome, StoreError> {
     check_body(&resource, ty, None)?;
-    let found = matches(tx, ty, query, codes)?;
+    let found = matches(tx, ty, query, codes, within)?;
     match found.as_slice() {
         [] => {
             let id = match resource.id() {
@@ -1553,8 +1638,9 @@ pub(crate) fn conditional_delete_in(
     ty: ResourceType,
     query: &[(String, String)],
     codes: Option<&gp_terminology::Index>,
+    within: &Reach,
 ) -> Result<DeleteOutcome, StoreError> {
-    let found = matches(tx, ty, query, codes)?;
+    let found = matches(tx, ty, query, codes, within)?;
     match found.as_slice() {
         [] => Ok(DeleteOutcome::NothingToDelete),
         [one] => {

@@ -112,7 +112,7 @@ pub(crate) fn acting_for(
         ("active".to_owned(), "true".to_owned()),
     ];
     let now = Instant::now();
-    let found = crate::engine::matches(tx, rp, &query, None)?;
+    let found = crate::engine::matches(tx, rp, &query, None, &Reach::Any)?;
     found
         .iter()
         .filter_map(|v| Some((v.id.clone(), serde_json::from_slice::<Value>(&v.body).ok()?)))
@@ -161,7 +161,7 @@ impl Store {
         let system = Ctx::new(ctx.practice.clone(), crate::Actor::system());
         let found = self
             .read_in(&system, move |tx| {
-                crate::engine::matches(tx, pt, &query, None)
+                crate::engine::matches(tx, pt, &query, None, &Reach::Any)
             })
             .await?;
         let patient = match found.as_slice() {
@@ -279,7 +279,7 @@ impl Store {
                 ("active".to_owned(), "true".to_owned()),
             ];
             let now = Instant::now();
-            for v in crate::engine::matches(tx, rp, &query, None)? {
+            for v in crate::engine::matches(tx, rp, &query, None, &Reach::Any)? {
                 let Ok(body) = serde_json::from_slice::<Value>(&v.body) else {
                     continue;
                 };

@@ -508,6 +508,23 @@ pub(crate) fn confine(
     }
 }
 
+/// The criterion confining a search of `ty` to what `reach` reaches: the
+/// patient's compartment under `patient/` scopes (403 for a type that has
+/// no place in it), nothing otherwise.
+pub(crate) fn within(
+    reach: &Reach,
+    ty: Option<ResourceType>,
+) -> Result<Option<gp_fhir::search::Criterion>, StoreError> {
+    let Reach::Patient(p) = reach else {
+        return Ok(None);
+    };
+    ResourceType::parse("Patient")
+        .zip(gp_fhir::Id::parse(p).ok())
+        .and_then(|(pt, id)| gp_fhir::search::compartment(pt, &id, ty))
+        .map(Some)
+        .ok_or_else(outside)
+}
+
 pub(crate) fn outside() -> StoreError {
     StoreError::Forbidden(
         "the app's patient/ scopes reach only the patient in context, and this is not in their record"
@@ -646,6 +663,8 @@ pub struct GrantRequest {
 pub struct Introspection {
     pub record: TokenRecord,
     pub username: Option<String>,
+    /// The user's Practitioner, if the account is linked to one.
+    pub practitioner: Option<String>,
 }
 
 impl Store {
@@ -873,18 +892,26 @@ impl Store {
         if self.app(practice, &record.client_id).await?.is_none() {
             return Ok(None);
         }
-        let username = match &record.user_id {
+        let user = match &record.user_id {
             Some(id) => {
                 let system = Ctx::new(practice.clone(), Actor::system());
                 let id = id.clone();
                 match self.read_in(&system, move |tx| tx.user_by_id(&id)).await? {
-                    Some(u) => Some(u.username),
+                    Some(u) => Some(u),
                     None => return Ok(None),
                 }
             }
             None => None,
         };
-        Ok(Some(Introspection { record, username }))
+        let (username, practitioner) = match user {
+            Some(u) => (Some(u.username), u.practitioner),
+            None => (None, None),
+        };
+        Ok(Some(Introspection {
+            record,
+            username,
+            practitioner,
+        }))
     }
 
     /// Revokes every token of the grant `token` belongs to, if it was

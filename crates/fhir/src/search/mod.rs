@@ -84,6 +84,10 @@ pub enum Criterion {
         id: String,
         members: Vec<(ResourceType, Vec<&'static str>)>,
     },
+    /// Every one of these criteria. Never parsed from a URL: the store
+    /// puts it inside a chain or `_has` to narrow the resources it reaches
+    /// to those its context may search (an app's scopes).
+    All(Vec<Criterion>),
 }
 
 /// The criterion for the compartment `compartment/id`, restricted to `ty`

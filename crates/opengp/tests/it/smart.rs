@@ -1147,7 +1147,6 @@ async fn patient_scopes_confine_every_interaction(app: App) {
     );
     let patch_doc = json!([{"op": "replace", "path": "/status", "value": "amended"}]);
     let patch_type = "application/json-patch+json";
-    let if_b = format!("subject=Patient/{b}");
     let b_obs_is_untouched = || async {
         let v = app.get_json(&app.url(&format!("Observation/{ob}"))).await;
         assert_eq!(v["status"], "final", "{v}");
@@ -1169,27 +1168,6 @@ async fn patient_scopes_confine_every_interaction(app: App) {
             format!("Observation/{oa}"),
             fhir,
             json!({"resourceType": "Observation", "id": oa, "status": "final", "code": {"text": "moved"}, "subject": {"reference": format!("Patient/{b}")}}),
-            None,
-        ),
-        (
-            put.clone(),
-            format!("Observation?subject=Patient/{b}"),
-            fhir,
-            obs(&a, "taken over"),
-            None,
-        ),
-        (
-            post.clone(),
-            "Observation".to_owned(),
-            fhir,
-            obs(&a, "if none"),
-            Some(("if-none-exist", if_b.as_str())),
-        ),
-        (
-            delete.clone(),
-            format!("Observation?subject=Patient/{b}"),
-            fhir,
-            Value::Null,
             None,
         ),
         (
@@ -1271,6 +1249,53 @@ async fn patient_scopes_confine_every_interaction(app: App) {
         assert_outcome(res, 403, "forbidden").await;
         b_obs_is_untouched().await;
     }
+    // Conditional criteria that match only outside the compartment answer
+    // exactly as criteria matching nothing at all (a patient that never
+    // existed): the conditional update and create write the patient's own
+    // new entry, the conditional delete deletes nothing, in a transaction
+    // too; no 403 or 412 tells the app the other patient has a match.
+    let mut answers = Vec::new();
+    for who in [b.as_str(), "nobody"] {
+        let criteria = format!("subject=Patient/{who}");
+        let mut statuses = Vec::new();
+        let res = send(
+            &c,
+            put.clone(),
+            &app.url(&format!("Observation?{criteria}")),
+            fhir,
+            &obs(&a, "taken over"),
+            None,
+        )
+        .await;
+        statuses.push(res.status().as_u16());
+        let res = send(
+            &c,
+            post.clone(),
+            &app.url("Observation"),
+            fhir,
+            &obs(&a, "if none"),
+            Some(("if-none-exist", criteria.as_str())),
+        )
+        .await;
+        statuses.push(res.status().as_u16());
+        let res = c
+            .delete(app.url(&format!("Observation?{criteria}")))
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        statuses.push(res.status().as_u16());
+        let res = send(&c, post.clone(), &app.url(""), fhir, &json!({"resourceType": "Bundle", "type": "transaction", "entry": [
+            {"resource": obs(&a, "bundled"), "request": {"method": "POST", "url": "Observation", "ifNoneExist": criteria}},
+            {"resource": obs(&a, "bundled update"), "request": {"method": "PUT", "url": format!("Observation?{criteria}")}},
+            {"request": {"method": "DELETE", "url": format!("Observation?{criteria}")}}
+        ]}), None).await;
+        statuses.push(res.status().as_u16());
+        b_obs_is_untouched().await;
+        answers.push(statuses);
+    }
+    assert_eq!(answers[0], answers[1], "as if nothing outside existed");
+    assert_eq!(answers[0][..2], [201, 201], "{answers:?}");
+    assert_eq!(answers[0][3], 200, "{answers:?}");
     // The refused transaction's first entry was rolled back with it.
     let fine = app.get_json(&app.url("Observation?code:text=fine")).await;
     assert_eq!(fine["total"], 0, "{fine}");
@@ -1355,7 +1380,8 @@ async fn patient_scopes_confine_every_interaction(app: App) {
     let mine = app
         .get_json(&app.url(&format!("Observation?subject=Patient/{a}")))
         .await;
-    assert_eq!(mine["total"], 2, "{mine}");
+    // Theirs, and the four entries each round of criteria outside wrote.
+    assert_eq!(mine["total"], 2 + 2 * 4, "{mine}");
     app.stop().await;
 }
 
@@ -1623,7 +1649,15 @@ async fn query_restricted_scopes_narrow_reads_and_searches(app: App) {
     };
     let lab = app.create(&lab_of(&a)).await;
     let restricted = format!("patient/Observation.rs?category={cat}|laboratory");
-    let scope = format!("launch/patient patient/Patient.rs {restricted}");
+    let report = |text: &str, result: &str| {
+        json!({"resourceType": "DiagnosticReport", "status": "final", "code": {"text": text},
+               "subject": {"reference": format!("Patient/{a}")},
+               "result": [{"reference": format!("Observation/{result}")}]})
+    };
+    app.create(&report("of vitals", &vitals)).await;
+    app.create(&report("of the lab", &lab)).await;
+    let scope =
+        format!("launch/patient patient/Patient.rs patient/DiagnosticReport.rs {restricted}");
     let reg = register(
         &app,
         json!({"name": "Results", "kind": "public", "scope": "launch/patient patient/*.rs", "redirect_uris": [REDIRECT]}),
@@ -1674,13 +1708,81 @@ async fn query_restricted_scopes_narrow_reads_and_searches(app: App) {
     assert_outcome(res, 403, "forbidden").await;
     // The patient is not narrowed.
     assert_eq!(status_of(&c, &app.url(&format!("Patient/{a}"))).await, 200);
+
+    // Chains, `_has` and includes through Observations see the laboratory
+    // ones only, as a search of Observations does: the vital sign's code
+    // finds nothing, the laboratory result's code finds it.
+    let vitals_code = "http://snomed.info/sct|27113001";
+    let lab_code = "http://snomed.info/sct|1022441000000107";
+    let total = |path: String| {
+        let c = c.clone();
+        let url = app.url(&path);
+        async move {
+            let v = app_json(&c, &url).await;
+            v["total"].as_u64().unwrap_or_else(|| panic!("{url}: {v}"))
+        }
+    };
+    assert_eq!(
+        total(format!(
+            "Patient?_has:Observation:patient:code={vitals_code}"
+        ))
+        .await,
+        0
+    );
+    assert_eq!(
+        total(format!("Patient?_has:Observation:patient:code={lab_code}")).await,
+        1
+    );
+    assert_eq!(
+        total(format!("DiagnosticReport?result.code={vitals_code}")).await,
+        0
+    );
+    assert_eq!(
+        total(format!(
+            "DiagnosticReport?result:Observation.code={lab_code}"
+        ))
+        .await,
+        1
+    );
+    let included = |path: &str| {
+        let c = c.clone();
+        let url = app.url(path);
+        async move {
+            let v = app_json(&c, &url).await;
+            let mut ids: Vec<String> = v["entry"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter(|e| e["search"]["mode"] == "include")
+                .map(|e| e["resource"]["id"].as_str().unwrap_or_default().to_owned())
+                .collect();
+            ids.sort();
+            ids
+        }
+    };
+    assert_eq!(
+        included("DiagnosticReport?_include=DiagnosticReport:result").await,
+        vec![lab.clone()]
+    );
+    assert_eq!(
+        included(&format!("Patient?_id={a}&_revinclude=Observation:patient")).await,
+        vec![lab.clone()]
+    );
+    // A type the scopes do not cover at all cannot be reached by `_has`.
+    let res = c
+        .get(app.url("Patient?_has:Condition:patient:code=http://snomed.info/sct|44054006"))
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_outcome(res, 403, "forbidden").await;
     app.stop().await;
 }
 
 /// `openid fhirUser`: the token response carries an `id_token` signed with
 /// a key of the practice's published JWK Set (found through OpenID
 /// discovery), naming the user's Practitioner as `fhirUser`, the app as
-/// `aud`; `online_access` gives a refresh token lasting a working day,
+/// `aud`, with the request's `nonce` when it had one, and again on a
+/// refresh; `online_access` gives a refresh token lasting a working day,
 /// `offline_access` a longer one, neither none.
 async fn openid_fhir_user_and_refresh_scopes(app: App) {
     let (a, _, _, _) = two_patients(&app).await;
@@ -1749,10 +1851,74 @@ async fn openid_fhir_user_and_refresh_scopes(app: App) {
         format!("{}/Practitioner/{practitioner}", app.server.base),
         "{claims}"
     );
-    // Another token is signed with the same published key.
-    let again = patient_token(&app, &cookie, &client_id, scope, (&a, "Aardvark")).await;
+    assert!(claims.get("nonce").is_none(), "no nonce asked, none given");
+    // Another token is signed with the same published key, and echoes the
+    // authorization request's nonce (OpenID Connect Core 3.1.2.1, 2).
+    let (verifier, challenge) = pkce();
+    let url = format!(
+        "{}&nonce=n-0S6_WzA2Mj",
+        authorize_url(&app, &client_id, scope, &challenge)
+    );
+    let back = approve(&root(&app), &cookie, &url, Some((&a, "Aardvark"))).await;
+    let code = query_of(&back)["code"].clone();
+    let res = token(
+        &app,
+        &[
+            ("grant_type", "authorization_code"),
+            ("client_id", &client_id),
+            ("redirect_uri", REDIRECT),
+            ("code", &code),
+            ("code_verifier", &verifier),
+        ],
+    )
+    .await;
+    assert_eq!(res.status(), 200);
+    let again = json(res).await;
     let again = again["id_token"].as_str().unwrap_or_default();
-    assert!(jsonwebtoken::decode::<Value>(again, &key, &v).is_ok());
+    let again = jsonwebtoken::decode::<Value>(again, &key, &v)
+        .unwrap_or_else(|e| panic!("the second id_token does not verify: {e}"))
+        .claims;
+    assert_eq!(again["nonce"], "n-0S6_WzA2Mj", "{again}");
+
+    // A refresh with openid still granted brings a fresh id_token for the
+    // same user and app (Core 12.2: same iss, sub, aud; a new iat), without
+    // a nonce; one narrowed to leave openid out brings none.
+    let refresh = t["refresh_token"].as_str().unwrap_or_default();
+    let res = token(
+        &app,
+        &[
+            ("grant_type", "refresh_token"),
+            ("client_id", &client_id),
+            ("refresh_token", refresh),
+        ],
+    )
+    .await;
+    assert_eq!(res.status(), 200);
+    let refreshed = json(res).await;
+    let fresh = refreshed["id_token"]
+        .as_str()
+        .unwrap_or_else(|| panic!("a refresh with openid gives an id_token: {refreshed}"));
+    let fresh = jsonwebtoken::decode::<Value>(fresh, &key, &v)
+        .unwrap_or_else(|e| panic!("the refreshed id_token does not verify: {e}"))
+        .claims;
+    for claim in ["iss", "sub", "aud", "fhirUser"] {
+        assert_eq!(fresh[claim], claims[claim], "{claim}: {fresh}");
+    }
+    assert!(fresh["iat"].as_i64() >= claims["iat"].as_i64(), "{fresh}");
+    assert!(fresh.get("nonce").is_none(), "{fresh}");
+    let res = token(
+        &app,
+        &[
+            ("grant_type", "refresh_token"),
+            ("client_id", &client_id),
+            ("refresh_token", refresh),
+            ("scope", "patient/*.rs online_access"),
+        ],
+    )
+    .await;
+    assert_eq!(res.status(), 200);
+    let narrowed = json(res).await;
+    assert!(narrowed.get("id_token").is_none(), "{narrowed}");
 
     // Refresh tokens: a working day online, longer offline, none without.
     let online = refresh_lasts(&app, &t).await;
