@@ -12,6 +12,7 @@ use opengp::server::{Server, shutdown_signal};
 
 mod audit;
 mod migrate;
+mod reindex;
 mod users;
 
 /// mimalloc instead of the system allocator: the server allocates many small
@@ -92,6 +93,14 @@ enum Command {
     /// The practice's audit trail.
     #[command(subcommand)]
     Audit(AuditCommand),
+    /// Compute every current resource's search index rows again, for one
+    /// practice (--practice) or all of them. The server does it by itself
+    /// when it starts on rows written by another OpenGP's extraction; this
+    /// redoes them whatever their version. Safe to stop and run again.
+    Reindex {
+        #[command(flatten)]
+        store: StoreArgs,
+    },
     /// Compare a practice in this store with a package or another store,
     /// version by version, and print the differences.
     Verify {
@@ -625,6 +634,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::Practice(PracticeCommand::Freeze { reason, store }) => {
             runtime.block_on(migrate::freeze(store_config(store, &file)?, Some(reason)))
         }
+        Command::Reindex { store } => runtime.block_on(reindex::run(store_config(store, &file)?)),
         Command::Audit(AuditCommand::Verify { store }) => {
             runtime.block_on(audit::verify(store_config(store, &file)?))
         }

@@ -11,7 +11,7 @@ use gp_store::{Actor, Ctx, Store};
 use opengp::config::ServerConfig;
 
 /// The user on whose behalf a migration runs: the operator at the console.
-fn operator() -> Actor {
+pub(crate) fn operator() -> Actor {
     Actor::new("cli")
 }
 

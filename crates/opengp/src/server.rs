@@ -55,6 +55,12 @@ impl Server {
         let practice = store
             .ensure_practice(&ods, &cfg.practice_name, &Actor::system())
             .await?;
+        // Index rows written by another OpenGP's extraction (or a reindex
+        // stopped half-way) are computed again before anything is served.
+        store
+            .reindex(&Actor::system(), None, false, &|_| {})
+            .await
+            .context("reindexing the search index")?;
         let listener = TcpListener::bind(cfg.listen)
             .await
             .with_context(|| format!("listening on {}", cfg.listen))?;

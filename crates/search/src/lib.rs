@@ -23,6 +23,16 @@ use gp_fhir::{Resource, ResourceType};
 use gp_fhirpath::{EvalContext, Expr, Item};
 use serde_json::Value;
 
+/// The version of what extraction produces. Stores record, per practice,
+/// the version their index rows were written with, and a store whose rows
+/// are of another version is reindexed when the server opens it (gp-store
+/// `reindex.rs`): so **bump this whenever the entries extraction gives a
+/// stored resource change** (a parameter newly indexed, a value normalised
+/// differently, gp-store's direct AuditEvent entries included).
+/// `tests::extraction_version_follows_what_extraction_gives` fails until
+/// the version and the fingerprint it records are updated together.
+pub const EXTRACTION_VERSION: u32 = 1;
+
 /// The most elements of one composite parameter indexed per resource
 /// (an Observation's components, say); their expressions are parsed ahead.
 const MAX_COMPOSITE_ELEMENTS: usize = 8;

@@ -166,3 +166,44 @@ fn every_type_extracts_without_failing() {
         }
     }
 }
+
+/// What extraction gives a corpus touching every kind of index value (and
+/// the List `item:deleted` and full-text entries), fingerprinted: when it
+/// changes, stored index rows are stale, so [`super::EXTRACTION_VERSION`]
+/// must be bumped (and the fingerprint recorded beside it), or the stores
+/// would never reindex.
+#[test]
+fn extraction_version_follows_what_extraction_gives() {
+    let corpus = [
+        json!({"resourceType": "Patient", "id": "p1",
+            "text": {"status": "generated", "div": "<div xmlns=\"http://www.w3.org/1999/xhtml\">Zoë Ó'Brien</div>"},
+            "identifier": [{"system": "https://fhir.nhs.uk/Id/nhs-number", "value": "9000000009"}],
+            "name": [{"family": "Ó'Brien", "given": ["Zoë"]}], "gender": "female", "birthDate": "1970-03",
+            "address": [{"postalCode": "LS1 4AP"}], "generalPractitioner": [{"reference": "Practitioner/gp1"}]}),
+        json!({"resourceType": "Observation", "status": "final",
+            "code": {"coding": [{"system": "http://snomed.info/sct", "code": "75367002", "display": "Blood pressure"}]},
+            "subject": {"reference": "Patient/p1"}, "effectivePeriod": {"start": "2024-05-01T09:30:00Z", "end": "2024-05-01"},
+            "valueQuantity": {"value": 5.4, "unit": "mg", "system": "http://unitsofmeasure.org", "code": "mg"},
+            "component": [{"code": {"coding": [{"system": "http://snomed.info/sct", "code": "72313002"}]},
+                "valueQuantity": {"value": 142, "system": "http://unitsofmeasure.org", "code": "mm[Hg]"}}]}),
+        json!({"resourceType": "List", "status": "current", "mode": "changes",
+            "subject": {"reference": "Patient/p1"},
+            "entry": [{"item": {"reference": "Condition/c1"}}, {"deleted": true, "item": {"reference": "Condition/c2"}}]}),
+        json!({"resourceType": "RiskAssessment", "status": "final", "subject": {"reference": "Patient/p1"},
+            "prediction": [{"probabilityDecimal": 0.02}]}),
+        json!({"resourceType": "ValueSet", "status": "active", "url": "https://example.org/vs", "version": "1"}),
+    ];
+    // FNV-1a, written out so that the fingerprint never depends on a
+    // library's hasher.
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for v in corpus {
+        for b in format!("{:?}", entries(v)).bytes() {
+            hash = (hash ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
+        }
+    }
+    assert_eq!(
+        (super::EXTRACTION_VERSION, format!("{hash:016x}")),
+        (1, "c7a776e4ef0dabc9".to_owned()),
+        "what extraction gives has changed: bump EXTRACTION_VERSION and record the new fingerprint with it"
+    );
+}

@@ -205,6 +205,13 @@ impl Backend for PgBackend {
                          VALUES ($1, 0, 0) ON CONFLICT (practice) DO NOTHING",
                         &[&key],
                     )?;
+                    // A new practice's (no) rows are of this OpenGP's
+                    // extraction version.
+                    c.execute(
+                        "INSERT INTO index_state (practice, version)
+                         VALUES ($1, $2) ON CONFLICT (practice) DO NOTHING",
+                        &[&key, &(gp_store::INDEX_VERSION as i32)],
+                    )?;
                 }
                 c.batch("COMMIT")?;
                 Ok(row)

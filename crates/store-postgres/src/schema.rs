@@ -187,6 +187,20 @@ const MIGRATIONS: &[Migration] = &[
         name: "an administrator can disable an account",
         sql: "ALTER TABLE app_user ADD COLUMN disabled boolean NOT NULL DEFAULT false;",
     },
+    Migration {
+        version: 14,
+        name: "the extraction version of each practice's index rows, and a reindex's cursor",
+        // gp-store reindex.rs: the practices stored before have rows of an
+        // unknown version (0), so the server reindexes them when it starts.
+        sql: "CREATE TABLE index_state (
+            practice bigint PRIMARY KEY,
+            version integer NOT NULL,
+            resume_version integer,
+            after_type text,
+            after_id text
+        );
+        INSERT INTO index_state (practice, version) SELECT key, 0 FROM practice;",
+    },
 ];
 
 /// The migration adding `idx_text`: its transaction also indexes the

@@ -6,8 +6,8 @@ use gp_fhir::search::SearchQuery;
 use gp_fhir::{Instant, ResourceType};
 use gp_store::access::Sees;
 use gp_store::{
-    HistoryPage, HistoryQuery, HistoryScope, ReadTx, SearchPage, StoreError, StoredVersion,
-    VersionRecord,
+    HistoryPage, HistoryQuery, HistoryScope, IndexState, ReadTx, SearchPage, StoreError,
+    StoredVersion, VersionRecord,
 };
 use gp_store_sql::{Arg, Dialect};
 use postgres::Row;
@@ -252,6 +252,51 @@ impl ReadTx for Scoped<'_> {
             )
             .map_err(db_err)?
             .map_or(Ok(None), |r| r.try_get(0).map_err(db_err))
+    }
+
+    fn current_after(
+        &mut self,
+        after: (&str, &str),
+        limit: usize,
+    ) -> Result<Vec<StoredVersion>, StoreError> {
+        self.conn
+            .query(
+                "SELECT c.type, c.id, c.version, c.last_updated, c.deleted, v.body
+                 FROM resource_current c JOIN resource_version v
+                   ON v.practice = $1 AND v.type = c.type AND v.id = c.id AND v.version = c.version
+                 WHERE c.practice = $1 AND (c.type, c.id) > ($2, $3) AND NOT c.deleted
+                 ORDER BY c.type, c.id LIMIT $4",
+                &[&self.practice, &after.0, &after.1, &(limit as i64)],
+            )
+            .map_err(db_err)?
+            .iter()
+            .map(full_row)
+            .collect()
+    }
+
+    fn index_state(&mut self) -> Result<IndexState, StoreError> {
+        let Some(r) = self
+            .conn
+            .query_opt(
+                "SELECT version, resume_version, after_type, after_id FROM index_state WHERE practice = $1",
+                &[&self.practice],
+            )
+            .map_err(db_err)?
+        else {
+            return Ok(IndexState::default());
+        };
+        let resume: (Option<i32>, Option<String>, Option<String>) = (
+            r.try_get(1).map_err(db_err)?,
+            r.try_get(2).map_err(db_err)?,
+            r.try_get(3).map_err(db_err)?,
+        );
+        Ok(IndexState {
+            version: r.try_get::<_, i32>(0).map_err(db_err)? as u32,
+            resume: match resume {
+                (Some(v), Some(ty), Some(id)) => Some((v as u32, ty, id)),
+                _ => None,
+            },
+        })
     }
 
     fn last_position(&mut self) -> Result<i64, StoreError> {

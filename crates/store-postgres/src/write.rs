@@ -9,8 +9,8 @@ use gp_fhir::search::SearchQuery;
 use gp_fhir::search::index::IndexEntry;
 use gp_fhir::{Instant, ResourceType};
 use gp_store::{
-    HistoryPage, HistoryQuery, HistoryScope, NewVersion, ReadTx, SearchPage, StoreError,
-    StoredVersion, VersionRecord, WriteTx,
+    HistoryPage, HistoryQuery, HistoryScope, IndexState, NewVersion, ReadTx, Reindexed, SearchPage,
+    StoreError, StoredVersion, VersionRecord, WriteTx,
 };
 
 use crate::conn::{db_err, is_unique_violation};
@@ -227,6 +227,17 @@ impl ReadTx for ScopedWrite<'_> {
     fn frozen(&mut self) -> Result<Option<String>, StoreError> {
         self.read.frozen()
     }
+    fn current_after(
+        &mut self,
+        after: (&str, &str),
+        limit: usize,
+    ) -> Result<Vec<StoredVersion>, StoreError> {
+        self.flush()?;
+        self.read.current_after(after, limit)
+    }
+    fn index_state(&mut self) -> Result<IndexState, StoreError> {
+        self.read.index_state()
+    }
     fn audit_links(
         &mut self,
         after: i64,
@@ -284,6 +295,60 @@ impl WriteTx for ScopedWrite<'_> {
         self.counter.audit = Some(Some((link.seq, hash)));
         self.links.push(link.clone());
         Ok(())
+    }
+
+    fn reindex(&mut self, rows: &[Reindexed]) -> Result<usize, StoreError> {
+        self.flush()?;
+        let types: Vec<&str> = rows.iter().map(|r| r.resource_type.as_str()).collect();
+        let ids: Vec<&str> = rows.iter().map(|r| r.id.as_str()).collect();
+        let versions: Vec<i64> = rows.iter().map(|r| r.version as i64).collect();
+        // Those still current at the version their entries came from.
+        let still: HashSet<(String, String)> = self
+            .read
+            .conn
+            .query(
+                "SELECT c.type, c.id FROM resource_current c
+                 JOIN unnest($2::text[], $3::text[], $4::int8[]) AS r(type, id, version)
+                   ON c.type = r.type AND c.id = r.id AND c.version = r.version
+                 WHERE c.practice = $1 AND NOT c.deleted",
+                &[&self.read.practice, &types, &ids, &versions],
+            )
+            .map_err(db_err)?
+            .iter()
+            .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
+            .collect::<Result<_, postgres::Error>>()
+            .map_err(db_err)?;
+        let current: Vec<index::Current<'_>> = rows
+            .iter()
+            .filter(|r| still.contains(&(r.resource_type.as_str().to_owned(), r.id.clone())))
+            .map(|r| index::Current {
+                ty: r.resource_type.as_str(),
+                id: &r.id,
+                replaces: true,
+                entries: &r.index,
+            })
+            .collect();
+        index::replace(self.read.conn, self.read.practice, &current)?;
+        Ok(current.len())
+    }
+
+    fn set_index_state(&mut self, state: &IndexState) -> Result<(), StoreError> {
+        let (rv, ty, id) = match &state.resume {
+            Some((v, ty, id)) => (Some(*v as i32), Some(ty.as_str()), Some(id.as_str())),
+            None => (None, None, None),
+        };
+        self.read
+            .conn
+            .execute(
+                "INSERT INTO index_state (practice, version, resume_version, after_type, after_id)
+                 VALUES ($1, $2, $3, $4, $5)
+                 ON CONFLICT (practice) DO UPDATE SET version = excluded.version,
+                   resume_version = excluded.resume_version, after_type = excluded.after_type,
+                   after_id = excluded.after_id",
+                &[&self.read.practice, &(state.version as i32), &rv, &ty, &id],
+            )
+            .map(|_| ())
+            .map_err(db_err)
     }
 
     fn set_frozen(&mut self, reason: Option<&str>) -> Result<(), StoreError> {

@@ -2,8 +2,8 @@
 //! its new current version, in the same transaction as the version itself.
 
 use gp_fhir::search::index::{IndexEntry, IndexValue};
-use gp_store::StoreError;
-use rusqlite::{Connection, params};
+use gp_store::{IndexState, Reindexed, StoreError};
+use rusqlite::{Connection, OptionalExtension, params};
 
 use crate::db_err;
 
@@ -86,6 +86,88 @@ pub(crate) fn replace(
         result.map_err(db_err)?;
     }
     Ok(())
+}
+
+/// Replaces the rows of each resource whose current version is still the
+/// one its entries were computed from (reindex.rs in gp-store).
+pub(crate) fn reindex(
+    conn: &Connection,
+    practice: i64,
+    rows: &[Reindexed],
+) -> Result<usize, StoreError> {
+    let mut replaced = 0;
+    for r in rows {
+        let ty = r.resource_type.as_str();
+        let vrow: Option<i64> = conn
+            .prepare_cached(
+                "SELECT vrow FROM resource_current
+                 WHERE practice = ?1 AND type = ?2 AND id = ?3 AND version = ?4 AND NOT deleted",
+            )
+            .and_then(|mut s| {
+                s.query_row(params![practice, ty, r.id, r.version as i64], |r| r.get(0))
+                    .optional()
+            })
+            .map_err(db_err)?;
+        let Some(vrow) = vrow else { continue };
+        replace(
+            conn,
+            practice,
+            ty,
+            &r.id,
+            &r.index,
+            Rows {
+                vrow,
+                replaced: Some(Some(vrow)),
+            },
+        )?;
+        replaced += 1;
+    }
+    Ok(replaced)
+}
+
+/// Where the practice's index stands (schema migration 15); a practice
+/// with no row has rows of an unknown version.
+pub(crate) fn state(conn: &Connection, practice: i64) -> Result<IndexState, StoreError> {
+    conn.prepare_cached(
+        "SELECT version, resume_version, after_type, after_id FROM index_state WHERE practice = ?1",
+    )
+    .and_then(|mut s| {
+        s.query_row(params![practice], |r| {
+            let resume: (Option<i64>, Option<String>, Option<String>) =
+                (r.get(1)?, r.get(2)?, r.get(3)?);
+            Ok(IndexState {
+                version: r.get::<_, i64>(0)? as u32,
+                resume: match resume {
+                    (Some(v), Some(ty), Some(id)) => Some((v as u32, ty, id)),
+                    _ => None,
+                },
+            })
+        })
+        .optional()
+    })
+    .map(Option::unwrap_or_default)
+    .map_err(db_err)
+}
+
+pub(crate) fn set_state(
+    conn: &Connection,
+    practice: i64,
+    state: &IndexState,
+) -> Result<(), StoreError> {
+    let (rv, ty, id) = match &state.resume {
+        Some((v, ty, id)) => (Some(i64::from(*v)), Some(ty.as_str()), Some(id.as_str())),
+        None => (None, None, None),
+    };
+    conn.prepare_cached(
+        "INSERT INTO index_state (practice, version, resume_version, after_type, after_id)
+         VALUES (?1, ?2, ?3, ?4, ?5)
+         ON CONFLICT (practice) DO UPDATE SET version = excluded.version,
+           resume_version = excluded.resume_version, after_type = excluded.after_type,
+           after_id = excluded.after_id",
+    )
+    .and_then(|mut s| s.execute(params![practice, i64::from(state.version), rv, ty, id]))
+    .map(|_| ())
+    .map_err(db_err)
 }
 
 /// Fills `idx_text` for the current versions stored before it existed

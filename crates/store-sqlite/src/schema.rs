@@ -128,6 +128,18 @@ const MIGRATIONS: &[&str] = &[
     crate::smart::ONCE_MIGRATION,
     // 14: an administrator can disable an account (no sign-in, no session).
     "ALTER TABLE app_user ADD COLUMN disabled INTEGER NOT NULL DEFAULT 0;",
+    // 15: which extraction version each practice's index rows are of, and
+    // the cursor of a reindex under way (gp-store reindex.rs). The
+    // practices stored before have rows of an unknown version (0), so the
+    // server reindexes them when it starts.
+    "CREATE TABLE index_state (
+        practice INTEGER PRIMARY KEY REFERENCES practice(key),
+        version INTEGER NOT NULL,
+        resume_version INTEGER,
+        after_type TEXT,
+        after_id TEXT
+    );
+    INSERT INTO index_state (practice, version) SELECT key, 0 FROM practice;",
 ];
 
 /// The migration adding `idx_text`, after which the current versions stored

@@ -7,8 +7,8 @@ use gp_fhir::{Instant, ResourceType};
 use gp_store::access::Sees;
 use gp_store::audit::{AuditLink, StoredLink};
 use gp_store::{
-    HistoryPage, HistoryQuery, HistoryScope, NewVersion, ReadTx, SearchPage, StoreError,
-    StoredVersion, VersionRecord, WriteTx,
+    HistoryPage, HistoryQuery, HistoryScope, IndexState, NewVersion, ReadTx, Reindexed, SearchPage,
+    StoreError, StoredVersion, VersionRecord, WriteTx,
 };
 use rusqlite::types::Value as SqlValue;
 use rusqlite::{Connection, OptionalExtension, params, params_from_iter};
@@ -226,6 +226,33 @@ impl ReadTx for Scoped<'_> {
             .map_err(db_err)
     }
 
+    fn current_after(
+        &mut self,
+        after: (&str, &str),
+        limit: usize,
+    ) -> Result<Vec<StoredVersion>, StoreError> {
+        let mut s = self
+            .conn
+            .prepare_cached(
+                "SELECT c.type, c.id, c.version, c.last_updated, c.deleted, v.body
+                 FROM resource_current c JOIN resource_version v ON v.rowid = c.vrow AND v.practice = ?1
+                 WHERE c.practice = ?1 AND (c.type, c.id) > (?2, ?3) AND NOT c.deleted
+                 ORDER BY c.type, c.id LIMIT ?4",
+            )
+            .map_err(db_err)?;
+        let rows = s
+            .query_map(
+                params![self.practice, after.0, after.1, limit as i64],
+                full_row,
+            )
+            .map_err(db_err)?;
+        rows.collect::<Result<Vec<_>, _>>().map_err(db_err)
+    }
+
+    fn index_state(&mut self) -> Result<IndexState, StoreError> {
+        crate::index::state(self.conn, self.practice)
+    }
+
     fn last_position(&mut self) -> Result<i64, StoreError> {
         self.conn
             .query_row(
@@ -374,6 +401,16 @@ impl ReadTx for ScopedWrite<'_> {
     fn frozen(&mut self) -> Result<Option<String>, StoreError> {
         self.read.frozen()
     }
+    fn current_after(
+        &mut self,
+        after: (&str, &str),
+        limit: usize,
+    ) -> Result<Vec<StoredVersion>, StoreError> {
+        self.read.current_after(after, limit)
+    }
+    fn index_state(&mut self) -> Result<IndexState, StoreError> {
+        self.read.index_state()
+    }
     fn audit_links(&mut self, after: i64, limit: usize) -> Result<Vec<StoredLink>, StoreError> {
         self.read.audit_links(after, limit)
     }
@@ -386,6 +423,14 @@ impl WriteTx for ScopedWrite<'_> {
 
     fn put_audit_link(&mut self, link: &AuditLink) -> Result<(), StoreError> {
         self.push_link(link)
+    }
+
+    fn reindex(&mut self, rows: &[Reindexed]) -> Result<usize, StoreError> {
+        crate::index::reindex(self.read.conn, self.read.practice, rows)
+    }
+
+    fn set_index_state(&mut self, state: &IndexState) -> Result<(), StoreError> {
+        crate::index::set_state(self.read.conn, self.read.practice, state)
     }
 
     fn set_frozen(&mut self, reason: Option<&str>) -> Result<(), StoreError> {

@@ -349,6 +349,13 @@ fn ensure_practice(
         params![ods.as_str(), name, Instant::now().millis(), actor],
     )
     .map_err(db_err)?;
+    // A new practice's (no) rows are of this OpenGP's extraction version.
+    conn.execute(
+        "INSERT INTO index_state (practice, version)
+         SELECT key, ?2 FROM practice WHERE ods = ?1 ON CONFLICT (practice) DO NOTHING",
+        params![ods.as_str(), gp_store::INDEX_VERSION],
+    )
+    .map_err(db_err)?;
     let row: Option<(i64, String)> = conn
         .query_row(
             "SELECT key, name FROM practice WHERE ods = ?1",

@@ -56,6 +56,30 @@ pub struct VersionRecord {
     pub version: StoredVersion,
 }
 
+/// Where a practice's search index stands (reindex.rs).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct IndexState {
+    /// The extraction version (`gp_search::EXTRACTION_VERSION`) every
+    /// current resource's index rows were written with; 0 when unknown
+    /// (rows written before versions were recorded).
+    pub version: u32,
+    /// A reindex under way: the version it writes, and the last resource
+    /// (`type`, `id`, in that order) whose rows it has replaced.
+    pub resume: Option<(u32, String, String)>,
+}
+
+/// A current version's index entries computed again, for
+/// [`WriteTx::reindex`].
+#[derive(Clone, Debug)]
+pub struct Reindexed {
+    pub resource_type: ResourceType,
+    pub id: String,
+    /// The version they were computed from: a resource written since keeps
+    /// the rows its write gave it.
+    pub version: u64,
+    pub index: Vec<gp_fhir::search::index::IndexEntry>,
+}
+
 /// A page of search results.
 #[derive(Clone, Debug, Default)]
 pub struct SearchPage {
@@ -155,6 +179,21 @@ pub trait ReadTx: AccountsRead {
     /// cut-over); the engine refuses writes to a frozen practice.
     fn frozen(&mut self) -> Result<Option<String>, StoreError> {
         Ok(None)
+    }
+    /// The practice's current versions (deletions left out) after `after`
+    /// (`type`, `id`; empty strings for the first page) in that order, at
+    /// most `limit`, whatever the context sees: for reindexing.
+    fn current_after(
+        &mut self,
+        after: (&str, &str),
+        limit: usize,
+    ) -> Result<Vec<StoredVersion>, StoreError> {
+        let _ = (after, limit);
+        Err(StoreError::NotSupported("this store cannot reindex".into()))
+    }
+    /// Where the practice's search index stands.
+    fn index_state(&mut self) -> Result<IndexState, StoreError> {
+        Err(StoreError::NotSupported("this store cannot reindex".into()))
     }
     /// The position of the last version written, for [`ReadTx::versions`].
     fn last_position(&mut self) -> Result<i64, StoreError> {
@@ -261,6 +300,18 @@ pub trait WriteTx: ReadTx + AccountsWrite + OnceWrite {
     /// Appends a link to the practice's audit chain (append-only: there is
     /// no method that changes or removes one).
     fn put_audit_link(&mut self, link: &AuditLink) -> Result<(), StoreError>;
+    /// Replaces the index rows (full-text words included) of each resource
+    /// whose current version is still the one its entries were computed
+    /// from; how many were replaced.
+    fn reindex(&mut self, rows: &[Reindexed]) -> Result<usize, StoreError> {
+        let _ = rows;
+        Err(StoreError::NotSupported("this store cannot reindex".into()))
+    }
+    /// Records where the practice's search index stands.
+    fn set_index_state(&mut self, state: &IndexState) -> Result<(), StoreError> {
+        let _ = state;
+        Err(StoreError::NotSupported("this store cannot reindex".into()))
+    }
     /// Freezes the practice read-only with a reason, or thaws it (`None`).
     fn set_frozen(&mut self, reason: Option<&str>) -> Result<(), StoreError> {
         let _ = reason;

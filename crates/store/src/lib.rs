@@ -25,6 +25,7 @@ mod engine;
 mod error;
 mod glass;
 pub mod online;
+mod reindex;
 pub mod render;
 pub mod smart;
 mod target;
@@ -33,12 +34,13 @@ mod trail;
 
 pub use backend::{
     AccountsRead, AccountsWrite, Backend, DEFER, HistoryPage, HistoryQuery, HistoryScope,
-    NewVersion, OnceWrite, ReadTx, SearchPage, StoredVersion, VersionRecord, WriteJob, WriteTx,
-    gather,
+    IndexState, NewVersion, OnceWrite, ReadTx, Reindexed, SearchPage, StoredVersion, VersionRecord,
+    WriteJob, WriteTx, gather,
 };
 pub use bundle::{EntryResponse, EntryResult, history_query};
 pub use context::{Actor, Ctx, Practice};
 pub use engine::{Authorship, DeleteOutcome, Preconditions, SearchResult, Store, WriteOutcome};
 pub use error::StoreError;
+pub use reindex::{INDEX_VERSION, Reindexing};
 pub use target::Target;
 pub use terminology::{DmdInfo, ReleaseInfo, RowCounts, SnomedLoad, TerminologyStore};

@@ -23,6 +23,7 @@ mod oidc;
 mod online;
 mod pg;
 mod real_data;
+mod reindex;
 mod search;
 mod smart;
 mod support;

@@ -296,7 +296,12 @@ impl TestDatabase {
 /// practice: every mention of one is matched by a `practice = $1` (or
 /// `= ANY($1)`) filter, or, for an insert, a `(practice, ...)` column list
 /// fed by `$1` (or by the rows of a `COPY`). Schema changes (DDL) are not data statements.
-const PRACTICE_TABLES: &[&str] = &["resource_version", "resource_current", "practice_counter"];
+const PRACTICE_TABLES: &[&str] = &[
+    "resource_version",
+    "resource_current",
+    "practice_counter",
+    "index_state",
+];
 
 pub fn names_practice(sql: &str) -> Result<(), String> {
     let s = sql.to_lowercase();

@@ -42,7 +42,7 @@ async fn ids(app: &App, query: &str) -> Vec<String> {
     found
 }
 
-async fn check(app: &App, cases: &[(&str, &[&str])]) {
+pub(crate) async fn check(app: &App, cases: &[(&str, &[&str])]) {
     let mut failures = Vec::new();
     for (query, want) in cases {
         let got = ids(app, query).await;

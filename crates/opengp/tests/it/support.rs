@@ -215,6 +215,13 @@ impl App {
     /// directory (and PostgreSQL database). `client` keeps its session (a
     /// stored one); the new server's `token` is that of another account.
     pub async fn restart(self) -> App {
+        self.restart_after(|_, _| {}).await
+    }
+
+    /// As [`App::restart`], running `between` while no server is running,
+    /// with the data directory and the PostgreSQL database's URL (for an
+    /// `opengp` command's `--data` or `--database`).
+    pub async fn restart_after(self, between: impl FnOnce(&std::path::Path, Option<&str>)) -> App {
         let App {
             server,
             client,
@@ -226,6 +233,7 @@ impl App {
             .stop()
             .await
             .unwrap_or_else(|e| panic!("stop: {e:#}"));
+        between(_dir.path(), pg.as_ref().map(|pg| pg.url.as_str()));
         let backend = pg.as_ref().map(|pg| {
             let b: Arc<dyn gp_store::Backend> = pg.backend();
             b
