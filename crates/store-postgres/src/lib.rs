@@ -130,6 +130,21 @@ impl PgBackend {
         }))
     }
 
+    /// Brings the database at `url` to schema version `version` and no
+    /// further: the schema an older OpenGP left, for upgrade tests (the
+    /// versions are those of `schema.rs`).
+    pub fn migrate_to(url: &str, version: i32) -> Result<(), StoreError> {
+        let config: postgres::Config = url
+            .parse()
+            .map_err(|e| StoreError::Backend(format!("the database URL is not valid: {e}")))?;
+        let mut conn = Connector {
+            config,
+            observer: None,
+        }
+        .connect()?;
+        schema::migrate_to(&mut conn, version)
+    }
+
     pub fn writer_stats(&self) -> WriterStats {
         self.writer.stats()
     }

@@ -215,14 +215,20 @@ const RESTRICTED_AT: i32 = 8;
 const MIGRATION_LOCK: i64 = 0x4f70_656e_4750; // "OpenGP"
 
 pub(crate) fn migrate(conn: &mut Conn) -> Result<(), StoreError> {
+    migrate_to(conn, i32::MAX)
+}
+
+/// Applies the migrations up to version `target` (an older OpenGP's
+/// schema, for the upgrade tests).
+pub(crate) fn migrate_to(conn: &mut Conn, target: i32) -> Result<(), StoreError> {
     conn.batch(&format!("SELECT pg_advisory_lock({MIGRATION_LOCK})"))
         .map_err(db_err)?;
-    let out = migrate_locked(conn);
+    let out = migrate_locked(conn, target);
     let _ = conn.batch(&format!("SELECT pg_advisory_unlock({MIGRATION_LOCK})"));
     out
 }
 
-fn migrate_locked(conn: &mut Conn) -> Result<(), StoreError> {
+fn migrate_locked(conn: &mut Conn, target: i32) -> Result<(), StoreError> {
     conn.batch(
         "CREATE TABLE IF NOT EXISTS schema_migrations (
             version integer PRIMARY KEY,
@@ -240,7 +246,7 @@ fn migrate_locked(conn: &mut Conn) -> Result<(), StoreError> {
         .iter()
         .map(|r| r.get(0))
         .collect();
-    for m in MIGRATIONS {
+    for m in MIGRATIONS.iter().filter(|m| m.version <= target) {
         if applied.contains(&m.version) {
             continue;
         }

@@ -388,3 +388,82 @@ fn the_practice_check_tells_scoped_statements_apart() {
         assert!(names_practice(sql).is_err(), "{sql}");
     }
 }
+
+/// A PostgreSQL database written by an OpenGP from before full-text search
+/// (schema 10; `idx_text` is migration 11) gains the words of its current
+/// versions when opened, and only theirs: not a deleted resource's, not an
+/// old version's (as SQLite's `upgrading_indexes_the_words...` test). Its
+/// practice's index rows are then of an unknown extraction version, for
+/// the server to reindex at start.
+#[test]
+fn upgrading_indexes_the_words_of_resources_stored_before() {
+    let db = TestDatabase::create();
+    gp_store_postgres::PgBackend::migrate_to(&db.url, 10).unwrap_or_else(|e| panic!("{e}"));
+    let condition = |words: &str| {
+        serde_json::json!({
+            "resourceType": "Condition", "id": "c1",
+            "text": {"status": "generated", "div": format!("<div xmlns=\"http://www.w3.org/1999/xhtml\">{words}</div>")},
+            "subject": {"reference": "Patient/p1"}
+        })
+        .to_string()
+        .into_bytes()
+    };
+    let mut client = postgres::Client::connect(&db.url, postgres::NoTls)
+        .unwrap_or_else(|e| panic!("connecting: {e}"));
+    client
+        .batch_execute(
+            "INSERT INTO practice (key, ods, name, created_at, created_by) VALUES (1, 'A81001', 'Old', 0, 'system');
+             INSERT INTO practice_counter (practice, seq, stamped) VALUES (1, 4, 4);",
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+    for (id, version, seq, deleted, body) in [
+        ("c1", 1i64, 1i64, false, condition("Hay fever")),
+        ("c1", 2, 2, false, condition("Asthma, well controlled")),
+        ("c2", 1, 3, false, condition("Gout")),
+        ("c2", 2, 4, true, Vec::new()),
+    ] {
+        client
+            .execute(
+                "INSERT INTO resource_version (practice, type, id, version, seq, last_updated, deleted, author, body)
+                 VALUES (1, 'Condition', $1, $2, $3, $3, $4, 'u', $5)",
+                &[&id, &version, &seq, &deleted, &body],
+            )
+            .unwrap_or_else(|e| panic!("{e}"));
+    }
+    client
+        .batch_execute(
+            "INSERT INTO resource_current (practice, type, id, version, seq, last_updated, deleted)
+             VALUES (1, 'Condition', 'c1', 2, 2, 2, false), (1, 'Condition', 'c2', 2, 4, 4, true);",
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+    let backend = gp_store_postgres::PgBackend::connect(&db.url, db.options())
+        .unwrap_or_else(|e| panic!("opening the old database: {e}"));
+    drop(backend);
+    let mut matching = |words: &str| -> Vec<(String, String)> {
+        client
+            .query(
+                "SELECT id, param FROM idx_text WHERE practice = 1
+                 AND to_tsvector('simple', body) @@ to_tsquery('simple', $1) ORDER BY id, param",
+                &[&words],
+            )
+            .unwrap_or_else(|e| panic!("{e}"))
+            .iter()
+            .map(|r| (r.get(0), r.get(1)))
+            .collect()
+    };
+    let c1 = |param: &str| ("c1".to_owned(), param.to_owned());
+    assert_eq!(matching("asthm:*"), vec![c1("_content"), c1("_text")]);
+    assert_eq!(matching("controlled:*"), vec![c1("_content"), c1("_text")]);
+    assert!(matching("hay:*").is_empty(), "an old version's words");
+    assert!(matching("gout:*").is_empty(), "a deleted resource's words");
+    let state: (i32, Option<i32>) = client
+        .query_one(
+            "SELECT version, resume_version FROM index_state WHERE practice = 1",
+            &[],
+        )
+        .map(|r| (r.get(0), r.get(1)))
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(state, (0, None), "rows of an unknown extraction version");
+    drop(client);
+    db.finish();
+}
