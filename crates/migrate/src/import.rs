@@ -511,6 +511,14 @@ fn record(report: &mut Report, written: Vec<Written>) {
     }
 }
 
+/// What becomes of one version of a batch.
+enum Plan {
+    /// Nothing to write: already there, or refused.
+    Known(Result<Outcome, String>),
+    /// Written, with this restriction on its current row.
+    Write { restricted: Option<String> },
+}
+
 /// Writes a prepared batch in one transaction.
 async fn write_batch(
     store: &Store,
@@ -519,72 +527,74 @@ async fn write_batch(
 ) -> Result<Vec<Written>> {
     let written = store
         .write_with(ctx, move |tx| {
-            // All the checks first, then all the inserts: a store that
-            // buffers writes (PostgreSQL) sends them as a few multi-row
-            // statements instead of flushing before every check. Versions
-            // planned in this batch count as held for the ones after them.
-            let mut planned: HashMap<(ResourceType, String, u64), String> = HashMap::new();
-            let mut highest: HashMap<(ResourceType, String), u64> = HashMap::new();
-            let mut held = Vec::with_capacity(batch.len());
-            for (r, _) in &batch {
+            // What the target holds of the whole batch, in one lookup; then
+            // all the inserts (a store that buffers writes, PostgreSQL,
+            // sends them as a few multi-row statements). Versions planned
+            // in this batch count as held for the ones after them.
+            let keys: Vec<(ResourceType, &str, u64)> = batch
+                .iter()
+                .map(|(r, _)| (r.ty, r.id.as_str(), r.version))
+                .collect();
+            let mut held: Vec<Option<gp_store::Held>> = vec![None; batch.len()];
+            for h in tx.held(&keys)? {
+                if let Some(slot) = held.get_mut(h.key) {
+                    *slot = Some(h);
+                }
+            }
+            let mut planned: HashMap<(ResourceType, &str, u64), &str> = HashMap::new();
+            // Per resource planned here: its highest version and that
+            // version's restriction (a deletion keeps its predecessor's).
+            let mut top: HashMap<(ResourceType, &str), (u64, Option<String>)> = HashMap::new();
+            let mut plan = Vec::with_capacity(batch.len());
+            for ((r, _), have) in batch.iter().zip(&held) {
                 let record = r.record();
-                let key = (r.ty, r.id.clone(), r.version);
+                let different = || format!("the target already holds a different {record}");
                 let later = |v: u64| {
                     format!(
                         "the target already holds a later version ({v}) of {}/{}",
                         r.ty, r.id
                     )
                 };
-                let h = if let Some(sha) = planned.get(&key) {
-                    Some(if *sha == r.sha256 {
+                let mine = top.get(&(r.ty, r.id.as_str()));
+                let highest = mine
+                    .map(|t| t.0)
+                    .max(have.as_ref().map(|h| h.latest))
+                    .unwrap_or(0);
+                let p = if let Some(&sha) = planned.get(&(r.ty, r.id.as_str(), r.version)) {
+                    Plan::Known(if sha == r.sha256 {
                         Ok(Outcome::AlreadyPresent)
                     } else {
-                        Err(format!("the target already holds a different {record}"))
+                        Err(different())
                     })
-                } else if let Some(&v) = highest
-                    .get(&(r.ty, r.id.clone()))
-                    .filter(|&&v| v > r.version)
-                {
-                    Some(Err(later(v)))
+                } else if let Some(body) = have.as_ref().and_then(|h| h.body.as_ref()) {
+                    Plan::Known(if digest(body) == r.sha256 {
+                        Ok(Outcome::AlreadyPresent)
+                    } else {
+                        Err(different())
+                    })
+                } else if highest > r.version {
+                    Plan::Known(Err(later(highest)))
                 } else {
-                    // Without version 1 there is no resource at all: no
-                    // later one to find.
-                    match tx.version(r.ty, &r.id, r.version)? {
-                        Some(have) if digest(&have.body) == r.sha256 => {
-                            Some(Ok(Outcome::AlreadyPresent))
+                    let restricted = if r.deleted {
+                        match mine {
+                            Some(t) => t.1.clone(),
+                            None => have.as_ref().and_then(|h| h.restricted.clone()),
                         }
-                        Some(_) => Some(Err(format!(
-                            "the target already holds a different {record}"
-                        ))),
-                        None if r.version == 1 => None,
-                        None => match tx.latest(r.ty, &r.id)? {
-                            Some(have) if have.version > r.version => {
-                                Some(Err(later(have.version)))
-                            }
-                            _ => None,
-                        },
-                    }
+                    } else {
+                        gp_store::access::restriction(r.ty, &r.id, &r.body)
+                    };
+                    planned.insert((r.ty, r.id.as_str(), r.version), r.sha256.as_str());
+                    top.insert((r.ty, r.id.as_str()), (r.version, restricted.clone()));
+                    Plan::Write { restricted }
                 };
-                if h.is_none() {
-                    planned.insert(key, r.sha256.clone());
-                    let top = highest.entry((r.ty, r.id.clone())).or_insert(0);
-                    *top = (*top).max(r.version);
-                }
-                held.push(h);
+                plan.push(p);
             }
             let mut out = Vec::with_capacity(batch.len());
-            for ((r, index), h) in batch.into_iter().zip(held) {
+            for ((r, index), p) in batch.into_iter().zip(plan) {
                 let record = r.record();
-                let outcome = match h {
-                    Some(o) => o,
-                    None => {
-                        // A deletion keeps its predecessor's restriction.
-                        let restricted = if r.deleted {
-                            tx.latest(r.ty, &r.id)?
-                                .and_then(|c| gp_store::access::restriction(r.ty, &r.id, &c.body))
-                        } else {
-                            gp_store::access::restriction(r.ty, &r.id, &r.body)
-                        };
+                let outcome = match p {
+                    Plan::Known(known) => known,
+                    Plan::Write { restricted } => {
                         tx.insert(&NewVersion {
                             resource_type: r.ty,
                             id: r.id.clone(),

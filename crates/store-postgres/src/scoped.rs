@@ -6,7 +6,7 @@ use gp_fhir::search::SearchQuery;
 use gp_fhir::{Instant, ResourceType};
 use gp_store::access::Sees;
 use gp_store::{
-    HistoryPage, HistoryQuery, HistoryScope, IndexState, ReadTx, SearchPage, StoreError,
+    Held, HistoryPage, HistoryQuery, HistoryScope, IndexState, ReadTx, SearchPage, StoreError,
     StoredVersion, VersionRecord,
 };
 use gp_store_sql::{Arg, Dialect};
@@ -128,6 +128,36 @@ impl ReadTx for Scoped<'_> {
             )
             .map_err(db_err)?;
         row.as_ref().map(full_row).transpose()
+    }
+
+    fn held(&mut self, keys: &[(ResourceType, &str, u64)]) -> Result<Vec<Held>, StoreError> {
+        let types: Vec<&str> = keys.iter().map(|k| k.0.as_str()).collect();
+        let ids: Vec<&str> = keys.iter().map(|k| k.1).collect();
+        let versions: Vec<i64> = keys.iter().map(|k| k.2 as i64).collect();
+        let rows = self
+            .conn
+            .query(
+                "SELECT k.n, c.version, c.restricted, v.body
+                 FROM unnest($2::text[], $3::text[], $4::int8[]) WITH ORDINALITY AS k(type, id, version, n)
+                 JOIN resource_current c ON c.practice = $1 AND c.type = k.type AND c.id = k.id
+                 LEFT JOIN resource_version v
+                   ON v.practice = $1 AND v.type = k.type AND v.id = k.id AND v.version = k.version",
+                &[&self.practice, &types, &ids, &versions],
+            )
+            .map_err(db_err)?;
+        rows.iter()
+            .map(|r| {
+                Ok(Held {
+                    key: (r.try_get::<_, i64>(0).map_err(db_err)? - 1) as usize,
+                    latest: r.try_get::<_, i64>(1).map_err(db_err)? as u64,
+                    restricted: r.try_get(2).map_err(db_err)?,
+                    body: r
+                        .try_get::<_, Option<Vec<u8>>>(3)
+                        .map_err(db_err)?
+                        .map(Bytes::from),
+                })
+            })
+            .collect()
     }
 
     fn search(

@@ -9,8 +9,8 @@ use gp_fhir::search::SearchQuery;
 use gp_fhir::search::index::IndexEntry;
 use gp_fhir::{Instant, ResourceType};
 use gp_store::{
-    HistoryPage, HistoryQuery, HistoryScope, IndexState, NewVersion, ReadTx, Reindexed, SearchPage,
-    StoreError, StoredVersion, VersionRecord, WriteTx,
+    Held, HistoryPage, HistoryQuery, HistoryScope, IndexState, NewVersion, ReadTx, Reindexed,
+    SearchPage, StoreError, StoredVersion, VersionRecord, WriteTx,
 };
 
 use crate::conn::{db_err, is_unique_violation};
@@ -194,6 +194,10 @@ impl ReadTx for ScopedWrite<'_> {
     ) -> Result<Option<StoredVersion>, StoreError> {
         self.flush()?;
         self.read.version(ty, id, version)
+    }
+    fn held(&mut self, keys: &[(ResourceType, &str, u64)]) -> Result<Vec<Held>, StoreError> {
+        self.flush()?;
+        self.read.held(keys)
     }
     fn search(
         &mut self,

@@ -7,8 +7,8 @@ use gp_fhir::{Instant, ResourceType};
 use gp_store::access::Sees;
 use gp_store::audit::{AuditLink, StoredLink};
 use gp_store::{
-    HistoryPage, HistoryQuery, HistoryScope, IndexState, NewVersion, ReadTx, Reindexed, SearchPage,
-    StoreError, StoredVersion, VersionRecord, WriteTx,
+    Held, HistoryPage, HistoryQuery, HistoryScope, IndexState, NewVersion, ReadTx, Reindexed,
+    SearchPage, StoreError, StoredVersion, VersionRecord, WriteTx,
 };
 use rusqlite::types::Value as SqlValue;
 use rusqlite::{Connection, OptionalExtension, params, params_from_iter};
@@ -117,6 +117,41 @@ impl ReadTx for Scoped<'_> {
         )
         .optional()
         .map_err(db_err)
+    }
+
+    fn held(&mut self, keys: &[(ResourceType, &str, u64)]) -> Result<Vec<Held>, StoreError> {
+        // The keys go in as one JSON array of `[type, id, version]`;
+        // `json_each` numbers them. CROSS JOIN keeps the keys the outer
+        // loop: each is one primary-key lookup, never a scan of the
+        // practice's resources per key.
+        let json = serde_json::Value::Array(
+            keys.iter()
+                .map(|(ty, id, v)| serde_json::json!([ty.as_str(), id, v]))
+                .collect(),
+        )
+        .to_string();
+        let mut s = self
+            .conn
+            .prepare_cached(
+                "SELECT k.key, c.version, c.restricted, v.body
+                 FROM json_each(?2) k
+                 CROSS JOIN resource_current c
+                   ON c.practice = ?1 AND c.type = k.value ->> 0 AND c.id = k.value ->> 1
+                 LEFT JOIN resource_version v
+                   ON v.practice = ?1 AND v.type = c.type AND v.id = c.id AND v.version = k.value ->> 2",
+            )
+            .map_err(db_err)?;
+        let rows = s
+            .query_map(params![self.practice, json], |r| {
+                Ok(Held {
+                    key: r.get::<_, i64>(0)? as usize,
+                    latest: r.get::<_, i64>(1)? as u64,
+                    restricted: r.get(2)?,
+                    body: r.get::<_, Option<Vec<u8>>>(3)?.map(Bytes::from),
+                })
+            })
+            .map_err(db_err)?;
+        rows.collect::<Result<Vec<_>, _>>().map_err(db_err)
     }
 
     fn search(
@@ -355,6 +390,9 @@ impl ReadTx for ScopedWrite<'_> {
         version: u64,
     ) -> Result<Option<StoredVersion>, StoreError> {
         self.read.version(ty, id, version)
+    }
+    fn held(&mut self, keys: &[(ResourceType, &str, u64)]) -> Result<Vec<Held>, StoreError> {
+        self.read.held(keys)
     }
     fn search(
         &mut self,

@@ -80,6 +80,20 @@ pub struct Reindexed {
     pub index: Vec<gp_fhir::search::index::IndexEntry>,
 }
 
+/// What a store holds of one of the versions asked for by [`ReadTx::held`].
+#[derive(Clone, Debug)]
+pub struct Held {
+    /// The version's place among the keys asked for.
+    pub key: usize,
+    /// That version's stored bytes (empty for a deletion), if the store
+    /// holds it.
+    pub body: Option<Bytes>,
+    /// The resource's current version number.
+    pub latest: u64,
+    /// The current version's restriction (as [`NewVersion::restricted`]).
+    pub restricted: Option<String>,
+}
+
 /// A page of search results.
 #[derive(Clone, Debug, Default)]
 pub struct SearchPage {
@@ -137,6 +151,12 @@ pub trait ReadTx: AccountsRead {
         id: &str,
         version: u64,
     ) -> Result<Option<StoredVersion>, StoreError>;
+    /// For a migration writing a batch of versions: what the store holds of
+    /// each `(type, id, version)`, in one statement (one round trip
+    /// however large the batch). Only keys whose resource the store holds
+    /// at all are answered. Whole-practice work: nothing is filtered by
+    /// [`ReadTx::sees`].
+    fn held(&mut self, keys: &[(ResourceType, &str, u64)]) -> Result<Vec<Held>, StoreError>;
     /// Current, non-deleted resources matching a query (all types if `ty` is `None`).
     fn search(
         &mut self,

@@ -33,7 +33,7 @@ mod terminology;
 mod trail;
 
 pub use backend::{
-    AccountsRead, AccountsWrite, Backend, DEFER, HistoryPage, HistoryQuery, HistoryScope,
+    AccountsRead, AccountsWrite, Backend, DEFER, Held, HistoryPage, HistoryQuery, HistoryScope,
     IndexState, NewVersion, OnceWrite, ReadTx, Reindexed, SearchPage, StoredVersion, VersionRecord,
     WriteJob, WriteTx, gather,
 };
