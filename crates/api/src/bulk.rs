@@ -185,7 +185,7 @@ fn no_job() -> ApiError {
 async fn poll(State(st): State<AppState>, call: Call) -> Res {
     let exports = exports(&st)?;
     let job = exports
-        .get(&job_param(&call)?, &call.ctx)
+        .poll(&job_param(&call)?, &st.store, &call.ctx)
         .ok_or_else(no_job)?;
     match job.status() {
         Status::Running {

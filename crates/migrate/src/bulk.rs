@@ -8,9 +8,11 @@
 //! with its outputs, or failed with the reason), written atomically at
 //! kick-off and when the job ends. So a finished job outlives a restart and
 //! its files are still served to whoever asked; a job the server stopped
-//! (or crashed) in the middle of is found at the next start and reported
-//! failed with the reason, never lost. Finished jobs and their files are
-//! deleted by `DELETE` or once the retention period has passed.
+//! (or crashed) in the middle of is found at the next start and run again
+//! from its start, with the same id and `transactionTime`, when its owner
+//! next polls it (the job runs with the requester's context, which only
+//! their request brings). Finished jobs and their files are deleted by
+//! `DELETE` or once the retention period has passed.
 
 use std::collections::{HashMap, HashSet};
 use std::io::Write;
@@ -97,8 +99,12 @@ pub struct Job {
     /// `DELETE`d: stop, and remove the files.
     cancelled: AtomicBool,
     /// The server is stopping: stop, leaving `job.json` as it was (running),
-    /// for the next start to report.
+    /// for the next start to take up again.
     interrupted: AtomicBool,
+    /// Recorded as running but not running: the server stopped in the
+    /// middle of it. Its owner's next poll starts it again; unless that
+    /// comes first, it is deleted at this instant.
+    stopped: Mutex<Option<Instant>>,
     resources: AtomicU64,
 }
 
@@ -134,7 +140,7 @@ impl Job {
 
     fn expires(&self) -> Option<Instant> {
         match self.status() {
-            Status::Running { .. } => None,
+            Status::Running { .. } => self.stopped.lock().ok().and_then(|s| *s),
             Status::Done { expires, .. } | Status::Failed { expires, .. } => Some(expires),
         }
     }
@@ -218,7 +224,8 @@ impl JobFile {
     }
 
     /// The job this file describes; a job that was running when the server
-    /// stopped is failed now, kept for `retention`.
+    /// stopped is running again, waiting for its owner to poll it (for at
+    /// most `retention`).
     fn job(self, retention: Duration) -> Result<Job> {
         let ty = |t: &str| ResourceType::parse(t).with_context(|| format!("type '{t}'"));
         let instant = |s: &str| {
@@ -267,15 +274,14 @@ impl JobFile {
                 why: self.error.unwrap_or_default(),
                 expires,
             },
-            "running" => Status::Failed {
-                why: format!(
-                    "the server stopped while this export was running (it was kicked off at {}); kick it off again",
-                    transaction_time.to_fhir()
-                ),
-                expires,
+            "running" => Status::Running {
+                resources: 0,
+                types_done: 0,
+                types: 0,
             },
             other => anyhow::bail!("state '{other}'"),
         };
+        let stopped = (self.state == "running").then_some(expires);
         Ok(Job {
             id: self.id,
             practice: self.practice,
@@ -285,6 +291,7 @@ impl JobFile {
             status: Mutex::new(status),
             cancelled: AtomicBool::new(false),
             interrupted: AtomicBool::new(false),
+            stopped: Mutex::new(stopped),
             resources: AtomicU64::new(0),
         })
     }
@@ -326,8 +333,9 @@ pub struct Exports {
 impl Exports {
     /// Jobs under `dir`, each kept `retention` after it finished. The jobs
     /// found there are taken up again: finished ones served as they were,
-    /// one that was running failed with the reason; expired ones and
-    /// anything unreadable are deleted.
+    /// one that was running run again at its owner's next poll
+    /// ([`Exports::poll`]); expired ones and anything unreadable are
+    /// deleted.
     pub fn open(dir: &Path, retention: Duration) -> Result<Self> {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
         let mut jobs = HashMap::new();
@@ -408,6 +416,7 @@ impl Exports {
             }),
             cancelled: AtomicBool::new(false),
             interrupted: AtomicBool::new(false),
+            stopped: Mutex::new(None),
             resources: AtomicU64::new(0),
         });
         let dir = self.dir.join(&job.id);
@@ -419,15 +428,44 @@ impl Exports {
         if let Ok(mut jobs) = self.jobs.lock() {
             jobs.insert(id, job.clone());
         }
-        let (j, retention) = (job.clone(), self.retention);
+        self.launch(job.clone(), store, ctx, dir);
+        Ok(job)
+    }
+
+    /// The job, as [`Exports::get`]; one the server stopped in the middle of
+    /// is started again first, from its start (its partial files deleted),
+    /// with the context of this poll: its owner's.
+    pub fn poll(&self, id: &str, store: &Store, ctx: &Ctx) -> Option<Arc<Job>> {
+        let job = self.get(id, ctx)?;
+        let resume = job.stopped.lock().ok().and_then(|mut s| s.take()).is_some();
+        if resume {
+            let dir = self.dir.join(&job.id);
+            tracing::info!(job = %job.id, "resuming a bulk export the server stopped in the middle of");
+            if let Err(e) = clear(&dir) {
+                job.set(Status::Failed {
+                    why: format!("clearing the files of the interrupted run: {e:#}"),
+                    expires: later(Instant::now(), self.retention),
+                });
+                let _ = save(&dir, &job);
+            } else {
+                self.launch(job.clone(), store.clone(), ctx.clone(), dir);
+            }
+        }
+        Some(job)
+    }
+
+    /// Runs a job in the background, recording its end in `job.json`.
+    fn launch(&self, job: Arc<Job>, store: Store, ctx: Ctx, dir: PathBuf) {
+        let (j, retention) = (job, self.retention);
         let task = tokio::spawn(async move {
+            j.resources.store(0, Ordering::Relaxed);
             let out = run(&store, &ctx, &j, &dir).await;
             if j.cancelled.load(Ordering::Relaxed) {
                 remove(&dir);
                 return;
             }
             if j.interrupted.load(Ordering::Relaxed) {
-                // job.json still says running: the next start reports it.
+                // job.json still says running: the next start takes it up.
                 return;
             }
             let expires = later(Instant::now(), retention);
@@ -453,11 +491,10 @@ impl Exports {
             tasks.retain(|t| !t.is_finished());
             tasks.push(task);
         }
-        Ok(job)
     }
 
     /// Stops the running jobs (leaving them recorded as running, for the
-    /// next start to report as failed) and waits for them.
+    /// next start to take up again) and waits for them.
     pub async fn shutdown(&self) {
         if let Ok(jobs) = self.jobs.lock() {
             for j in jobs.values() {
@@ -514,7 +551,6 @@ fn load(dir: &Path, retention: Duration) -> Result<Job> {
     let bytes = std::fs::read(dir.join(JOB_FILE))
         .with_context(|| format!("reading {}", dir.join(JOB_FILE).display()))?;
     let file: JobFile = serde_json::from_slice(&bytes)?;
-    let was_running = file.state == "running";
     let job = file.job(retention)?;
     if Some(job.id.as_str()) != dir.file_name().and_then(|n| n.to_str()) {
         anyhow::bail!("the job's id is not its folder's name");
@@ -524,12 +560,21 @@ fn load(dir: &Path, retention: Duration) -> Result<Job> {
     {
         anyhow::bail!("its file {} is missing", o.file);
     }
-    if was_running {
-        // Failed now, for good: recorded so that the reason stays.
-        tracing::warn!(job = %job.id, "a bulk export was interrupted by the server stopping; it is reported failed");
-        save(dir, &job)?;
+    if job.stopped.lock().is_ok_and(|s| s.is_some()) {
+        tracing::warn!(job = %job.id, "a bulk export was interrupted by the server stopping; it runs again from its start when its owner next polls it");
     }
     Ok(job)
+}
+
+/// Deletes a job's files, keeping `job.json`.
+fn clear(dir: &Path) -> Result<()> {
+    for entry in std::fs::read_dir(dir).with_context(|| format!("reading {}", dir.display()))? {
+        let path = entry?.path();
+        if path.file_name().and_then(|n| n.to_str()) != Some(JOB_FILE) {
+            std::fs::remove_file(&path).with_context(|| format!("deleting {}", path.display()))?;
+        }
+    }
+    Ok(())
 }
 
 fn save(dir: &Path, job: &Job) -> Result<()> {

@@ -11,6 +11,7 @@ mod auth;
 mod browser;
 mod bulk;
 mod bundles;
+mod child;
 mod cli;
 mod concurrency;
 mod crash;
