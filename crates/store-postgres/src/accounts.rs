@@ -2,7 +2,7 @@
 //! statement binds the practice key as `$1`.
 
 use gp_fhir::Instant;
-use gp_store::access::Grant;
+use gp_store::access::{Grant, Holder};
 use gp_store::accounts::{SessionRecord, UserRecord};
 use gp_store::smart::{AppRecord, TokenRecord};
 use gp_store::{AccountsRead, AccountsWrite, StoreError};
@@ -176,19 +176,26 @@ impl AccountsRead for Scoped<'_> {
         row.map(|r| r.try_get(0).map_err(db_err)).transpose()
     }
 
-    fn grants(&mut self, user_id: &str, now: Instant) -> Result<Vec<Grant>, StoreError> {
+    fn grants(&mut self, holder: &Holder, now: Instant) -> Result<Vec<Grant>, StoreError> {
         let rows = self
             .conn
             .query(
                 "SELECT patient, reason, expires FROM break_glass
-                 WHERE practice = $1 AND user_id = $2 AND expires > $3 ORDER BY expires",
-                &[&self.practice, &user_id, &now.millis()],
+                 WHERE practice = $1 AND user_id = $2 AND session = $3 AND expires > $4
+                 ORDER BY expires",
+                &[
+                    &self.practice,
+                    &holder.user_id,
+                    &holder.session,
+                    &now.millis(),
+                ],
             )
             .map_err(db_err)?;
         rows.iter()
             .map(|r| {
                 Ok(Grant {
-                    user_id: user_id.to_owned(),
+                    user_id: holder.user_id.clone(),
+                    session: holder.session.clone(),
                     patient: r.try_get(0).map_err(db_err)?,
                     reason: r.try_get(1).map_err(db_err)?,
                     expires: Instant::from_millis(r.try_get(2).map_err(db_err)?),
@@ -223,9 +230,9 @@ impl AccountsRead for ScopedWrite<'_> {
     fn policy(&mut self) -> Result<Option<String>, StoreError> {
         self.read.policy()
     }
-    fn grants(&mut self, user_id: &str, now: Instant) -> Result<Vec<Grant>, StoreError> {
+    fn grants(&mut self, holder: &Holder, now: Instant) -> Result<Vec<Grant>, StoreError> {
         self.flush()?;
-        self.read.grants(user_id, now)
+        self.read.grants(holder, now)
     }
     fn app(&mut self, client_id: &str) -> Result<Option<AppRecord>, StoreError> {
         self.read.smart_app(client_id)
@@ -330,11 +337,12 @@ impl AccountsWrite for ScopedWrite<'_> {
         self.read
             .conn
             .execute(
-                "INSERT INTO break_glass (practice, user_id, patient, reason, granted_at, expires)
-                 VALUES ($1, $2, $3, $4, $5, $6)",
+                "INSERT INTO break_glass (practice, user_id, session, patient, reason, granted_at, expires)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7)",
                 &[
                     &self.read.practice,
                     &g.user_id,
+                    &g.session,
                     &g.patient,
                     &g.reason,
                     &Instant::now().millis(),

@@ -201,6 +201,13 @@ const MIGRATIONS: &[Migration] = &[
         );
         INSERT INTO index_state (practice, version) SELECT key, 0 FROM practice;",
     },
+    Migration {
+        version: 15,
+        name: "a break-glass grant belongs to the session that made it",
+        // Grants made before belong to no session, so they end. A constant
+        // default: no table rewrite.
+        sql: "ALTER TABLE break_glass ADD COLUMN session text NOT NULL DEFAULT '';",
+    },
 ];
 
 /// The migration adding `idx_text`: its transaction also indexes the

@@ -120,18 +120,19 @@ impl<'s> Args<'s> {
                     " AND {alias}.restricted IS NULL AND NOT EXISTS (SELECT 1 FROM idx_token o {hint} WHERE o.practice = {pr} AND o.type = {alias}.type AND o.id = {alias}.id AND o.param = '_tag' AND o.system = {system} AND o.code = {code})"
                 )
             }
-            Sees::Unrestricted { user: None, .. } => format!(" AND {alias}.restricted IS NULL"),
+            Sees::Unrestricted { holder: None, .. } => format!(" AND {alias}.restricted IS NULL"),
             Sees::Unrestricted {
-                user: Some(user),
+                holder: Some(holder),
                 now,
             } => {
-                let (pr, user, now) = (
+                let (pr, user, session, now) = (
                     self.practice(),
-                    self.bind(user.clone()),
+                    self.bind(holder.user_id.clone()),
+                    self.bind(holder.session.clone()),
                     self.bind(now.millis()),
                 );
                 format!(
-                    " AND ({alias}.restricted IS NULL OR {alias}.restricted IN (SELECT g.patient FROM break_glass g WHERE g.practice = {pr} AND g.user_id = {user} AND g.expires > {now}))"
+                    " AND ({alias}.restricted IS NULL OR {alias}.restricted IN (SELECT g.patient FROM break_glass g WHERE g.practice = {pr} AND g.user_id = {user} AND g.session = {session} AND g.expires > {now}))"
                 )
             }
         }

@@ -2,7 +2,7 @@
 //! statement binds the practice key as `?1`.
 
 use gp_fhir::Instant;
-use gp_store::access::Grant;
+use gp_store::access::{Grant, Holder};
 use gp_store::accounts::{SessionRecord, UserRecord};
 use gp_store::smart::{AppRecord, TokenRecord};
 use gp_store::{AccountsRead, AccountsWrite, StoreError};
@@ -95,18 +95,22 @@ pub(crate) fn backfill_restricted(conn: &rusqlite::Connection) -> Result<(), Sto
 fn grant_rows(
     s: &mut rusqlite::CachedStatement<'_>,
     practice: i64,
-    user_id: &str,
+    holder: &Holder,
     now: Instant,
 ) -> Result<Vec<Grant>, StoreError> {
     let rows = s
-        .query_map(params![practice, user_id, now.millis()], |r| {
-            Ok(Grant {
-                user_id: user_id.to_owned(),
-                patient: r.get(0)?,
-                reason: r.get(1)?,
-                expires: Instant::from_millis(r.get(2)?),
-            })
-        })
+        .query_map(
+            params![practice, holder.user_id, holder.session, now.millis()],
+            |r| {
+                Ok(Grant {
+                    user_id: holder.user_id.clone(),
+                    session: holder.session.clone(),
+                    patient: r.get(0)?,
+                    reason: r.get(1)?,
+                    expires: Instant::from_millis(r.get(2)?),
+                })
+            },
+        )
         .map_err(db_err)?;
     rows.collect::<Result<_, _>>().map_err(db_err)
 }
@@ -196,15 +200,16 @@ impl AccountsRead for Scoped<'_> {
             .map_err(db_err)
     }
 
-    fn grants(&mut self, user_id: &str, now: Instant) -> Result<Vec<Grant>, StoreError> {
+    fn grants(&mut self, holder: &Holder, now: Instant) -> Result<Vec<Grant>, StoreError> {
         let mut s = self
             .conn
             .prepare_cached(
                 "SELECT patient, reason, expires FROM break_glass
-                 WHERE practice = ?1 AND user_id = ?2 AND expires > ?3 ORDER BY expires",
+                 WHERE practice = ?1 AND user_id = ?2 AND session = ?3 AND expires > ?4
+                 ORDER BY expires",
             )
             .map_err(db_err)?;
-        grant_rows(&mut s, self.practice, user_id, now)
+        grant_rows(&mut s, self.practice, holder, now)
     }
     fn app(&mut self, client_id: &str) -> Result<Option<AppRecord>, StoreError> {
         self.smart_app(client_id)
@@ -233,8 +238,8 @@ impl AccountsRead for ScopedWrite<'_> {
     fn policy(&mut self) -> Result<Option<String>, StoreError> {
         self.read.policy()
     }
-    fn grants(&mut self, user_id: &str, now: Instant) -> Result<Vec<Grant>, StoreError> {
-        self.read.grants(user_id, now)
+    fn grants(&mut self, holder: &Holder, now: Instant) -> Result<Vec<Grant>, StoreError> {
+        self.read.grants(holder, now)
     }
     fn app(&mut self, client_id: &str) -> Result<Option<AppRecord>, StoreError> {
         self.read.smart_app(client_id)
@@ -328,13 +333,14 @@ impl AccountsWrite for ScopedWrite<'_> {
         self.read
             .conn
             .prepare_cached(
-                "INSERT INTO break_glass (practice, user_id, patient, reason, granted_at, expires)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                "INSERT INTO break_glass (practice, user_id, session, patient, reason, granted_at, expires)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
             )
             .and_then(|mut s| {
                 s.execute(params![
                     self.read.practice,
                     g.user_id,
+                    g.session,
                     g.patient,
                     g.reason,
                     Instant::now().millis(),

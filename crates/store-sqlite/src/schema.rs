@@ -140,6 +140,9 @@ const MIGRATIONS: &[&str] = &[
         after_id TEXT
     );
     INSERT INTO index_state (practice, version) SELECT key, 0 FROM practice;",
+    // 16: a break-glass grant belongs to the session that made it (the hash
+    // of its token); grants made before belong to none, so they end.
+    "ALTER TABLE break_glass ADD COLUMN session TEXT NOT NULL DEFAULT '';",
 ];
 
 /// The migration adding `idx_text`, after which the current versions stored

@@ -41,6 +41,7 @@ async fn audit_cost() {
         role: "R8000".into(),
         practitioner: Some("pr1".into()),
         expires: Instant::now(),
+        session: String::new(),
     }));
     let patient = ResourceType::parse("Patient").unwrap_or_else(|| panic!("type"));
     let n = 20_000u32;

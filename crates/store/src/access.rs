@@ -201,20 +201,34 @@ pub enum Sees {
     /// Everything: the view-restricted activity, or the server itself.
     All,
     /// Unrestricted entries, and the restricted entries of the patients
-    /// `user` holds an unexpired break-glass grant for at `now`.
+    /// `holder` holds an unexpired break-glass grant for at `now`.
     Unrestricted {
-        /// The account whose grants count; `None` when the role cannot
+        /// The sign-in whose grants count; `None` when the role cannot
         /// break the glass (no view-record activity).
-        user: Option<String>,
+        holder: Option<Holder>,
         now: Instant,
     },
 }
 
+/// Whose break-glass grants count: the user's, made in this sign-in. A
+/// grant is tied to the session that broke the glass, so signing out (or
+/// out everywhere) ends it with the session, and another session of the
+/// same user does not see it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Holder {
+    pub user_id: String,
+    /// [`SignedIn::session`].
+    pub session: String,
+}
+
 /// A break-glass grant: `user` may see `patient`'s restricted entries
-/// until `expires`, for the recorded reason.
+/// until `expires`, in the session that broke the glass, for the recorded
+/// reason.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Grant {
     pub user_id: String,
+    /// The session it belongs to ([`SignedIn::session`]).
+    pub session: String,
     pub patient: String,
     pub reason: String,
     pub expires: Instant,
@@ -308,6 +322,10 @@ pub struct SignedIn {
     /// The Practitioner the account belongs to, if linked.
     pub practitioner: Option<String>,
     pub expires: Instant,
+    /// Which sign-in this is: the SHA-256 of the session's token (for a
+    /// SMART app acting for the user, `app:` and its grant id). Break-glass
+    /// grants belong to it; empty where no session is open.
+    pub session: String,
 }
 
 /// Who is acting and what they may do.

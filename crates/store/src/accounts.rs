@@ -185,6 +185,7 @@ fn as_user(practice: &Practice, user: &UserRecord, role: &str, address: &Option<
             role: role.to_owned(),
             practitioner: user.practitioner.clone(),
             expires: Instant::now(),
+            session: String::new(),
         },
         Activities::default(),
     )
@@ -637,6 +638,7 @@ impl Store {
             role: role.clone(),
             practitioner: user.practitioner.clone(),
             expires: session.expires,
+            session: session.token_hash.clone(),
         };
         let id = user.id.clone();
         let event = login
@@ -741,6 +743,8 @@ impl Store {
         };
         let old = token_hash(token);
         let uid = user.id.clone();
+        // A new session: break-glass grants of the old one end with it.
+        let hash = session.token_hash.clone();
         self.write_in(&system, move |tx| {
             tx.revoke_sessions(&uid, Some(old.as_str()))?;
             tx.put_session(&session)
@@ -750,6 +754,7 @@ impl Store {
             token: new,
             user: SignedIn {
                 role: role.to_owned(),
+                session: hash,
                 ..(*me).clone()
             },
             roles,
@@ -840,6 +845,7 @@ impl Store {
                 role: session.role,
                 practitioner: user.practitioner,
                 expires: session.expires,
+                session: session.token_hash,
             },
             activities,
         ))
@@ -871,6 +877,7 @@ impl Store {
                 role: session.role,
                 practitioner: None,
                 expires: session.expires,
+                session: session.token_hash,
             },
             crate::online::Online::activities(),
         );

@@ -1185,6 +1185,7 @@ mod tests {
                 role: "R8000".into(),
                 practitioner: practitioner.map(str::to_owned),
                 expires: Instant::now(),
+                session: String::new(),
             }));
             c
         };
@@ -1240,6 +1241,7 @@ mod tests {
             role: "R8000".into(),
             practitioner: Some("pr1".into()),
             expires: Instant::now(),
+            session: String::new(),
         }));
         let mut ev = Event::rest("read").target(t("Observation"), &v.id);
         ev.resource(&v);

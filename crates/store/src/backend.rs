@@ -6,7 +6,7 @@ use bytes::Bytes;
 use gp_fhir::search::SearchQuery;
 use gp_fhir::{Instant, OdsCode, ResourceType};
 
-use crate::access::{Grant, Sees};
+use crate::access::{Grant, Holder, Sees};
 use crate::accounts::{SessionRecord, UserRecord};
 use crate::audit::{AuditLink, StoredLink};
 use crate::smart::{AppRecord, TokenRecord};
@@ -251,8 +251,8 @@ pub trait AccountsRead {
     fn session(&mut self, token_hash: &str) -> Result<Option<SessionRecord>, StoreError>;
     /// The practice's own policy file, if it has stored one.
     fn policy(&mut self) -> Result<Option<String>, StoreError>;
-    /// The user's break-glass grants unexpired at `now`.
-    fn grants(&mut self, user_id: &str, now: Instant) -> Result<Vec<Grant>, StoreError>;
+    /// The break-glass grants of the holder's session unexpired at `now`.
+    fn grants(&mut self, holder: &Holder, now: Instant) -> Result<Vec<Grant>, StoreError>;
     /// A registered SMART app by client id.
     fn app(&mut self, client_id: &str) -> Result<Option<AppRecord>, StoreError>;
     /// Every registered app, by name.

@@ -3,7 +3,7 @@
 use gp_fhir::OdsCode;
 
 use crate::StoreError;
-use crate::access::{Access, Activities, Activity, Sees, SignedIn};
+use crate::access::{Access, Activities, Activity, Holder, Sees, SignedIn};
 use crate::online::Online;
 use crate::smart::{AppGrant, Op, Reach};
 
@@ -137,12 +137,15 @@ impl Ctx {
             return Sees::All;
         }
         Sees::Unrestricted {
-            user: self
+            holder: self
                 .access
                 .user
                 .as_ref()
                 .filter(|_| self.allows(Activity::ViewRecord))
-                .map(|u| u.user_id.clone()),
+                .map(|u| Holder {
+                    user_id: u.user_id.clone(),
+                    session: u.session.clone(),
+                }),
             now: gp_fhir::Instant::now(),
         }
     }

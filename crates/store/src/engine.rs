@@ -1307,7 +1307,7 @@ pub(crate) fn shown(tx: &mut dyn ReadTx, v: &StoredVersion) -> Result<bool, Stor
     let user = match tx.sees() {
         Sees::All => return Ok(true),
         Sees::Online => None,
-        Sees::Unrestricted { user, now } => user.clone().map(|u| (u, *now)),
+        Sees::Unrestricted { holder, now } => holder.clone().map(|h| (h, *now)),
     };
     let previous;
     let judged = if v.deleted && v.version > 1 {
@@ -1328,7 +1328,10 @@ pub(crate) fn shown(tx: &mut dyn ReadTx, v: &StoredVersion) -> Result<bool, Stor
     };
     match user {
         None => Ok(false),
-        Some((user, now)) => Ok(tx.grants(&user, now)?.iter().any(|g| g.patient == patient)),
+        Some((holder, now)) => Ok(tx
+            .grants(&holder, now)?
+            .iter()
+            .any(|g| g.patient == patient)),
     }
 }
 

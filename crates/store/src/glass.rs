@@ -1,13 +1,15 @@
 //! Breaking the glass (access.rs): a user whose role may read the record
 //! but not restricted entries gives a reason and, for
-//! [`BREAK_GLASS_MINUTES`], sees one patient's restricted entries. The grant
+//! [`BREAK_GLASS_MINUTES`], sees one patient's restricted entries, in the
+//! session that broke the glass only: signing out (or out everywhere) ends
+//! it, and another session of the same user does not have it. The grant
 //! is stored (it outlives a restart) and its AuditEvent, written in the
 //! same transaction, carries the reason as purposeOfEvent `BTG`; every
 //! access that then serves a restricted entry is marked `BTG` too.
 
 use gp_fhir::{Id, Instant, IssueType, ResourceType};
 
-use crate::access::{Activity, BREAK_GLASS_MINUTES, Grant, Sees};
+use crate::access::{Activity, BREAK_GLASS_MINUTES, Grant, Holder, Sees};
 use crate::audit::Event;
 use crate::{Ctx, Store, StoreError};
 
@@ -35,7 +37,13 @@ impl Store {
             self.audit(ctx, event.clone().failed(&e));
             Err(e)
         };
-        let Some(user) = ctx.access.user.as_ref().map(|u| u.user_id.clone()) else {
+        let Some((user, session)) = ctx
+            .access
+            .user
+            .as_ref()
+            .map(|u| (u.user_id.clone(), u.session.clone()))
+            .filter(|(_, s)| !s.is_empty())
+        else {
             return refuse(StoreError::Forbidden(
                 "breaking the glass needs a signed-in user".into(),
             ));
@@ -59,6 +67,7 @@ impl Store {
         }
         let grant = Grant {
             user_id: user,
+            session,
             patient: patient.to_string(),
             reason,
             expires: Instant::from_millis(Instant::now().millis() + BREAK_GLASS_MINUTES * 60_000),
@@ -83,14 +92,14 @@ impl Store {
     /// patient): the number a clinician is told, never the entries.
     pub async fn withheld(&self, ctx: &Ctx, patient: Id) -> Result<u64, StoreError> {
         self.allow(ctx, Activity::ViewRecord, &Event::rest("operation"))?;
-        let user = match ctx.sees() {
+        let holder = match ctx.sees() {
             Sees::All | Sees::Online => return Ok(0),
-            Sees::Unrestricted { user, now } => user.map(|u| (u, now)),
+            Sees::Unrestricted { holder, now } => holder.map(|h| (h, now)),
         };
         self.read_in(ctx, move |tx| {
-            if let Some((user, now)) = user
+            if let Some((holder, now)) = holder
                 && tx
-                    .grants(&user, now)?
+                    .grants(&holder, now)?
                     .iter()
                     .any(|g| g.patient == patient.as_str())
             {
@@ -101,12 +110,15 @@ impl Store {
         .await
     }
 
-    /// The signed-in user's unexpired break-glass grants.
+    /// The unexpired break-glass grants of the signed-in user's session.
     pub async fn grants(&self, ctx: &Ctx) -> Result<Vec<Grant>, StoreError> {
-        let Some(user) = ctx.access.user.as_ref().map(|u| u.user_id.clone()) else {
+        let Some(holder) = ctx.access.user.as_ref().map(|u| Holder {
+            user_id: u.user_id.clone(),
+            session: u.session.clone(),
+        }) else {
             return Ok(Vec::new());
         };
-        self.read_in(ctx, move |tx| tx.grants(&user, Instant::now()))
+        self.read_in(ctx, move |tx| tx.grants(&holder, Instant::now()))
             .await
     }
 }

@@ -987,6 +987,7 @@ impl Store {
                         role,
                         practitioner: u.practitioner,
                         expires: t.expires,
+                        session: format!("app:{}", t.grant_id),
                     },
                     both,
                 )

@@ -981,6 +981,44 @@ async fn restricted_entries_and_breaking_the_glass(app: App) {
         404
     );
 
+    // The grant belongs to the session that broke the glass: another
+    // session of the same nurse does not have it; signing out ends it, so
+    // signing in again brings it not back; nor after signing out
+    // everywhere; and the grant the other session then makes is its own.
+    let root = format!("http://{}", app.server.addr);
+    let post = |c: &reqwest::Client, path: &str| {
+        let (c, url) = (c.clone(), format!("{root}{path}"));
+        async move {
+            c.post(&url)
+                .send()
+                .await
+                .unwrap_or_else(|e| panic!("{e}"))
+                .status()
+                .as_u16()
+        }
+    };
+    let sees_hidden = |c: &reqwest::Client| {
+        let (c, path) = (c.clone(), format!("Observation/{hidden}"));
+        async move { get(&c, &path).await.status().as_u16() == 200 }
+    };
+    let other = signed_in(&app, "nurse", Some("R8001")).await;
+    assert!(!sees_hidden(&other).await, "another session has no grant");
+    assert!(sees_hidden(&nurse).await);
+    assert_eq!(post(&nurse, "/auth/logout").await, 204);
+    let again = signed_in(&app, "nurse", Some("R8001")).await;
+    assert!(!sees_hidden(&again).await, "signed out: the grant ended");
+    assert!(!sees_hidden(&other).await);
+    let res = glass(&other, &p, "Emergency: second look").await;
+    assert_eq!(res.status(), 200);
+    assert!(sees_hidden(&other).await);
+    assert!(
+        !sees_hidden(&again).await,
+        "the other session's grant is its own"
+    );
+    assert_eq!(post(&other, "/auth/logout-everywhere").await, 204);
+    let after = signed_in(&app, "nurse", Some("R8001")).await;
+    assert!(!sees_hidden(&after).await, "signed out everywhere: ended");
+
     // A GP sees both without any glass.
     let gp = signed_in(&app, "gp", Some("R8000")).await;
     let v = json(
