@@ -32,7 +32,7 @@ pub use accounts::{Account, Accounts, App};
 pub use export::export;
 pub use foreign::import_foreign;
 pub use import::{Outcome, Rejection, Report, Transformation, TypeCounts, import};
-pub use verify::{Difference, Side, digests, verify};
+pub use verify::{Comparison, Difference, Side, digests, verify};
 
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};

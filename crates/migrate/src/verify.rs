@@ -149,9 +149,21 @@ async fn audit(side: &Side) -> Result<BTreeMap<i64, Record>> {
     Ok(out)
 }
 
+/// What [`verify`] found.
+#[derive(Debug)]
+pub struct Comparison {
+    /// What differs; none when all is well.
+    pub differences: Vec<Difference>,
+    /// How many audit records the first side's trail has after the second
+    /// side's last: the first (the store moved to) continued the chain it
+    /// received, with its import's own record and whatever happened since.
+    /// Not differences: every record of the second is still compared.
+    pub trail_continues: usize,
+}
+
 /// What differs between two sides, version by version, then accounts,
-/// policy, apps and audit record by record; none when all is well.
-pub async fn verify(first: &Side, second: &Side) -> Result<Vec<Difference>> {
+/// policy, apps and audit record by record.
+pub async fn verify(first: &Side, second: &Side) -> Result<Comparison> {
     let mut diffs = versions(first, second).await?;
     let (a, b) = (accounts(first).await?, accounts(second).await?);
     diffs.extend(
@@ -161,7 +173,9 @@ pub async fn verify(first: &Side, second: &Side) -> Result<Vec<Difference>> {
     );
     let (a, b) = (audit(first).await?, audit(second).await?);
     let name = |seq: &i64, r: &Record| format!("audit record {seq} (AuditEvent/{})", r.event);
-    for (seq, ra) in &a {
+    let last = b.keys().next_back().copied().unwrap_or(i64::MIN);
+    let trail_continues = a.range(last.saturating_add(1)..).count();
+    for (seq, ra) in a.range(..=last) {
         match b.get(seq) {
             None => diffs.push(Difference::Other(format!(
                 "{}: only in the first",
@@ -185,7 +199,10 @@ pub async fn verify(first: &Side, second: &Side) -> Result<Vec<Difference>> {
             name(seq, rb)
         )));
     }
-    Ok(diffs)
+    Ok(Comparison {
+        differences: diffs,
+        trail_continues,
+    })
 }
 
 /// The versions that differ between two sides.

@@ -2,7 +2,7 @@
 //! (opening stores, progress bars, what is printed, exit codes).
 
 use std::io::Write;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, anyhow, bail};
 use gp_fhir::OdsCode;
@@ -141,11 +141,20 @@ pub async fn import(
     let bar = bar("importing");
     // A folder with a manifest is an OpenGP practice package; anything else
     // is FHIR data from another system (Bundles, NDJSON).
-    let report = match manifest {
-        Some(_) => gp_migrate::import(&store, &ctx, &package, &report_progress(&bar)).await,
-        None => gp_migrate::import_foreign(&store, &ctx, &package, &report_progress(&bar)).await,
+    let (report, what) = match manifest {
+        Some(_) => (
+            gp_migrate::import(&store, &ctx, &package, &report_progress(&bar)).await,
+            "an OpenGP practice package",
+        ),
+        None => (
+            gp_migrate::import_foreign(&store, &ctx, &package, &report_progress(&bar)).await,
+            "FHIR data from another system",
+        ),
     };
     bar.finish_and_clear();
+    if let Ok(r) = &report {
+        store.audit(&ctx, import_event(&package, what, r));
+    }
     close(store).await?;
     let report = report?;
     let secs = started.elapsed().as_secs_f64();
@@ -180,6 +189,31 @@ pub async fn import(
         );
     }
     Ok(())
+}
+
+/// The import as a whole in the target's audit trail, after everything it
+/// wrote (so that it continues a package's trail rather than interrupting
+/// it): the operator at the console as agent, the source and the counts,
+/// a minor failure when records were rejected. An import refused before
+/// it ran (a package whose seals do not match) wrote nothing and records
+/// nothing, so that the same target can take the intact package as new.
+fn import_event(package: &Path, what: &str, r: &gp_migrate::Report) -> gp_store::audit::Event {
+    use gp_store::audit::{Admin, Event, Kind, Outcome};
+    let t = &r.totals;
+    let mut event = Event::new(Kind::Admin(Admin::Import)).about(
+        &package.display().to_string(),
+        format!(
+            "{what}: {} records in the source: {} imported, {} transformed, {} already present, {} rejected",
+            t.source, t.imported, t.transformed, t.already_present, t.rejected
+        ),
+    );
+    if t.rejected > 0 {
+        event.outcome = Outcome::Minor(format!(
+            "{} of the {} records were rejected",
+            t.rejected, t.source
+        ));
+    }
+    event
 }
 
 /// The practice an import goes to: `--practice`, else the package's, else
@@ -266,15 +300,23 @@ pub async fn verify(cfg: ServerConfig, other: Other) -> Result<()> {
             (Side::Store(s.clone(), ctx2), Some(s))
         }
     };
-    let diffs = gp_migrate::verify(&Side::Store(store.clone(), ctx), &second).await;
+    let compared = gp_migrate::verify(&Side::Store(store.clone(), ctx), &second).await;
     close(store).await?;
     if let Some(s) = second_store {
         close(s).await?;
     }
-    let diffs = diffs?;
+    let compared = compared?;
+    let diffs = compared.differences;
     let mut o = std::io::stdout().lock();
     for d in diffs.iter().take(1000) {
         writeln!(o, "{d}")?;
+    }
+    if compared.trail_continues > 0 {
+        writeln!(
+            o,
+            "the audit trail here continues past the other side's by {} records (its import's own record and what happened since)",
+            compared.trail_continues
+        )?;
     }
     writeln!(o, "{} differences", diffs.len())?;
     drop(o);
