@@ -1,6 +1,7 @@
 //! Account administration for a user administrator (the administer-users
 //! activity): the practice's accounts, disabling and enabling one, changing
-//! a user's role profiles (`/app/admin/users`), and creating a patient's
+//! a user's role profiles (`/app/admin/users`), creating a staff account
+//! (`/app/admin/users/new`, its generated password shown once), and creating a patient's
 //! online account from their record (`/app/patients/{id}/online-account`).
 //! Every change goes through gp-api's admin.rs (the store call, audited,
 //! and this server's session cache dropped for the user).
@@ -70,6 +71,7 @@ pub async fn list(web: Web) -> Page {
     let body = html! {
         h1 { "User accounts" }
         p { "Disabling an account ends its sessions at once; it cannot sign in until it is enabled again. Every change is recorded in the audit trail." }
+        a class="nhsuk-button nhsuk-button--secondary" href="/app/admin/users/new" { "Add a staff account" }
         table class="nhsuk-table" {
             caption class="nhsuk-table__caption nhsuk-u-visually-hidden" { "The practice's accounts" }
             thead class="nhsuk-table__head" {
@@ -145,12 +147,14 @@ async fn account(web: &Web, username: &str) -> Result<UserRecord, WebError> {
         .ok_or_else(|| WebError::NotFound(format!("the practice has no account '{username}'")))
 }
 
-async fn roles_page(
+/// The role profiles of the practice's policy (and any others `held`),
+/// as checkboxes named `role`, those `chosen` ticked.
+async fn roles_fieldset(
     web: &Web,
-    user: &UserRecord,
+    held: &[String],
     chosen: &[String],
     errors: &[(&str, String)],
-) -> Page {
+) -> Result<Markup, WebError> {
     let policy = web
         .state
         .store
@@ -158,37 +162,49 @@ async fn roles_page(
         .await
         .map_err(store_err(web))?;
     let mut offered: Vec<String> = policy.roles().map(|(r, _)| r.to_owned()).collect();
-    for r in &user.roles {
+    for r in held {
         if !offered.contains(r) {
             offered.push(r.clone());
         }
     }
     let err = crate::ui::field_error(errors, "roles");
+    Ok(html! {
+        div class={ "nhsuk-form-group" @if err.is_some() { " nhsuk-form-group--error" } } {
+            fieldset class="nhsuk-fieldset" aria-describedby=[err.map(|_| "roles-error")] {
+                legend class="nhsuk-fieldset__legend nhsuk-fieldset__legend--m" { "Role profiles held at this practice" }
+                @if let Some(e) = err {
+                    span class="nhsuk-error-message" id="roles-error" {
+                        span class="nhsuk-u-visually-hidden" { "Error: " } (e)
+                    }
+                }
+                div class="nhsuk-checkboxes" {
+                    @for (i, r) in offered.iter().enumerate() {
+                        div class="nhsuk-checkboxes__item" {
+                            @let id = if i == 0 { "roles".to_owned() } else { format!("role-{r}") };
+                            input class="nhsuk-checkboxes__input" id=(id) name="role" type="checkbox" value=(r) checked[chosen.contains(r)];
+                            label class="nhsuk-label nhsuk-checkboxes__label" for=(id) { (role_name(r)) }
+                        }
+                    }
+                }
+            }
+        }
+    })
+}
+
+async fn roles_page(
+    web: &Web,
+    user: &UserRecord,
+    chosen: &[String],
+    errors: &[(&str, String)],
+) -> Page {
+    let roles = roles_fieldset(web, &user.roles, chosen, errors).await?;
     let body = html! {
         (error_summary(errors))
         h1 { "Role profiles of " (user.name) }
         p { "Taking a role profile away ends the sessions signed in with it." }
         form method="post" action={ "/app/admin/users/" (crate::ui::encode(&user.username)) } novalidate {
             input type="hidden" name="_csrf" value=(web.csrf());
-            div class={ "nhsuk-form-group" @if err.is_some() { " nhsuk-form-group--error" } } {
-                fieldset class="nhsuk-fieldset" aria-describedby=[err.map(|_| "roles-error")] {
-                    legend class="nhsuk-fieldset__legend nhsuk-fieldset__legend--m" { "Role profiles held at this practice" }
-                    @if let Some(e) = err {
-                        span class="nhsuk-error-message" id="roles-error" {
-                            span class="nhsuk-u-visually-hidden" { "Error: " } (e)
-                        }
-                    }
-                    div class="nhsuk-checkboxes" {
-                        @for (i, r) in offered.iter().enumerate() {
-                            div class="nhsuk-checkboxes__item" {
-                                @let id = if i == 0 { "roles".to_owned() } else { format!("role-{r}") };
-                                input class="nhsuk-checkboxes__input" id=(id) name="role" type="checkbox" value=(r) checked[chosen.contains(r)];
-                                label class="nhsuk-label nhsuk-checkboxes__label" for=(id) { (role_name(r)) }
-                            }
-                        }
-                    }
-                }
-            }
+            (roles)
             button class="nhsuk-button" type="submit" { "Save role profiles" }
         }
     };
@@ -234,6 +250,120 @@ pub async fn save_roles(
         .await
         .map_err(store_err(&web))?;
     Ok(Redirect::to("/app/admin/users").into_response())
+}
+
+/// A new staff account's fields, as typed.
+#[derive(Default)]
+struct NewAccount {
+    username: String,
+    name: String,
+    roles: Vec<String>,
+}
+
+async fn new_page(web: &Web, f: &NewAccount, errors: &[(&str, String)]) -> Page {
+    let roles = roles_fieldset(web, &[], &f.roles, errors).await?;
+    let body = html! {
+        (error_summary(errors))
+        h1 { "Add a staff account" }
+        p { "A password is made for the account and shown once, to give to its holder. Creating the account is recorded in the audit trail." }
+        form method="post" action="/app/admin/users/new" novalidate {
+            input type="hidden" name="_csrf" value=(web.csrf());
+            (crate::ui::text_input("username", "User name", &f.username, errors, "nhsuk-input--width-20", "off"))
+            (crate::ui::text_input("name", "Full name", &f.name, errors, "nhsuk-input--width-30", "off"))
+            (roles)
+            button class="nhsuk-button" type="submit" { "Create the account" }
+        }
+    };
+    ok(page(
+        "Add a staff account",
+        Some(web),
+        &[("Home", "/app"), ("User accounts", "/app/admin/users")],
+        body,
+    ))
+}
+
+/// `GET /app/admin/users/new`.
+pub async fn new_form(web: Web) -> Page {
+    require_admin(&web)?;
+    new_page(&web, &NewAccount::default(), &[]).await
+}
+
+/// `POST /app/admin/users/new` (`username`, `name`, `role` repeated):
+/// creates the account with a generated password (the store audits it, as
+/// the API's user add) and shows the password once.
+pub async fn create(web: Web, Form(fields): Form<Vec<(String, String)>>) -> Page {
+    let values = |k: &str| -> Vec<String> {
+        fields
+            .iter()
+            .filter(|(f, _)| f == k)
+            .map(|(_, v)| v.trim().to_owned())
+            .collect()
+    };
+    web.check_csrf(&values("_csrf").concat())?;
+    require_admin(&web)?;
+    let f = NewAccount {
+        username: values("username").concat(),
+        name: values("name").concat(),
+        roles: values("role"),
+    };
+    let mut errors = Vec::new();
+    if f.username.is_empty() {
+        errors.push(("username", "Enter a user name".to_owned()));
+    }
+    if f.name.is_empty() {
+        errors.push(("name", "Enter the holder's full name".to_owned()));
+    }
+    if f.roles.is_empty() {
+        errors.push(("roles", "Select at least one role profile".to_owned()));
+    }
+    if !errors.is_empty() {
+        return new_page(&web, &f, &errors).await;
+    }
+    let password = gp_store::accounts::generate_password();
+    let added = web
+        .state
+        .store
+        .add_user(
+            &web.ctx,
+            gp_store::accounts::NewUser {
+                username: f.username.clone(),
+                name: f.name.clone(),
+                password: password.clone(),
+                roles: f.roles.clone(),
+                practitioner: None,
+            },
+        )
+        .await;
+    let user = match added {
+        Ok(u) => u,
+        // A user name taken or not allowed: the form again, saying why.
+        Err(gp_store::StoreError::Conflict(m)) => {
+            return new_page(&web, &f, &[("username", m)]).await;
+        }
+        Err(gp_store::StoreError::BadRequest(o)) => {
+            return new_page(&web, &f, &[("username", crate::ui::outcome_text(&o))]).await;
+        }
+        Err(e) => return Err(store_err(&web)(e)),
+    };
+    let body = html! {
+        div class="nhsuk-panel" {
+            h1 class="nhsuk-panel__title" { "Staff account created" }
+            div class="nhsuk-panel__body" { "for " (user.name) }
+        }
+        dl class="nhsuk-summary-list" {
+            div class="nhsuk-summary-list__row" { dt class="nhsuk-summary-list__key" { "User name" } dd class="nhsuk-summary-list__value" id="account-username" { (user.username) } }
+            div class="nhsuk-summary-list__row" { dt class="nhsuk-summary-list__key" { "Role profiles" } dd class="nhsuk-summary-list__value" { (roles_text(&user)) } }
+            div class="nhsuk-summary-list__row" { dt class="nhsuk-summary-list__key" { "Password" } dd class="nhsuk-summary-list__value" id="account-password" { code { (password) } } }
+        }
+        p { "Give the password to its holder now: it is not shown again." }
+        p { a href="/app/admin/users" { "Back to the user accounts" } }
+    };
+    ok(page(
+        "Staff account created",
+        Some(&web),
+        &[("Home", "/app"), ("User accounts", "/app/admin/users")],
+        body,
+    ))
 }
 
 /// The form on a patient's details creating their online account, for a

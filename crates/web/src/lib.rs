@@ -81,6 +81,10 @@ pub fn routes() -> Router<AppState> {
         )
         .route("/app/admin/users", get(admin::list))
         .route(
+            "/app/admin/users/new",
+            get(admin::new_form).post(admin::create),
+        )
+        .route(
             "/app/admin/users/{username}",
             get(admin::roles_form).post(admin::save_roles),
         )

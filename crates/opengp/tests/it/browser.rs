@@ -901,6 +901,57 @@ async fn an_administrator_manages_accounts_and_a_patient_sees_their_record() {
         .await;
     b.look("no-role").await;
 
+    // A staff account, its password shown once: a form with nothing filled
+    // in says what is missing; filled in, the account is created, signs in
+    // with that password in the role given, and the trail has it.
+    b.goto(&format!("{}/app/admin/users", site(&app))).await;
+    b.click("a[href='/app/admin/users/new']").await;
+    b.wait_path(|p| p == "/app/admin/users/new").await;
+    b.look("new-account").await;
+    b.click("form[action='/app/admin/users/new'] button[type=submit]")
+        .await;
+    let errors = b
+        .wait_text(".nhsuk-error-summary", "Enter a user name")
+        .await;
+    assert!(
+        errors.contains("Enter the holder's full name")
+            && errors.contains("Select at least one role profile"),
+        "{errors}"
+    );
+    b.look("new-account-errors").await;
+    b.fill("#username", "nurse").await;
+    b.fill("#name", "Nina Newcomer").await;
+    b.click("#role-R8001").await;
+    b.click("form[action='/app/admin/users/new'] button[type=submit]")
+        .await;
+    b.wait_text(".nhsuk-error-summary", "already has a user 'nurse'")
+        .await;
+    b.fill("#username", "newcomer").await;
+    b.click("form[action='/app/admin/users/new'] button[type=submit]")
+        .await;
+    b.wait_text("h1", "Staff account created").await;
+    b.look("account-created").await;
+    let made = b.text("#account-password").await;
+    assert_eq!(b.text("#account-username").await.trim(), "newcomer");
+    assert_eq!(
+        crate::auth::login(&app, "newcomer", made.trim(), Some("R8001"))
+            .await
+            .status(),
+        200
+    );
+    let added = app
+        .get_json(&app.url("AuditEvent?subtype=user-add&_count=50"))
+        .await;
+    assert!(
+        added["entry"].as_array().into_iter().flatten().any(|e| {
+            let ev = &e["resource"];
+            ev["outcome"] == "0"
+                && ev["agent"][0]["altId"] == "admin"
+                && ev["entity"].to_string().contains("newcomer")
+        }),
+        "the creation is in the trail, by the administrator: {added}"
+    );
+
     // A patient's online account, from their details.
     b.goto(&format!("{}/app/patients/pat-1", site(&app))).await;
     b.click("form[action='/app/patients/pat-1/online-account'] button")
