@@ -17,6 +17,7 @@ pub mod outcome;
 pub mod patch;
 pub mod resource;
 pub mod search;
+pub mod ucum;
 pub mod view;
 
 pub use id::{Id, IdError, OdsCode, ResourceType};

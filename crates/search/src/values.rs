@@ -253,7 +253,8 @@ fn number(v: &Value) -> Option<f64> {
 }
 
 /// search.html#quantity: the value with its system and code (the unit
-/// when there is no code), for Quantity and its profiles, and Money.
+/// when there is no code), for Quantity and its profiles, and Money; for
+/// a UCUM unit, its canonical form too.
 fn quantity(code: &str, v: &Value, ty: &str, out: &mut Vec<IndexEntry>) {
     let Some(value) = v.get("value").and_then(number) else {
         return;
@@ -269,6 +270,10 @@ fn quantity(code: &str, v: &Value, ty: &str, out: &mut Vec<IndexEntry>) {
             field(v, "code").or_else(|| field(v, "unit")),
         )
     };
+    let canonical = match (system.as_deref(), unit.as_deref()) {
+        (Some(gp_fhir::ucum::SYSTEM), Some(u)) => gp_fhir::ucum::canonical(value, u),
+        _ => None,
+    };
     out.push(entry(
         code,
         0,
@@ -276,6 +281,7 @@ fn quantity(code: &str, v: &Value, ty: &str, out: &mut Vec<IndexEntry>) {
             value,
             system,
             code: unit,
+            canonical,
         },
     ));
 }

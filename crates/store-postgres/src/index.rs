@@ -102,7 +102,16 @@ pub(crate) fn replace(
                     value,
                     system,
                     code,
-                } => w.write(&[key[0], key[1], key[2], key[3], key[4], value, system, code]),
+                    canonical,
+                } => {
+                    let (cv, cc) = (
+                        canonical.as_ref().map(|c| c.0),
+                        canonical.as_ref().map(|c| c.1.as_str()),
+                    );
+                    w.write(&[
+                        key[0], key[1], key[2], key[3], key[4], value, system, code, &cv, &cc,
+                    ])
+                }
                 IndexValue::Reference {
                     target_type,
                     target_id,
@@ -136,8 +145,14 @@ fn columns(table: &str) -> (&'static str, &'static [Type]) {
         "idx_date" => ("low, high", &[Type::INT8, Type::INT8]),
         "idx_number" => ("value", &[Type::FLOAT8]),
         "idx_quantity" => (
-            "value, system, code",
-            &[Type::FLOAT8, Type::TEXT, Type::TEXT],
+            "value, system, code, canonical_value, canonical_code",
+            &[
+                Type::FLOAT8,
+                Type::TEXT,
+                Type::TEXT,
+                Type::FLOAT8,
+                Type::TEXT,
+            ],
         ),
         "idx_reference" => (
             "target_type, target_id, url",

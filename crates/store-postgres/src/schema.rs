@@ -208,6 +208,15 @@ const MIGRATIONS: &[Migration] = &[
         // default: no table rewrite.
         sql: "ALTER TABLE break_glass ADD COLUMN session text NOT NULL DEFAULT '';",
     },
+    Migration {
+        version: 16,
+        name: "a UCUM quantity's canonical form beside it",
+        // search.html#quantity, as SQLite's 17; rows stored before gain it
+        // when the server reindexes (extraction version 2).
+        sql: "ALTER TABLE idx_quantity ADD COLUMN canonical_value double precision;
+        ALTER TABLE idx_quantity ADD COLUMN canonical_code text COLLATE \"C\";
+        CREATE INDEX idx_quantity_canonical ON idx_quantity (practice, type, param, canonical_code, canonical_value);",
+    },
 ];
 
 /// The migration adding `idx_text`: its transaction also indexes the

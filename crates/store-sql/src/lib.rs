@@ -321,6 +321,26 @@ fn value_sql(
                 code,
             },
         ) => {
+            // search.html#quantity: a UCUM value is compared in canonical
+            // units, with every UCUM quantity OpenGP reduces ("the server
+            // may also apply canonical units"): 5.4 mg finds 5400 ug.
+            if system.as_deref() == Some(gp_fhir::ucum::SYSTEM)
+                && let Some(code) = code
+                && let Some((factor, canonical)) = gp_fhir::ucum::canonical(1.0, code)
+                && factor > 0.0
+            {
+                let scaled = gp_fhir::search::NumberCriterion {
+                    prefix: number.prefix,
+                    value: number.value * factor,
+                    low: number.low * factor,
+                    high: number.high * factor,
+                };
+                return Ok(format!(
+                    "{i}.canonical_code = {} AND {}",
+                    a.bind(canonical),
+                    number_sql(a, &format!("{i}.canonical_value"), &scaled)
+                ));
+            }
             let mut parts = vec![number_sql(a, &format!("{i}.value"), number)];
             if let Some(code) = code {
                 parts.push(format!("{i}.code = {}", a.bind(code.clone())));

@@ -72,9 +72,9 @@ pub(crate) fn replace(
             IndexValue::Number { value } => conn
                 .prepare_cached("INSERT INTO idx_number (practice, type, id, param, grp, value) VALUES (?1, ?2, ?3, ?4, ?5, ?6)")
                 .and_then(|mut s| s.execute(params![base.0, base.1, base.2, base.3, base.4, value])),
-            IndexValue::Quantity { value, system, code } => conn
-                .prepare_cached("INSERT INTO idx_quantity (practice, type, id, param, grp, value, system, code) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)")
-                .and_then(|mut s| s.execute(params![base.0, base.1, base.2, base.3, base.4, value, system, code])),
+            IndexValue::Quantity { value, system, code, canonical } => conn
+                .prepare_cached("INSERT INTO idx_quantity (practice, type, id, param, grp, value, system, code, canonical_value, canonical_code) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)")
+                .and_then(|mut s| s.execute(params![base.0, base.1, base.2, base.3, base.4, value, system, code, canonical.as_ref().map(|c| c.0), canonical.as_ref().map(|c| c.1.as_str())])),
             IndexValue::Reference { target_type, target_id, url } => conn
                 .prepare_cached("INSERT INTO idx_reference (practice, type, id, param, grp, target_type, target_id, url) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)")
                 .and_then(|mut s| s.execute(params![base.0, base.1, base.2, base.3, base.4, target_type, target_id, url])),

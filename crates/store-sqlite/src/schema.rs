@@ -143,6 +143,12 @@ const MIGRATIONS: &[&str] = &[
     // 16: a break-glass grant belongs to the session that made it (the hash
     // of its token); grants made before belong to none, so they end.
     "ALTER TABLE break_glass ADD COLUMN session TEXT NOT NULL DEFAULT '';",
+    // 17: a UCUM quantity's canonical form beside it (search.html#quantity),
+    // with the index a UCUM search seeks; rows stored before gain it when
+    // the server reindexes (extraction version 2).
+    "ALTER TABLE idx_quantity ADD COLUMN canonical_value REAL;
+    ALTER TABLE idx_quantity ADD COLUMN canonical_code TEXT;
+    CREATE INDEX idx_quantity_canonical ON idx_quantity (practice, type, param, canonical_code, canonical_value);",
 ];
 
 /// The migration adding `idx_text`, after which the current versions stored

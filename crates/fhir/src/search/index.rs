@@ -44,10 +44,14 @@ pub enum IndexValue {
     Number {
         value: f64,
     },
+    /// A quantity as written, and for a UCUM unit OpenGP reduces, its
+    /// canonical form ([`crate::ucum::canonical`]: the value in base
+    /// units and their code), which UCUM searches compare.
     Quantity {
         value: f64,
         system: Option<String>,
         code: Option<String>,
+        canonical: Option<(f64, String)>,
     },
     /// A local reference (`target_type`/`target_id`) or an absolute or
     /// canonical URL.

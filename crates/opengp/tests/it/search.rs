@@ -134,6 +134,7 @@ crate::on_both_backends!(
     compartments_and_everything,
     lists,
     text_and_content,
+    quantities_in_canonical_units,
 );
 
 /// search.html#string, #token, #date, #reference, #quantity, #number and
@@ -663,5 +664,119 @@ async fn text_and_content(app: App) {
         .await
         .unwrap_or_else(|e| panic!("{e}"));
     assert_outcome(strict, 400, "not-supported").await;
+    app.stop().await;
+}
+
+/// search.html#quantity: "the server may also apply canonical units": a
+/// UCUM value is compared with every UCUM quantity in commensurable units
+/// (OpenGP's UCUM subset, gp-fhir `ucum.rs`), with the implicit range and
+/// the prefixes scaled alike; a value in another system, or with no
+/// system, is compared as written only.
+async fn quantities_in_canonical_units(app: App) {
+    const UCUM: &str = "http://unitsofmeasure.org";
+    let obs = |id: &str, value: f64, system: Option<&str>, code: &str| {
+        // A code needs its system (qty-3): without one, the unit alone.
+        let mut q = json!({ "value": value, "unit": code });
+        if let Some(s) = system {
+            q["system"] = json!(s);
+            q["code"] = json!(code);
+        }
+        json!({ "resourceType": "Observation", "id": id, "status": "final",
+                "code": { "text": "a measurement" }, "valueQuantity": q })
+    };
+    seed(
+        &app,
+        &[
+            obs("ug", 5400.0, Some(UCUM), "ug"),
+            obs("mg", 5.4, Some(UCUM), "mg"),
+            obs("g", 0.0054, Some(UCUM), "g"),
+            obs("nosystem", 5.4, None, "mg"),
+            obs("othersystem", 5.4, Some("http://example.org/units"), "mg"),
+            obs("glucose", 5.5, Some(UCUM), "mmol/L"),
+            obs("metre", 1.8, Some(UCUM), "m"),
+            obs("cm", 180.0, Some(UCUM), "cm"),
+            obs("inch", 70.866, Some(UCUM), "[in_i]"),
+            obs("pulse", 72.0, Some(UCUM), "{beats}/min"),
+            obs("hertz", 1.2, Some(UCUM), "/s"),
+        ],
+    )
+    .await;
+    check(
+        &app,
+        &[
+            // Mass: mg, ug and g are one dimension.
+            (
+                "Observation?value-quantity=5.4|http://unitsofmeasure.org|mg",
+                &["g", "mg", "ug"],
+            ),
+            (
+                "Observation?value-quantity=5400|http://unitsofmeasure.org|ug",
+                &["g", "mg", "ug"],
+            ),
+            (
+                "Observation?value-quantity=0.0054|http://unitsofmeasure.org|g",
+                &["g", "mg", "ug"],
+            ),
+            // Prefixes (search.html#prefix) on the canonical value.
+            (
+                "Observation?value-quantity=gt5|http://unitsofmeasure.org|mg",
+                &["g", "mg", "ug"],
+            ),
+            (
+                "Observation?value-quantity=lt6000|http://unitsofmeasure.org|ug",
+                &["g", "mg", "ug"],
+            ),
+            (
+                "Observation?value-quantity=gt6|http://unitsofmeasure.org|mg",
+                &[],
+            ),
+            (
+                "Observation?value-quantity=ne5.4|http://unitsofmeasure.org|mg",
+                &[],
+            ),
+            (
+                "Observation?value-quantity=ap5.2|http://unitsofmeasure.org|mg",
+                &["g", "mg", "ug"],
+            ),
+            // Another dimension is never a match: mass concentration is
+            // not amount of substance.
+            (
+                "Observation?value-quantity=5.5|http://unitsofmeasure.org|mmol/L",
+                &["glucose"],
+            ),
+            (
+                "Observation?value-quantity=99|http://unitsofmeasure.org|mg/dL",
+                &[],
+            ),
+            (
+                "Observation?value-quantity=5.4|http://unitsofmeasure.org|mL",
+                &[],
+            ),
+            // Length, customary units included; rates, annotations ignored.
+            (
+                "Observation?value-quantity=180|http://unitsofmeasure.org|cm",
+                &["cm", "inch", "metre"],
+            ),
+            (
+                "Observation?value-quantity=72|http://unitsofmeasure.org|/min",
+                &["hertz", "pulse"],
+            ),
+            // Not UCUM: the code as written, in that system or any.
+            (
+                "Observation?value-quantity=5.4||mg",
+                &["mg", "nosystem", "othersystem"],
+            ),
+            (
+                "Observation?value-quantity=5.4|http://example.org/units|mg",
+                &["othersystem"],
+            ),
+            // A UCUM code OpenGP does not reduce is compared as written.
+            (
+                "Observation?value-quantity=5.4|http://unitsofmeasure.org|[drp]",
+                &[],
+            ),
+        ],
+    )
+    .await;
     app.stop().await;
 }
