@@ -123,7 +123,7 @@ pub async fn run(plan: &SearchPlan) -> Result<SearchReport> {
     };
     let patients = if held > 0 {
         report.resources = held as usize;
-        patient_references(&client, &plan.base).await?
+        patient_references(&plan.base, &plan.token).await?
     } else {
         grow(plan, &client, &bundles, &raw, &mut report).await?
     };
@@ -271,36 +271,15 @@ async fn count(client: &reqwest::Client, url: &str) -> Result<u64> {
     v["total"].as_u64().context("the count has no total")
 }
 
-/// Every patient in a reused store, as `Patient/id`, page by page.
-async fn patient_references(client: &reqwest::Client, base: &str) -> Result<Vec<String>> {
-    let mut out = Vec::new();
-    let mut next = Some(format!(
-        "{base}/Patient?_elements=id&_count=1000&_total=none"
-    ));
-    while let Some(url) = next.take() {
-        let res = client.get(&url).send().await?;
-        let status = res.status();
-        let v: Value = res.json().await?;
-        if !status.is_success() {
-            bail!("{url} answered {status}: {v}");
-        }
-        out.extend(
-            v["entry"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .filter_map(|e| e["resource"]["id"].as_str())
-                .map(|id| format!("Patient/{id}")),
-        );
-        next = v["link"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .find(|l| l["relation"] == "next")
-            .and_then(|l| l["url"].as_str())
-            .map(str::to_owned);
-    }
-    Ok(out)
+/// Every patient in a reused store, as `Patient/id`.
+async fn patient_references(base: &str, token: &str) -> Result<Vec<String>> {
+    let url = format!("{base}/Patient?_elements=id&_count=1000&_total=none");
+    let found = crate::morning::search_all(&reqwest::Client::new(), token, url).await?;
+    Ok(found
+        .iter()
+        .filter_map(|r| r["id"].as_str())
+        .map(|id| format!("Patient/{id}"))
+        .collect())
 }
 
 fn most_common_observation_code(bundles: &[Value]) -> Option<String> {

@@ -435,7 +435,11 @@ async fn sign_in(client: &reqwest::Client, plan: &MorningPlan, a: &Account) -> R
 }
 
 /// Every resource of a search, following `next` links.
-async fn search_all(client: &reqwest::Client, token: &str, url: String) -> Result<Vec<Value>> {
+pub(crate) async fn search_all(
+    client: &reqwest::Client,
+    token: &str,
+    url: String,
+) -> Result<Vec<Value>> {
     let mut out = Vec::new();
     let mut next = Some(url);
     while let Some(url) = next.take() {
