@@ -31,7 +31,7 @@ use serde_json::Value;
 /// differently, gp-store's direct AuditEvent entries included).
 /// `tests::extraction_version_follows_what_extraction_gives` fails until
 /// the version and the fingerprint it records are updated together.
-pub const EXTRACTION_VERSION: u32 = 2;
+pub const EXTRACTION_VERSION: u32 = 3;
 
 /// The most elements of one composite parameter indexed per resource
 /// (an Observation's components, say); their expressions are parsed ahead.

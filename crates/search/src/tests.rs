@@ -186,7 +186,9 @@ fn extraction_version_follows_what_extraction_gives() {
             "subject": {"reference": "Patient/p1"}, "effectivePeriod": {"start": "2024-05-01T09:30:00Z", "end": "2024-05-01"},
             "valueQuantity": {"value": 5.4, "unit": "mg", "system": "http://unitsofmeasure.org", "code": "mg"},
             "component": [{"code": {"coding": [{"system": "http://snomed.info/sct", "code": "72313002"}]},
-                "valueQuantity": {"value": 142, "system": "http://unitsofmeasure.org", "code": "mm[Hg]"}}]}),
+                "valueQuantity": {"value": 142, "system": "http://unitsofmeasure.org", "code": "mm[Hg]"}},
+                {"code": {"coding": [{"system": "http://snomed.info/sct", "code": "386725007"}]},
+                "valueQuantity": {"value": 98.6, "system": "http://unitsofmeasure.org", "code": "[degF]"}}]}),
         json!({"resourceType": "List", "status": "current", "mode": "changes",
             "subject": {"reference": "Patient/p1"},
             "entry": [{"item": {"reference": "Condition/c1"}}, {"deleted": true, "item": {"reference": "Condition/c2"}}]}),
@@ -204,7 +206,7 @@ fn extraction_version_follows_what_extraction_gives() {
     }
     assert_eq!(
         (super::EXTRACTION_VERSION, format!("{hash:016x}")),
-        (2, "30976f792f8dd3f7".to_owned()),
+        (3, "0652b495cdfcbba7".to_owned()),
         "what extraction gives has changed: bump EXTRACTION_VERSION and record the new fingerprint with it"
     );
 }

@@ -312,7 +312,9 @@ fn value_sql(
                 Prefix::Ap => format!("({vl} < {ph} AND {vh} > {pl})"),
             }
         }
-        (ParamKind::Number, ParamValue::Number(n)) => number_sql(a, &format!("{i}.value"), n),
+        (ParamKind::Number, ParamValue::Number(n)) => {
+            number_sql(a, &format!("{i}.value"), n, &|v| v)
+        }
         (
             ParamKind::Quantity,
             ParamValue::Quantity {
@@ -323,25 +325,22 @@ fn value_sql(
         ) => {
             // search.html#quantity: a UCUM value is compared in canonical
             // units, with every UCUM quantity OpenGP reduces ("the server
-            // may also apply canonical units"): 5.4 mg finds 5400 ug.
+            // may also apply canonical units"): 5.4 mg finds 5400 ug, 37 Cel
+            // finds 98.6 [degF]. The bounds (the implicit range, the value,
+            // `ap`'s 10% of the value as written) are converted one by one,
+            // which holds for the offset of degrees Celsius and Fahrenheit.
             if system.as_deref() == Some(gp_fhir::ucum::SYSTEM)
                 && let Some(code) = code
-                && let Some((factor, canonical)) = gp_fhir::ucum::canonical(1.0, code)
-                && factor > 0.0
+                && let Some(conv) = gp_fhir::ucum::conversion(code)
+                && conv.factor > 0.0
             {
-                let scaled = gp_fhir::search::NumberCriterion {
-                    prefix: number.prefix,
-                    value: number.value * factor,
-                    low: number.low * factor,
-                    high: number.high * factor,
-                };
-                return Ok(format!(
-                    "{i}.canonical_code = {} AND {}",
-                    a.bind(canonical),
-                    number_sql(a, &format!("{i}.canonical_value"), &scaled)
-                ));
+                let code = a.bind(conv.code.clone());
+                let value = number_sql(a, &format!("{i}.canonical_value"), number, &|v| {
+                    conv.apply(v)
+                });
+                return Ok(format!("{i}.canonical_code = {code} AND {value}"));
             }
-            let mut parts = vec![number_sql(a, &format!("{i}.value"), number)];
+            let mut parts = vec![number_sql(a, &format!("{i}.value"), number, &|v| v)];
             if let Some(code) = code {
                 parts.push(format!("{i}.code = {}", a.bind(code.clone())));
             }
@@ -386,25 +385,35 @@ fn value_sql(
 }
 
 /// search.html#number: the value's implicit range for `eq`/`ne`, the exact
-/// value for the ordering prefixes, ±10% for `ap`.
-fn number_sql(a: &mut Args<'_>, col: &str, n: &gp_fhir::search::NumberCriterion) -> String {
+/// value for the ordering prefixes, ±10% for `ap`; each bound passed
+/// through `to`, the conversion to the column's units (increasing).
+fn number_sql(
+    a: &mut Args<'_>,
+    col: &str,
+    n: &gp_fhir::search::NumberCriterion,
+    to: &dyn Fn(f64) -> f64,
+) -> String {
     match n.prefix {
         Prefix::Eq => format!(
             "({col} >= {} AND {col} < {})",
-            a.bind(n.low),
-            a.bind(n.high)
+            a.bind(to(n.low)),
+            a.bind(to(n.high))
         ),
-        Prefix::Ne => format!("({col} < {} OR {col} >= {})", a.bind(n.low), a.bind(n.high)),
-        Prefix::Gt | Prefix::Sa => format!("{col} > {}", a.bind(n.value)),
-        Prefix::Lt | Prefix::Eb => format!("{col} < {}", a.bind(n.value)),
-        Prefix::Ge => format!("{col} >= {}", a.bind(n.value)),
-        Prefix::Le => format!("{col} <= {}", a.bind(n.value)),
+        Prefix::Ne => format!(
+            "({col} < {} OR {col} >= {})",
+            a.bind(to(n.low)),
+            a.bind(to(n.high))
+        ),
+        Prefix::Gt | Prefix::Sa => format!("{col} > {}", a.bind(to(n.value))),
+        Prefix::Lt | Prefix::Eb => format!("{col} < {}", a.bind(to(n.value))),
+        Prefix::Ge => format!("{col} >= {}", a.bind(to(n.value))),
+        Prefix::Le => format!("{col} <= {}", a.bind(to(n.value))),
         Prefix::Ap => {
             let margin = (n.value * 0.1).abs();
             format!(
                 "({col} >= {} AND {col} <= {})",
-                a.bind(n.value - margin),
-                a.bind(n.value + margin)
+                a.bind(to(n.value - margin)),
+                a.bind(to(n.value + margin))
             )
         }
     }

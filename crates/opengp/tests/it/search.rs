@@ -670,8 +670,10 @@ async fn text_and_content(app: App) {
 /// search.html#quantity: "the server may also apply canonical units": a
 /// UCUM value is compared with every UCUM quantity in commensurable units
 /// (OpenGP's UCUM subset, gp-fhir `ucum.rs`), with the implicit range and
-/// the prefixes scaled alike; a value in another system, or with no
-/// system, is compared as written only.
+/// the prefixes converted alike (offset units too); what UCUM makes
+/// incommensurable (an arbitrary unit with anything but itself) never
+/// matches; a value in another system, or with no system, or in a code
+/// OpenGP does not reduce, is compared as written only.
 async fn quantities_in_canonical_units(app: App) {
     const UCUM: &str = "http://unitsofmeasure.org";
     let obs = |id: &str, value: f64, system: Option<&str>, code: &str| {
@@ -698,6 +700,27 @@ async fn quantities_in_canonical_units(app: App) {
             obs("inch", 70.866, Some(UCUM), "[in_i]"),
             obs("pulse", 72.0, Some(UCUM), "{beats}/min"),
             obs("hertz", 1.2, Some(UCUM), "/s"),
+            // Temperatures: kelvin, and the special units degrees Celsius
+            // and Fahrenheit (UCUM §21: an offset, not a scale).
+            obs("celsius", 37.0, Some(UCUM), "Cel"),
+            obs("fahrenheit", 98.6, Some(UCUM), "[degF]"),
+            obs("kelvin", 310.15, Some(UCUM), "K"),
+            obs("fever", 39.5, Some(UCUM), "Cel"),
+            obs("cold", 95.0, Some(UCUM), "[degF]"),
+            // Pressure: mm[Hg] is 133.322 Pa in UCUM.
+            obs("mmhg", 120.0, Some(UCUM), "mm[Hg]"),
+            obs("kpa", 16.0, Some(UCUM), "kPa"),
+            // The international unit, arbitrary (UCUM §24), and the enzyme
+            // unit U (umol/min), a proper unit: never comparable.
+            obs("iu", 5.0, Some(UCUM), "[iU]/L"),
+            obs("milli-iu", 5.0, Some(UCUM), "m[iU]/mL"),
+            obs("big-iu", 5.0, Some(UCUM), "[IU]/L"),
+            obs("enzyme", 5.0, Some(UCUM), "U/L"),
+            obs("arbitrary", 5.0, Some(UCUM), "[arb'U]/L"),
+            // Equivalents are moles (UCUM: eq = 1 mol); `mEq` is no UCUM code.
+            obs("sodium", 140.0, Some(UCUM), "mmol/L"),
+            obs("sodium-meq", 140.0, Some(UCUM), "meq/L"),
+            obs("sodium-mEq", 140.0, Some(UCUM), "mEq/L"),
         ],
     )
     .await;
@@ -774,6 +797,86 @@ async fn quantities_in_canonical_units(app: App) {
             (
                 "Observation?value-quantity=5.4|http://unitsofmeasure.org|[drp]",
                 &[],
+            ),
+            // Temperatures in kelvin, the implicit range converted bound by
+            // bound: 37 Cel is [309.65, 310.65) K, 98.6 [degF] [310.12, 310.18).
+            (
+                "Observation?value-quantity=37|http://unitsofmeasure.org|Cel",
+                &["celsius", "fahrenheit", "kelvin"],
+            ),
+            (
+                "Observation?value-quantity=98.6|http://unitsofmeasure.org|[degF]",
+                &["celsius", "fahrenheit", "kelvin"],
+            ),
+            (
+                "Observation?value-quantity=310.15|http://unitsofmeasure.org|K",
+                &["celsius", "fahrenheit", "kelvin"],
+            ),
+            (
+                "Observation?value-quantity=37|http://unitsofmeasure.org|K",
+                &[],
+            ),
+            (
+                "Observation?value-quantity=gt38|http://unitsofmeasure.org|Cel",
+                &["fever"],
+            ),
+            (
+                "Observation?value-quantity=lt96|http://unitsofmeasure.org|[degF]",
+                &["cold"],
+            ),
+            (
+                "Observation?value-quantity=ne37|http://unitsofmeasure.org|Cel",
+                &["cold", "fever"],
+            ),
+            // `ap` is 10% of the value as written (18 to 22 Cel), not of
+            // its kelvin (which would reach 49 Cel).
+            (
+                "Observation?value-quantity=ap20|http://unitsofmeasure.org|Cel",
+                &[],
+            ),
+            (
+                "Observation?value-quantity=ap100|http://unitsofmeasure.org|[degF]",
+                &["celsius", "cold", "fahrenheit", "fever", "kelvin"],
+            ),
+            // Pressure: 120 mm[Hg] is 15.999 kPa.
+            (
+                "Observation?value-quantity=120|http://unitsofmeasure.org|mm[Hg]",
+                &["kpa", "mmhg"],
+            ),
+            (
+                "Observation?value-quantity=16|http://unitsofmeasure.org|kPa",
+                &["kpa", "mmhg"],
+            ),
+            // International units with their prefixed forms ([IU] = 1 [iU]),
+            // nothing else; another arbitrary unit only as written.
+            (
+                "Observation?value-quantity=5|http://unitsofmeasure.org|[iU]/L",
+                &["big-iu", "iu", "milli-iu"],
+            ),
+            (
+                "Observation?value-quantity=5|http://unitsofmeasure.org|m[iU]/mL",
+                &["big-iu", "iu", "milli-iu"],
+            ),
+            (
+                "Observation?value-quantity=5|http://unitsofmeasure.org|U/L",
+                &["enzyme"],
+            ),
+            (
+                "Observation?value-quantity=5|http://unitsofmeasure.org|[arb'U]/L",
+                &["arbitrary"],
+            ),
+            // Equivalents.
+            (
+                "Observation?value-quantity=140|http://unitsofmeasure.org|meq/L",
+                &["sodium", "sodium-meq"],
+            ),
+            (
+                "Observation?value-quantity=140|http://unitsofmeasure.org|mmol/L",
+                &["sodium", "sodium-meq"],
+            ),
+            (
+                "Observation?value-quantity=140|http://unitsofmeasure.org|mEq/L",
+                &["sodium-mEq"],
             ),
         ],
     )
