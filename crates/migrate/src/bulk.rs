@@ -1,7 +1,9 @@
 //! FHIR Bulk Data export (the Bulk Data Access IG's `$export`): jobs run in
 //! the background, each streaming one NDJSON file per resource type of the
-//! practice's current resources to disk, for the HTTP layer to report and
-//! serve.
+//! practice's resources as they were at the job's `transactionTime` (each
+//! resource's latest version written by then: one changed, deleted or
+//! created after the kick-off is exported as it was, or not at all) to
+//! disk, for the HTTP layer to report and serve.
 //!
 //! Each job is a folder under the server's `bulk-export` folder: its files
 //! and `job.json`, the job's state (who asked, the request, running, done
@@ -23,7 +25,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use gp_fhir::search::index::IndexValue;
-use gp_fhir::search::{self, Criterion, SearchQuery};
+use gp_fhir::search::{self, Criterion, SearchQuery, Total};
 use gp_fhir::{Id, Instant, ResourceType};
 use gp_store::{Ctx, Store};
 use serde::{Deserialize, Serialize};
@@ -655,13 +657,18 @@ async fn run(store: &Store, ctx: &Ctx, job: &Job, dir: &Path) -> Result<Vec<Outp
     // For a Group, its patients (group.html: member.entity).
     let group: Option<HashSet<String>> = match &req.level {
         Level::Group(id) => {
-            let g = store
-                .read(
-                    ctx,
-                    ResourceType::parse("Group").context("Group")?,
-                    Id::parse(id)?,
+            let group = ResourceType::parse("Group").context("Group")?;
+            let mut q = search::parse(Some(group), &[("_id".into(), id.clone())], true)
+                .map_err(|o| anyhow::anyhow!("Group/{id}: {}", o.to_json()))?;
+            q.as_of = Some(job.transaction_time);
+            q.total = Total::None;
+            let found = store.search(ctx, Some(group), q).await?.page.entries;
+            let g = found.first().with_context(|| {
+                format!(
+                    "Group/{id} did not exist at the export's transactionTime {}",
+                    job.transaction_time
                 )
-                .await?;
+            })?;
             let v: serde_json::Value = serde_json::from_slice(&g.body)?;
             Some(
                 v["member"]
@@ -708,8 +715,13 @@ async fn run(store: &Store, ctx: &Ctx, job: &Job, dir: &Path) -> Result<Vec<Outp
                 q_params.push(("_lastUpdated".into(), format!("ge{since}")));
             }
             q_params.push(("_count".into(), "1000".into()));
-            let base: SearchQuery = search::parse(Some(*ty), &q_params, true)
+            let mut base: SearchQuery = search::parse(Some(*ty), &q_params, true)
                 .map_err(|o| anyhow::anyhow!("_typeFilter for {ty}: {}", o.to_json()))?;
+            // The files hold the resources as they were at the
+            // transactionTime (export.html#response---complete-status), the
+            // same on every run of the job; no page needs a total.
+            base.as_of = Some(job.transaction_time);
+            base.total = Total::None;
             let mut after: Option<(ResourceType, String)> = None;
             loop {
                 if job.halted() {
@@ -721,6 +733,12 @@ async fn run(store: &Store, ctx: &Ctx, job: &Job, dir: &Path) -> Result<Vec<Outp
                 let Some(last) = page.last() else { break };
                 after = Some((last.resource_type, last.id.clone()));
                 for v in &page {
+                    // `_lastUpdated` found the resources changed since
+                    // `_since` as they are now; the version of the
+                    // transactionTime may be older.
+                    if req.since.is_some_and(|since| v.last_updated < since) {
+                        continue;
+                    }
                     if let Some(g) = &group {
                         if !patients_of(*ty, &v.id, &v.body, &params)
                             .iter()

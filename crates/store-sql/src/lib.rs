@@ -49,6 +49,28 @@ impl Dialect {
         }
     }
 
+    /// The join from the current row `c` to the version `v` that was
+    /// current at the instant placeholder `at` ([`SearchQuery::as_of`]):
+    /// the current one if it was written by then, else the latest written
+    /// by then (none for a resource created since). Versions of a
+    /// resource are written in order, so the highest number is the latest.
+    /// (`+w.last_updated`: SQLite would otherwise read the type's versions
+    /// by time, all of them up to the instant, for each resource changed
+    /// since, rather than the resource's few.)
+    fn as_of_join(self, at: &str) -> String {
+        match self {
+            Dialect::Sqlite => format!(
+                "JOIN resource_version v ON v.rowid = (CASE WHEN c.last_updated <= {at} THEN c.vrow ELSE
+                   (SELECT w.rowid FROM resource_version w WHERE w.practice = ?1 AND w.type = c.type AND w.id = c.id AND +w.last_updated <= {at} ORDER BY w.version DESC LIMIT 1) END)
+                 AND v.practice = ?1"
+            ),
+            Dialect::Postgres => format!(
+                "JOIN resource_version v ON v.practice = $1 AND v.type = c.type AND v.id = c.id AND v.version = (CASE WHEN c.last_updated <= {at} THEN c.version ELSE
+                   (SELECT max(w.version) FROM resource_version w WHERE w.practice = $1 AND w.type = c.type AND w.id = c.id AND w.last_updated <= {at}) END)"
+            ),
+        }
+    }
+
     /// The column ordering current rows as they were written.
     fn write_order(self) -> &'static str {
         match self {
@@ -971,8 +993,9 @@ impl Built {
     }
 }
 
-/// The statements searching the practice's current resources. The page
-/// selects `(type, id, version, last_updated, deleted, body)`.
+/// The statements searching the practice's current resources (or their
+/// versions of an instant, [`SearchQuery::as_of`]). The page selects
+/// `(type, id, version, last_updated, deleted, body)`.
 pub fn search(
     dialect: Dialect,
     practice: i64,
@@ -983,10 +1006,29 @@ pub fn search(
     let mut a = Args::new(dialect, practice, sees);
     let pr = a.practice();
     let visible = a.visible("c");
-    let mut wh = vec![
-        format!("c.practice = {pr}"),
-        format!("NOT c.deleted{visible}"),
-    ];
+    // The version each page row serves: the current one, or the one of
+    // `as_of`, which a resource deleted or changed since still has.
+    let (join, mut wh) = match q.as_of {
+        None => (
+            dialect.body_join().to_owned(),
+            vec![format!("NOT c.deleted{visible}")],
+        ),
+        Some(at) => {
+            let at = a.bind(at.millis());
+            (
+                dialect.as_of_join(&at),
+                vec![
+                    format!("(NOT c.deleted OR c.last_updated > {at}){visible}"),
+                    "NOT v.deleted".to_owned(),
+                ],
+            )
+        }
+    };
+    wh.insert(0, format!("c.practice = {pr}"));
+    let counted = match q.as_of {
+        None => "resource_current c".to_owned(),
+        Some(_) => format!("resource_current c {join}"),
+    };
     match ty {
         Some(t) => wh.push(format!("c.type = {}", a.bind(t.as_str().to_owned()))),
         // A search across types covers the record, not its audit trail,
@@ -1034,7 +1076,7 @@ pub fn search(
     }
     let where_sql = wh.join(" AND ");
     let total = (q.total != Total::None).then(|| {
-        let sql = format!("SELECT count(*) FROM resource_current c WHERE {where_sql}");
+        let sql = format!("SELECT count(*) FROM {counted} WHERE {where_sql}");
         compact(&sql, &a.values, dialect)
     });
     if q.count == 0 {
@@ -1087,10 +1129,9 @@ pub fn search(
         q.offset as i64
     });
     let sql = format!(
-        "SELECT c.type, c.id, c.version, c.last_updated, c.deleted, v.body
-         FROM resource_current c {}
+        "SELECT c.type, c.id, v.version, v.last_updated, v.deleted, v.body
+         FROM resource_current c {join}
          WHERE {page_where} ORDER BY {} LIMIT {limit} OFFSET {offset}",
-        dialect.body_join(),
         order.join(", ")
     );
     let first_page = (q.after.is_none() && q.offset == 0).then_some(q.count);

@@ -12,7 +12,7 @@ pub mod value;
 
 use crate::outcome::{IssueType, OperationOutcome};
 use crate::view::{Summary, View};
-use crate::{Id, ResourceType};
+use crate::{Id, Instant, ResourceType};
 pub use registry::{ParamKind, SearchParam};
 pub use value::{DateCriterion, Modifier, NumberCriterion, ParamValue, Prefix};
 
@@ -184,6 +184,13 @@ pub struct SearchQuery {
     pub used: Vec<(String, String)>,
     /// Parameters ignored because they are unknown or unsupported.
     pub ignored: Vec<String>,
+    /// The resources as they were at this instant rather than as they are:
+    /// each resource's latest version written at or before it, left out
+    /// when that is a deletion or when there is none (created since). The
+    /// criteria are matched by the index, which holds current versions: for
+    /// a resource changed since, what its current version matches. Set by
+    /// a Bulk Data export (its `transactionTime`), never from a URL.
+    pub as_of: Option<Instant>,
 }
 
 impl Default for SearchQuery {
@@ -200,6 +207,7 @@ impl Default for SearchQuery {
             view: View::default(),
             used: Vec::new(),
             ignored: Vec::new(),
+            as_of: None,
         }
     }
 }

@@ -2,7 +2,8 @@
 //! API on both backends: kick-off, polling, the manifest, the NDJSON files,
 //! the three levels, `_type`, `_since`, `_typeFilter`, cancelling, and
 //! errors; jobs and their files surviving a restart, a job interrupted by
-//! a stop or a crash run again to completion, and finished jobs expiring.
+//! a stop or a crash run again to completion, and finished jobs expiring;
+//! an export's files hold the resources as of its `transactionTime`.
 
 use std::time::Duration;
 
@@ -10,7 +11,11 @@ use serde_json::{Value, json};
 
 use crate::support::{App, assert_outcome, authorised_client};
 
-crate::on_both_backends!(bulk_export, bulk_export_survives_a_restart);
+crate::on_both_backends!(
+    bulk_export,
+    bulk_export_survives_a_restart,
+    an_export_holds_the_resources_as_of_its_transaction_time
+);
 
 /// Kicks off an export; returns the status URL.
 async fn kick_off(client: &reqwest::Client, url: &str) -> String {
@@ -505,4 +510,196 @@ async fn an_export_interrupted_by_a_crash_completes_after_the_restart() {
     assert_eq!(files, vec![("Patient".to_owned(), expected)]);
     let exit = server.stop(&log).await;
     assert!(exit.success(), "{exit}\n{}", crate::child::log_tail(&log));
+}
+
+/// The body of every line of a manifest's files, by type, downloaded.
+async fn bodies(client: &reqwest::Client, manifest: &Value) -> Vec<(String, Vec<Value>)> {
+    let mut out = Vec::new();
+    for o in manifest["output"].as_array().into_iter().flatten() {
+        let text = get(client, o["url"].as_str().unwrap_or_default())
+            .await
+            .text()
+            .await
+            .unwrap_or_default();
+        let mut lines: Vec<Value> = text
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{l}: {e}")))
+            .collect();
+        lines.sort_by_key(|v| v["id"].to_string());
+        out.push((o["type"].as_str().unwrap_or_default().to_owned(), lines));
+    }
+    out.sort_by(|a, b| a.0.cmp(&b.0));
+    out
+}
+
+/// Records a finished job as the server leaves one it stopped in the
+/// middle of: running, its files left as they were.
+fn mark_running(job: &std::path::Path) {
+    let path = job.join("job.json");
+    let mut recorded: Value = serde_json::from_slice(
+        &std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display())),
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(recorded["state"], "done", "{recorded}");
+    recorded["state"] = json!("running");
+    if let Some(o) = recorded.as_object_mut() {
+        o.remove("outputs");
+        o.remove("expires");
+    }
+    std::fs::write(&path, recorded.to_string()).unwrap_or_else(|e| panic!("{e}"));
+}
+
+/// export.html#response---complete-status: the files hold the resources as
+/// of the `transactionTime`, however late the job reads them. Two exports
+/// (the whole practice, and one group) finish; then a patient and an
+/// observation are updated, an observation deleted, one created, and the
+/// group gains a member, all after their `transactionTime`; then each job
+/// is run again from its start, as after a crash, with the same
+/// `transactionTime` (which kick-off fixed): its files are those of its
+/// first run, byte for byte, holding the versions of the `transactionTime`.
+async fn an_export_holds_the_resources_as_of_its_transaction_time(app: App) {
+    for (path, body) in [
+        (
+            "Patient/p1",
+            json!({ "resourceType": "Patient", "id": "p1", "name": [{ "family": "Before" }] }),
+        ),
+        (
+            "Patient/p2",
+            json!({ "resourceType": "Patient", "id": "p2", "name": [{ "family": "Two" }] }),
+        ),
+        (
+            "Observation/changed",
+            json!({ "resourceType": "Observation", "id": "changed", "status": "preliminary",
+            "code": { "text": "pulse" }, "subject": { "reference": "Patient/p1" } }),
+        ),
+        (
+            "Observation/deleted",
+            json!({ "resourceType": "Observation", "id": "deleted", "status": "final",
+            "code": { "text": "weight" }, "subject": { "reference": "Patient/p2" } }),
+        ),
+        (
+            "Group/g1",
+            json!({ "resourceType": "Group", "id": "g1", "type": "person", "actual": true,
+            "member": [{ "entity": { "reference": "Patient/p1" } }] }),
+        ),
+    ] {
+        let res = app.put(path, &body).await;
+        assert!(res.status().is_success(), "{path}: {}", res.status());
+    }
+    // p1 twice before the kick-off: the files hold its second version.
+    let res = app
+        .put(
+            "Patient/p1",
+            &json!({ "resourceType": "Patient", "id": "p1", "name": [{ "family": "One" }] }),
+        )
+        .await;
+    assert_eq!(res.status(), 200);
+    let jobs = [
+        kick_off(
+            &app.client,
+            &app.url("$export?_type=Patient,Observation,Group"),
+        )
+        .await,
+        kick_off(&app.client, &app.url("Group/g1/$export")).await,
+    ];
+    let mut first = Vec::new();
+    for status in &jobs {
+        let m = finished(&app.client, status).await;
+        first.push((m.clone(), bodies(&app.client, &m).await));
+    }
+    // `type -> id/versionId` of the files.
+    let versions = |files: &[(String, Vec<Value>)]| {
+        files
+            .iter()
+            .map(|(t, lines)| {
+                let ids: Vec<String> = lines
+                    .iter()
+                    .map(|l| {
+                        format!(
+                            "{}/{}",
+                            l["id"].as_str().unwrap_or_default(),
+                            l["meta"]["versionId"].as_str().unwrap_or_default()
+                        )
+                    })
+                    .collect();
+                (t.clone(), ids)
+            })
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        versions(&first[0].1),
+        v(&[
+            ("Group", &["g1/1"]),
+            ("Observation", &["changed/1", "deleted/1"]),
+            ("Patient", &["p1/2", "p2/1"])
+        ])
+    );
+    assert_eq!(
+        versions(&first[1].1),
+        v(&[
+            ("Group", &["g1/1"]),
+            ("Observation", &["changed/1"]),
+            ("Patient", &["p1/2"])
+        ])
+    );
+
+    // Changes after both transactionTimes.
+    let latest = first
+        .iter()
+        .filter_map(|(m, _)| m["transactionTime"].as_str())
+        .filter_map(|t| gp_fhir::DateRange::parse(t).ok().map(|r| r.low))
+        .max()
+        .unwrap_or_else(|| panic!("no transactionTime"));
+    for (path, body) in [
+        (
+            "Patient/p1",
+            json!({ "resourceType": "Patient", "id": "p1", "name": [{ "family": "After" }] }),
+        ),
+        (
+            "Observation/changed",
+            json!({ "resourceType": "Observation", "id": "changed", "status": "final",
+            "code": { "text": "pulse" }, "subject": { "reference": "Patient/p1" } }),
+        ),
+        (
+            "Observation/created",
+            json!({ "resourceType": "Observation", "id": "created", "status": "final",
+            "code": { "text": "height" }, "subject": { "reference": "Patient/p1" } }),
+        ),
+        (
+            "Group/g1",
+            json!({ "resourceType": "Group", "id": "g1", "type": "person", "actual": true,
+            "member": [{ "entity": { "reference": "Patient/p1" } }, { "entity": { "reference": "Patient/p2" } }] }),
+        ),
+    ] {
+        let res = app.put(path, &body).await;
+        assert!(res.status().is_success(), "{path}: {}", res.status());
+        let written: Value = res.json().await.unwrap_or_else(|e| panic!("{e}"));
+        let at = written["meta"]["lastUpdated"]
+            .as_str()
+            .and_then(|t| gp_fhir::DateRange::parse(t).ok().map(|r| r.low))
+            .unwrap_or_else(|| panic!("{written}"));
+        assert!(at > latest, "{path} was written at the transactionTime");
+    }
+    let res = app.delete("Observation/deleted").await;
+    assert!(res.status().is_success(), "{}", res.status());
+
+    // Both jobs run again from their start, as after a crash.
+    let app = app
+        .restart_after(|data, _| {
+            for status in &jobs {
+                mark_running(&job_dir(data, status));
+            }
+        })
+        .await;
+    for (status, (manifest, files)) in jobs.iter().zip(&first) {
+        let status = format!(
+            "{}/$export-poll-status/{}",
+            app.server.base,
+            status.rsplit('/').next().unwrap_or_default()
+        );
+        let again = finished(&app.client, &status).await;
+        assert_eq!(again["transactionTime"], manifest["transactionTime"]);
+        assert_eq!(&bodies(&app.client, &again).await, files, "{again}");
+    }
+    app.stop().await;
 }
