@@ -916,28 +916,44 @@ fn composite_sql(
     ))
 }
 
-/// The value a resource sorts by for a parameter: its lowest value
-/// ascending, highest descending (search.html#sort); resources without one
-/// sort last either way.
-fn sort_expr(a: &mut Args<'_>, code: &str, kind: ParamKind, desc: bool) -> Option<String> {
-    let (col, agg) = match kind {
-        ParamKind::String => ("norm", if desc { "max" } else { "min" }),
-        ParamKind::Token => ("code", if desc { "max" } else { "min" }),
-        ParamKind::Date => (
-            if desc { "high" } else { "low" },
-            if desc { "max" } else { "min" },
-        ),
-        ParamKind::Number | ParamKind::Quantity => ("value", if desc { "max" } else { "min" }),
-        ParamKind::Reference => ("target_id", if desc { "max" } else { "min" }),
-        ParamKind::Uri => ("uri", if desc { "max" } else { "min" }),
-        _ => return None,
+/// What a resource sorts by for a parameter: its lowest value ascending,
+/// highest descending (search.html#sort), each key with whether it
+/// follows the direction asked for; resources without one sort last
+/// either way. Quantities sort by their UCUM canonical value (5 g after
+/// 900 mg, 98.6 [degF] beside 37 Cel), grouped by canonical unit so
+/// that incommensurable values are not interleaved, those in no unit
+/// OpenGP reduces after them as written.
+fn sort_keys(a: &mut Args<'_>, code: &str, kind: ParamKind, desc: bool) -> Vec<(String, bool)> {
+    let agg = if desc { "max" } else { "min" };
+    let cols: &[(&str, &str, bool)] = match kind {
+        ParamKind::String => &[("s.norm", agg, true)],
+        ParamKind::Token => &[("s.code", agg, true)],
+        ParamKind::Date if desc => &[("s.high", agg, true)],
+        ParamKind::Date => &[("s.low", agg, true)],
+        ParamKind::Number => &[("s.value", agg, true)],
+        ParamKind::Quantity => &[
+            ("s.canonical_code", "min", false),
+            ("COALESCE(s.canonical_value, s.value)", agg, true),
+        ],
+        ParamKind::Reference => &[("s.target_id", agg, true)],
+        ParamKind::Uri => &[("s.uri", agg, true)],
+        _ => return Vec::new(),
     };
-    let t = table(kind)?;
+    let Some(t) = table(kind) else {
+        return Vec::new();
+    };
     let p = a.bind(code.to_owned());
     let (pr, hint) = (a.practice(), a.hint(&format!("{t}_owner")));
-    Some(format!(
-        "(SELECT {agg}(s.{col}) FROM {t} s {hint} WHERE s.practice = {pr} AND s.type = c.type AND s.id = c.id AND s.param = {p})"
-    ))
+    cols.iter()
+        .map(|(col, agg, follows)| {
+            (
+                format!(
+                    "(SELECT {agg}({col}) FROM {t} s {hint} WHERE s.practice = {pr} AND s.type = c.type AND s.id = c.id AND s.param = {p})"
+                ),
+                *follows,
+            )
+        })
+        .collect()
 }
 
 /// The condition that keeps the versions of resources `sees` may not see
@@ -1102,11 +1118,10 @@ pub fn search(
             SortField::Id => order.push(format!("c.id {dir}")),
             SortField::LastUpdated => order.push(format!("c.last_updated {dir}")),
             SortField::Param { code, kind } => {
-                let Some(e) = sort_expr(&mut a, code, kind, key.desc) else {
-                    continue;
-                };
-                order.push(format!("{e} IS NULL"));
-                order.push(format!("{e} {dir}"));
+                for (e, follows) in sort_keys(&mut a, code, kind, key.desc) {
+                    order.push(format!("{e} IS NULL"));
+                    order.push(format!("{e} {}", if follows { dir } else { "ASC" }));
+                }
             }
         }
     }

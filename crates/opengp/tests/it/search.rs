@@ -135,6 +135,7 @@ crate::on_both_backends!(
     lists,
     text_and_content,
     quantities_in_canonical_units,
+    quantities_sort_in_canonical_units,
 );
 
 /// search.html#string, #token, #date, #reference, #quantity, #number and
@@ -667,6 +668,18 @@ async fn text_and_content(app: App) {
     app.stop().await;
 }
 
+/// An Observation of `value` in unit `code` of `system` (with no system,
+/// the unit alone: a code needs its system, qty-3).
+fn measured(id: &str, value: f64, system: Option<&str>, code: &str) -> Value {
+    let mut q = json!({ "value": value, "unit": code });
+    if let Some(s) = system {
+        q["system"] = json!(s);
+        q["code"] = json!(code);
+    }
+    json!({ "resourceType": "Observation", "id": id, "status": "final",
+            "code": { "text": "a measurement" }, "valueQuantity": q })
+}
+
 /// search.html#quantity: "the server may also apply canonical units": a
 /// UCUM value is compared with every UCUM quantity in commensurable units
 /// (OpenGP's UCUM subset, gp-fhir `ucum.rs`), with the implicit range and
@@ -676,16 +689,7 @@ async fn text_and_content(app: App) {
 /// OpenGP does not reduce, is compared as written only.
 async fn quantities_in_canonical_units(app: App) {
     const UCUM: &str = "http://unitsofmeasure.org";
-    let obs = |id: &str, value: f64, system: Option<&str>, code: &str| {
-        // A code needs its system (qty-3): without one, the unit alone.
-        let mut q = json!({ "value": value, "unit": code });
-        if let Some(s) = system {
-            q["system"] = json!(s);
-            q["code"] = json!(code);
-        }
-        json!({ "resourceType": "Observation", "id": id, "status": "final",
-                "code": { "text": "a measurement" }, "valueQuantity": q })
-    };
+    let obs = measured;
     seed(
         &app,
         &[
@@ -881,5 +885,68 @@ async fn quantities_in_canonical_units(app: App) {
         ],
     )
     .await;
+    app.stop().await;
+}
+
+/// search.html#sort on a quantity parameter: values in UCUM units sort by
+/// their canonical value (OpenGP's UCUM subset, gp-fhir `ucum.rs`), those of
+/// one canonical unit together (kelvin before grams, in code order, either
+/// direction), values in no unit OpenGP reduces after them as written, and
+/// resources with no value last.
+async fn quantities_sort_in_canonical_units(app: App) {
+    const UCUM: &str = "http://unitsofmeasure.org";
+    let mut all = vec![
+        measured("kg", 70.0, Some(UCUM), "kg"),
+        measured("lb", 150.0, Some(UCUM), "[lb_av]"),
+        measured("g", 69_500.0, Some(UCUM), "g"),
+        measured("celsius", 37.5, Some(UCUM), "Cel"),
+        measured("fahrenheit", 98.0, Some(UCUM), "[degF]"),
+        measured("kelvin", 311.0, Some(UCUM), "K"),
+        measured("stone", 50.0, None, "stone"),
+    ];
+    all.push(
+        json!({ "resourceType": "Observation", "id": "none", "status": "final",
+                     "code": { "text": "a measurement" } }),
+    );
+    seed(&app, &all).await;
+    let order = |b: &Value| -> Vec<String> {
+        b["entry"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|e| e["resource"]["id"].as_str().map(str::to_owned))
+            .collect()
+    };
+    for (query, want) in [
+        // 98.0 [degF] is 309.8 K, 37.5 Cel 310.65 K; 150 [lb_av] is 68 kg.
+        (
+            "Observation?_sort=value-quantity",
+            [
+                "fahrenheit",
+                "celsius",
+                "kelvin",
+                "lb",
+                "g",
+                "kg",
+                "stone",
+                "none",
+            ],
+        ),
+        (
+            "Observation?_sort=-value-quantity",
+            [
+                "kelvin",
+                "celsius",
+                "fahrenheit",
+                "kg",
+                "g",
+                "lb",
+                "stone",
+                "none",
+            ],
+        ),
+    ] {
+        assert_eq!(order(&json(app.get(query).await).await), want, "{query}");
+    }
     app.stop().await;
 }
