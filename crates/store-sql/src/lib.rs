@@ -8,6 +8,8 @@
 //! `idx_*`, with the same index names); a [`Dialect`] covers the rest:
 //! placeholders, SQLite's index hints, and how a current row finds its body.
 
+pub mod body;
+
 use gp_fhir::ResourceType;
 use gp_fhir::search::{
     Criterion, Modifier, ParamKind, ParamValue, Prefix, SearchQuery, SortField, Total, registry,

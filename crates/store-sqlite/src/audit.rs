@@ -1,7 +1,6 @@
 //! The audit chain (gp-store's `audit.rs`): one link per AuditEvent, in the
 //! order they committed. Every statement binds the practice key as `?1`.
 
-use bytes::Bytes;
 use gp_store::StoreError;
 use gp_store::audit::{AuditLink, StoredLink};
 use rusqlite::{OptionalExtension, params};
@@ -55,7 +54,10 @@ impl Scoped<'_> {
                         event: r.get(1)?,
                         hash: r.get(2)?,
                     },
-                    body: r.get::<_, Option<Vec<u8>>>(3)?.map(Bytes::from),
+                    body: r
+                        .get::<_, Option<Vec<u8>>>(3)?
+                        .map(|b| crate::body::decode(self.codec, self.conn, b))
+                        .transpose()?,
                     last_updated: r
                         .get::<_, Option<i64>>(4)?
                         .map(gp_fhir::Instant::from_millis),

@@ -15,6 +15,7 @@
 
 mod accounts;
 mod audit;
+mod body;
 mod dmd;
 mod index;
 mod schema;
@@ -40,6 +41,8 @@ pub use writer::WriterStats;
 pub struct SqliteBackend {
     path: PathBuf,
     writer: writer::Writer,
+    /// The dictionaries bodies are compressed with (`body.rs`).
+    codec: Arc<gp_store_sql::body::Codec>,
     /// Idle read-only connections, reused to keep their statement caches.
     readers: Mutex<Vec<Connection>>,
 }
@@ -57,10 +60,12 @@ impl SqliteBackend {
         let conn = Connection::open(&path).map_err(db_err)?;
         schema::configure(&conn, false)?;
         schema::migrate(&conn)?;
-        let writer = writer::Writer::start(conn)?;
+        let (codec, trained_at) = body::load(&conn)?;
+        let writer = writer::Writer::start(conn, path.clone(), codec.clone(), trained_at)?;
         Ok(Arc::new(SqliteBackend {
             path,
             writer,
+            codec,
             readers: Mutex::new(Vec::new()),
         }))
     }
@@ -172,6 +177,7 @@ impl Backend for SqliteBackend {
                 conn: c,
                 practice: ctx.practice.key,
                 sees: ctx.sees(),
+                codec: &self.codec,
             };
             let out = job(&mut tx);
             let _ = c.execute_batch("COMMIT");

@@ -149,6 +149,15 @@ const MIGRATIONS: &[&str] = &[
     "ALTER TABLE idx_quantity ADD COLUMN canonical_value REAL;
     ALTER TABLE idx_quantity ADD COLUMN canonical_code TEXT;
     CREATE INDEX idx_quantity_canonical ON idx_quantity (practice, type, param, canonical_code, canonical_value);",
+    // 18: the zstd dictionaries versions' bodies are compressed with
+    // (`gp_store_sql::body`), each with the store's newest version when it
+    // was trained. Versions stored before stay as they are.
+    "CREATE TABLE body_dict (
+        id INTEGER PRIMARY KEY,
+        trained_at INTEGER NOT NULL,
+        created_at INTEGER NOT NULL,
+        bytes BLOB NOT NULL
+    );",
 ];
 
 /// The migration adding `idx_text`, after which the current versions stored

@@ -1,7 +1,6 @@
 //! Reads and writes scoped to one practice. Every statement here binds the
 //! practice key as `?1`.
 
-use bytes::Bytes;
 use gp_fhir::search::SearchQuery;
 use gp_fhir::{Instant, ResourceType};
 use gp_store::access::Sees;
@@ -13,7 +12,9 @@ use gp_store::{
 use rusqlite::types::Value as SqlValue;
 use rusqlite::{Connection, OptionalExtension, params, params_from_iter};
 
+use crate::body::decode;
 use crate::db_err;
+use gp_store_sql::body::Codec;
 
 /// A connection seen through one practice.
 pub(crate) struct Scoped<'c> {
@@ -22,6 +23,8 @@ pub(crate) struct Scoped<'c> {
     pub practice: i64,
     /// Which restricted entries the context sees.
     pub sees: Sees,
+    /// How bodies are stored (`crate::body`).
+    pub codec: &'c Codec,
 }
 
 /// The writer's view: a scoped connection inside the open transaction, plus
@@ -37,33 +40,44 @@ fn version_row(
     ty: ResourceType,
     id: &str,
     row: &rusqlite::Row<'_>,
+    (codec, conn): (&Codec, &Connection),
 ) -> rusqlite::Result<StoredVersion> {
-    let body: Vec<u8> = row.get(3)?;
+    let body = decode(codec, conn, row.get(3)?)?;
     Ok(StoredVersion {
         resource_type: ty,
         id: id.to_owned(),
         version: row.get::<_, i64>(0)? as u64,
         last_updated: Instant::from_millis(row.get(1)?),
         deleted: row.get::<_, i64>(2)? != 0,
-        body: Bytes::from(body),
+        body,
     })
 }
 
 /// A row of `(type, id, version, last_updated, deleted, body)`.
-pub(crate) fn full_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<StoredVersion> {
+pub(crate) fn full_row(
+    row: &rusqlite::Row<'_>,
+    (codec, conn): (&Codec, &Connection),
+) -> rusqlite::Result<StoredVersion> {
     let ty: String = row.get(0)?;
     let id: String = row.get(1)?;
     let ty = ResourceType::parse(&ty)
         .ok_or_else(|| rusqlite::Error::InvalidColumnName(format!("stored type {ty}")))?;
-    let body: Vec<u8> = row.get(5)?;
+    let body = decode(codec, conn, row.get(5)?)?;
     Ok(StoredVersion {
         resource_type: ty,
         id,
         version: row.get::<_, i64>(2)? as u64,
         last_updated: Instant::from_millis(row.get(3)?),
         deleted: row.get::<_, i64>(4)? != 0,
-        body: Bytes::from(body),
+        body,
     })
+}
+
+impl<'c> Scoped<'c> {
+    /// What a row mapper needs to read a stored body.
+    fn bodies(&self) -> (&'c Codec, &'c Connection) {
+        (self.codec, self.conn)
+    }
 }
 
 impl ReadTx for Scoped<'_> {
@@ -92,7 +106,7 @@ impl ReadTx for Scoped<'_> {
             )
             .map_err(db_err)?;
         s.query_row(params![self.practice, ty.as_str(), id], |r| {
-            version_row(ty, id, r)
+            version_row(ty, id, r, self.bodies())
         })
         .optional()
         .map_err(db_err)
@@ -113,7 +127,7 @@ impl ReadTx for Scoped<'_> {
             .map_err(db_err)?;
         s.query_row(
             params![self.practice, ty.as_str(), id, version as i64],
-            |r| version_row(ty, id, r),
+            |r| version_row(ty, id, r, self.bodies()),
         )
         .optional()
         .map_err(db_err)
@@ -147,7 +161,10 @@ impl ReadTx for Scoped<'_> {
                     key: r.get::<_, i64>(0)? as usize,
                     latest: r.get::<_, i64>(1)? as u64,
                     restricted: r.get(2)?,
-                    body: r.get::<_, Option<Vec<u8>>>(3)?.map(Bytes::from),
+                    body: r
+                        .get::<_, Option<Vec<u8>>>(3)?
+                        .map(|b| decode(self.codec, self.conn, b))
+                        .transpose()?,
                 })
             })
             .map_err(db_err)?;
@@ -159,7 +176,7 @@ impl ReadTx for Scoped<'_> {
         ty: Option<ResourceType>,
         q: &SearchQuery,
     ) -> Result<SearchPage, StoreError> {
-        crate::search::search(self.conn, self.practice, &self.sees, ty, q)
+        crate::search::search(self.bodies(), self.practice, &self.sees, ty, q)
     }
 
     fn references(
@@ -245,7 +262,7 @@ impl ReadTx for Scoped<'_> {
         let rows = s
             .query_map(params![self.practice, after, until, limit as i64], |r| {
                 Ok(VersionRecord {
-                    version: full_row(r)?,
+                    version: full_row(r, self.bodies())?,
                     position: r.get(6)?,
                     author: r.get(7)?,
                 })
@@ -278,7 +295,7 @@ impl ReadTx for Scoped<'_> {
         let rows = s
             .query_map(
                 params![self.practice, after.0, after.1, limit as i64],
-                full_row,
+                |r| full_row(r, self.bodies()),
             )
             .map_err(db_err)?;
         rows.collect::<Result<Vec<_>, _>>().map_err(db_err)
@@ -362,7 +379,9 @@ impl ReadTx for Scoped<'_> {
         );
         let mut s = self.conn.prepare_cached(&sql).map_err(db_err)?;
         let rows = s
-            .query_map(params_from_iter(args.iter()), full_row)
+            .query_map(params_from_iter(args.iter()), |r| {
+                full_row(r, self.bodies())
+            })
             .map_err(db_err)?;
         let entries = rows.collect::<Result<Vec<_>, _>>().map_err(db_err)?;
         Ok(HistoryPage {
@@ -494,7 +513,8 @@ impl WriteTx for ScopedWrite<'_> {
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
         )
         .and_then(|mut s| {
-            s.execute(params![practice, v.resource_type.as_str(), v.id, v.version as i64, v.last_updated.millis(), v.deleted as i64, v.author.as_deref().unwrap_or(self.author), v.body])
+            let body = self.read.codec.encode(&v.body);
+            s.execute(params![practice, v.resource_type.as_str(), v.id, v.version as i64, v.last_updated.millis(), v.deleted as i64, v.author.as_deref().unwrap_or(self.author), body])
         })
         .map_err(|e| match e {
             rusqlite::Error::SqliteFailure(f, _) if f.code == rusqlite::ErrorCode::ConstraintViolation => {

@@ -4,6 +4,7 @@ use gp_fhir::ResourceType;
 use gp_fhir::search::SearchQuery;
 use gp_store::access::Sees;
 use gp_store::{SearchPage, StoreError};
+use gp_store_sql::body::Codec;
 use gp_store_sql::{Arg, Dialect};
 use rusqlite::types::Value as SqlValue;
 use rusqlite::{Connection, params_from_iter};
@@ -21,7 +22,7 @@ pub(crate) fn value(a: &Arg) -> SqlValue {
 
 /// Runs a search over the practice's current resources.
 pub(crate) fn search(
-    conn: &Connection,
+    (codec, conn): (&Codec, &Connection),
     practice: i64,
     sees: &Sees,
     ty: Option<ResourceType>,
@@ -33,7 +34,9 @@ pub(crate) fn search(
         Some(st) => {
             let mut s = conn.prepare_cached(&st.sql).map_err(db_err)?;
             let rows = s
-                .query_map(params_from_iter(st.args.iter().map(value)), full_row)
+                .query_map(params_from_iter(st.args.iter().map(value)), |r| {
+                    full_row(r, (codec, conn))
+                })
                 .map_err(db_err)?;
             rows.collect::<Result<Vec<_>, _>>().map_err(db_err)?
         }

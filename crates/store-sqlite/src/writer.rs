@@ -1,6 +1,7 @@
 //! The single writer and its group commit.
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, Sender, channel};
 use std::sync::{Arc, Mutex};
@@ -14,6 +15,7 @@ use crate::db_err;
 use crate::scoped::{Scoped, ScopedWrite};
 use crate::terminology::{LoadMsg, SqliteLoad};
 use gp_store::access::Sees;
+use gp_store_sql::body::Codec;
 
 /// The most jobs one commit carries; bounds the latency a job can add to
 /// the others in its group.
@@ -41,6 +43,12 @@ enum Msg {
         actor: String,
         release: Box<gp_terminology::dmd::DmdRelease>,
         reply: Sender<Result<gp_store::DmdInfo, StoreError>>,
+    },
+    /// A dictionary trained off the writer thread (`body.rs`) on the
+    /// store as it was at `newest`; `None` if training found none.
+    Dict {
+        dict: Option<Vec<u8>>,
+        newest: i64,
     },
     /// A terminology load: the writer runs it to the end before anything else.
     Snomed {
@@ -70,13 +78,25 @@ pub(crate) struct Writer {
 }
 
 impl Writer {
-    pub fn start(conn: Connection) -> Result<Self, StoreError> {
+    pub fn start(
+        conn: Connection,
+        path: PathBuf,
+        codec: Arc<Codec>,
+        trained_at: Option<i64>,
+    ) -> Result<Self, StoreError> {
         let (tx, rx) = channel();
         let counters = Arc::new(Counters::default());
         let c = counters.clone();
+        let bodies = Bodies {
+            path,
+            codec,
+            trained_at,
+            training: false,
+            tx: tx.clone(),
+        };
         let thread = std::thread::Builder::new()
             .name("sqlite-writer".into())
-            .spawn(move || run(conn, rx, &c))
+            .spawn(move || run(conn, rx, &c, bodies))
             .map_err(|e| StoreError::Backend(format!("starting the writer: {e}")))?;
         Ok(Writer {
             tx: Mutex::new(Some(tx)),
@@ -180,7 +200,51 @@ impl Drop for Writer {
     }
 }
 
-fn run(conn: Connection, rx: Receiver<Msg>, counters: &Counters) {
+/// The writer's side of body compression: the codec it writes with, and
+/// when to train the next dictionary.
+struct Bodies {
+    path: PathBuf,
+    codec: Arc<Codec>,
+    /// The store's newest version when the last dictionary was trained.
+    trained_at: Option<i64>,
+    training: bool,
+    tx: Sender<Msg>,
+}
+
+impl Bodies {
+    /// Starts training a dictionary when the store has grown enough.
+    fn maybe_train(&mut self, conn: &Connection) {
+        if self.training {
+            return;
+        }
+        let newest = crate::body::newest(conn);
+        if !gp_store_sql::body::due(newest, self.trained_at) {
+            return;
+        }
+        self.training = true;
+        crate::body::train_in_background(
+            self.path.clone(),
+            self.codec.clone(),
+            self.tx.clone(),
+            move |dict| Msg::Dict { dict, newest },
+        );
+    }
+
+    /// Stores a trained dictionary, before the jobs of the group it came
+    /// in commit, so that no frame is ever stored without its dictionary.
+    fn trained(&mut self, conn: &Connection, dict: Option<Vec<u8>>, newest: i64) {
+        self.training = false;
+        // A failed training waits for the store to grow as a success does.
+        self.trained_at = Some(newest);
+        if let Some(dict) = dict
+            && let Err(e) = crate::body::store(conn, &self.codec, &dict, newest)
+        {
+            tracing::warn!(error = %e, "storing a trained dictionary");
+        }
+    }
+}
+
+fn run(conn: Connection, rx: Receiver<Msg>, counters: &Counters, mut bodies: Bodies) {
     // The last instant stamped; seeded from the store so that time never
     // runs backwards across restarts either.
     let mut clock: i64 = conn
@@ -216,10 +280,17 @@ fn run(conn: Connection, rx: Receiver<Msg>, counters: &Counters) {
                     let _ = reply.send(ensure_practice(&conn, &ods, &name, &actor));
                 }
                 Msg::Close { reply } => closing = Some(reply),
+                Msg::Dict { dict, newest } => bodies.trained(&conn, dict, newest),
                 Msg::Snomed { name, actor, rx } => {
                     // Jobs queued before the load commit first.
                     if !jobs.is_empty() {
-                        commit_group(&conn, std::mem::take(&mut jobs), &mut clock, counters);
+                        commit_group(
+                            &conn,
+                            std::mem::take(&mut jobs),
+                            &mut clock,
+                            counters,
+                            &bodies.codec,
+                        );
                     }
                     crate::terminology::run_load(&conn, &rx, &name, &actor);
                 }
@@ -230,14 +301,21 @@ fn run(conn: Connection, rx: Receiver<Msg>, counters: &Counters) {
                     reply,
                 } => {
                     if !jobs.is_empty() {
-                        commit_group(&conn, std::mem::take(&mut jobs), &mut clock, counters);
+                        commit_group(
+                            &conn,
+                            std::mem::take(&mut jobs),
+                            &mut clock,
+                            counters,
+                            &bodies.codec,
+                        );
                     }
                     let _ = reply.send(crate::dmd::store(&conn, &name, &actor, &release));
                 }
             }
         }
         if !jobs.is_empty() {
-            commit_group(&conn, jobs, &mut clock, counters);
+            commit_group(&conn, jobs, &mut clock, counters, &bodies.codec);
+            bodies.maybe_train(&conn);
         }
         if let Some(reply) = closing {
             // Drain what was queued behind the close request, then stop.
@@ -254,7 +332,7 @@ fn run(conn: Connection, rx: Receiver<Msg>, counters: &Counters) {
                 })
                 .collect();
             if !rest.is_empty() {
-                commit_group(&conn, rest, &mut clock, counters);
+                commit_group(&conn, rest, &mut clock, counters, &bodies.codec);
             }
             if let Err(e) = conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE);") {
                 tracing::warn!(error = %e, "checkpoint on close failed; the WAL will be replayed on next open");
@@ -272,6 +350,7 @@ fn commit_group(
     jobs: Vec<(i64, String, Sees, Box<dyn WriteJob>)>,
     clock: &mut i64,
     counters: &Counters,
+    codec: &Codec,
 ) {
     if let Err(e) = conn.execute_batch("BEGIN IMMEDIATE") {
         let msg = e.to_string();
@@ -299,6 +378,7 @@ fn commit_group(
                     conn,
                     practice,
                     sees,
+                    codec,
                 },
                 author: &author,
                 clock,
