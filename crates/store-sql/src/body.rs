@@ -203,9 +203,9 @@ mod tests {
     #[test]
     fn frames_round_trip_and_name_their_dictionary() {
         let all = samples(3000);
-        let dict = train(&all).expect("a dictionary");
+        let dict = train(&all).unwrap_or_else(|| panic!("no dictionary"));
         let codec = Codec::default();
-        let id = codec.add(&dict, true).expect("an id");
+        let id = codec.add(&dict, true).unwrap_or_else(|| panic!("no id"));
         assert_eq!(codec.writing_with(), Some(id));
         let json = &all[1234];
         let stored = codec.encode(json);
