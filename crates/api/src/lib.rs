@@ -122,6 +122,7 @@ impl AppState {
     ) -> anyhow::Result<Self> {
         let exports = Arc::new(gp_migrate::bulk::Exports::open(dir, retention)?);
         exports.expire_in_background();
+        exports.resume_in_background(self.store.clone());
         self.exports = Some(exports);
         Ok(self)
     }

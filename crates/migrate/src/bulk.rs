@@ -11,10 +11,12 @@
 //! kick-off and when the job ends. So a finished job outlives a restart and
 //! its files are still served to whoever asked; a job the server stopped
 //! (or crashed) in the middle of is found at the next start and run again
-//! from its start, with the same id and `transactionTime`, when its owner
-//! next polls it (the job runs with the requester's context, which only
-//! their request brings). Finished jobs and their files are deleted by
-//! `DELETE` or once the retention period has passed.
+//! from its start, with the same id and `transactionTime` (so the same
+//! snapshot), at once with its owner's session if that is still valid,
+//! else when its owner next polls it (the job runs with the requester's
+//! context, which only their session or request brings). Finished jobs and
+//! their files are deleted by `DELETE` or once the retention period has
+//! passed.
 
 use std::collections::{HashMap, HashSet};
 use std::io::Write;
@@ -95,6 +97,10 @@ pub struct Job {
     /// The practice and the user who asked: nobody else sees it.
     pub practice: i64,
     pub owner: String,
+    /// The owner's session at kick-off (the hash of its token, as the
+    /// store keeps it), for running the job again at the next start
+    /// while the session lasts; none for an app's token.
+    session: Option<String>,
     pub request: ExportRequest,
     pub transaction_time: Instant,
     status: Mutex<Status>,
@@ -104,8 +110,9 @@ pub struct Job {
     /// for the next start to take up again.
     interrupted: AtomicBool,
     /// Recorded as running but not running: the server stopped in the
-    /// middle of it. Its owner's next poll starts it again; unless that
-    /// comes first, it is deleted at this instant.
+    /// middle of it. The start ([`Exports::resume_in_background`]) or its
+    /// owner's next poll starts it again; unless that comes first, it is
+    /// deleted at this instant.
     stopped: Mutex<Option<Instant>>,
     resources: AtomicU64,
 }
@@ -155,6 +162,8 @@ struct JobFile {
     id: String,
     practice: i64,
     owner: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    session: Option<String>,
     /// `system`, `patient` or `group`.
     level: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -200,6 +209,7 @@ impl JobFile {
             id: job.id.clone(),
             practice: job.practice,
             owner: job.owner.clone(),
+            session: job.session.clone(),
             level: level.into(),
             group,
             types: r.types.iter().map(|t| t.as_str().to_owned()).collect(),
@@ -226,8 +236,8 @@ impl JobFile {
     }
 
     /// The job this file describes; a job that was running when the server
-    /// stopped is running again, waiting for its owner to poll it (for at
-    /// most `retention`).
+    /// stopped is running again, waiting to be started again (for at most
+    /// `retention`).
     fn job(self, retention: Duration) -> Result<Job> {
         let ty = |t: &str| ResourceType::parse(t).with_context(|| format!("type '{t}'"));
         let instant = |s: &str| {
@@ -288,6 +298,7 @@ impl JobFile {
             id: self.id,
             practice: self.practice,
             owner: self.owner,
+            session: self.session,
             request,
             transaction_time,
             status: Mutex::new(status),
@@ -335,9 +346,9 @@ pub struct Exports {
 impl Exports {
     /// Jobs under `dir`, each kept `retention` after it finished. The jobs
     /// found there are taken up again: finished ones served as they were,
-    /// one that was running run again at its owner's next poll
-    /// ([`Exports::poll`]); expired ones and anything unreadable are
-    /// deleted.
+    /// one that was running run again by [`Exports::resume_in_background`]
+    /// or at its owner's next poll ([`Exports::poll`]); expired ones and
+    /// anything unreadable are deleted.
     pub fn open(dir: &Path, retention: Duration) -> Result<Self> {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
         let mut jobs = HashMap::new();
@@ -409,6 +420,15 @@ impl Exports {
             id: id.clone(),
             practice: ctx.practice.key,
             owner: ctx.actor.id().to_owned(),
+            // An app's context (its scopes narrowing the user's role) is
+            // not a session's: only its requests bring it.
+            session: ctx
+                .access
+                .user
+                .as_ref()
+                .filter(|_| ctx.grant.is_none())
+                .map(|u| u.session.clone())
+                .filter(|s| !s.is_empty() && !s.starts_with("app:")),
             request,
             transaction_time: Instant::now(),
             status: Mutex::new(Status::Running {
@@ -435,25 +455,79 @@ impl Exports {
     }
 
     /// The job, as [`Exports::get`]; one the server stopped in the middle of
-    /// is started again first, from its start (its partial files deleted),
-    /// with the context of this poll: its owner's.
+    /// (and has not started again) is started again first, with the
+    /// context of this poll: its owner's.
     pub fn poll(&self, id: &str, store: &Store, ctx: &Ctx) -> Option<Arc<Job>> {
         let job = self.get(id, ctx)?;
-        let resume = job.stopped.lock().ok().and_then(|mut s| s.take()).is_some();
-        if resume {
-            let dir = self.dir.join(&job.id);
-            tracing::info!(job = %job.id, "resuming a bulk export the server stopped in the middle of");
-            if let Err(e) = clear(&dir) {
-                job.set(Status::Failed {
-                    why: format!("clearing the files of the interrupted run: {e:#}"),
-                    expires: later(Instant::now(), self.retention),
-                });
-                let _ = save(&dir, &job);
-            } else {
-                self.launch(job.clone(), store.clone(), ctx.clone(), dir);
-            }
-        }
+        self.resume(&job, store, ctx);
         Some(job)
+    }
+
+    /// Starts the jobs the server stopped in the middle of again, in the
+    /// background, each with its owner's session if that is still valid
+    /// (`Store::resolve_session`: not ended, expired, disabled or its role
+    /// taken away); the others wait for their owner's next poll, which
+    /// brings a context.
+    pub fn resume_in_background(self: &Arc<Self>, store: Store) {
+        let stopped: Vec<Arc<Job>> = self
+            .jobs
+            .lock()
+            .map(|jobs| {
+                jobs.values()
+                    .filter(|j| j.stopped.lock().is_ok_and(|s| s.is_some()))
+                    .cloned()
+                    .collect()
+            })
+            .unwrap_or_default();
+        if stopped.is_empty() {
+            return;
+        }
+        let exports = self.clone();
+        tokio::spawn(async move {
+            let practices = store
+                .practices(&gp_store::Actor::system())
+                .await
+                .unwrap_or_default();
+            for job in stopped {
+                let ctx = match (
+                    &job.session,
+                    practices.iter().find(|p| p.key == job.practice),
+                ) {
+                    (Some(session), Some(practice)) => {
+                        store.resolve_session(practice, session).await.ok()
+                    }
+                    _ => None,
+                };
+                match ctx {
+                    Some(ctx) if ctx.actor.id() == job.owner => {
+                        exports.resume(&job, &store, &ctx);
+                    }
+                    _ => {
+                        tracing::info!(job = %job.id, "a bulk export the server stopped in the middle of runs again when its owner next polls it: the session that started it is not recorded or has ended")
+                    }
+                }
+            }
+        });
+    }
+
+    /// Starts a job the server stopped in the middle of again, from its
+    /// start (its partial files deleted), with `ctx`; nothing if it is not
+    /// such a job (any more).
+    fn resume(&self, job: &Arc<Job>, store: &Store, ctx: &Ctx) {
+        if job.stopped.lock().ok().and_then(|mut s| s.take()).is_none() {
+            return;
+        }
+        let dir = self.dir.join(&job.id);
+        tracing::info!(job = %job.id, "running again a bulk export the server stopped in the middle of");
+        if let Err(e) = clear(&dir) {
+            job.set(Status::Failed {
+                why: format!("clearing the files of the interrupted run: {e:#}"),
+                expires: later(Instant::now(), self.retention),
+            });
+            let _ = save(&dir, job);
+        } else {
+            self.launch(job.clone(), store.clone(), ctx.clone(), dir);
+        }
     }
 
     /// Runs a job in the background, recording its end in `job.json`.
@@ -563,7 +637,7 @@ fn load(dir: &Path, retention: Duration) -> Result<Job> {
         anyhow::bail!("its file {} is missing", o.file);
     }
     if job.stopped.lock().is_ok_and(|s| s.is_some()) {
-        tracing::warn!(job = %job.id, "a bulk export was interrupted by the server stopping; it runs again from its start when its owner next polls it");
+        tracing::warn!(job = %job.id, "a bulk export was interrupted by the server stopping; it runs again from its start");
     }
     Ok(job)
 }

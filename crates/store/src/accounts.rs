@@ -798,8 +798,23 @@ impl Store {
             }
             None => return Err(expired()),
         }
+        self.resolve_session(practice, &token_hash(token)).await
+    }
+
+    /// The context of a stored session, by the hash of its token (as a
+    /// context keeps it: `SignedIn::session`), checked as [`Store::resolve`]
+    /// checks a token: refused once the session has ended or expired, the
+    /// account is disabled or the role taken away. For work a request
+    /// started that the server carries on after a restart (a Bulk Data
+    /// export), with no request to bring the context.
+    pub async fn resolve_session(
+        &self,
+        practice: &Practice,
+        session: &str,
+    ) -> Result<Ctx, StoreError> {
+        let expired = || StoreError::Unauthorized("the session is not valid; sign in again".into());
         let system = Ctx::new(practice.clone(), Actor::system());
-        let hash = token_hash(token);
+        let hash = session.to_owned();
         let app_hash = hash.clone();
         let found = self
             .read_in(&system, move |tx| {

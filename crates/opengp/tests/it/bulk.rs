@@ -277,8 +277,8 @@ async fn get(client: &reqwest::Client, url: &str) -> reqwest::Response {
 
 /// A finished export's manifest and files are served after a restart, to
 /// whoever asked and nobody else; an export the server stopped in the
-/// middle of runs again when its owner polls, to completion; DELETE
-/// removes a job's files from disk.
+/// middle of runs again, to completion; DELETE removes a job's files from
+/// disk.
 async fn bulk_export_survives_a_restart(app: App) {
     for (path, body) in [
         (
@@ -433,10 +433,12 @@ async fn finished_exports_expire() {
         .unwrap_or_else(|e| panic!("{e:#}"));
 }
 
-/// A real server process killed (SIGKILL) in the middle of an export: at
-/// the next start the job, polled by its owner, runs again from its start
-/// and completes, with the same job and `transactionTime`, a complete
-/// manifest and every patient exactly once (export.html#bulk-data-status-request).
+/// A real server process killed (SIGKILL) in the middle of an export: the
+/// next start runs the job again from its start, with the session that
+/// started it (stored, so still valid), and it completes before its owner
+/// polls; then the owner finds the same job and `transactionTime`, a
+/// complete manifest and every patient exactly once
+/// (export.html#bulk-data-status-request).
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn an_export_interrupted_by_a_crash_completes_after_the_restart() {
     const PATIENTS: usize = 10_000;
@@ -483,14 +485,20 @@ async fn an_export_interrupted_by_a_crash_completes_after_the_restart() {
     }
     server.kill().await;
     let job = job_dir(&data, &status);
-    let recorded: Value = serde_json::from_slice(
-        &std::fs::read(job.join("job.json")).unwrap_or_else(|e| panic!("{e}")),
-    )
-    .unwrap_or_else(|e| panic!("{e}"));
+    let recorded = recorded(&job);
     assert_eq!(recorded["state"], "running", "{recorded}");
     assert!(job.join("Patient.ndjson").is_file(), "no partial file");
 
     let server = crate::child::Server::start(&data, &log).await;
+    // Done without a poll: watched on disk.
+    let done = ended_without_a_poll(&job).await;
+    assert_eq!(
+        done["state"],
+        "done",
+        "{done}\n{}",
+        crate::child::log_tail(&log)
+    );
+    assert_eq!(done["transactionTime"], recorded["transactionTime"]);
     let client = authorised_client(&server.token);
     let status = format!(
         "{}/$export-poll-status/{}",
@@ -532,21 +540,49 @@ async fn bodies(client: &reqwest::Client, manifest: &Value) -> Vec<(String, Vec<
     out
 }
 
-/// Records a finished job as the server leaves one it stopped in the
-/// middle of: running, its files left as they were.
-fn mark_running(job: &std::path::Path) {
+/// A job's `job.json`, as the server recorded it.
+fn recorded(job: &std::path::Path) -> Value {
     let path = job.join("job.json");
-    let mut recorded: Value = serde_json::from_slice(
+    serde_json::from_slice(
         &std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display())),
     )
-    .unwrap_or_else(|e| panic!("{e}"));
-    assert_eq!(recorded["state"], "done", "{recorded}");
-    recorded["state"] = json!("running");
-    if let Some(o) = recorded.as_object_mut() {
+    .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+/// Waits, within bounds, for the server to record a job as no longer
+/// running, without polling it over HTTP; what it then records.
+async fn ended_without_a_poll(job: &std::path::Path) -> Value {
+    let deadline = std::time::Instant::now() + Duration::from_secs(180);
+    loop {
+        let now = recorded(job);
+        if now["state"] != "running" {
+            return now;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{} was not run again after the restart",
+            job.display()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Records a finished job as the server leaves one it stopped in the
+/// middle of: running, its files left as they were; without the session
+/// that started it unless `session`, as for an app's token.
+fn mark_running(job: &std::path::Path, session: bool) {
+    let mut job_file = recorded(job);
+    assert_eq!(job_file["state"], "done", "{job_file}");
+    assert!(job_file["session"].is_string(), "{job_file}");
+    job_file["state"] = json!("running");
+    if let Some(o) = job_file.as_object_mut() {
         o.remove("outputs");
         o.remove("expires");
+        if !session {
+            o.remove("session");
+        }
     }
-    std::fs::write(&path, recorded.to_string()).unwrap_or_else(|e| panic!("{e}"));
+    std::fs::write(job.join("job.json"), job_file.to_string()).unwrap_or_else(|e| panic!("{e}"));
 }
 
 /// export.html#response---complete-status: the files hold the resources as
@@ -555,8 +591,9 @@ fn mark_running(job: &std::path::Path) {
 /// observation are updated, an observation deleted, one created, and the
 /// group gains a member, all after their `transactionTime`; then each job
 /// is run again from its start, as after a crash, with the same
-/// `transactionTime` (which kick-off fixed): its files are those of its
-/// first run, byte for byte, holding the versions of the `transactionTime`.
+/// `transactionTime` (which kick-off fixed), one at the server's start and
+/// one at its owner's poll: its files are those of its first run, byte
+/// for byte, holding the versions of the `transactionTime`.
 async fn an_export_holds_the_resources_as_of_its_transaction_time(app: App) {
     for (path, body) in [
         (
@@ -683,14 +720,22 @@ async fn an_export_holds_the_resources_as_of_its_transaction_time(app: App) {
     let res = app.delete("Observation/deleted").await;
     assert!(res.status().is_success(), "{}", res.status());
 
-    // Both jobs run again from their start, as after a crash.
+    // Both jobs run again from their start, as after a crash: the first at
+    // the start, with the session that started it; the second, whose
+    // session is not recorded, when its owner polls.
     let app = app
         .restart_after(|data, _| {
-            for status in &jobs {
-                mark_running(&job_dir(data, status));
+            for (n, status) in jobs.iter().enumerate() {
+                mark_running(&job_dir(data, status), n == 0);
             }
         })
         .await;
+    let ended = ended_without_a_poll(&job_dir(app.data_dir(), &jobs[0])).await;
+    assert_eq!(ended["state"], "done", "{ended}");
+    assert_eq!(
+        recorded(&job_dir(app.data_dir(), &jobs[1]))["state"],
+        "running"
+    );
     for (status, (manifest, files)) in jobs.iter().zip(&first) {
         let status = format!(
             "{}/$export-poll-status/{}",
