@@ -913,6 +913,8 @@ struct Registration {
     redirect_uris: Vec<String>,
     /// A backend service's public keys: a JWK Set.
     jwks: Option<Value>,
+    /// Where a user-facing app is opened from a patient's record.
+    launch_url: Option<String>,
 }
 
 fn app_json(a: &AppRecord) -> Value {
@@ -922,6 +924,7 @@ fn app_json(a: &AppRecord) -> Value {
         "kind": a.kind.code(),
         "scope": a.scope,
         "redirect_uris": a.redirect_uris,
+        "launch_url": a.launch_url,
         "disabled": a.disabled,
     })
 }
@@ -933,6 +936,8 @@ struct Change {
     scope: Option<String>,
     redirect_uris: Option<Vec<String>>,
     disabled: Option<bool>,
+    /// A new launch URL; `""` removes it.
+    launch_url: Option<String>,
 }
 
 async fn json_body<T: serde::de::DeserializeOwned>(body: Body, what: &str) -> Result<T, ApiError> {
@@ -945,8 +950,9 @@ async fn json_body<T: serde::de::DeserializeOwned>(body: Body, what: &str) -> Re
 }
 
 /// `PATCH /practices/{ods}/smart/apps/{client_id}` (JSON with any of
-/// `name`, `scope`, `redirect_uris`, `disabled`): a practice manager
-/// changes a registered app; disabling it ends its tokens' access at once.
+/// `name`, `scope`, `redirect_uris`, `launch_url`, `disabled`): a practice
+/// manager changes a registered app; disabling it ends its tokens' access
+/// at once.
 async fn update_app(
     State(st): State<AppState>,
     Path(params): Path<HashMap<String, String>>,
@@ -959,7 +965,7 @@ async fn update_app(
         let ctx = crate::auth::authenticate(&st, &practice, &parts.headers, address).await?;
         let c: Change = json_body(
             body,
-            "a change is JSON with any of name, scope, redirect_uris and disabled",
+            "a change is JSON with any of name, scope, redirect_uris, launch_url and disabled",
         )
         .await?;
         let client_id = params.get("client_id").cloned().unwrap_or_default();
@@ -973,6 +979,7 @@ async fn update_app(
                     redirect_uris: c.redirect_uris,
                     scope: c.scope,
                     disabled: c.disabled,
+                    launch_url: c.launch_url,
                 },
             )
             .await?;
@@ -986,7 +993,7 @@ async fn update_app(
 }
 
 /// `POST /practices/{ods}/smart/apps` (JSON: `name`, `kind` public,
-/// confidential or backend, `scope`, `redirect_uris`, `jwks`): a practice
+/// confidential or backend, `scope`, `redirect_uris`, `jwks`, `launch_url`): a practice
 /// manager (administer-users) registers an app; a confidential app's
 /// `client_secret` is in the answer, once.
 async fn register(
@@ -1016,6 +1023,7 @@ async fn register(
                     redirect_uris: r.redirect_uris,
                     jwks: r.jwks.map(|j| j.to_string()),
                     scope: r.scope,
+                    launch_url: r.launch_url.filter(|u| !u.is_empty()),
                 },
             )
             .await?;
@@ -1053,11 +1061,10 @@ pub async fn mint_launch(
     st: &AppState,
     ctx: &gp_store::Ctx,
     patient: &str,
-) -> Result<String, ApiError> {
-    let id = Id::parse(patient)
-        .map_err(|_| ApiError::bad_request("say which patient with patient=ID"))?;
-    let ty = ResourceType::parse("Patient")
-        .ok_or_else(|| ApiError::bad_request("Patient is not a resource type"))?;
+) -> Result<String, gp_store::StoreError> {
+    let bad = |m: &str| gp_store::StoreError::bad_request(gp_fhir::IssueType::Invalid, m);
+    let id = Id::parse(patient).map_err(|_| bad("say which patient with patient=ID"))?;
+    let ty = ResourceType::parse("Patient").ok_or_else(|| bad("Patient is not a resource type"))?;
     st.store.read(ctx, ty, id).await?;
     let code = random();
     let expires = Instant::from_millis(Instant::now().millis() + LAUNCH_MILLIS);

@@ -64,6 +64,10 @@ pub struct App {
     /// Absent from exports made before apps could be disabled.
     #[serde(default)]
     pub disabled: bool,
+    /// Where it is opened from a record (absent when none, and from
+    /// exports made before apps had one).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub launch_url: Option<String>,
 }
 
 impl From<&UserRecord> for Account {
@@ -117,6 +121,7 @@ impl From<&AppRecord> for App {
             scope: a.scope.clone(),
             created: a.created.to_string(),
             disabled: a.disabled,
+            launch_url: a.launch_url.clone(),
         }
     }
 }
@@ -135,6 +140,7 @@ impl App {
             created: instant(&self.created)
                 .ok_or_else(|| format!("'{}' is not an instant", self.created))?,
             disabled: self.disabled,
+            launch_url: self.launch_url.clone(),
         })
     }
 }

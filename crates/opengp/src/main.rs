@@ -243,6 +243,10 @@ enum AppCommand {
         /// Where to write a generated private key (PKCS#8 PEM), created new.
         #[arg(long)]
         key_out: Option<PathBuf>,
+        /// Where a user-facing app is opened from a patient's record (SMART
+        /// EHR launch): an https URL (http only for localhost).
+        #[arg(long)]
+        launch_url: Option<String>,
         #[command(flatten)]
         store: StoreArgs,
     },
@@ -251,8 +255,8 @@ enum AppCommand {
         #[command(flatten)]
         store: StoreArgs,
     },
-    /// Change a registered app: its name, scopes or redirect URIs
-    /// (replaced by those given), or disable it (its tokens stop working)
+    /// Change a registered app: its name, scopes, redirect URIs (replaced
+    /// by those given) or launch URL, or disable it (its tokens stop working)
     /// or enable it again.
     Update {
         /// The app's client id.
@@ -266,6 +270,9 @@ enum AppCommand {
         /// A redirect URI; repeat for more. Replaces the registered ones.
         #[arg(long = "redirect-uri")]
         redirect_uris: Vec<String>,
+        /// Where it is opened from a patient's record; '' removes it.
+        #[arg(long)]
+        launch_url: Option<String>,
         #[arg(long, conflicts_with = "enable")]
         disable: bool,
         #[arg(long)]
@@ -578,6 +585,7 @@ fn run(cli: Cli) -> Result<()> {
             redirect_uris,
             jwks,
             key_out,
+            launch_url,
             store,
         }) => runtime.block_on(users::add_app(
             store_config(store, &file)?,
@@ -588,6 +596,7 @@ fn run(cli: Cli) -> Result<()> {
                 redirect_uris,
                 jwks,
                 key_out,
+                launch_url,
             },
         )),
         Command::App(AppCommand::List { store }) => {
@@ -598,6 +607,7 @@ fn run(cli: Cli) -> Result<()> {
             name,
             scope,
             redirect_uris,
+            launch_url,
             disable,
             enable,
             store,
@@ -609,6 +619,7 @@ fn run(cli: Cli) -> Result<()> {
                 scope,
                 redirect_uris: (!redirect_uris.is_empty()).then_some(redirect_uris),
                 disabled: (disable || enable).then_some(disable),
+                launch_url,
             },
         )),
         Command::Policy(PolicyCommand::Show { store }) => {

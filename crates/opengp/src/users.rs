@@ -212,6 +212,7 @@ pub struct AddApp {
     pub redirect_uris: Vec<String>,
     pub jwks: Option<PathBuf>,
     pub key_out: Option<PathBuf>,
+    pub launch_url: Option<String>,
 }
 
 /// Writes a new file readable by its owner only; never replaces one.
@@ -262,6 +263,7 @@ pub async fn add_app(cfg: ServerConfig, args: AddApp) -> Result<()> {
                 redirect_uris: args.redirect_uris,
                 jwks,
                 scope: args.scope,
+                launch_url: args.launch_url.filter(|u| !u.is_empty()),
             },
         )
         .await;
@@ -274,6 +276,9 @@ pub async fn add_app(cfg: ServerConfig, args: AddApp) -> Result<()> {
     writeln!(out, "client_id={}", added.app.client_id)?;
     writeln!(out, "kind={}", added.app.kind.code())?;
     writeln!(out, "scope={}", added.app.scope)?;
+    if let Some(u) = &added.app.launch_url {
+        writeln!(out, "launch_url={u}")?;
+    }
     if let Some(secret) = &added.secret {
         writeln!(out, "client_secret={secret}")?;
     }
@@ -324,6 +329,11 @@ pub async fn update_app(
     writeln!(out, "name={}", a.name)?;
     writeln!(out, "scope={}", a.scope)?;
     writeln!(out, "redirect_uris={}", a.redirect_uris.join(" "))?;
+    writeln!(
+        out,
+        "launch_url={}",
+        a.launch_url.as_deref().unwrap_or_default()
+    )?;
     writeln!(out, "disabled={}", a.disabled)?;
     Ok(())
 }

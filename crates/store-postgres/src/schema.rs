@@ -217,6 +217,13 @@ const MIGRATIONS: &[Migration] = &[
         ALTER TABLE idx_quantity ADD COLUMN canonical_code text COLLATE \"C\";
         CREATE INDEX idx_quantity_canonical ON idx_quantity (practice, type, param, canonical_code, canonical_value);",
     },
+    Migration {
+        version: 17,
+        name: "where a SMART app is opened from a patient's record",
+        // As SQLite's 19; NULL: not launched from the record. A nullable
+        // column without a default: no table rewrite.
+        sql: "ALTER TABLE smart_app ADD COLUMN launch_url text;",
+    },
 ];
 
 /// The migration adding `idx_text`: its transaction also indexes the

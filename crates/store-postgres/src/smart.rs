@@ -59,8 +59,7 @@ pub(crate) const ONCE_MIGRATION: &str = "
     );
     CREATE INDEX smart_once_by_expiry ON smart_once (practice, expires_at);";
 
-const APP_COLUMNS: &str =
-    "client_id, name, kind, secret_hash, redirect_uris, jwks, scope, created_at, disabled";
+const APP_COLUMNS: &str = "client_id, name, kind, secret_hash, redirect_uris, jwks, scope, created_at, disabled, launch_url";
 const TOKEN_COLUMNS: &str = "token_hash, kind, grant_id, client_id, user_id, role, scope, patient, created_at, expires_at, revoked";
 
 fn app_row(r: &Row) -> Result<AppRecord, StoreError> {
@@ -76,6 +75,7 @@ fn app_row(r: &Row) -> Result<AppRecord, StoreError> {
         scope: r.try_get(6).map_err(db_err)?,
         created: Instant::from_millis(r.try_get(7).map_err(db_err)?),
         disabled: r.try_get(8).map_err(db_err)?,
+        launch_url: r.try_get(9).map_err(db_err)?,
     })
 }
 
@@ -128,11 +128,12 @@ impl Scoped<'_> {
 
     pub(crate) fn put_smart_app(&mut self, a: &AppRecord) -> Result<(), StoreError> {
         let sql = format!(
-            "INSERT INTO smart_app (practice, {APP_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
+            "INSERT INTO smart_app (practice, {APP_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
              ON CONFLICT (practice, client_id) DO UPDATE SET name = excluded.name,
                kind = excluded.kind, secret_hash = excluded.secret_hash,
                redirect_uris = excluded.redirect_uris, jwks = excluded.jwks,
-               scope = excluded.scope, disabled = excluded.disabled"
+               scope = excluded.scope, disabled = excluded.disabled,
+               launch_url = excluded.launch_url"
         );
         let uris = a.redirect_uris.join(" ");
         self.conn
@@ -149,6 +150,7 @@ impl Scoped<'_> {
                     &a.scope,
                     &a.created.millis(),
                     &a.disabled,
+                    &a.launch_url,
                 ],
             )
             .map(drop)

@@ -158,6 +158,9 @@ const MIGRATIONS: &[&str] = &[
         created_at INTEGER NOT NULL,
         bytes BLOB NOT NULL
     );",
+    // 19: where a user-facing SMART app is opened from a patient's record
+    // (EHR launch); NULL: it is not launched from the record.
+    "ALTER TABLE smart_app ADD COLUMN launch_url TEXT;",
 ];
 
 /// The migration adding `idx_text`, after which the current versions stored

@@ -57,8 +57,7 @@ pub(crate) const ONCE_MIGRATION: &str = "
     );
     CREATE INDEX smart_once_by_expiry ON smart_once (practice, expires_at);";
 
-const APP_COLUMNS: &str =
-    "client_id, name, kind, secret_hash, redirect_uris, jwks, scope, created_at, disabled";
+const APP_COLUMNS: &str = "client_id, name, kind, secret_hash, redirect_uris, jwks, scope, created_at, disabled, launch_url";
 const TOKEN_COLUMNS: &str = "token_hash, kind, grant_id, client_id, user_id, role, scope, patient, created_at, expires_at, revoked";
 
 fn app_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<AppRecord> {
@@ -74,6 +73,7 @@ fn app_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<AppRecord> {
         scope: r.get(6)?,
         created: Instant::from_millis(r.get(7)?),
         disabled: r.get::<_, i64>(8)? != 0,
+        launch_url: r.get(9)?,
     })
 }
 
@@ -135,11 +135,12 @@ impl Scoped<'_> {
     pub(crate) fn put_smart_app(&mut self, a: &AppRecord) -> Result<(), StoreError> {
         self.conn
             .prepare_cached(&format!(
-                "INSERT INTO smart_app (practice, {APP_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)
+                "INSERT INTO smart_app (practice, {APP_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)
                  ON CONFLICT (practice, client_id) DO UPDATE SET name = excluded.name,
                    kind = excluded.kind, secret_hash = excluded.secret_hash,
                    redirect_uris = excluded.redirect_uris, jwks = excluded.jwks,
-                   scope = excluded.scope, disabled = excluded.disabled"
+                   scope = excluded.scope, disabled = excluded.disabled,
+                   launch_url = excluded.launch_url"
             ))
             .and_then(|mut s| {
                 s.execute(params![
@@ -153,6 +154,7 @@ impl Scoped<'_> {
                     a.scope,
                     a.created.millis(),
                     a.disabled as i64,
+                    a.launch_url,
                 ])
             })
             .map(drop)

@@ -76,6 +76,9 @@ pub struct AppRecord {
     /// Disabled by the practice: it is refused everywhere and the tokens
     /// issued to it stop working.
     pub disabled: bool,
+    /// Where a user-facing app is opened from a patient's record (SMART
+    /// EHR launch, with `iss` and `launch` added to its query).
+    pub launch_url: Option<String>,
 }
 
 /// Changes a practice manager makes to a registered app; `None` keeps.
@@ -85,6 +88,8 @@ pub struct AppChange {
     pub redirect_uris: Option<Vec<String>>,
     pub scope: Option<String>,
     pub disabled: Option<bool>,
+    /// A new launch URL; an empty one removes it.
+    pub launch_url: Option<String>,
 }
 
 /// The kinds of one-time values the authorization server keeps
@@ -120,6 +125,7 @@ pub struct NewApp {
     pub redirect_uris: Vec<String>,
     pub jwks: Option<String>,
     pub scope: String,
+    pub launch_url: Option<String>,
 }
 
 /// An app just registered: a confidential app's secret is shown once.
@@ -620,6 +626,11 @@ fn check_new_app(a: &NewApp) -> Result<(), StoreError> {
             if v["keys"].as_array().is_none_or(Vec::is_empty) {
                 return Err(bad("the JWK Set has no keys"));
             }
+            if a.launch_url.is_some() {
+                return Err(bad(
+                    "a backend service has no user to open it from a record: no launch URL",
+                ));
+            }
         }
         AppKind::Public | AppKind::Confidential => {
             if a.redirect_uris.is_empty() {
@@ -632,9 +643,56 @@ fn check_new_app(a: &NewApp) -> Result<(), StoreError> {
                     "'{u}' is not a redirect URI (an absolute http(s) URL without a fragment)"
                 )));
             }
+            if let Some(u) = &a.launch_url {
+                check_launch_url(u)?;
+            }
         }
     }
     Ok(())
+}
+
+/// A launch URL is where the user's browser is sent with the launch
+/// context (SMART App Launch, EHR launch): an absolute `https` URL without
+/// user information or fragment, or `http` on this machine only
+/// (`localhost`, `127.x.x.x`, `[::1]`), where nothing crosses a network.
+fn check_launch_url(u: &str) -> Result<(), StoreError> {
+    let refuse = || {
+        bad(format!(
+            "'{u}' is not a launch URL: an absolute https URL (http only for localhost), without a fragment"
+        ))
+    };
+    let (secure, rest) = match (u.strip_prefix("https://"), u.strip_prefix("http://")) {
+        (Some(r), _) => (true, r),
+        (_, Some(r)) => (false, r),
+        _ => return Err(refuse()),
+    };
+    let authority = rest.split(['/', '?']).next().unwrap_or_default();
+    let host = match authority.strip_prefix('[') {
+        Some(v6) => v6.split_once(']').map(|(h, _)| h),
+        None => Some(authority.rsplit_once(':').map_or(authority, |(h, port)| {
+            if port.bytes().all(|b| b.is_ascii_digit()) && !port.is_empty() {
+                h
+            } else {
+                ""
+            }
+        })),
+    };
+    let host = host.unwrap_or_default().to_ascii_lowercase();
+    let loopback = host == "localhost"
+        || host == "::1"
+        || host.strip_prefix("127.").is_some_and(|r| {
+            r.split('.').count() == 3 && r.split('.').all(|n| n.parse::<u8>().is_ok())
+        });
+    let fine = u.len() <= 2000
+        && !host.is_empty()
+        && host
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-.:".contains(&b))
+        && (authority.starts_with('[') || !host.contains(':'))
+        && !u.contains(['#', ' ', '\t', '\n', '\r', '"', '<', '>'])
+        && !authority.contains('@')
+        && (secure || loopback);
+    if fine { Ok(()) } else { Err(refuse()) }
 }
 
 /// Tokens just issued: shown to the client once.
@@ -691,6 +749,7 @@ impl Store {
             scope: new.scope,
             created: Instant::now(),
             disabled: false,
+            launch_url: new.launch_url,
         };
         let record = app.clone();
         self.write_in(ctx, move |tx| tx.put_app(&record)).await?;
@@ -701,6 +760,33 @@ impl Store {
     pub async fn apps(&self, ctx: &Ctx) -> Result<Vec<AppRecord>, StoreError> {
         app_admin(ctx)?;
         self.read_in(ctx, |tx| tx.apps()).await
+    }
+
+    /// The apps the signed-in staff user may open from a patient's record
+    /// (EHR launch): enabled, user-facing, with a launch URL and the
+    /// `launch` scope registered, and with a clinical scope the user's
+    /// role would let them use (an app's token never exceeds its user).
+    /// None for an app's token or a patient account: launching is the
+    /// clinician's own act.
+    pub async fn launchable_apps(&self, ctx: &Ctx) -> Result<Vec<AppRecord>, StoreError> {
+        if ctx.access.user.is_none() || ctx.grant.is_some() || ctx.online.is_some() {
+            return Ok(Vec::new());
+        }
+        let mine = ctx.access.activities;
+        let apps = self.read_in(ctx, |tx| tx.apps()).await?;
+        Ok(apps
+            .into_iter()
+            .filter(|a| {
+                !a.disabled
+                    && a.kind != AppKind::Backend
+                    && a.launch_url.is_some()
+                    && has_scope(&a.scope, "launch")
+                    && AppGrant::new(&a.client_id, "", &a.scope, None, a.created)
+                        .activities()
+                        .iter()
+                        .any(|x| mine.contains(x))
+            })
+            .collect())
     }
 
     /// Changes a registered app (a practice manager, as registering): its
@@ -728,6 +814,9 @@ impl Store {
             if let Some(s) = change.scope {
                 app.scope = s;
             }
+            if let Some(u) = change.launch_url {
+                app.launch_url = Some(u).filter(|u| !u.is_empty());
+            }
             if let Some(d) = change.disabled {
                 app.disabled = d;
                 // Its tokens end for good: enabling it again does not bring
@@ -742,6 +831,7 @@ impl Store {
                 redirect_uris: app.redirect_uris.clone(),
                 jwks: app.jwks.clone(),
                 scope: app.scope.clone(),
+                launch_url: app.launch_url.clone(),
             })?;
             tx.put_app(&app)?;
             Ok(app)
@@ -1017,6 +1107,36 @@ mod tests {
 
     fn t(s: &str) -> ResourceType {
         ResourceType::parse(s).unwrap_or_else(|| panic!("{s}"))
+    }
+
+    #[test]
+    fn launch_urls_are_https_or_loopback_http() {
+        for ok in [
+            "https://app.example.com/launch",
+            "https://app.example.com:8443/smart/launch?tenant=3",
+            "https://app.example.com",
+            "http://127.0.0.1:5000/launch",
+            "http://localhost/launch",
+            "http://[::1]:8080/",
+        ] {
+            assert!(check_launch_url(ok).is_ok(), "{ok}");
+        }
+        for bad in [
+            "http://app.example.com/launch",
+            "http://127.0.0.1.evil.example/launch",
+            "http://localhost.evil.example/",
+            "http://127.0.0.1@evil.example/",
+            "https://user:pw@app.example.com/",
+            "https://app.example.com/launch#frag",
+            "ftp://app.example.com/",
+            "/relative/launch",
+            "https://",
+            "https://app.example.com:port/",
+            "https://app example.com/",
+            "javascript:alert(1)",
+        ] {
+            assert!(check_launch_url(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]

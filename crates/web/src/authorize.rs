@@ -8,7 +8,7 @@ use std::collections::HashMap;
 
 use axum::Form;
 use axum::extract::{Query, State};
-use axum::http::{HeaderMap, HeaderValue, Uri, header};
+use axum::http::{HeaderMap, Uri, header};
 use axum::response::{IntoResponse, Redirect, Response};
 use gp_api::AppState;
 use gp_api::smart::{AuthRequest, AuthorizeError, check_authorize, issue_code, redirect_with};
@@ -79,23 +79,6 @@ fn describe(scope: &str) -> String {
             format!("{how} {what} {whose}")
         }
     }
-}
-
-/// The page's own Content-Security-Policy: the web app's, with the app's
-/// redirect URI's origin allowed as a form action (the approval form's
-/// answer redirects there).
-fn csp(redirect_uri: &str) -> Option<HeaderValue> {
-    let origin: String = redirect_uri
-        .splitn(4, '/')
-        .take(3)
-        .collect::<Vec<_>>()
-        .join("/");
-    let ok = origin.starts_with("http")
-        && origin
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"-.:/[]".contains(&b));
-    ok.then(|| HeaderValue::from_str(&crate::csp(&origin)).ok())
-        .flatten()
 }
 
 fn hidden(q: &HashMap<String, String>) -> Markup {
@@ -205,7 +188,8 @@ async fn render(
         page(&format!("Allow {}", req.app.name), Some(web), &[], body).into_string(),
     )
     .into_response();
-    if let Some(v) = csp(&req.redirect_uri) {
+    // The approval form's answer redirects to the app.
+    if let Some(v) = crate::csp_to(&[&req.redirect_uri]) {
         res.headers_mut().insert(header::CONTENT_SECURITY_POLICY, v);
     }
     Ok(res)

@@ -20,6 +20,7 @@ mod consult;
 mod fhir;
 mod glass;
 mod home;
+mod launch;
 mod login;
 mod me;
 mod oidc;
@@ -75,6 +76,7 @@ pub fn routes() -> Router<AppState> {
             "/app/patients/{id}/history/{ty}/{eid}",
             get(record::history),
         )
+        .route("/app/patients/{id}/launch", post(launch::submit))
         .route(
             "/app/patients/{id}/online-account",
             post(admin::create_online_account),
@@ -109,6 +111,29 @@ fn csp(form_action: &str) -> String {
          frame-ancestors 'none'"
     )
     .replace("'self' ;", "'self';")
+}
+
+/// The origin (`scheme://host[:port]`) of an absolute http(s) URL, when it
+/// is one a Content-Security-Policy can name.
+fn origin(url: &str) -> Option<String> {
+    let (scheme, rest) = url.split_once("://")?;
+    let host = rest.split(['/', '?', '#']).next()?;
+    let ok = matches!(scheme, "http" | "https")
+        && !host.is_empty()
+        && host
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-.:[]".contains(&b));
+    ok.then(|| format!("{scheme}://{host}"))
+}
+
+/// A page's own Content-Security-Policy: the web app's, with the origins
+/// of `urls` allowed as form actions too (a form answered by a redirect
+/// there, which browsers check against `form-action`).
+pub(crate) fn csp_to(urls: &[&str]) -> Option<HeaderValue> {
+    let mut origins: Vec<String> = urls.iter().filter_map(|u| origin(u)).collect();
+    origins.sort();
+    origins.dedup();
+    HeaderValue::from_str(&csp(&origins.join(" "))).ok()
 }
 
 /// Headers on every page: the Content-Security-Policy (unless the page set

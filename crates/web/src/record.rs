@@ -313,9 +313,10 @@ pub async fn summary(web: Web, Path(id): Path<String>) -> Page {
     }
     let subject = format!("Patient/{id}");
     let p = |k: &'static str, v: String| (k, v);
-    let (b, glass, problems, meds, encounters, observations, letters) = tokio::try_join!(
+    let (b, glass, apps, problems, meds, encounters, observations, letters) = tokio::try_join!(
         banner_data(&web, &id),
         crate::glass::status(&web, &id),
+        crate::launch::apps(&web),
         web.search(
             "Condition",
             vec![p("patient", subject.clone()), p("_count", "500".into())]
@@ -406,6 +407,7 @@ pub async fn summary(web: Web, Path(id): Path<String>) -> Page {
         (patient_nav(&id, "summary"))
         h1 class="nhsuk-u-visually-hidden" { "Summary" }
         (crate::glass::notice(&id, &glass))
+        (crate::launch::buttons(&web, &id, &apps))
         div class="og-grid" {
             section aria-labelledby="problems" {
                 h2 id="problems" { "Problems" }
@@ -506,7 +508,15 @@ pub async fn summary(web: Web, Path(id): Path<String>) -> Page {
         }
     };
     let title = format!("{} – summary", patient_name(&b.patient));
-    ok(page(&title, Some(&web), &[("Home", "/app")], body))
+    let mut res = ok(page(&title, Some(&web), &[("Home", "/app")], body))?;
+    // A launch button's answer redirects to the app's launch URL.
+    if !apps.is_empty()
+        && let Some(v) = crate::csp_to(&crate::launch::urls(&apps))
+    {
+        res.headers_mut()
+            .insert(axum::http::header::CONTENT_SECURITY_POLICY, v);
+    }
+    Ok(res)
 }
 
 #[derive(Deserialize, Default)]

@@ -980,3 +980,243 @@ async fn an_administrator_manages_accounts_and_a_patient_sees_their_record() {
     b.close().await;
     app.stop().await;
 }
+
+/// What the third-party app below saw and got.
+#[derive(Clone, Debug, Default)]
+struct Launched {
+    client_id: String,
+    iss: String,
+    launch: String,
+    verifier: String,
+    token_endpoint: String,
+    /// The token endpoint's answer to the code.
+    token: Value,
+}
+
+/// A SMART app as another supplier would run it, on a loopback port of its
+/// own: its launch URL takes `iss` and `launch`, discovers the
+/// authorization server at `iss` (`.well-known/smart-configuration`) and
+/// sends the browser to authorize with the launch, PKCE and the `launch`
+/// scope; its redirect URI exchanges the code at the token endpoint.
+struct ThirdPartyApp {
+    base: String,
+    seen: std::sync::Arc<std::sync::Mutex<Launched>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+const THIRD_PARTY_SCOPE: &str = "launch patient/Patient.rs patient/Observation.rs";
+
+impl ThirdPartyApp {
+    async fn start() -> ThirdPartyApp {
+        use axum::extract::{Query, State};
+        use axum::response::{Html, IntoResponse, Redirect};
+        use std::collections::HashMap;
+        type Seen = std::sync::Arc<std::sync::Mutex<Launched>>;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .unwrap_or_else(|e| panic!("the app's port: {e}"));
+        let addr = listener
+            .local_addr()
+            .unwrap_or_else(|e| panic!("the app's address: {e}"));
+        let base = format!("http://{addr}");
+        let seen: Seen = std::sync::Arc::default();
+        let redirect_uri = format!("{base}/callback");
+        let callback_uri = redirect_uri.clone();
+        let launch = |State(seen): State<Seen>, Query(q): Query<HashMap<String, String>>| async move {
+            let iss = q.get("iss").cloned().unwrap_or_default();
+            let config: Value =
+                match reqwest::get(format!("{iss}/.well-known/smart-configuration")).await {
+                    Ok(r) => r.json().await.unwrap_or_default(),
+                    Err(_) => Value::Null,
+                };
+            let (verifier, challenge) = crate::smart::pkce();
+            let client_id = {
+                let Ok(mut s) = seen.lock() else {
+                    return "the app's state".into_response();
+                };
+                s.iss = iss.clone();
+                s.launch = q.get("launch").cloned().unwrap_or_default();
+                s.verifier = verifier;
+                s.token_endpoint = config["token_endpoint"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_owned();
+                s.client_id.clone()
+            };
+            let query = serde_urlencoded::to_string([
+                ("response_type", "code"),
+                ("client_id", client_id.as_str()),
+                ("redirect_uri", redirect_uri.as_str()),
+                ("scope", THIRD_PARTY_SCOPE),
+                ("state", "from-the-record"),
+                ("aud", iss.as_str()),
+                (
+                    "launch",
+                    q.get("launch").map(String::as_str).unwrap_or_default(),
+                ),
+                ("code_challenge", challenge.as_str()),
+                ("code_challenge_method", "S256"),
+            ])
+            .unwrap_or_default();
+            let authorize = config["authorization_endpoint"]
+                .as_str()
+                .unwrap_or_default();
+            Redirect::to(&format!("{authorize}?{query}")).into_response()
+        };
+        let callback = move |State(seen): State<Seen>, Query(q): Query<HashMap<String, String>>| async move {
+            let Some(s) = seen.lock().ok().map(|s| s.clone()) else {
+                return Html("the app's state".to_owned());
+            };
+            let mut token = Value::Null;
+            if q.get("state").map(String::as_str) == Some("from-the-record")
+                && let Some(code) = q.get("code")
+                && let Ok(res) = reqwest::Client::new()
+                    .post(&s.token_endpoint)
+                    .form(&[
+                        ("grant_type", "authorization_code"),
+                        ("client_id", s.client_id.as_str()),
+                        ("redirect_uri", callback_uri.as_str()),
+                        ("code", code.as_str()),
+                        ("code_verifier", s.verifier.as_str()),
+                    ])
+                    .send()
+                    .await
+            {
+                token = res.json().await.unwrap_or_default();
+            }
+            let patient = token["patient"].as_str().unwrap_or("none").to_owned();
+            if let Ok(mut s) = seen.lock() {
+                s.token = token;
+            }
+            Html(format!(
+                "<!doctype html><html lang=\"en\"><head><title>Growth charts</title></head>\
+                 <body><main><h1>Growth charts</h1><p id=\"patient\">Patient {patient}</p></main></body></html>"
+            ))
+        };
+        let router = axum::Router::new()
+            .route("/launch", axum::routing::get(launch))
+            .route("/callback", axum::routing::get(callback))
+            .with_state(seen.clone());
+        let task = tokio::spawn(async move {
+            let _ = axum::serve(listener, router).await;
+        });
+        ThirdPartyApp { base, seen, task }
+    }
+
+    fn seen(&self) -> Launched {
+        self.seen.lock().map(|s| s.clone()).unwrap_or_default()
+    }
+}
+
+impl Drop for ThirdPartyApp {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// EHR launch from the record (SMART App Launch 2.x): a practice manager
+/// registered an app with its launch URL; a GP opens a patient's record,
+/// presses "Launch Growth charts" from the keyboard and lands on the app
+/// (a loopback server the test runs) with `iss` and `launch`. The app
+/// discovers the server at `iss` and asks for authorization with the
+/// launch, the GP allows it, and the app's code, exchanged at the token
+/// endpoint, brings a token naming that patient, which reads their
+/// Observation and is refused another patient's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_gp_launches_an_app_from_the_record() {
+    let app = practice().await;
+    let obs = |id: &str, patient: &str| {
+        json!({ "resource": { "resourceType": "Observation", "id": id, "status": "final",
+            "code": { "coding": [{ "system": "http://snomed.info/sct", "code": "27113001", "display": "Body weight" }] },
+            "subject": { "reference": format!("Patient/{patient}") },
+            "effectiveDateTime": "2024-05-01",
+            "valueQuantity": { "value": 70, "unit": "kg", "system": "http://unitsofmeasure.org", "code": "kg" } },
+          "request": { "method": "PUT", "url": format!("Observation/{id}") } })
+    };
+    let bundle = json!({ "resourceType": "Bundle", "type": "transaction", "entry": [
+        { "resource": { "resourceType": "Patient", "id": "pat-2",
+            "name": [{ "family": "Other", "given": ["Olive"] }], "gender": "female", "birthDate": "1990-01-01" },
+          "request": { "method": "PUT", "url": "Patient/pat-2" } },
+        obs("obs-1", "pat-1"), obs("obs-2", "pat-2") ] });
+    let res = app.post("", &bundle).await;
+    assert_eq!(
+        res.status(),
+        200,
+        "{}",
+        res.text().await.unwrap_or_default()
+    );
+    let third = ThirdPartyApp::start().await;
+    let res = app
+        .client
+        .post(format!(
+            "{}/practices/{}/smart/apps",
+            site(&app),
+            opengp::config::DEFAULT_PRACTICE
+        ))
+        .json(
+            &json!({ "name": "Growth charts", "kind": "public", "scope": THIRD_PARTY_SCOPE,
+            "redirect_uris": [format!("{}/callback", third.base)],
+            "launch_url": format!("{}/launch", third.base) }),
+        )
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("registering the app: {e}"));
+    assert_eq!(res.status(), 201);
+    let reg: Value = res.json().await.unwrap_or_default();
+    if let Ok(mut s) = third.seen.lock() {
+        s.client_id = reg["client_id"].as_str().unwrap_or_default().to_owned();
+    }
+
+    let mut b = Browser::start("ehr-launch").await;
+    sign_in(&mut b, &app).await;
+    b.goto(&format!("{}/app/patients/pat-1", site(&app))).await;
+    b.look("record-with-app").await;
+    let button = b
+        .find("form[action='/app/patients/pat-1/launch'] button[type=submit]")
+        .await;
+    let label = button.text().await.unwrap_or_default();
+    assert_eq!(label, "Launch Growth charts");
+    // From the keyboard: the button is focusable and Enter presses it.
+    button
+        .send_keys(&Key::Enter.to_string())
+        .await
+        .unwrap_or_else(|e| panic!("pressing Enter on the launch button: {e}"));
+    b.wait_path(|p| p == "/app/smart/authorize").await;
+    let page = b.wait_text("main", "Allow Growth charts").await;
+    assert!(
+        page.contains("FAIRWEATHER"),
+        "the patient of the launch: {page}"
+    );
+    b.look("allow-the-app").await;
+    b.click("button[value=approve]").await;
+    b.wait_path(|p| p == "/callback").await;
+    let shown = b.wait_text("#patient", "Patient ").await;
+    b.look("the-app").await;
+    let seen = third.seen();
+    assert_eq!(seen.iss, app.server.base, "{seen:?}");
+    assert!(!seen.launch.is_empty(), "{seen:?}");
+    assert_eq!(seen.token["patient"], "pat-1", "{seen:?}");
+    assert_eq!(shown, "Patient pat-1");
+    let scope = seen.token["scope"].as_str().unwrap_or_default();
+    assert!(scope.split_whitespace().any(|s| s == "launch"), "{scope}");
+    let as_app =
+        crate::support::authorised_client(seen.token["access_token"].as_str().unwrap_or_default());
+    let get = |path: &str| {
+        let req = as_app.get(format!("{}/{path}", seen.iss));
+        async move { req.send().await.unwrap_or_else(|e| panic!("{e}")) }
+    };
+    assert_eq!(get("Observation/obs-1").await.status(), 200);
+    let found: Value = get("Observation").await.json().await.unwrap_or_default();
+    assert_eq!(found["total"], 1, "only the patient's own: {found}");
+    crate::support::assert_outcome(get("Observation/obs-2").await, 403, "forbidden").await;
+    // A search naming the other patient runs inside the patient in
+    // context: it finds nothing.
+    let other: Value = get("Observation?patient=pat-2")
+        .await
+        .json()
+        .await
+        .unwrap_or_default();
+    assert_eq!(other["total"], 0, "{other}");
+    b.close().await;
+    app.stop().await;
+}

@@ -160,7 +160,8 @@ async fn practice_with_history(data: &Path, bundles: usize) -> String {
                 kind: gp_store::smart::AppKind::Confidential,
                 redirect_uris: vec!["http://127.0.0.1:9/cb".into()],
                 jwks: None,
-                scope: "user/*.rs".into(),
+                scope: "launch user/*.rs".into(),
+                launch_url: Some("http://127.0.0.1:9/launch".into()),
             },
         )
         .await

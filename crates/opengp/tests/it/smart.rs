@@ -27,6 +27,7 @@ crate::on_both_backends!(
     a_practice_manager_changes_and_disables_an_app,
     query_restricted_scopes_narrow_reads_and_searches,
     openid_fhir_user_and_refresh_scopes,
+    an_app_is_launched_from_the_record,
 );
 
 const REDIRECT: &str = "http://127.0.0.1:9/callback";
@@ -88,7 +89,7 @@ async fn web_sign_in(app: &App, user: &str) -> String {
 }
 
 /// A PKCE pair (RFC 7636): verifier and S256 challenge.
-fn pkce() -> (String, String) {
+pub(crate) fn pkce() -> (String, String) {
     let verifier = URL_SAFE_NO_PAD.encode(rand::random::<[u8; 48]>());
     let challenge = URL_SAFE_NO_PAD.encode(Sha256::digest(verifier.as_bytes()));
     (verifier, challenge)
@@ -1951,4 +1952,288 @@ async fn refresh_lasts(app: &App, t: &Value) -> i64 {
     let i = introspect(app, refresh).await;
     assert_eq!(i["active"], true, "{i}");
     i["exp"].as_i64().unwrap_or_default() - i["iat"].as_i64().unwrap_or_default()
+}
+
+/// `opengp` at the console while no server runs: its standard output, or
+/// its standard error when it fails.
+fn console(
+    data: &std::path::Path,
+    database: Option<&str>,
+    args: &[&str],
+) -> Result<String, String> {
+    let mut cmd = Command::new(opengp_bin());
+    cmd.args(args)
+        .args(["--practice", opengp::config::DEFAULT_PRACTICE, "--data"])
+        .arg(data);
+    if let Some(url) = database {
+        cmd.args(["--database", url]);
+    }
+    let out = cmd
+        .output()
+        .unwrap_or_else(|e| panic!("opengp {args:?}: {e}"));
+    match out.status.success() {
+        true => Ok(String::from_utf8_lossy(&out.stdout).into_owned()),
+        false => Err(String::from_utf8_lossy(&out.stderr).into_owned()),
+    }
+}
+
+/// EHR launch from the record (SMART App Launch 2.x, "EHR launch"): a
+/// launch URL is registered through the API or `opengp app add|update
+/// --launch-url` (https, or http on this machine only: anything else is a
+/// 400 OperationOutcome or a refused command) and kept by the store
+/// across a restart; a GP's record summary offers "Launch <app>" for each
+/// enabled user-facing app with one and the `launch` scope, and its form
+/// (CSRF) sends the browser (303) to the launch URL with `iss` and
+/// `launch`, which the app exchanges through authorize and token for a
+/// token naming that patient and reaching no other.
+async fn an_app_is_launched_from_the_record(app: App) {
+    const LAUNCH: &str = "http://127.0.0.1:9/launch";
+    let (a, _b, oa, ob) = two_patients(&app).await;
+    add_user(&app, "gp", &["R8000"]).await;
+    let chart = |name: &str, scope: &str, launch: Option<&str>| {
+        json!({"name": name, "kind": "public", "scope": scope,
+               "redirect_uris": [REDIRECT], "launch_url": launch})
+    };
+    let scope = "launch patient/Patient.rs patient/Observation.rs";
+    for bad in [
+        "http://chart.example.com/launch",
+        "chart.example.com/launch",
+        "https://chart.example.com/launch#top",
+        "http://127.0.0.1.chart.example.com/launch",
+    ] {
+        let res = app
+            .client
+            .post(smart_url(&app, "apps"))
+            .json(&chart("Chart", scope, Some(bad)))
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_outcome(res, 400, "invalid").await;
+    }
+    let reg = register(&app, chart("Chart", scope, Some(LAUNCH))).await;
+    assert_eq!(reg["launch_url"], LAUNCH, "{reg}");
+    let client_id = reg["client_id"].as_str().unwrap_or_default().to_owned();
+    let app_url = smart_url(&app, &format!("apps/{client_id}"));
+    for bad in [
+        "http://chart.example.com/launch",
+        "/launch",
+        "https://u:p@chart.example.com/",
+    ] {
+        let res = app
+            .client
+            .patch(&app_url)
+            .json(&json!({ "launch_url": bad }))
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_outcome(res, 400, "invalid").await;
+    }
+    // Not offered: without a launch URL, without the launch scope, disabled.
+    register(&app, chart("Unlaunched", scope, None)).await;
+    register(&app, chart("Scopeless", "patient/*.rs", Some(LAUNCH))).await;
+    let retired = register(&app, chart("Retired", scope, Some(LAUNCH))).await;
+    let retired = retired["client_id"].as_str().unwrap_or_default().to_owned();
+    let res = app
+        .client
+        .patch(smart_url(&app, &format!("apps/{retired}")))
+        .json(&json!({"disabled": true}))
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(res.status(), 200);
+
+    // At the console, with no server running: a refused launch URL
+    // changes nothing; one set and then removed.
+    let app = app
+        .restart_after(|data, database| {
+            let run = |args: &[&str]| console(data, database, args);
+            let added = run(&[
+                "app",
+                "add",
+                "--kind",
+                "public",
+                "--name",
+                "Console chart",
+                "--scope",
+                scope,
+                "--redirect-uri",
+                REDIRECT,
+                "--launch-url",
+                "https://chart.example.com/launch",
+            ])
+            .unwrap_or_else(|e| panic!("{e}"));
+            assert!(
+                added.contains("launch_url=https://chart.example.com/launch\n"),
+                "{added}"
+            );
+            let id = added
+                .lines()
+                .find_map(|l| l.strip_prefix("client_id="))
+                .unwrap_or_else(|| panic!("{added}"))
+                .to_owned();
+            let refused = run(&[
+                "app",
+                "update",
+                "--client-id",
+                &id,
+                "--launch-url",
+                "http://chart.example.com/",
+            ])
+            .err()
+            .unwrap_or_else(|| panic!("an http launch URL elsewhere than this machine"));
+            assert!(refused.contains("is not a launch URL"), "{refused}");
+            let listed = run(&["app", "list"]).unwrap_or_else(|e| panic!("{e}"));
+            assert!(listed.contains("Console chart"), "{listed}");
+            let removed = run(&["app", "update", "--client-id", &id, "--launch-url", ""])
+                .unwrap_or_else(|e| panic!("{e}"));
+            assert!(removed.contains("launch_url=\n"), "{removed}");
+            let refused = run(&[
+                "app",
+                "add",
+                "--kind",
+                "public",
+                "--name",
+                "Bad",
+                "--scope",
+                scope,
+                "--redirect-uri",
+                REDIRECT,
+                "--launch-url",
+                "ftp://chart.example.com/",
+            ])
+            .err()
+            .unwrap_or_else(|| panic!("not an http(s) URL"));
+            assert!(refused.contains("is not a launch URL"), "{refused}");
+        })
+        .await;
+    let listed = app_json(&app.client, &smart_url(&app, "apps")).await;
+    let by_name = |n: &str| {
+        listed
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|a| a["name"] == n)
+            .cloned()
+            .unwrap_or_else(|| panic!("no app {n}: {listed}"))
+    };
+    assert_eq!(
+        by_name("Chart")["launch_url"],
+        LAUNCH,
+        "kept across a restart"
+    );
+    assert_eq!(by_name("Console chart")["launch_url"], Value::Null);
+    assert_eq!(by_name("Unlaunched")["launch_url"], Value::Null);
+
+    // The record's summary offers the one app a GP may launch.
+    let cookie = web_sign_in(&app, "gp").await;
+    let summary = format!("{}/app/patients/{a}", root(&app));
+    let res = agent()
+        .get(&summary)
+        .header("cookie", &cookie)
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(res.status(), 200);
+    let csp = res
+        .headers()
+        .get("content-security-policy")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_owned();
+    assert!(
+        csp.contains("form-action 'self' http://127.0.0.1:9;"),
+        "{csp}"
+    );
+    assert!(!csp.contains("unsafe-inline"), "{csp}");
+    let html = res.text().await.unwrap_or_default();
+    let offered: Vec<&str> = html
+        .split(">Launch ")
+        .skip(1)
+        .filter_map(|r| r.split('<').next())
+        .collect();
+    assert_eq!(offered, vec!["Chart"], "{html}");
+    let csrf = html
+        .split("name=\"_csrf\" value=\"")
+        .nth(1)
+        .and_then(|r| r.split('"').next())
+        .unwrap_or_else(|| panic!("no CSRF token on the page"))
+        .to_owned();
+    let launch_url = format!("{summary}/launch");
+    let post = |form: Vec<(&'static str, String)>| {
+        let req = agent()
+            .post(&launch_url)
+            .header("cookie", &cookie)
+            .form(&form);
+        async move { req.send().await.unwrap_or_else(|e| panic!("{e}")) }
+    };
+    let res = post(vec![
+        ("_csrf", "forged".into()),
+        ("client_id", client_id.clone()),
+    ])
+    .await;
+    assert_eq!(res.status(), 403, "without the page's CSRF token");
+    let res = post(vec![
+        ("_csrf", csrf.clone()),
+        ("client_id", retired.clone()),
+    ])
+    .await;
+    assert_eq!(res.status(), 404, "a disabled app is not launched");
+    let res = post(vec![
+        ("_csrf", csrf.clone()),
+        ("client_id", client_id.clone()),
+    ])
+    .await;
+    assert_eq!(res.status(), 303);
+    let to = res
+        .headers()
+        .get("location")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_owned();
+    assert!(to.starts_with(&format!("{LAUNCH}?")), "{to}");
+    let q = query_of(&to);
+    assert_eq!(q["iss"], app.server.base, "{to}");
+    let launch = q["launch"].clone();
+
+    // The app: authorization code with PKCE and the launch.
+    let (verifier, challenge) = pkce();
+    let url = format!(
+        "{}&launch={launch}",
+        authorize_url(&app, &client_id, scope, &challenge)
+    );
+    let back = approve(&root(&app), &cookie, &url, None).await;
+    let code = query_of(&back)["code"].clone();
+    let res = token(
+        &app,
+        &[
+            ("grant_type", "authorization_code"),
+            ("client_id", &client_id),
+            ("redirect_uri", REDIRECT),
+            ("code", &code),
+            ("code_verifier", &verifier),
+        ],
+    )
+    .await;
+    assert_eq!(res.status(), 200);
+    let t = json(res).await;
+    assert_eq!(t["patient"], a.as_str(), "{t}");
+    assert!(has(&t["scope"], "launch"), "{t}");
+    let as_app = authorised_client(t["access_token"].as_str().unwrap_or_default());
+    assert_eq!(
+        status_of(&as_app, &app.url(&format!("Observation/{oa}"))).await,
+        200
+    );
+    let res = as_app
+        .get(app.url(&format!("Observation/{ob}")))
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_outcome(res, 403, "forbidden").await;
+    app.stop().await;
+}
+
+fn has(scope: &Value, wanted: &str) -> bool {
+    scope
+        .as_str()
+        .is_some_and(|s| s.split_whitespace().any(|x| x == wanted))
 }
