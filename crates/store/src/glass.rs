@@ -19,8 +19,9 @@ const MAX_REASON: usize = 1000;
 impl Store {
     /// Grants the signed-in user `patient`'s restricted entries for
     /// [`BREAK_GLASS_MINUTES`], for `reason` (required). Needs the
-    /// view-record activity; a role that sees restricted entries anyway
-    /// needs no grant and is told so (400).
+    /// view-record activity and a user's own session (an app's token is
+    /// refused, 403); a role that sees restricted entries anyway needs no
+    /// grant and is told so (400).
     pub async fn break_glass(
         &self,
         ctx: &Ctx,
@@ -37,6 +38,13 @@ impl Store {
             self.audit(ctx, event.clone().failed(&e));
             Err(e)
         };
+        // Overriding a restriction is a user's own deliberate act in their
+        // session, never an app's, whatever its scopes and its user.
+        if ctx.grant.is_some() {
+            return refuse(StoreError::Forbidden(
+                "an app cannot break the glass: only its user can, in their own session".into(),
+            ));
+        }
         let Some((user, session)) = ctx
             .access
             .user

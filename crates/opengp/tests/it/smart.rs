@@ -28,6 +28,7 @@ crate::on_both_backends!(
     query_restricted_scopes_narrow_reads_and_searches,
     openid_fhir_user_and_refresh_scopes,
     an_app_is_launched_from_the_record,
+    an_app_cannot_break_the_glass,
 );
 
 const REDIRECT: &str = "http://127.0.0.1:9/callback";
@@ -2236,4 +2237,101 @@ fn has(scope: &Value, wanted: &str) -> bool {
     scope
         .as_str()
         .is_some_and(|s| s.split_whitespace().any(|x| x == wanted))
+}
+
+/// Breaking the glass is a user's own deliberate act in their session
+/// (gp-store glass.rs), never an app's: an app's access token, even one
+/// its user approved with scopes reaching the whole record, is refused
+/// `$break-glass` (403, an OperationOutcome), the refusal is in the trail
+/// naming the app, and the app still does not see the restricted entry;
+/// nor does it once its user has broken the glass in their own session.
+async fn an_app_cannot_break_the_glass(app: App) {
+    let p = app
+        .create(&json!({"resourceType": "Patient", "name": [{"family": "Glass"}]}))
+        .await;
+    let hidden = app
+        .create(&json!({"resourceType": "Observation", "status": "final",
+            "meta": {"security": [{"system": "http://terminology.hl7.org/CodeSystem/v3-Confidentiality", "code": "R"}]},
+            "code": {"coding": [{"system": "http://snomed.info/sct", "code": "1234567"}]},
+            "subject": {"reference": format!("Patient/{p}")}}))
+        .await;
+    app.create(&json!({"resourceType": "Observation", "status": "final",
+        "code": {"coding": [{"system": "http://snomed.info/sct", "code": "7654321"}]},
+        "subject": {"reference": format!("Patient/{p}")}}))
+        .await;
+    // A nurse: the record, but not restricted entries without the glass.
+    add_user(&app, "nurse", &["R8001"]).await;
+    let scope = "launch/patient patient/*.rs";
+    let reg = register(
+        &app,
+        json!({"name": "Chart", "kind": "public", "scope": scope, "redirect_uris": [REDIRECT]}),
+    )
+    .await;
+    let client_id = reg["client_id"].as_str().unwrap_or_default().to_owned();
+    let cookie = web_sign_in(&app, "nurse").await;
+    let t = patient_token(&app, &cookie, &client_id, scope, (&p, "Glass")).await;
+    let as_app = authorised_client(t["access_token"].as_str().unwrap_or_default());
+    let glass = |c: &reqwest::Client| {
+        let req = c
+            .post(app.url(&format!("Patient/{p}/$break-glass")))
+            .header("content-type", "application/fhir+json")
+            .body(
+                json!({"resourceType": "Parameters",
+                    "parameter": [{"name": "reason", "valueString": "The app says it is urgent"}]})
+                .to_string(),
+            );
+        async move { req.send().await.unwrap_or_else(|e| panic!("{e}")) }
+    };
+    let refused = assert_outcome(glass(&as_app).await, 403, "forbidden").await;
+    assert!(
+        refused
+            .to_string()
+            .contains("an app cannot break the glass"),
+        "{refused}"
+    );
+    let observations = |c: &reqwest::Client| {
+        let (c, url) = (
+            c.clone(),
+            app.url(&format!("Observation?subject=Patient/{p}&_total=accurate")),
+        );
+        async move { app_json(&c, &url).await["total"].clone() }
+    };
+    assert_eq!(
+        observations(&as_app).await,
+        1,
+        "the restricted entry stays hidden"
+    );
+    assert_eq!(
+        status_of(&as_app, &app.url(&format!("Observation/{hidden}"))).await,
+        404
+    );
+
+    // The nurse breaks the glass in her own session: she sees the entry,
+    // the app she approved still does not (the grant is her session's).
+    let nurse = crate::auth::signed_in(&app, "nurse", None).await;
+    assert_eq!(glass(&nurse).await.status(), 200);
+    assert_eq!(observations(&nurse).await, 2);
+    assert_eq!(observations(&as_app).await, 1);
+    assert_eq!(
+        status_of(&as_app, &app.url(&format!("Observation/{hidden}"))).await,
+        404
+    );
+
+    // The refusal is in the trail, naming the app as an agent.
+    let trail = app_json(&app.client, &app.url("AuditEvent?outcome=4&_count=100")).await;
+    let refusal = trail["entry"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|e| &e["resource"])
+        .find(|e| {
+            e["purposeOfEvent"][0]["coding"][0]["code"] == "BTG"
+                && e["agent"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .any(|a| a["altId"] == client_id.as_str())
+        });
+    assert!(refusal.is_some(), "the app's refused break-glass: {trail}");
+    app.stop().await;
 }
