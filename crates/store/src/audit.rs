@@ -75,6 +75,8 @@ pub enum Admin {
     SetPolicy,
     /// A practice package or other system's data imported.
     Import,
+    /// A practice's search index rows computed again (`reindex.rs`).
+    Reindex,
 }
 
 /// The code system of [`Admin`] subtypes.
@@ -91,15 +93,18 @@ impl Admin {
             Admin::AddPatientAccount => "patient-account-add",
             Admin::SetPolicy => "policy-set",
             Admin::Import => "import",
+            Admin::Reindex => "reindex",
         }
     }
 
-    /// DICOM's subtype of Security Alert for it (Import is its own type).
+    /// DICOM's subtype of Security Alert for it (Import is its own type,
+    /// and a reindex an Application Activity).
     fn dicom(self) -> (&'static str, &'static str) {
         match self {
             Admin::ChangeRoles => ("110136", "Security Roles Changed"),
             Admin::SetPolicy => ("110129", "Security Configuration"),
             Admin::Import => ("110107", "Import"),
+            Admin::Reindex => ("110100", "Application Activity"),
             _ => ("110137", "User Security Attributes Changed"),
         }
     }
@@ -118,6 +123,7 @@ impl Kind {
             Kind::Rest("delete") => "D",
             Kind::Export => "R",
             Kind::Admin(Admin::AddUser | Admin::AddPatientAccount | Admin::Import) => "C",
+            Kind::Admin(Admin::Reindex) => "E",
             Kind::Admin(_) => "U",
             Kind::Rest(_) | Kind::Login | Kind::Session => "E",
         }
@@ -140,7 +146,7 @@ impl Kind {
             ),
             Kind::Admin(a) => {
                 let (code, display) = a.dicom();
-                let ty = if a == Admin::Import {
+                let ty = if matches!(a, Admin::Import | Admin::Reindex) {
                     json!({"system": DCM, "code": code, "display": display})
                 } else {
                     json!({"system": DCM, "code": "110113", "display": "Security Alert"})

@@ -11,10 +11,15 @@
 //! reindex that is stopped resumes where it was and running one twice
 //! changes nothing. A resource written in between keeps the rows its write
 //! gave it (they are of the current version already). The version is
-//! recorded when the last page is done.
+//! recorded when the last page is done, in the same transaction as the
+//! reindex's administrative AuditEvent (DICOM Application Activity,
+//! `admin-action` `reindex`: who ran it, the operator or the server at
+//! start, the versions and the counts), a link of the practice's chain
+//! like any other; a reindex that fails records its failure.
 
 use gp_fhir::{OdsCode, ResourceType};
 
+use crate::audit::{Admin, Event, Kind};
 use crate::backend::{IndexState, Reindexed, StoredVersion};
 use crate::engine::operator_only;
 use crate::{Actor, Ctx, Store, StoreError};
@@ -94,7 +99,7 @@ impl Store {
         // another version, or a forced one, starts again. Until the last
         // page the recorded version stays what it was (0 when forced), so
         // that a reindex stopped half-way is taken up at the next start.
-        let mut after = match state.resume {
+        let after = match state.resume {
             Some((v, ty, id)) if v == INDEX_VERSION && !force => (ty, id),
             _ => (String::new(), String::new()),
         };
@@ -109,6 +114,28 @@ impl Store {
         };
         tracing::info!(practice = %report.practice, from = report.from, to = INDEX_VERSION,
             resumed = report.resumed, "reindexing the practice's search index");
+        match self
+            .reindex_pages(ctx, after, from, &mut report, progress)
+            .await
+        {
+            Ok(()) => Ok(Some(report)),
+            Err(e) => {
+                self.audit(ctx, event(&report).failed(&e));
+                Err(e)
+            }
+        }
+    }
+
+    /// The pages of a practice's reindex from `after` on, `report` kept
+    /// up to date; the last one records the event.
+    async fn reindex_pages(
+        &self,
+        ctx: &Ctx,
+        mut after: (String, String),
+        from: u32,
+        report: &mut Reindexing,
+        progress: &(dyn Fn(&Reindexing) + Sync),
+    ) -> Result<(), StoreError> {
         loop {
             let cursor = after.clone();
             let (rows, seen, last) = self
@@ -149,10 +176,16 @@ impl Store {
             };
             // Index rows derive from the record: a frozen practice's are
             // kept right too.
+            let (mut done_report, who) = (report.clone(), ctx.clone());
             let replaced = self
                 .submit_unchecked(ctx, move |tx| {
                     let n = tx.reindex(&rows)?;
                     tx.set_index_state(&next)?;
+                    if next.resume.is_none() {
+                        done_report.resources += seen as u64;
+                        done_report.replaced += n as u64;
+                        crate::trail::append_now(tx, &event(&done_report), &who)?;
+                    }
                     Ok(n)
                 })
                 .await
@@ -167,8 +200,22 @@ impl Store {
             }
             match last {
                 Some(l) if !report.done => after = l,
-                _ => return Ok(Some(report)),
+                _ => return Ok(()),
             }
         }
     }
+}
+
+/// A practice's reindex in its audit trail, as far as `r` tells it.
+fn event(r: &Reindexing) -> Event {
+    Event::new(Kind::Admin(Admin::Reindex)).about(
+        "search index",
+        format!(
+            "reindexed from extraction version {} to {INDEX_VERSION}{}: {} resources, {} with their rows replaced",
+            r.from,
+            if r.resumed { ", resuming a stopped reindex" } else { "" },
+            r.resources,
+            r.replaced
+        ),
+    )
 }

@@ -2,7 +2,8 @@
 //! learnt to write since a resource was stored are written when the server
 //! starts on a store whose rows are of another extraction version, and by
 //! `opengp reindex` whatever their version; searches then find what they
-//! missed. On both backends.
+//! missed; each reindex is an administrative AuditEvent in the practice's
+//! chain, which `opengp audit verify` still finds intact. On both backends.
 
 use gp_store::{Actor, Ctx, INDEX_VERSION, IndexState, Reindexed};
 use serde_json::{Value, json};
@@ -126,33 +127,72 @@ async fn stale_index_rows_are_rewritten_at_start_and_by_the_command(app: App) {
     check(&app, STALE).await;
     let app = app
         .restart_after(|data, database| {
-            let mut cmd = std::process::Command::new(opengp_bin());
-            cmd.args([
-                "reindex",
-                "--practice",
-                opengp::config::DEFAULT_PRACTICE,
-                "--data",
-            ])
-            .arg(data);
-            if let Some(url) = database {
-                cmd.args(["--database", url]);
-            }
-            let out = cmd
-                .output()
-                .unwrap_or_else(|e| panic!("opengp reindex: {e}"));
-            let stdout = String::from_utf8_lossy(&out.stdout);
-            assert!(
-                out.status.success(),
-                "{stdout}{}",
-                String::from_utf8_lossy(&out.stderr)
-            );
+            let run = |command: &[&str]| {
+                let mut cmd = std::process::Command::new(opengp_bin());
+                cmd.args(command)
+                    .args(["--practice", opengp::config::DEFAULT_PRACTICE, "--data"])
+                    .arg(data);
+                if let Some(url) = database {
+                    cmd.args(["--database", url]);
+                }
+                let out = cmd
+                    .output()
+                    .unwrap_or_else(|e| panic!("opengp {command:?}: {e}"));
+                let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+                assert!(
+                    out.status.success(),
+                    "{command:?}: {stdout}{}",
+                    String::from_utf8_lossy(&out.stderr)
+                );
+                stdout
+            };
+            let stdout = run(&["reindex"]);
             assert!(
                 stdout.contains(&format!("reindexed {}: ", opengp::config::DEFAULT_PRACTICE)),
                 "{stdout}"
             );
+            let stdout = run(&["audit", "verify"]);
+            assert!(stdout.contains("is intact"), "{stdout}");
         })
         .await;
     check(&app, RIGHT).await;
+
+    // Each reindex is in the trail: the two at start by the server, the
+    // command's by the operator at the console (DICOM Application
+    // Activity, admin-action `reindex`, action E).
+    let b = crate::support::json(
+        app.get(
+            "AuditEvent?subtype=https://opengp.dev/fhir/CodeSystem/admin-action|reindex&_sort=date",
+        )
+        .await,
+    )
+    .await;
+    let events: Vec<&Value> = b["entry"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|e| &e["resource"])
+        .collect();
+    let agents: Vec<&str> = events
+        .iter()
+        .map(|e| e["agent"][0]["altId"].as_str().unwrap_or_default())
+        .collect();
+    assert_eq!(agents, ["system", "system", "cli"], "{b}");
+    for (e, (from, resumed)) in events
+        .iter()
+        .zip([(0, false), (0, true), (INDEX_VERSION, false)])
+    {
+        assert_eq!(e["type"]["code"], "110100", "{e}");
+        assert_eq!(e["action"], "E", "{e}");
+        assert_eq!(e["outcome"], "0", "{e}");
+        let what = e["entity"][0]["description"].as_str().unwrap_or_default();
+        assert!(
+            what.starts_with(&format!(
+                "reindexed from extraction version {from} to {INDEX_VERSION}"
+            )) && what.contains("resuming") == resumed,
+            "{what}"
+        );
+    }
     let ctx = Ctx::new(crate::auth::practice(&app).await, Actor::system());
     let state = app
         .server
