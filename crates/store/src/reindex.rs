@@ -193,7 +193,7 @@ impl Store {
             report.resources += seen as u64;
             report.replaced += replaced as u64;
             report.done = done || last.is_none();
-            progress(&report);
+            progress(report);
             if report.resources.is_multiple_of(PAGE as u64 * 20) || report.done {
                 tracing::info!(practice = %report.practice, resources = report.resources,
                     replaced = report.replaced, done = report.done, "reindexing");
