@@ -52,6 +52,7 @@ const INSERT_LINKS: &str = "INSERT INTO audit_chain (practice, seq, event, hash)
 
 pub(crate) fn links(
     conn: &mut Conn,
+    bodies: &crate::body::Bodies,
     practice: i64,
     after: i64,
     limit: usize,
@@ -70,7 +71,8 @@ pub(crate) fn links(
                 body: r
                     .try_get::<_, Option<Vec<u8>>>(3)
                     .map_err(db_err)?
-                    .map(Bytes::from),
+                    .map(|b| bodies.decode(conn, Bytes::from(b)))
+                    .transpose()?,
                 last_updated: r
                     .try_get::<_, Option<i64>>(4)
                     .map_err(db_err)?

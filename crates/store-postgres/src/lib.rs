@@ -45,6 +45,7 @@
 
 mod accounts;
 mod audit;
+mod body;
 mod conn;
 mod dmd;
 mod index;
@@ -105,6 +106,8 @@ pub struct PgBackend {
     readers: Pool,
     /// Opens the connection a terminology load runs on, outside the pool.
     connector: Connector,
+    /// How versions' bodies are stored (`body.rs`).
+    bodies: Arc<body::Bodies>,
 }
 
 impl PgBackend {
@@ -120,13 +123,15 @@ impl PgBackend {
         };
         let mut first = connector.connect()?;
         schema::migrate(&mut first)?;
-        let writer = writer::Writer::start(&connector, options.writers)?;
+        let bodies = body::Bodies::load(&mut first, connector.clone())?;
+        let writer = writer::Writer::start(&connector, options.writers, &bodies)?;
         let readers = Pool::new(connector.clone(), options.readers);
         readers.adopt(first);
         Ok(Arc::new(PgBackend {
             writer,
             readers,
             connector,
+            bodies,
         }))
     }
 
@@ -282,6 +287,7 @@ impl Backend for PgBackend {
                 practice: ctx.practice.key,
                 for_update: false,
                 sees: ctx.sees(),
+                bodies: &self.bodies,
             });
             let end = c.batch("COMMIT");
             if end.is_err() {

@@ -224,6 +224,18 @@ const MIGRATIONS: &[Migration] = &[
         // column without a default: no table rewrite.
         sql: "ALTER TABLE smart_app ADD COLUMN launch_url text;",
     },
+    Migration {
+        version: 18,
+        name: "the zstd dictionaries versions' bodies are compressed with",
+        // gp_store_sql::body, as SQLite's 18: each with the store's size
+        // when it was trained. Versions stored before stay as they are.
+        sql: "CREATE TABLE body_dict (
+            id bigint PRIMARY KEY,
+            trained_at bigint NOT NULL,
+            created_at bigint NOT NULL,
+            bytes bytea NOT NULL
+        );",
+    },
 ];
 
 /// The migration adding `idx_text`: its transaction also indexes the

@@ -13,7 +13,9 @@ use gp_store_sql::{Arg, Dialect};
 use postgres::Row;
 use postgres::types::ToSql;
 
+use crate::body::Bodies;
 use crate::conn::{Conn, db_err};
+use std::sync::Arc;
 
 /// A connection seen through one practice.
 pub(crate) struct Scoped<'c> {
@@ -25,6 +27,8 @@ pub(crate) struct Scoped<'c> {
     pub for_update: bool,
     /// Which restricted entries the context sees.
     pub sees: Sees,
+    /// How bodies are stored (`body.rs`).
+    pub bodies: &'c Arc<Bodies>,
 }
 
 /// `(type, id, version, last_updated, deleted, body)` as a version.
@@ -41,6 +45,16 @@ fn full_row(row: &Row) -> Result<StoredVersion, StoreError> {
         deleted: row.try_get(4).map_err(db_err)?,
         body: Bytes::from(body),
     })
+}
+
+impl Scoped<'_> {
+    /// `(type, id, version, last_updated, deleted, body)` as a version, its
+    /// body as the version's bytes.
+    fn full(&mut self, row: &Row) -> Result<StoredVersion, StoreError> {
+        let mut v = full_row(row)?;
+        v.body = self.bodies.decode(self.conn, v.body)?;
+        Ok(v)
+    }
 }
 
 type Args = Vec<Box<dyn ToSql + Sync>>;
@@ -110,7 +124,7 @@ impl ReadTx for Scoped<'_> {
             .conn
             .query_opt(sql, &[&self.practice, &ty.as_str(), &id])
             .map_err(db_err)?;
-        row.as_ref().map(full_row).transpose()
+        row.as_ref().map(|r| self.full(r)).transpose()
     }
 
     fn version(
@@ -127,7 +141,7 @@ impl ReadTx for Scoped<'_> {
                 &[&self.practice, &ty.as_str(), &id, &(version as i64)],
             )
             .map_err(db_err)?;
-        row.as_ref().map(full_row).transpose()
+        row.as_ref().map(|r| self.full(r)).transpose()
     }
 
     fn held(&mut self, keys: &[(ResourceType, &str, u64)]) -> Result<Vec<Held>, StoreError> {
@@ -154,7 +168,8 @@ impl ReadTx for Scoped<'_> {
                     body: r
                         .try_get::<_, Option<Vec<u8>>>(3)
                         .map_err(db_err)?
-                        .map(Bytes::from),
+                        .map(|b| self.bodies.decode(self.conn, Bytes::from(b)))
+                        .transpose()?,
                 })
             })
             .collect()
@@ -171,7 +186,9 @@ impl ReadTx for Scoped<'_> {
             Some(st) => {
                 let args = values(&st.args);
                 let rows = self.conn.query(&st.sql, &refs(&args)).map_err(db_err)?;
-                rows.iter().map(full_row).collect::<Result<Vec<_>, _>>()?
+                rows.iter()
+                    .map(|r| self.full(r))
+                    .collect::<Result<Vec<_>, _>>()?
             }
         };
         let total = match &built.total {
@@ -258,7 +275,7 @@ impl ReadTx for Scoped<'_> {
         rows.iter()
             .map(|r| {
                 Ok(VersionRecord {
-                    version: full_row(r)?,
+                    version: self.full(r)?,
                     position: r.try_get(6).map_err(db_err)?,
                     author: r.try_get(7).map_err(db_err)?,
                 })
@@ -271,7 +288,7 @@ impl ReadTx for Scoped<'_> {
         after: i64,
         limit: usize,
     ) -> Result<Vec<gp_store::audit::StoredLink>, StoreError> {
-        crate::audit::links(self.conn, self.practice, after, limit)
+        crate::audit::links(self.conn, self.bodies, self.practice, after, limit)
     }
 
     fn frozen(&mut self) -> Result<Option<String>, StoreError> {
@@ -289,7 +306,8 @@ impl ReadTx for Scoped<'_> {
         after: (&str, &str),
         limit: usize,
     ) -> Result<Vec<StoredVersion>, StoreError> {
-        self.conn
+        let rows = self
+            .conn
             .query(
                 "SELECT c.type, c.id, c.version, c.last_updated, c.deleted, v.body
                  FROM resource_current c JOIN resource_version v
@@ -298,10 +316,8 @@ impl ReadTx for Scoped<'_> {
                  ORDER BY c.type, c.id LIMIT $4",
                 &[&self.practice, &after.0, &after.1, &(limit as i64)],
             )
-            .map_err(db_err)?
-            .iter()
-            .map(full_row)
-            .collect()
+            .map_err(db_err)?;
+        rows.iter().map(|r| self.full(r)).collect()
     }
 
     fn index_state(&mut self) -> Result<IndexState, StoreError> {
@@ -399,7 +415,10 @@ impl ReadTx for Scoped<'_> {
              WHERE {where_sql} ORDER BY seq DESC LIMIT {limit} OFFSET {offset}"
         );
         let rows = self.conn.query(&sql, &refs(&args)).map_err(db_err)?;
-        let entries = rows.iter().map(full_row).collect::<Result<Vec<_>, _>>()?;
+        let entries = rows
+            .iter()
+            .map(|r| self.full(r))
+            .collect::<Result<Vec<_>, _>>()?;
         Ok(HistoryPage {
             total: total as u64,
             entries,

@@ -383,7 +383,7 @@ impl WriteTx for ScopedWrite<'_> {
             seq: self.counter.seq,
             last_updated: v.last_updated.millis(),
             deleted: v.deleted,
-            body: v.body.clone(),
+            body: self.read.bodies.encode(&v.body),
             index: v.index.clone(),
             author: v.author.clone(),
             restricted: v.restricted.clone(),

@@ -10,6 +10,7 @@ use std::thread::JoinHandle;
 use gp_store::access::Sees;
 use gp_store::{Ctx, StoreError, WriteJob};
 
+use crate::body::Bodies;
 use crate::conn::{Conn, Connector, db_err};
 use crate::scoped::Scoped;
 use crate::write::{Counter, ScopedWrite};
@@ -58,16 +59,20 @@ pub(crate) struct Writer {
 type Queued = (i64, String, Sees, Box<dyn WriteJob>);
 
 impl Writer {
-    pub fn start(connector: &Connector, n: usize) -> Result<Self, StoreError> {
+    pub fn start(
+        connector: &Connector,
+        n: usize,
+        bodies: &Arc<Bodies>,
+    ) -> Result<Self, StoreError> {
         let counters = Arc::new(Counters::default());
         let mut shards = Vec::with_capacity(n.max(1));
         for i in 0..n.max(1) {
             let conn = connector.connect()?;
             let (tx, rx) = channel();
-            let (c, again) = (counters.clone(), connector.clone());
+            let (c, again, b) = (counters.clone(), connector.clone(), bodies.clone());
             let thread = std::thread::Builder::new()
                 .name(format!("pg-writer-{i}"))
-                .spawn(move || run(conn, &again, rx, &c))
+                .spawn(move || run(conn, &again, rx, &c, &b))
                 .map_err(|e| StoreError::Backend(format!("starting a writer: {e}")))?;
             shards.push(Shard {
                 tx: Mutex::new(Some(tx)),
@@ -137,7 +142,13 @@ impl Drop for Writer {
     }
 }
 
-fn run(mut conn: Conn, connector: &Connector, rx: Receiver<Msg>, counters: &Counters) {
+fn run(
+    mut conn: Conn,
+    connector: &Connector,
+    rx: Receiver<Msg>,
+    counters: &Counters,
+    bodies: &Arc<Bodies>,
+) {
     while let Ok(first) = rx.recv() {
         let group = gp_store::gather(
             first,
@@ -169,16 +180,22 @@ fn run(mut conn: Conn, connector: &Connector, rx: Receiver<Msg>, counters: &Coun
                 } => Some((practice, author, sees, job)),
                 Msg::Close { .. } => None,
             }));
-            run_group(&mut conn, connector, jobs, counters);
+            run_group(&mut conn, connector, jobs, counters, bodies);
             let _ = reply.send(());
             return;
         }
-        run_group(&mut conn, connector, jobs, counters);
+        run_group(&mut conn, connector, jobs, counters, bodies);
     }
 }
 
 /// Commits a group, first reconnecting if the server dropped the connection.
-fn run_group(conn: &mut Conn, connector: &Connector, jobs: Vec<Queued>, counters: &Counters) {
+fn run_group(
+    conn: &mut Conn,
+    connector: &Connector,
+    jobs: Vec<Queued>,
+    counters: &Counters,
+    bodies: &Arc<Bodies>,
+) {
     if jobs.is_empty() {
         return;
     }
@@ -194,7 +211,7 @@ fn run_group(conn: &mut Conn, connector: &Connector, jobs: Vec<Queued>, counters
             }
         }
     }
-    commit_group(conn, jobs, counters);
+    commit_group(conn, jobs, counters, bodies);
 }
 
 const LOCK_COUNTERS: &str = "SELECT practice, seq, stamped FROM practice_counter
@@ -212,7 +229,7 @@ const SAVE_COUNTERS: &str = "UPDATE practice_counter p SET seq = t.seq, stamped 
 /// deadlock): from then on this transaction is the only writer of those
 /// practices, which makes `If-Match` checks, conditional creates and the
 /// practice's sequence safe, while other practices go on in parallel.
-fn commit_group(conn: &mut Conn, jobs: Vec<Queued>, counters: &Counters) {
+fn commit_group(conn: &mut Conn, jobs: Vec<Queued>, counters: &Counters, bodies: &Arc<Bodies>) {
     let mut practices: Vec<i64> = jobs.iter().map(|j| j.0).collect();
     practices.sort_unstable();
     practices.dedup();
@@ -265,6 +282,7 @@ fn commit_group(conn: &mut Conn, jobs: Vec<Queued>, counters: &Counters) {
                 practice,
                 for_update: true,
                 sees,
+                bodies,
             };
             let mut tx = ScopedWrite::new(read, &author, counter);
             // A panic in a job must not take the writer down with it.

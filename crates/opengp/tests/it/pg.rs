@@ -467,3 +467,116 @@ fn upgrading_indexes_the_words_of_resources_stored_before() {
     drop(client);
     db.finish();
 }
+
+/// Resource bodies compressed with a dictionary the store trains on its
+/// own versions (`gp_store_sql::body`), as SQLite's test in
+/// crates/store-sqlite/tests/bodies.rs: the dictionary arrives without
+/// anyone asking once the store has grown, later versions are zstd frames
+/// naming it, everything reads back byte for byte (the audit chain over
+/// those bytes included), and a second server on the same database, which
+/// opened it before the dictionary existed, reads the frames too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bodies_are_compressed_once_the_store_has_trained_a_dictionary() {
+    use gp_fhir::{Id, OdsCode, Resource, ResourceType};
+    use gp_store::audit::Event;
+    use gp_store::{Actor, Ctx, Store};
+    const MAGIC: [u8; 4] = [0x28, 0xb5, 0x2f, 0xfd];
+
+    let db = TestDatabase::create();
+    let store = Store::new(db.backend());
+    let other = Store::new(db.backend());
+    let ods = OdsCode::parse("A81001").unwrap_or_else(|| panic!("ods"));
+    let practice = store
+        .ensure_practice(&ods, "Bodies", &Actor::system())
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let ctx = Ctx::new(practice, Actor::new("operator"));
+    let ty = ResourceType::parse("Patient").unwrap_or_else(|| panic!("type"));
+    let patient = |i: u64| {
+        Resource::from_value(serde_json::json!({
+            "resourceType": "Patient",
+            "identifier": [{"system": "https://fhir.nhs.uk/Id/nhs-number", "value": format!("{}", 9_000_000_000 + i)}],
+            "name": [{"family": format!("Family{i}"), "given": ["Alex"]}]
+        }))
+        .unwrap_or_else(|e| panic!("{e}"))
+    };
+    let url = db.url.clone();
+    let heads = move || {
+        let url = url.clone();
+        off_runtime(move || {
+            let mut c = postgres::Client::connect(&url, postgres::NoTls)
+                .unwrap_or_else(|e| panic!("connecting: {e}"));
+            let rows: Vec<Vec<u8>> = c
+                .query(
+                    "SELECT substr(body, 1, 4) FROM resource_version WHERE practice = (SELECT key FROM practice WHERE ods = 'A81001') ORDER BY seq",
+                    &[],
+                )
+                .unwrap_or_else(|e| panic!("{e}"))
+                .iter()
+                .map(|r| r.get(0))
+                .collect();
+            let dicts: i64 = c
+                .query_one("SELECT count(*) FROM body_dict", &[])
+                .map(|r| r.get(0))
+                .unwrap_or_else(|e| panic!("{e}"));
+            (rows, dicts)
+        })
+    };
+
+    let mut written = vec![
+        store
+            .create(&ctx, patient(0), None)
+            .await
+            .unwrap_or_else(|e| panic!("{e}")),
+    ];
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    let mut n = 0;
+    while heads().1 == 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no dictionary was trained"
+        );
+        for _ in 0..1_000 {
+            n += 1;
+            store.audit(&ctx, Event::rest("read").target(ty, &format!("p{n}")));
+        }
+        store
+            .audit_barrier(&ctx)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(n >= 5_000, "trained after {n} versions");
+    let before = heads().0.len();
+    for i in 1..=20 {
+        written.push(
+            store
+                .create(&ctx, patient(i), None)
+                .await
+                .unwrap_or_else(|e| panic!("{e}")),
+        );
+    }
+    let (rows, _) = heads();
+    assert_eq!(rows.first().and_then(|r| r.first()), Some(&b'{'));
+    assert!(
+        rows.len() >= before + 40,
+        "20 creates and their AuditEvents"
+    );
+    assert!(
+        rows[before..].iter().all(|h| h.as_slice() == MAGIC),
+        "versions written after the dictionary are zstd frames"
+    );
+    for s in [&store, &other] {
+        for w in &written {
+            let id = Id::parse(&w.version.id).unwrap_or_else(|e| panic!("{e}"));
+            let got = s.read(&ctx, ty, id).await.unwrap_or_else(|e| panic!("{e}"));
+            assert_eq!(got.body, w.version.body);
+        }
+        let report = s.verify_audit(&ctx).await.unwrap_or_else(|e| panic!("{e}"));
+        assert!(report.broken.is_none(), "{report:?}");
+        assert!(report.records >= 5_000, "{report:?}");
+    }
+    store.close();
+    other.close();
+    db.finish();
+}
