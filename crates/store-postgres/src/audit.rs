@@ -71,7 +71,7 @@ pub(crate) fn links(
                 body: r
                     .try_get::<_, Option<Vec<u8>>>(3)
                     .map_err(db_err)?
-                    .map(|b| bodies.decode(conn, Bytes::from(b)))
+                    .map(|b| bodies.decode(conn, practice, Bytes::from(b)))
                     .transpose()?,
                 last_updated: r
                     .try_get::<_, Option<i64>>(4)

@@ -123,7 +123,7 @@ impl PgBackend {
         };
         let mut first = connector.connect()?;
         schema::migrate(&mut first)?;
-        let bodies = body::Bodies::load(&mut first, connector.clone())?;
+        let bodies = body::Bodies::new(connector.clone());
         let writer = writer::Writer::start(&connector, options.writers, &bodies)?;
         let readers = Pool::new(connector.clone(), options.readers);
         readers.adopt(first);

@@ -226,14 +226,17 @@ const MIGRATIONS: &[Migration] = &[
     },
     Migration {
         version: 18,
-        name: "the zstd dictionaries versions' bodies are compressed with",
-        // gp_store_sql::body, as SQLite's 18: each with the store's size
-        // when it was trained. Versions stored before stay as they are.
+        name: "the zstd dictionaries each practice's versions' bodies are compressed with",
+        // gp_store_sql::body, as SQLite's 18: each with the practice's
+        // versions when it was trained. Versions stored before stay as
+        // they are.
         sql: "CREATE TABLE body_dict (
-            id bigint PRIMARY KEY,
+            practice bigint NOT NULL REFERENCES practice(key),
+            id bigint NOT NULL,
             trained_at bigint NOT NULL,
             created_at bigint NOT NULL,
-            bytes bytea NOT NULL
+            bytes bytea NOT NULL,
+            PRIMARY KEY (practice, id)
         );",
     },
 ];

@@ -52,7 +52,7 @@ impl Scoped<'_> {
     /// body as the version's bytes.
     fn full(&mut self, row: &Row) -> Result<StoredVersion, StoreError> {
         let mut v = full_row(row)?;
-        v.body = self.bodies.decode(self.conn, v.body)?;
+        v.body = self.bodies.decode(self.conn, self.practice, v.body)?;
         Ok(v)
     }
 }
@@ -168,7 +168,7 @@ impl ReadTx for Scoped<'_> {
                     body: r
                         .try_get::<_, Option<Vec<u8>>>(3)
                         .map_err(db_err)?
-                        .map(|b| self.bodies.decode(self.conn, Bytes::from(b)))
+                        .map(|b| self.bodies.decode(self.conn, self.practice, Bytes::from(b)))
                         .transpose()?,
                 })
             })

@@ -375,6 +375,8 @@ impl WriteTx for ScopedWrite<'_> {
     }
 
     fn insert(&mut self, v: &NewVersion) -> Result<(), StoreError> {
+        let practice = self.read.practice;
+        let body = self.read.bodies.encode(self.read.conn, practice, &v.body)?;
         self.counter.seq += 1;
         self.pending.push(Pending {
             ty: v.resource_type.as_str(),
@@ -383,7 +385,7 @@ impl WriteTx for ScopedWrite<'_> {
             seq: self.counter.seq,
             last_updated: v.last_updated.millis(),
             deleted: v.deleted,
-            body: self.read.bodies.encode(&v.body),
+            body,
             index: v.index.clone(),
             author: v.author.clone(),
             restricted: v.restricted.clone(),

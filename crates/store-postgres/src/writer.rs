@@ -334,9 +334,12 @@ fn commit_group(conn: &mut Conn, jobs: Vec<Queued>, counters: &Counters, bodies:
     counters
         .jobs
         .fetch_add(done.len() as u64, Ordering::Relaxed);
-    if let Err(e) = &committed {
-        let _ = conn.batch("ROLLBACK");
-        tracing::error!(error = %e, "a write transaction failed and was rolled back");
+    match &committed {
+        Ok(()) => bodies.committed(state.iter().map(|(p, c)| (*p, c.seq))),
+        Err(e) => {
+            let _ = conn.batch("ROLLBACK");
+            tracing::error!(error = %e, "a write transaction failed and was rolled back");
+        }
     }
     for (job, own_error) in done {
         let outcome = match (&committed, own_error) {

@@ -2,13 +2,17 @@
 //! dictionary the store trained on its own resources, or, before the store
 //! has one, the JSON as it is.
 //!
+//! Each practice has its own dictionaries, trained on its own versions
+//! only, so that nothing of one practice's records is ever needed to read
+//! or write another's.
+//!
 //! FHIR JSON repeats itself across resources (element names, code system
 //! URLs, profile and extension URLs, the shape of an AuditEvent), and a
 //! resource is too small (1 to 3 KB) for a compressor to learn that from
 //! the resource alone: zstd on its own shrinks a Synthea resource 1.8
 //! times, with a dictionary trained on the store's own resources about 5
-//! times (docs/benchmarks.md). A store trains its first dictionary once it
-//! holds [`FIRST_TRAINING`] versions, and again each time it has grown
+//! times (docs/benchmarks.md). A practice's first dictionary is trained once
+//! it holds [`FIRST_TRAINING`] versions, and another each time it has grown
 //! [`GROWTH`] times, so that the dictionary follows what the practice
 //! records. Every dictionary is kept: a frame names the one it was
 //! written with (its zstd dictionary id), and versions are never
@@ -20,7 +24,7 @@
 
 use std::cell::RefCell;
 use std::collections::HashMap;
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 
 use gp_store::StoreError;
 use zstd::dict::{DecoderDictionary, EncoderDictionary};
@@ -46,12 +50,26 @@ pub const SAMPLES: usize = 20_000;
 /// a few kilobytes).
 const DICT_BYTES: usize = 64 * 1024;
 
-/// The store's dictionaries: every one, to read frames, and the newest,
-/// to write them.
+/// A store's dictionaries, per practice: every one, to read frames, the
+/// newest, to write them, and when to train the next.
 #[derive(Default)]
 pub struct Codec {
-    readers: RwLock<HashMap<u32, Arc<DecoderDictionary<'static>>>>,
-    writer: RwLock<Option<(u32, Arc<EncoderDictionary<'static>>)>>,
+    readers: RwLock<HashMap<(i64, u32), Arc<DecoderDictionary<'static>>>>,
+    writers: RwLock<HashMap<i64, Arc<EncoderDictionary<'static>>>>,
+    training: Mutex<HashMap<i64, Training>>,
+}
+
+/// A practice's training bookkeeping.
+#[derive(Clone, Copy, Debug, Default)]
+struct Training {
+    /// The practice's versions when its last dictionary was trained.
+    trained_at: Option<i64>,
+    /// A training is under way.
+    busy: bool,
+    /// The practice's versions when the store last counted them (none yet
+    /// in this process), and those encoded since.
+    counted: Option<i64>,
+    encoded: i64,
 }
 
 thread_local! {
@@ -64,34 +82,91 @@ fn corrupt(what: impl std::fmt::Display) -> StoreError {
 }
 
 impl Codec {
-    /// Makes `dict` known for reading and, when `write` is set, the one new
-    /// versions are compressed with. Its zstd id, or `None` if it is not a
-    /// zstd dictionary.
-    pub fn add(&self, dict: &[u8], write: bool) -> Option<u32> {
+    /// Makes `dict`, trained on `practice`'s versions when it held
+    /// `trained_at`, known for reading its frames and, when `write` is set,
+    /// the one its new versions are compressed with. Its zstd id, or `None`
+    /// if it is not a zstd dictionary.
+    pub fn add(&self, practice: i64, dict: &[u8], trained_at: i64, write: bool) -> Option<u32> {
         let id = dict_id(dict)?;
         if let Ok(mut r) = self.readers.write() {
-            r.entry(id)
+            r.entry((practice, id))
                 .or_insert_with(|| Arc::new(DecoderDictionary::copy(dict)));
         }
-        if write && let Ok(mut w) = self.writer.write() {
-            *w = Some((id, Arc::new(EncoderDictionary::copy(dict, LEVEL))));
+        if write {
+            if let Ok(mut w) = self.writers.write() {
+                w.insert(practice, Arc::new(EncoderDictionary::copy(dict, LEVEL)));
+            }
+            if let Ok(mut t) = self.training.lock() {
+                let t = t.entry(practice).or_default();
+                t.trained_at = t.trained_at.max(Some(trained_at));
+            }
         }
         Some(id)
     }
 
-    /// The id of the dictionary new versions are written with.
-    pub fn writing_with(&self) -> Option<u32> {
-        self.writer
-            .read()
-            .ok()
-            .and_then(|w| w.as_ref().map(|w| w.0))
+    /// The practices that wrote versions in this process whose count the
+    /// store has not given yet ([`Codec::counted`]).
+    pub fn uncounted(&self) -> Vec<i64> {
+        let Ok(t) = self.training.lock() else {
+            return Vec::new();
+        };
+        t.iter()
+            .filter(|(_, t)| t.counted.is_none() && t.encoded > 0)
+            .map(|(p, _)| *p)
+            .collect()
     }
 
-    /// What to store for a version's bytes. An empty body (a deletion)
-    /// stays empty; without a dictionary the JSON is stored as it is.
-    pub fn encode(&self, json: &[u8]) -> Vec<u8> {
-        let dict = self.writer.read().ok().and_then(|w| w.clone());
-        let Some((_, dict)) = dict.filter(|_| !json.is_empty()) else {
+    /// `practice` holds `versions`, every one encoded so far included.
+    pub fn counted(&self, practice: i64, versions: i64) {
+        if let Ok(mut t) = self.training.lock() {
+            let t = t.entry(practice).or_default();
+            t.counted = Some(versions);
+            t.encoded = 0;
+        }
+    }
+
+    /// The practices that should train a dictionary now, with their
+    /// versions; each is marked as training until [`Codec::trained`].
+    pub fn start_training(&self) -> Vec<(i64, i64)> {
+        let Ok(mut t) = self.training.lock() else {
+            return Vec::new();
+        };
+        let mut due_now = Vec::new();
+        for (p, t) in t.iter_mut() {
+            let Some(counted) = t.counted else { continue };
+            let versions = counted + t.encoded;
+            if !t.busy && due(versions, t.trained_at) {
+                t.busy = true;
+                due_now.push((*p, versions));
+            }
+        }
+        due_now
+    }
+
+    /// A training of `practice` at `versions` ended; with a dictionary it
+    /// was [`Codec::add`]ed first. Either way the next waits for the
+    /// practice to grow.
+    pub fn trained(&self, practice: i64, versions: i64) {
+        if let Ok(mut t) = self.training.lock() {
+            let t = t.entry(practice).or_default();
+            t.busy = false;
+            t.trained_at = t.trained_at.max(Some(versions));
+        }
+    }
+
+    /// What to store for a version of `practice`. An empty body (a
+    /// deletion) stays empty; without a dictionary the JSON is stored as
+    /// it is.
+    pub fn encode(&self, practice: i64, json: &[u8]) -> Vec<u8> {
+        if let Ok(mut t) = self.training.lock() {
+            t.entry(practice).or_default().encoded += 1;
+        }
+        let dict = self
+            .writers
+            .read()
+            .ok()
+            .and_then(|w| w.get(&practice).cloned());
+        let Some(dict) = dict.filter(|_| !json.is_empty()) else {
             return json.to_vec();
         };
         let mut out = Vec::with_capacity(zstd_safe::compress_bound(json.len()));
@@ -105,11 +180,13 @@ impl Codec {
         }
     }
 
-    /// The version's bytes from what was stored. `fetch` gives the bytes of
-    /// a dictionary this codec does not know yet (one another process
-    /// trained after this one opened the store).
+    /// The bytes of a version of `practice` from what was stored. `fetch`
+    /// gives the bytes of one of the practice's dictionaries this codec
+    /// does not know yet (one another process trained after this one
+    /// opened the store).
     pub fn decode(
         &self,
+        practice: i64,
         stored: Vec<u8>,
         fetch: impl FnOnce(u32) -> Result<Option<Vec<u8>>, StoreError>,
     ) -> Result<Vec<u8>, StoreError> {
@@ -119,18 +196,25 @@ impl Codec {
         let id = zstd_safe::get_dict_id_from_frame(&stored)
             .map(|i| i.get())
             .ok_or_else(|| corrupt("a frame without a dictionary"))?;
-        let known = self.readers.read().ok().and_then(|r| r.get(&id).cloned());
-        let dict = match known {
+        let known = |c: &Codec| {
+            c.readers
+                .read()
+                .ok()
+                .and_then(|r| r.get(&(practice, id)).cloned())
+        };
+        let dict = match known(self) {
             Some(d) => d,
             None => {
                 let bytes =
                     fetch(id)?.ok_or_else(|| corrupt(format!("dictionary {id} is missing")))?;
-                self.add(&bytes, false);
-                self.readers
-                    .read()
-                    .ok()
-                    .and_then(|r| r.get(&id).cloned())
-                    .ok_or_else(|| corrupt(format!("dictionary {id} is not a zstd dictionary")))?
+                if dict_id(&bytes) != Some(id) {
+                    return Err(corrupt(format!("dictionary {id} is not the one stored")));
+                }
+                if let Ok(mut r) = self.readers.write() {
+                    r.entry((practice, id))
+                        .or_insert_with(|| Arc::new(DecoderDictionary::copy(&bytes)));
+                }
+                known(self).ok_or_else(|| corrupt(format!("dictionary {id}")))?
             }
         };
         let size = zstd_safe::get_frame_content_size(&stored)
@@ -153,13 +237,12 @@ pub fn dict_id(dict: &[u8]) -> Option<u32> {
     zstd_safe::get_dict_id_from_dict(dict).map(|i| i.get())
 }
 
-/// Whether a store whose newest version is `newest` (its position in write
-/// order), with the last dictionary trained at `trained_at` (or none),
-/// should train one now.
-pub fn due(newest: i64, trained_at: Option<i64>) -> bool {
+/// Whether a practice holding `versions`, whose last dictionary was
+/// trained at `trained_at` versions (or none), should train one now.
+fn due(versions: i64, trained_at: Option<i64>) -> bool {
     match trained_at {
-        None => newest >= FIRST_TRAINING,
-        Some(at) => newest >= at.max(FIRST_TRAINING).saturating_mul(GROWTH),
+        None => versions >= FIRST_TRAINING,
+        Some(at) => versions >= at.max(FIRST_TRAINING).saturating_mul(GROWTH),
     }
 }
 
@@ -195,20 +278,21 @@ mod tests {
     fn without_a_dictionary_the_json_is_stored_as_it_is() {
         let codec = Codec::default();
         let json = samples(1).remove(0);
-        assert_eq!(codec.encode(&json), json);
-        assert_eq!(codec.decode(json.clone(), |_| Ok(None)).ok(), Some(json));
-        assert_eq!(codec.encode(b""), b"");
+        assert_eq!(codec.encode(1, &json), json);
+        assert_eq!(codec.decode(1, json.clone(), |_| Ok(None)).ok(), Some(json));
+        assert_eq!(codec.encode(1, b""), b"");
     }
 
     #[test]
-    fn frames_round_trip_and_name_their_dictionary() {
+    fn frames_round_trip_and_name_their_practice_s_dictionary() {
         let all = samples(3000);
         let dict = train(&all).unwrap_or_else(|| panic!("no dictionary"));
         let codec = Codec::default();
-        let id = codec.add(&dict, true).unwrap_or_else(|| panic!("no id"));
-        assert_eq!(codec.writing_with(), Some(id));
+        let id = codec
+            .add(1, &dict, 3000, true)
+            .unwrap_or_else(|| panic!("no id"));
         let json = &all[1234];
-        let stored = codec.encode(json);
+        let stored = codec.encode(1, json);
         assert!(stored.starts_with(&MAGIC));
         assert!(
             stored.len() * 3 < json.len(),
@@ -217,29 +301,52 @@ mod tests {
             stored.len()
         );
         assert_eq!(
-            codec.decode(stored.clone(), |_| Ok(None)).ok(),
+            codec.decode(1, stored.clone(), |_| Ok(None)).ok(),
             Some(json.clone())
         );
-        // Another process's codec fetches the dictionary it lacks.
+        // Another practice has no dictionary: its versions stay JSON, and
+        // a frame of practice 1 read as practice 2's is not decoded with
+        // practice 1's dictionary.
+        assert_eq!(codec.encode(2, json), *json);
+        assert!(codec.decode(2, stored.clone(), |_| Ok(None)).is_err());
+        // Another process's codec fetches the dictionary it lacks...
         let other = Codec::default();
         let mut asked = None;
-        let back = other.decode(stored.clone(), |i| {
+        let back = other.decode(1, stored.clone(), |i| {
             asked = Some(i);
             Ok(Some(dict.clone()))
         });
         assert_eq!(back.ok(), Some(json.clone()));
         assert_eq!(asked, Some(id));
         // ... and says so when it is missing, rather than answering garbage.
-        let lost = Codec::default().decode(stored, |_| Ok(None));
+        let lost = Codec::default().decode(1, stored, |_| Ok(None));
         assert!(matches!(lost, Err(StoreError::Backend(m)) if m.contains("missing")));
     }
 
     #[test]
-    fn training_follows_the_store_growing() {
-        assert!(!due(FIRST_TRAINING - 1, None));
-        assert!(due(FIRST_TRAINING, None));
-        assert!(!due(FIRST_TRAINING * GROWTH - 1, Some(FIRST_TRAINING)));
-        assert!(due(FIRST_TRAINING * GROWTH, Some(FIRST_TRAINING)));
+    fn each_practice_trains_as_it_grows() {
+        let codec = Codec::default();
+        for _ in 0..10 {
+            codec.encode(1, b"{}");
+        }
+        codec.encode(2, b"{}");
+        let mut uncounted = codec.uncounted();
+        uncounted.sort();
+        assert_eq!(uncounted, vec![1, 2]);
+        assert!(codec.start_training().is_empty(), "nothing counted yet");
+        codec.counted(1, FIRST_TRAINING - 1);
+        codec.counted(2, 10);
+        assert!(codec.uncounted().is_empty());
+        assert!(codec.start_training().is_empty());
+        codec.encode(1, b"{}");
+        assert_eq!(codec.start_training(), vec![(1, FIRST_TRAINING)]);
+        codec.encode(1, b"{}");
+        assert!(codec.start_training().is_empty(), "one training at a time");
+        codec.trained(1, FIRST_TRAINING);
+        codec.counted(1, FIRST_TRAINING * GROWTH - 1);
+        assert!(codec.start_training().is_empty());
+        codec.encode(1, b"{}");
+        assert_eq!(codec.start_training(), vec![(1, FIRST_TRAINING * GROWTH)]);
         assert!(due(70_000, Some(6_000)));
         assert!(!due(59_999, Some(6_000)));
     }

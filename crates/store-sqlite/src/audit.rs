@@ -56,7 +56,7 @@ impl Scoped<'_> {
                     },
                     body: r
                         .get::<_, Option<Vec<u8>>>(3)?
-                        .map(|b| crate::body::decode(self.codec, self.conn, b))
+                        .map(|b| crate::body::decode(self.bodies(), b))
                         .transpose()?,
                     last_updated: r
                         .get::<_, Option<i64>>(4)?

@@ -1,4 +1,4 @@
-//! Versions' bodies on disk (`gp_store_sql::body`): the store's zstd
+//! Versions' bodies on disk (`gp_store_sql::body`): each practice's zstd
 //! dictionaries in `body_dict`, and the training of a new one off the
 //! writer thread.
 
@@ -13,32 +13,42 @@ use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
 
 use crate::db_err;
 
-/// A codec knowing every dictionary of the store, writing with the newest,
-/// and the newest's `trained_at`.
-pub(crate) fn load(conn: &Connection) -> Result<(Arc<Codec>, Option<i64>), StoreError> {
+/// A codec knowing every practice's dictionaries, each practice writing
+/// with its newest. Store-wide: it runs at open, like the migrations.
+pub(crate) fn load(conn: &Connection) -> Result<Arc<Codec>, StoreError> {
     let codec = Arc::new(Codec::default());
     let mut s = conn
-        .prepare("SELECT bytes, trained_at FROM body_dict ORDER BY trained_at, id")
+        .prepare(
+            "SELECT practice, bytes, trained_at FROM body_dict ORDER BY practice, trained_at, id",
+        )
         .map_err(db_err)?;
     let dicts = s
-        .query_map([], |r| Ok((r.get::<_, Vec<u8>>(0)?, r.get::<_, i64>(1)?)))
+        .query_map([], |r| {
+            Ok((
+                r.get::<_, i64>(0)?,
+                r.get::<_, Vec<u8>>(1)?,
+                r.get::<_, i64>(2)?,
+            ))
+        })
         .and_then(|rows| rows.collect::<Result<Vec<_>, _>>())
         .map_err(db_err)?;
-    let last = dicts.last().map(|d| d.1);
-    let n = dicts.len();
-    for (i, (bytes, _)) in dicts.iter().enumerate() {
-        codec.add(bytes, i + 1 == n);
+    for (practice, bytes, trained_at) in dicts {
+        // In order, so each practice ends up writing with its newest.
+        codec.add(practice, &bytes, trained_at, true);
     }
-    Ok((codec, last))
+    Ok(codec)
 }
 
 /// A version's bytes from the stored column, as a row mapper's result.
-pub(crate) fn decode(codec: &Codec, conn: &Connection, stored: Vec<u8>) -> rusqlite::Result<Bytes> {
+pub(crate) fn decode(
+    (codec, conn, practice): (&Codec, &Connection, i64),
+    stored: Vec<u8>,
+) -> rusqlite::Result<Bytes> {
     codec
-        .decode(stored, |id| {
+        .decode(practice, stored, |id| {
             conn.query_row(
-                "SELECT bytes FROM body_dict WHERE id = ?1",
-                params![id],
+                "SELECT bytes FROM body_dict WHERE practice = ?1 AND id = ?2",
+                params![practice, id],
                 |r| r.get(0),
             )
             .optional()
@@ -50,79 +60,93 @@ pub(crate) fn decode(codec: &Codec, conn: &Connection, stored: Vec<u8>) -> rusql
         })
 }
 
-/// The newest version's position in write order.
-pub(crate) fn newest(conn: &Connection) -> i64 {
-    conn.query_row(
-        "SELECT coalesce(max(rowid), 0) FROM resource_version",
-        [],
-        |r| r.get(0),
-    )
-    .unwrap_or(0)
-}
-
-/// Stores a trained dictionary; from the next write on, bodies are
-/// compressed with it.
-pub(crate) fn store(
+/// Counts the versions of the practices that wrote in this process for the
+/// first time (once per practice), then starts training for those that
+/// have grown enough; each dictionary comes back as `done(...)`.
+pub(crate) fn maybe_train<M: Send + 'static>(
     conn: &Connection,
-    codec: &Codec,
-    dict: &[u8],
-    trained_at: i64,
-) -> Result<(), StoreError> {
-    let Some(id) = gp_store_sql::body::dict_id(dict) else {
-        return Err(StoreError::Backend("not a zstd dictionary".into()));
-    };
-    conn.execute(
-        "INSERT INTO body_dict (id, trained_at, created_at, bytes) VALUES (?1, ?2, ?3, ?4)
-         ON CONFLICT (id) DO NOTHING",
-        params![id, trained_at, gp_fhir::Instant::now().millis(), dict],
-    )
-    .map_err(db_err)?;
-    codec.add(dict, true);
-    Ok(())
-}
-
-/// Trains a dictionary on the newest versions, on a thread of its own with
-/// a read-only connection, and hands it to the writer as `done(dict)`
-/// (`None` when the samples were too few or too alike).
-pub(crate) fn train_in_background<M: Send + 'static>(
-    path: PathBuf,
-    codec: Arc<Codec>,
-    reply: Sender<M>,
-    done: impl FnOnce(Option<Vec<u8>>) -> M + Send + 'static,
+    path: &std::path::Path,
+    codec: &Arc<Codec>,
+    reply: &Sender<M>,
+    done: impl Fn(i64, i64, Option<Vec<u8>>) -> M + Send + Clone + 'static,
 ) {
-    let spawned = std::thread::Builder::new()
-        .name("sqlite-dict".into())
-        .spawn(move || {
-            let started = std::time::Instant::now();
-            let dict = samples(&path, &codec)
-                .map_err(|e| tracing::warn!(error = %e, "reading samples to train a dictionary"))
-                .ok()
-                .and_then(|s| train(&s));
-            tracing::info!(
-                trained = dict.is_some(),
-                bytes = dict.as_ref().map_or(0, Vec::len),
-                ms = started.elapsed().as_millis() as u64,
-                "trained a dictionary for resource bodies"
-            );
-            let _ = reply.send(done(dict));
-        });
-    if let Err(e) = spawned {
-        tracing::warn!(error = %e, "starting the dictionary training");
+    for practice in codec.uncounted() {
+        let n = conn
+            .query_row(
+                "SELECT count(*) FROM resource_version WHERE practice = ?1",
+                params![practice],
+                |r| r.get::<_, i64>(0),
+            )
+            .unwrap_or(0);
+        codec.counted(practice, n);
+    }
+    for (practice, versions) in codec.start_training() {
+        let (path, mine, reply, done) = (
+            path.to_path_buf(),
+            codec.clone(),
+            reply.clone(),
+            done.clone(),
+        );
+        let spawned = std::thread::Builder::new()
+            .name("sqlite-dict".into())
+            .spawn(move || {
+                let started = std::time::Instant::now();
+                let dict = samples(&path, &mine, practice)
+                    .map_err(
+                        |e| tracing::warn!(error = %e, "reading samples to train a dictionary"),
+                    )
+                    .ok()
+                    .and_then(|s| train(&s));
+                tracing::info!(
+                    practice,
+                    versions,
+                    bytes = dict.as_ref().map_or(0, Vec::len),
+                    ms = started.elapsed().as_millis() as u64,
+                    "trained a dictionary for resource bodies"
+                );
+                let _ = reply.send(done(practice, versions, dict));
+            });
+        if let Err(e) = spawned {
+            tracing::warn!(error = %e, "starting the dictionary training");
+            codec.trained(practice, versions);
+        }
     }
 }
 
-fn samples(path: &PathBuf, codec: &Codec) -> Result<Vec<Vec<u8>>, StoreError> {
+/// Stores a practice's trained dictionary; from the next write on, its
+/// bodies are compressed with it.
+pub(crate) fn store(
+    conn: &Connection,
+    codec: &Codec,
+    practice: i64,
+    dict: &[u8],
+    versions: i64,
+) -> Result<(), StoreError> {
+    let id = gp_store_sql::body::dict_id(dict)
+        .ok_or_else(|| StoreError::Backend("not a zstd dictionary".into()))?;
+    conn.execute(
+        "INSERT INTO body_dict (practice, id, trained_at, created_at, bytes) VALUES (?1, ?2, ?3, ?4, ?5)
+         ON CONFLICT (practice, id) DO NOTHING",
+        params![practice, id, versions, gp_fhir::Instant::now().millis(), dict],
+    )
+    .map_err(db_err)?;
+    codec.add(practice, dict, versions, true);
+    Ok(())
+}
+
+/// The practice's newest versions' bytes, on a read-only connection.
+fn samples(path: &PathBuf, codec: &Codec, practice: i64) -> Result<Vec<Vec<u8>>, StoreError> {
     let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX;
     let conn = Connection::open_with_flags(path, flags).map_err(db_err)?;
     let mut s = conn
         .prepare(
-            "SELECT body FROM resource_version WHERE length(body) > 0 ORDER BY rowid DESC LIMIT ?1",
+            "SELECT body FROM resource_version WHERE practice = ?1 AND length(body) > 0
+             ORDER BY rowid DESC LIMIT ?2",
         )
         .map_err(db_err)?;
     let rows = s
-        .query_map(params![SAMPLES as i64], |r| {
-            let stored: Vec<u8> = r.get(0)?;
-            decode(codec, &conn, stored).map(|b| b.to_vec())
+        .query_map(params![practice, SAMPLES as i64], |r| {
+            decode((codec, &conn, practice), r.get(0)?).map(|b| b.to_vec())
         })
         .and_then(|rows| rows.collect::<Result<Vec<_>, _>>())
         .map_err(db_err)?;

@@ -60,8 +60,8 @@ impl SqliteBackend {
         let conn = Connection::open(&path).map_err(db_err)?;
         schema::configure(&conn, false)?;
         schema::migrate(&conn)?;
-        let (codec, trained_at) = body::load(&conn)?;
-        let writer = writer::Writer::start(conn, path.clone(), codec.clone(), trained_at)?;
+        let codec = body::load(&conn)?;
+        let writer = writer::Writer::start(conn, path.clone(), codec.clone())?;
         Ok(Arc::new(SqliteBackend {
             path,
             writer,

@@ -149,14 +149,16 @@ const MIGRATIONS: &[&str] = &[
     "ALTER TABLE idx_quantity ADD COLUMN canonical_value REAL;
     ALTER TABLE idx_quantity ADD COLUMN canonical_code TEXT;
     CREATE INDEX idx_quantity_canonical ON idx_quantity (practice, type, param, canonical_code, canonical_value);",
-    // 18: the zstd dictionaries versions' bodies are compressed with
-    // (`gp_store_sql::body`), each with the store's newest version when it
-    // was trained. Versions stored before stay as they are.
+    // 18: the zstd dictionaries each practice's versions' bodies are
+    // compressed with (`gp_store_sql::body`), each with the practice's
+    // versions when it was trained. Versions stored before stay as they are.
     "CREATE TABLE body_dict (
-        id INTEGER PRIMARY KEY,
+        practice INTEGER NOT NULL REFERENCES practice(key),
+        id INTEGER NOT NULL,
         trained_at INTEGER NOT NULL,
         created_at INTEGER NOT NULL,
-        bytes BLOB NOT NULL
+        bytes BLOB NOT NULL,
+        PRIMARY KEY (practice, id)
     );",
     // 19: where a user-facing SMART app is opened from a patient's record
     // (EHR launch); NULL: it is not launched from the record.

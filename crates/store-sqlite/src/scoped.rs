@@ -40,9 +40,9 @@ fn version_row(
     ty: ResourceType,
     id: &str,
     row: &rusqlite::Row<'_>,
-    (codec, conn): (&Codec, &Connection),
+    bodies: (&Codec, &Connection, i64),
 ) -> rusqlite::Result<StoredVersion> {
-    let body = decode(codec, conn, row.get(3)?)?;
+    let body = decode(bodies, row.get(3)?)?;
     Ok(StoredVersion {
         resource_type: ty,
         id: id.to_owned(),
@@ -56,13 +56,13 @@ fn version_row(
 /// A row of `(type, id, version, last_updated, deleted, body)`.
 pub(crate) fn full_row(
     row: &rusqlite::Row<'_>,
-    (codec, conn): (&Codec, &Connection),
+    bodies: (&Codec, &Connection, i64),
 ) -> rusqlite::Result<StoredVersion> {
     let ty: String = row.get(0)?;
     let id: String = row.get(1)?;
     let ty = ResourceType::parse(&ty)
         .ok_or_else(|| rusqlite::Error::InvalidColumnName(format!("stored type {ty}")))?;
-    let body = decode(codec, conn, row.get(5)?)?;
+    let body = decode(bodies, row.get(5)?)?;
     Ok(StoredVersion {
         resource_type: ty,
         id,
@@ -75,8 +75,8 @@ pub(crate) fn full_row(
 
 impl<'c> Scoped<'c> {
     /// What a row mapper needs to read a stored body.
-    fn bodies(&self) -> (&'c Codec, &'c Connection) {
-        (self.codec, self.conn)
+    pub(crate) fn bodies(&self) -> (&'c Codec, &'c Connection, i64) {
+        (self.codec, self.conn, self.practice)
     }
 }
 
@@ -163,7 +163,7 @@ impl ReadTx for Scoped<'_> {
                     restricted: r.get(2)?,
                     body: r
                         .get::<_, Option<Vec<u8>>>(3)?
-                        .map(|b| decode(self.codec, self.conn, b))
+                        .map(|b| decode(self.bodies(), b))
                         .transpose()?,
                 })
             })
@@ -513,7 +513,7 @@ impl WriteTx for ScopedWrite<'_> {
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
         )
         .and_then(|mut s| {
-            let body = self.read.codec.encode(&v.body);
+            let body = self.read.codec.encode(practice, &v.body);
             s.execute(params![practice, v.resource_type.as_str(), v.id, v.version as i64, v.last_updated.millis(), v.deleted as i64, v.author.as_deref().unwrap_or(self.author), body])
         })
         .map_err(|e| match e {

@@ -22,12 +22,13 @@ pub(crate) fn value(a: &Arg) -> SqlValue {
 
 /// Runs a search over the practice's current resources.
 pub(crate) fn search(
-    (codec, conn): (&Codec, &Connection),
+    bodies: (&Codec, &Connection, i64),
     practice: i64,
     sees: &Sees,
     ty: Option<ResourceType>,
     q: &SearchQuery,
 ) -> Result<SearchPage, StoreError> {
+    let conn = bodies.1;
     let built = gp_store_sql::search(Dialect::Sqlite, practice, sees, ty, q)?;
     let entries = match &built.page {
         None => Vec::new(),
@@ -35,7 +36,7 @@ pub(crate) fn search(
             let mut s = conn.prepare_cached(&st.sql).map_err(db_err)?;
             let rows = s
                 .query_map(params_from_iter(st.args.iter().map(value)), |r| {
-                    full_row(r, (codec, conn))
+                    full_row(r, bodies)
                 })
                 .map_err(db_err)?;
             rows.collect::<Result<Vec<_>, _>>().map_err(db_err)?

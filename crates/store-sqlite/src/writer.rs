@@ -44,11 +44,13 @@ enum Msg {
         release: Box<gp_terminology::dmd::DmdRelease>,
         reply: Sender<Result<gp_store::DmdInfo, StoreError>>,
     },
-    /// A dictionary trained off the writer thread (`body.rs`) on the
-    /// store as it was at `newest`; `None` if training found none.
+    /// A dictionary trained off the writer thread (`body.rs`) on a
+    /// practice's versions when it held `versions`; `None` if training
+    /// found none.
     Dict {
+        practice: i64,
+        versions: i64,
         dict: Option<Vec<u8>>,
-        newest: i64,
     },
     /// A terminology load: the writer runs it to the end before anything else.
     Snomed {
@@ -78,20 +80,13 @@ pub(crate) struct Writer {
 }
 
 impl Writer {
-    pub fn start(
-        conn: Connection,
-        path: PathBuf,
-        codec: Arc<Codec>,
-        trained_at: Option<i64>,
-    ) -> Result<Self, StoreError> {
+    pub fn start(conn: Connection, path: PathBuf, codec: Arc<Codec>) -> Result<Self, StoreError> {
         let (tx, rx) = channel();
         let counters = Arc::new(Counters::default());
         let c = counters.clone();
         let bodies = Bodies {
             path,
             codec,
-            trained_at,
-            training: false,
             tx: tx.clone(),
         };
         let thread = std::thread::Builder::new()
@@ -201,50 +196,42 @@ impl Drop for Writer {
 }
 
 /// The writer's side of body compression: the codec it writes with, and
-/// when to train the next dictionary.
+/// where trained dictionaries come back.
 struct Bodies {
     path: PathBuf,
     codec: Arc<Codec>,
-    /// The store's newest version when the last dictionary was trained.
-    trained_at: Option<i64>,
-    training: bool,
     tx: Sender<Msg>,
 }
 
 impl Bodies {
-    /// Starts training a dictionary when the store has grown enough.
-    fn maybe_train(&mut self, conn: &Connection) {
-        if self.training {
-            return;
-        }
-        let newest = crate::body::newest(conn);
-        if !gp_store_sql::body::due(newest, self.trained_at) {
-            return;
-        }
-        self.training = true;
-        crate::body::train_in_background(
-            self.path.clone(),
-            self.codec.clone(),
-            self.tx.clone(),
-            move |dict| Msg::Dict { dict, newest },
+    /// Starts training dictionaries for the practices that have grown.
+    fn maybe_train(&self, conn: &Connection) {
+        crate::body::maybe_train(
+            conn,
+            &self.path,
+            &self.codec,
+            &self.tx,
+            |practice, versions, dict| Msg::Dict {
+                practice,
+                versions,
+                dict,
+            },
         );
     }
 
     /// Stores a trained dictionary, before the jobs of the group it came
     /// in commit, so that no frame is ever stored without its dictionary.
-    fn trained(&mut self, conn: &Connection, dict: Option<Vec<u8>>, newest: i64) {
-        self.training = false;
-        // A failed training waits for the store to grow as a success does.
-        self.trained_at = Some(newest);
+    fn trained(&self, conn: &Connection, practice: i64, versions: i64, dict: Option<Vec<u8>>) {
         if let Some(dict) = dict
-            && let Err(e) = crate::body::store(conn, &self.codec, &dict, newest)
+            && let Err(e) = crate::body::store(conn, &self.codec, practice, &dict, versions)
         {
             tracing::warn!(error = %e, "storing a trained dictionary");
         }
+        self.codec.trained(practice, versions);
     }
 }
 
-fn run(conn: Connection, rx: Receiver<Msg>, counters: &Counters, mut bodies: Bodies) {
+fn run(conn: Connection, rx: Receiver<Msg>, counters: &Counters, bodies: Bodies) {
     // The last instant stamped; seeded from the store so that time never
     // runs backwards across restarts either.
     let mut clock: i64 = conn
@@ -280,7 +267,11 @@ fn run(conn: Connection, rx: Receiver<Msg>, counters: &Counters, mut bodies: Bod
                     let _ = reply.send(ensure_practice(&conn, &ods, &name, &actor));
                 }
                 Msg::Close { reply } => closing = Some(reply),
-                Msg::Dict { dict, newest } => bodies.trained(&conn, dict, newest),
+                Msg::Dict {
+                    practice,
+                    versions,
+                    dict,
+                } => bodies.trained(&conn, practice, versions, dict),
                 Msg::Snomed { name, actor, rx } => {
                     // Jobs queued before the load commit first.
                     if !jobs.is_empty() {
