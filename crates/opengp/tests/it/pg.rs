@@ -576,7 +576,9 @@ async fn bodies_are_compressed_once_the_store_has_trained_a_dictionary() {
         assert!(report.broken.is_none(), "{report:?}");
         assert!(report.records >= 5_000, "{report:?}");
     }
-    store.close();
-    other.close();
+    off_runtime(|| {
+        store.close();
+        other.close();
+    });
     db.finish();
 }
