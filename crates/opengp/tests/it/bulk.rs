@@ -586,13 +586,14 @@ fn mark_running(job: &std::path::Path, session: bool) {
 }
 
 /// export.html#response---complete-status: the files hold the resources as
-/// of the `transactionTime`, however late the job reads them. Two exports
-/// (the whole practice, and one group) finish; then a patient and an
-/// observation are updated, an observation deleted, one created, and the
-/// group gains a member, all after their `transactionTime`; then each job
+/// of the `transactionTime`, however late the job reads them. Three exports
+/// (the whole practice, one group, and the patients changed `_since` an
+/// instant) finish; then patients and an observation are updated, an
+/// observation deleted, one created, and the group gains a member, all
+/// after their `transactionTime`; then each job
 /// is run again from its start, as after a crash, with the same
-/// `transactionTime` (which kick-off fixed), one at the server's start and
-/// one at its owner's poll: its files are those of its first run, byte
+/// `transactionTime` (which kick-off fixed), at the server's start or at
+/// its owner's poll: its files are those of its first run, byte
 /// for byte, holding the versions of the `transactionTime`.
 async fn an_export_holds_the_resources_as_of_its_transaction_time(app: App) {
     for (path, body) in [
@@ -623,7 +624,18 @@ async fn an_export_holds_the_resources_as_of_its_transaction_time(app: App) {
         let res = app.put(path, &body).await;
         assert!(res.status().is_success(), "{path}: {}", res.status());
     }
-    // p1 twice before the kick-off: the files hold its second version.
+    // p1 twice before the kick-off: the files hold its second version,
+    // which is also the only patient changed since `since`.
+    let written_at = |v: &Value| {
+        v["meta"]["lastUpdated"]
+            .as_str()
+            .and_then(|t| gp_fhir::DateRange::parse(t).ok().map(|r| r.low))
+            .unwrap_or_else(|| panic!("{v}"))
+    };
+    let p2 = written_at(&app.get_json(&app.url("Patient/p2")).await);
+    while gp_fhir::Instant::now() <= p2 {
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
     let res = app
         .put(
             "Patient/p1",
@@ -631,6 +643,8 @@ async fn an_export_holds_the_resources_as_of_its_transaction_time(app: App) {
         )
         .await;
     assert_eq!(res.status(), 200);
+    let since = written_at(&res.json().await.unwrap_or_else(|e| panic!("{e}")));
+    assert!(since > p2);
     let jobs = [
         kick_off(
             &app.client,
@@ -638,6 +652,11 @@ async fn an_export_holds_the_resources_as_of_its_transaction_time(app: App) {
         )
         .await,
         kick_off(&app.client, &app.url("Group/g1/$export")).await,
+        kick_off(
+            &app.client,
+            &app.url(&format!("$export?_type=Patient&_since={since}")),
+        )
+        .await,
     ];
     let mut first = Vec::new();
     for status in &jobs {
@@ -679,6 +698,7 @@ async fn an_export_holds_the_resources_as_of_its_transaction_time(app: App) {
             ("Patient", &["p1/2"])
         ])
     );
+    assert_eq!(versions(&first[2].1), v(&[("Patient", &["p1/2"])]));
 
     // Changes after both transactionTimes.
     let latest = first
@@ -691,6 +711,11 @@ async fn an_export_holds_the_resources_as_of_its_transaction_time(app: App) {
         (
             "Patient/p1",
             json!({ "resourceType": "Patient", "id": "p1", "name": [{ "family": "After" }] }),
+        ),
+        // Changed since `since` now, but not as of the transactionTime.
+        (
+            "Patient/p2",
+            json!({ "resourceType": "Patient", "id": "p2", "name": [{ "family": "Later" }] }),
         ),
         (
             "Observation/changed",
@@ -711,27 +736,28 @@ async fn an_export_holds_the_resources_as_of_its_transaction_time(app: App) {
         let res = app.put(path, &body).await;
         assert!(res.status().is_success(), "{path}: {}", res.status());
         let written: Value = res.json().await.unwrap_or_else(|e| panic!("{e}"));
-        let at = written["meta"]["lastUpdated"]
-            .as_str()
-            .and_then(|t| gp_fhir::DateRange::parse(t).ok().map(|r| r.low))
-            .unwrap_or_else(|| panic!("{written}"));
-        assert!(at > latest, "{path} was written at the transactionTime");
+        assert!(
+            written_at(&written) > latest,
+            "{path} was written at the transactionTime"
+        );
     }
     let res = app.delete("Observation/deleted").await;
     assert!(res.status().is_success(), "{}", res.status());
 
-    // Both jobs run again from their start, as after a crash: the first at
-    // the start, with the session that started it; the second, whose
-    // session is not recorded, when its owner polls.
+    // Every job runs again from its start, as after a crash: at the start,
+    // with the session that started it; the second, whose session is not
+    // recorded, when its owner polls.
     let app = app
         .restart_after(|data, _| {
             for (n, status) in jobs.iter().enumerate() {
-                mark_running(&job_dir(data, status), n == 0);
+                mark_running(&job_dir(data, status), n != 1);
             }
         })
         .await;
-    let ended = ended_without_a_poll(&job_dir(app.data_dir(), &jobs[0])).await;
-    assert_eq!(ended["state"], "done", "{ended}");
+    for status in [&jobs[0], &jobs[2]] {
+        let ended = ended_without_a_poll(&job_dir(app.data_dir(), status)).await;
+        assert_eq!(ended["state"], "done", "{ended}");
+    }
     assert_eq!(
         recorded(&job_dir(app.data_dir(), &jobs[1]))["state"],
         "running"
