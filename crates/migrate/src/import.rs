@@ -433,17 +433,33 @@ fn prepare(lines: Vec<(u64, String)>) -> Result<Prepared> {
     Ok((ready, refused))
 }
 
-/// Loads the package in `dir` into the practice of `ctx`, keeping ids,
+/// A practice package whose manifest, format and seals [`check_package`] found
+/// sound: what [`import`] loads, so that nothing is read from one that is not.
+pub struct Checked {
+    dir: std::path::PathBuf,
+    pub manifest: Manifest,
+}
+
+/// Checks the package in `dir` (its manifest, format and the SHA-256 seal
+/// of each file) without writing anything.
+pub fn check_package(dir: &Path) -> Result<Checked> {
+    Ok(Checked {
+        dir: dir.to_path_buf(),
+        manifest: open(dir)?,
+    })
+}
+
+/// Loads the checked package into the practice of `ctx`, keeping ids,
 /// version numbers, instants and authors. A version the target already
 /// holds identically is skipped, so a second run changes nothing and a run
 /// after an interrupted one finishes the job.
 pub async fn import(
     store: &Store,
     ctx: &Ctx,
-    dir: &Path,
+    package: &Checked,
     progress: &(dyn Fn(Progress) + Sync),
 ) -> Result<Report> {
-    let manifest = open(dir)?;
+    let (dir, manifest) = (package.dir.as_path(), &package.manifest);
     let mut report = Report {
         package: dir.display().to_string(),
         practice: format!("{} ({})", ctx.practice.name, ctx.practice.ods),

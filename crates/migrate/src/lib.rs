@@ -31,7 +31,10 @@ mod verify;
 pub use accounts::{Account, Accounts, App};
 pub use export::export;
 pub use foreign::import_foreign;
-pub use import::{Outcome, Rejection, Report, Transformation, TypeCounts, import};
+pub use import::{
+    Checked, Outcome, Rejection, Report, Transformation, TypeCounts, check_package, import,
+};
+pub use trail::would_continue;
 pub use verify::{Comparison, Difference, Side, digests, verify};
 
 use serde::{Deserialize, Serialize};

@@ -98,6 +98,29 @@ pub(crate) async fn export(store: &Store, ctx: &Ctx, out: &mut impl Write) -> Re
     Ok(totals)
 }
 
+/// Whether importing the package in `dir` could still add links to the
+/// practice's audit trail: the practice has no trail yet, or its last link
+/// is in the package's trail (same number, same hash) with more after it.
+/// The package's trail file is read as it is, seals unchecked, as for a
+/// package that was refused: an intact copy of it would continue the
+/// trail, so nothing may be appended to the trail before it. A file that
+/// does not read says no.
+pub async fn would_continue(store: &Store, ctx: &Ctx, dir: &Path) -> Result<bool> {
+    store.audit_barrier(ctx).await?;
+    let head = store.write_with(ctx, |tx| tx.audit_head()).await?;
+    let Some((seq, hash)) = head else {
+        return Ok(true);
+    };
+    let mut found = false;
+    let mut beyond = false;
+    let read = read_package(dir, |n, r| {
+        found |= n == seq && r.hash == hash;
+        beyond |= n > seq;
+        Ok(())
+    });
+    Ok(read.is_ok() && found && beyond)
+}
+
 /// Every link of a package's chain, by number.
 pub(crate) fn read_package(
     dir: &Path,

@@ -117,22 +117,15 @@ pub async fn import(
     report_to: PathBuf,
     accept_rejections: bool,
 ) -> Result<()> {
+    // A path that names nothing opens no store (nor makes one).
     if !package.exists() {
         bail!("{} does not exist", package.display());
     }
-    let manifest_path = package.join(gp_migrate::MANIFEST_FILE);
-    let manifest: Option<gp_migrate::Manifest> = if manifest_path.exists() {
-        Some(
-            serde_json::from_slice(&std::fs::read(&manifest_path)?)
-                .with_context(|| format!("reading the manifest of {}", package.display()))?,
-        )
-    } else {
-        None
-    };
     let store = open(&cfg).await?;
-    let ctx = match import_target(&store, &cfg, manifest.as_ref()).await {
-        Ok(ctx) => ctx,
+    let (ctx, checked) = match checked_import(&store, &cfg, &package).await {
+        Ok(target) => target,
         Err(e) => {
+            refused(&store, &cfg, &package, &e).await;
             close(store).await?;
             return Err(e);
         }
@@ -141,9 +134,9 @@ pub async fn import(
     let bar = bar("importing");
     // A folder with a manifest is an OpenGP practice package; anything else
     // is FHIR data from another system (Bundles, NDJSON).
-    let (report, what) = match manifest {
-        Some(_) => (
-            gp_migrate::import(&store, &ctx, &package, &report_progress(&bar)).await,
+    let (report, what) = match &checked {
+        Some(c) => (
+            gp_migrate::import(&store, &ctx, c, &report_progress(&bar)).await,
             "an OpenGP practice package",
         ),
         None => (
@@ -191,12 +184,73 @@ pub async fn import(
     Ok(())
 }
 
+/// Where an import goes and, for a practice package, the package checked
+/// (manifest, format, seals) and naming that practice: all before anything
+/// is written, the target practice included.
+async fn checked_import(
+    store: &Store,
+    cfg: &ServerConfig,
+    package: &Path,
+) -> Result<(Ctx, Option<gp_migrate::Checked>)> {
+    let checked = match package.join(gp_migrate::MANIFEST_FILE).exists() {
+        true => Some(gp_migrate::check_package(package)?),
+        false => None,
+    };
+    let manifest = checked.as_ref().map(|c| &c.manifest);
+    if let Some(m) = manifest
+        && !cfg.practice.is_empty()
+        && m.practice.ods != cfg.practice
+    {
+        bail!(
+            "{} is the package of {} ({}), not of {}: its records, accounts and audit trail are that practice's",
+            package.display(),
+            m.practice.name,
+            m.practice.ods,
+            cfg.practice
+        );
+    }
+    let ctx = import_target(store, cfg, manifest).await?;
+    Ok((ctx, checked))
+}
+
+/// An import refused before it ran, in the target practice's trail (DICOM
+/// 110107 Import by the operator, serious failure, the package and the
+/// reason) where the practice exists and recording it cannot stand in the
+/// way of a package's trail: a practice with no trail yet, or whose trail
+/// the package's would continue (an intact copy, a resumed import), must
+/// keep it free for the package's next link, so it records nothing there.
+/// Nothing is created to record a refusal.
+async fn refused(store: &Store, cfg: &ServerConfig, package: &Path, why: &anyhow::Error) {
+    let ods = match cfg.practice.as_str() {
+        "" => match store.practices(&operator()).await.as_deref() {
+            Ok([only]) => only.ods.to_string(),
+            _ => return,
+        },
+        ods => ods.to_owned(),
+    };
+    let Ok(ctx) = practice(store, &ods).await else {
+        return;
+    };
+    if gp_migrate::would_continue(store, &ctx, package)
+        .await
+        .unwrap_or(true)
+    {
+        return;
+    }
+    use gp_store::audit::{Admin, Event, Kind, Outcome};
+    let mut event = Event::new(Kind::Admin(Admin::Import)).about(
+        &package.display().to_string(),
+        "refused before anything was written".to_owned(),
+    );
+    event.outcome = Outcome::Serious(format!("{why:#}"));
+    store.audit(&ctx, event);
+}
+
 /// The import as a whole in the target's audit trail, after everything it
 /// wrote (so that it continues a package's trail rather than interrupting
 /// it): the operator at the console as agent, the source and the counts,
-/// a minor failure when records were rejected. An import refused before
-/// it ran (a package whose seals do not match) wrote nothing and records
-/// nothing, so that the same target can take the intact package as new.
+/// a minor failure when records were rejected. One refused before it ran
+/// is recorded apart ([`refused`]).
 fn import_event(package: &Path, what: &str, r: &gp_migrate::Report) -> gp_store::audit::Event {
     use gp_store::audit::{Admin, Event, Kind, Outcome};
     let t = &r.totals;

@@ -1372,3 +1372,157 @@ async fn a_frozen_practice_refuses_writes() {
     }
     pg.finish();
 }
+
+/// The refused imports in a practice's trail: DICOM 110107 Import events
+/// with outcome 8 (serious failure), as (what was imported, why).
+async fn refused_imports(data: &Path, ods: &str) -> Vec<(String, String)> {
+    let server = spawn_for_test_with(data, TEST_MAX_BODY, None)
+        .await
+        .unwrap_or_else(|e| panic!("{e:#}"));
+    let code = gp_fhir::OdsCode::parse(ods).unwrap_or_else(|| panic!("{ods}"));
+    let practice = server
+        .store
+        .practice(&code, &gp_store::Actor::system())
+        .await
+        .ok()
+        .flatten()
+        .unwrap_or_else(|| panic!("no practice {ods}"));
+    let token = opengp::server::full_access_session(&server.store, &practice, "auditor")
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let url = format!(
+        "http://{}/practices/{ods}/fhir/AuditEvent?type=110107&outcome=8&_count=100",
+        server.addr
+    );
+    let v: Value = crate::support::authorised_client(&token)
+        .get(&url)
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"))
+        .json()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    server.stop().await.unwrap_or_else(|e| panic!("{e:#}"));
+    v["entry"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|e| &e["resource"])
+        .map(|e| {
+            (
+                e["entity"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .find_map(|x| x["name"].as_str())
+                    .unwrap_or_default()
+                    .to_owned(),
+                e["outcomeDesc"].as_str().unwrap_or_default().to_owned(),
+            )
+        })
+        .collect()
+}
+
+/// An import refused before it runs writes nothing and is recorded in the
+/// target practice's trail (DICOM 110107 Import, outcome 8, the package
+/// and the reason): a package whose seal fails, a manifest that does not
+/// read, a package of another practice (refused: its records, accounts
+/// and trail are that practice's). A practice whose trail the package's
+/// could still continue records nothing, so that it takes the intact
+/// package (`a_broken_trail_or_accounts_file_is_reported_and_nothing_else_is_lost`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_refused_import_is_in_the_targets_trail() {
+    let tmp = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let (d1, pkg) = (tmp.path().join("a"), tmp.path().join("pkg"));
+    practice_with_history(&d1, 0).await;
+    ok(&[
+        "export",
+        "--practice",
+        ODS,
+        "--data",
+        path(&d1),
+        "--out",
+        path(&pkg),
+    ]);
+    // Another practice of the same store, with a trail of its own.
+    const OTHER: &str = "B82002";
+    let (added, _, err) = run(&[
+        "user",
+        "add",
+        "--practice",
+        OTHER,
+        "--data",
+        path(&d1),
+        "--username",
+        "pm",
+        "--name",
+        "Pat Manager",
+        "--role",
+        "R8000",
+    ]);
+    assert!(added, "{err}");
+    let r = tmp.path().join("r");
+    let import = |package: &Path, practice: &str| {
+        run(&[
+            "import",
+            path(package),
+            "--practice",
+            practice,
+            "--data",
+            path(&d1),
+            "--report",
+            path(&r),
+        ])
+    };
+
+    // The package's own store: its trail has nothing the package could add.
+    let damaged = tmp.path().join("damaged");
+    resealed(&pkg, &damaged, "versions.ndjson", |t| {
+        t.replacen("Moved", "Moves", 1)
+    });
+    std::fs::copy(pkg.join("manifest.json"), damaged.join("manifest.json"))
+        .unwrap_or_else(|e| panic!("{e}"));
+    let (ok1, _, err) = import(&damaged, ODS);
+    assert!(!ok1 && err.contains("does not match the SHA-256"), "{err}");
+    let unreadable = tmp.path().join("unreadable");
+    std::fs::create_dir_all(&unreadable).unwrap_or_else(|e| panic!("{e}"));
+    std::fs::write(unreadable.join("manifest.json"), "{not a manifest")
+        .unwrap_or_else(|e| panic!("{e}"));
+    let (ok2, _, err) = import(&unreadable, ODS);
+    assert!(!ok2 && err.contains("is not a valid manifest"), "{err}");
+    // Another practice's package: refused, nothing written to it.
+    let (ok3, _, err) = import(&pkg, OTHER);
+    assert!(!ok3 && err.contains(&format!("not of {OTHER}")), "{err}");
+
+    let mine = refused_imports(&d1, ODS).await;
+    assert_eq!(mine.len(), 2, "{mine:?}");
+    assert!(
+        mine.iter().any(|(what, why)| what == path(&damaged) && why.contains("does not match the SHA-256")),
+        "{mine:?}"
+    );
+    assert!(
+        mine.iter()
+            .any(|(what, why)| what == path(&unreadable) && why.contains("not a valid manifest")),
+        "{mine:?}"
+    );
+    let theirs = refused_imports(&d1, OTHER).await;
+    assert_eq!(theirs.len(), 1, "{theirs:?}");
+    assert!(
+        theirs[0].0 == path(&pkg) && theirs[0].1.contains("is the package of"),
+        "{theirs:?}"
+    );
+    // The trails still verify, and the other practice holds no record.
+    for ods in [ODS, OTHER] {
+        ok(&["audit", "verify", "--practice", ods, "--data", path(&d1)]);
+    }
+    let (_, listed, _) = run(&[
+        "export",
+        "--practice",
+        OTHER,
+        "--data",
+        path(&d1),
+        "--out",
+        path(&tmp.path().join("other")),
+    ]);
+    assert!(listed.contains(": 0 versions of 0 resources"), "{listed}");
+}
