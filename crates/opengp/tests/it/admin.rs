@@ -5,7 +5,8 @@
 //! and creates a patient's online account from their record; nobody else
 //! may; every change, done or refused, is an AuditEvent in the trail
 //! (DICOM Security Alert with the admin-action subtype) naming who did
-//! what to which account, and the chain still verifies.
+//! what to which account, found by the account's id
+//! (`AuditEvent?entity:identifier=`), and the chain still verifies.
 
 use serde_json::{Value, json};
 
@@ -207,6 +208,42 @@ async fn an_administrator_manages_accounts_and_every_change_is_audited(app: App)
         "role profiles R8001 R8000 changed to R8001"
     );
     assert_eq!(roles_changed["action"], "U");
+    // Everything done to one account, by its id: AuditEvent's `entity`
+    // searched with `:identifier` (search.html#reference), the account
+    // being the entity's `what.identifier`; with or without its system.
+    let id = nurse["id"].as_str().unwrap_or_default().to_owned();
+    let about = |e: &Value| {
+        e["entity"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .any(|x| x["what"]["identifier"]["value"] == id.as_str())
+    };
+    let expected = events.iter().filter(|e| about(e)).count();
+    assert!(expected >= 4, "add, roles, disable, enable: {trail}");
+    for value in [format!("urn:opengp:user|{id}"), id.clone()] {
+        let url = app.url(&format!(
+            "AuditEvent?entity:identifier={value}&_count=100&_total=accurate"
+        ));
+        let res = send(privacy.get(&url)).await;
+        assert_eq!(res.status(), 200, "{url}");
+        let found = json(res).await;
+        let entries: Vec<&Value> = found["entry"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|e| &e["resource"])
+            .collect();
+        assert!(entries.iter().all(|e| about(e)), "{found}");
+        assert!(entries.len() >= expected, "{found}");
+        assert_eq!(found["total"], entries.len(), "{found}");
+    }
+    let none = json(
+        send(privacy.get(app.url("AuditEvent?entity:identifier=urn:opengp:user|no-such-account")))
+            .await,
+    )
+    .await;
+    assert_eq!(none["total"], 0, "{none}");
     // The patient sees the creation of their account in their record's trail.
     let theirs = json(
         send(privacy.get(app.url(&format!(
