@@ -1185,8 +1185,22 @@ pub async fn check_authorize(
             "none of the clinical scopes asked for is registered for this app",
         ));
     }
+    let launch = q.get("launch").filter(|l| !l.is_empty());
+    // SMART App Launch 2.x, "Apps that launch from the EHR" (scopes and
+    // launch context): an app given `launch=abc123` "requests the scope
+    // `launch` and provides an additional URL parameter of `launch=abc123`";
+    // the authorization request's `scope` must hold that `launch` value (or,
+    // standalone, `launch/...` requirements). A `launch=` without the scope
+    // is refused rather than ignored: ignoring it would drop the patient the
+    // user launched from and leave the app without the context it was sent.
+    if launch.is_some() && !has_scope(&scope, "launch") {
+        return Err(fail(
+            "invalid_scope",
+            "an EHR launch (launch=) asks for the launch scope, and the app must be registered for it",
+        ));
+    }
     let launch_patient =
-        match q.get("launch").filter(|l| !l.is_empty()) {
+        match launch {
             Some(l) => {
                 let found = st.store.once(&practice, Once::Launch, l, false).await;
                 Some(found.ok().flatten().ok_or_else(|| {

@@ -29,6 +29,7 @@ crate::on_both_backends!(
     openid_fhir_user_and_refresh_scopes,
     an_app_is_launched_from_the_record,
     an_app_cannot_break_the_glass,
+    an_ehr_launch_asks_for_the_launch_scope,
 );
 
 const REDIRECT: &str = "http://127.0.0.1:9/callback";
@@ -2333,5 +2334,143 @@ async fn an_app_cannot_break_the_glass(app: App) {
                     .any(|a| a["altId"] == client_id.as_str())
         });
     assert!(refusal.is_some(), "the app's refused break-glass: {trail}");
+    app.stop().await;
+}
+
+/// The page the signed-in user of `cookie` is shown at `url`.
+async fn page_at(cookie: &str, url: &str) -> String {
+    let res = agent()
+        .get(url)
+        .header("cookie", cookie)
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("{url}: {e}"));
+    assert_eq!(res.status(), 200, "{url}");
+    res.text().await.unwrap_or_default()
+}
+
+/// SMART App Launch 2.x, "Scopes and launch context", "Apps that launch
+/// from the EHR": an app given `launch=abc123` "requests the scope `launch`
+/// and provides an additional URL parameter of `launch=abc123`" (and
+/// app-launch.html, the authorization request's `scope`: "a `launch` value
+/// ... or a set of launch context requirements in the form
+/// `launch/patient`"). A `launch=` without the `launch` scope, or from an
+/// app not registered for it, is sent back to the redirect URI as
+/// `invalid_scope` with the state, and leaves the launch usable; with the
+/// scope, the page names the launched patient and offers no choice, and
+/// the token names them. The reverse ("Standalone apps": `launch/patient`
+/// without `launch=`): the page offers a patient search and the token
+/// names the patient chosen.
+async fn an_ehr_launch_asks_for_the_launch_scope(app: App) {
+    let (a, b, _, _) = two_patients(&app).await;
+    add_user(&app, "gp", &["R8000"]).await;
+    let launching = register(
+        &app,
+        json!({"name": "Chart", "kind": "public", "scope": "launch launch/patient patient/*.rs", "redirect_uris": [REDIRECT]}),
+    )
+    .await;
+    let launching = launching["client_id"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    let standalone = register(
+        &app,
+        json!({"name": "Standalone", "kind": "public", "scope": "launch/patient patient/*.rs", "redirect_uris": [REDIRECT]}),
+    )
+    .await;
+    let standalone = standalone["client_id"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    let gp = crate::auth::signed_in(&app, "gp", None).await;
+    let res = gp
+        .post(smart_url(&app, "launch"))
+        .form(&[("patient", a.as_str())])
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(res.status(), 200);
+    let launch = json(res).await["launch"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    let cookie = web_sign_in(&app, "gp").await;
+    let (verifier, challenge) = pkce();
+    let with_launch = |client_id: &str, scope: &str| {
+        format!(
+            "{}&launch={launch}",
+            authorize_url(&app, client_id, scope, &challenge)
+        )
+    };
+
+    for (client_id, scope) in [
+        (&launching, "patient/*.rs"),
+        (&launching, "launch/patient patient/*.rs"),
+        (&standalone, "launch patient/*.rs"),
+    ] {
+        let res = agent()
+            .get(with_launch(client_id, scope))
+            .header("cookie", &cookie)
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(res.status(), 303, "{scope}");
+        let to = res
+            .headers()
+            .get("location")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_owned();
+        assert!(to.starts_with(REDIRECT), "{to}");
+        let q = query_of(&to);
+        assert_eq!(q["error"], "invalid_scope", "{scope}: {to}");
+        assert_eq!(q["state"], "st-123", "{to}");
+        assert!(!q.contains_key("code"), "{to}");
+    }
+
+    // With the launch scope: the launched patient, no choice offered.
+    let url = with_launch(&launching, "launch launch/patient patient/*.rs");
+    let html = page_at(&cookie, &url).await;
+    assert!(html.contains("AARDVARK"), "the launched patient: {html}");
+    assert!(
+        !html.contains("patient_search"),
+        "no patient search: {html}"
+    );
+    let back = approve(&root(&app), &cookie, &url, None).await;
+    let code = query_of(&back)["code"].clone();
+    let t = json(
+        token(
+            &app,
+            &[
+                ("grant_type", "authorization_code"),
+                ("client_id", &launching),
+                ("redirect_uri", REDIRECT),
+                ("code", &code),
+                ("code_verifier", &verifier),
+            ],
+        )
+        .await,
+    )
+    .await;
+    assert_eq!(t["patient"], a.as_str(), "{t}");
+    assert!(has(&t["scope"], "launch"), "{t}");
+
+    // Standalone, launch/patient: a patient search, and the one chosen.
+    let (_, challenge) = pkce();
+    let url = authorize_url(&app, &standalone, "launch/patient patient/*.rs", &challenge);
+    let html = page_at(&cookie, &url).await;
+    assert!(
+        html.contains("name=\"patient_search\""),
+        "a patient search: {html}"
+    );
+    let t = patient_token(
+        &app,
+        &cookie,
+        &standalone,
+        "launch/patient patient/*.rs",
+        (&b, "Badger"),
+    )
+    .await;
+    assert_eq!(t["patient"], b.as_str(), "{t}");
     app.stop().await;
 }
