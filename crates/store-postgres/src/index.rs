@@ -26,6 +26,8 @@ const TABLES: [&str; 8] = [
 pub(crate) struct Current<'a> {
     pub ty: &'a str,
     pub id: &'a str,
+    /// The resource's key in the index tables (`resource_current.rid`).
+    pub rid: i64,
     /// False when this is the resource's first version: there is nothing
     /// to delete.
     pub replaces: bool,
@@ -44,14 +46,20 @@ pub(crate) fn replace(
     if !stale.is_empty() {
         let types: Vec<&str> = stale.iter().map(|c| c.ty).collect();
         let ids: Vec<&str> = stale.iter().map(|c| c.id).collect();
+        let rids: Vec<i64> = stale.iter().map(|c| c.rid).collect();
         for table in TABLES {
-            conn.execute(
-                &format!(
-                    "DELETE FROM {table} WHERE practice = $1
-                     AND (type, id) IN (SELECT * FROM unnest($2::text[], $3::text[]))"
-                ),
-                &[&practice, &types, &ids],
-            )
+            if table == "idx_text" {
+                conn.execute(
+                    "DELETE FROM idx_text WHERE practice = $1
+                     AND (type, id) IN (SELECT * FROM unnest($2::text[], $3::text[]))",
+                    &[&practice, &types, &ids],
+                )
+            } else {
+                conn.execute(
+                    &format!("DELETE FROM {table} WHERE practice = $1 AND rid = ANY($2)"),
+                    &[&practice, &rids],
+                )
+            }
             .map_err(db_err)?;
         }
     }
@@ -76,15 +84,25 @@ pub(crate) fn replace(
             continue;
         }
         let (columns, types) = columns(table);
+        // Full-text rows are keyed by type and id, the others by `rid`.
+        let (owner, owner_type) = if *table == "idx_text" {
+            ("id", Type::TEXT)
+        } else {
+            ("rid", Type::INT8)
+        };
         let sql = format!(
-            "COPY {table} (practice, type, id, param, grp, {columns}) FROM STDIN (FORMAT binary)"
+            "COPY {table} (practice, type, {owner}, param, grp, {columns}) FROM STDIN (FORMAT binary)"
         );
-        let mut all = vec![Type::INT8, Type::TEXT, Type::TEXT, Type::TEXT, Type::INT8];
+        let mut all = vec![Type::INT8, Type::TEXT, owner_type, Type::TEXT, Type::INT8];
         all.extend_from_slice(types);
         let mut w = BinaryCopyInWriter::new(conn.copy_in(&sql).map_err(db_err)?, &all);
         for (c, e) in rows {
             let grp = i64::from(e.group);
-            let key: [&(dyn ToSql + Sync); 5] = [&practice, &c.ty, &c.id, &e.code, &grp];
+            let key: [&(dyn ToSql + Sync); 5] = if *table == "idx_text" {
+                [&practice, &c.ty, &c.id, &e.code, &grp]
+            } else {
+                [&practice, &c.ty, &c.rid, &e.code, &grp]
+            };
             let out = match &e.value {
                 IndexValue::String { norm, exact } => {
                     w.write(&[key[0], key[1], key[2], key[3], key[4], norm, exact])

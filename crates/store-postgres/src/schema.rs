@@ -239,6 +239,53 @@ const MIGRATIONS: &[Migration] = &[
             PRIMARY KEY (practice, id)
         );",
     },
+    Migration {
+        version: 19,
+        name: "index rows keyed by resource",
+        // As SQLite's 20: each resource has a `rid`, given once from a
+        // sequence (existing rows are numbered when the column is added)
+        // and kept through its versions; index rows carry it instead of
+        // the id, with an owner index on `(rid, param)` instead of
+        // `(practice, type, id)`, and one value index per table (the
+        // reference's target index is its value index). Full-text rows
+        // keep their keys. The rows are written again from the bodies when
+        // the server starts (reindex.rs in gp-store: version 0 is older
+        // than any).
+        sql: r#"ALTER TABLE resource_current ADD COLUMN rid bigserial;
+        CREATE UNIQUE INDEX resource_current_rid ON resource_current (rid);
+        DROP TABLE idx_string, idx_token, idx_date, idx_number, idx_quantity, idx_reference, idx_uri;
+        CREATE TABLE idx_string (rid bigint NOT NULL, practice bigint NOT NULL, type text NOT NULL,
+            param text NOT NULL, grp bigint NOT NULL, norm text COLLATE "C" NOT NULL, exact text COLLATE "C" NOT NULL);
+        CREATE INDEX idx_string_value ON idx_string (practice, type, param, norm);
+        CREATE INDEX idx_string_owner ON idx_string (rid, param);
+        CREATE TABLE idx_token (rid bigint NOT NULL, practice bigint NOT NULL, type text NOT NULL,
+            param text NOT NULL, grp bigint NOT NULL, system text COLLATE "C", code text COLLATE "C", text text COLLATE "C");
+        CREATE INDEX idx_token_value ON idx_token (practice, type, param, code, system);
+        CREATE INDEX idx_token_owner ON idx_token (rid, param);
+        CREATE TABLE idx_date (rid bigint NOT NULL, practice bigint NOT NULL, type text NOT NULL,
+            param text NOT NULL, grp bigint NOT NULL, low bigint NOT NULL, high bigint NOT NULL);
+        CREATE INDEX idx_date_value ON idx_date (practice, type, param, low, high);
+        CREATE INDEX idx_date_owner ON idx_date (rid, param);
+        CREATE TABLE idx_number (rid bigint NOT NULL, practice bigint NOT NULL, type text NOT NULL,
+            param text NOT NULL, grp bigint NOT NULL, value double precision NOT NULL);
+        CREATE INDEX idx_number_value ON idx_number (practice, type, param, value);
+        CREATE INDEX idx_number_owner ON idx_number (rid, param);
+        CREATE TABLE idx_quantity (rid bigint NOT NULL, practice bigint NOT NULL, type text NOT NULL,
+            param text NOT NULL, grp bigint NOT NULL, value double precision NOT NULL, system text COLLATE "C",
+            code text COLLATE "C", canonical_value double precision, canonical_code text COLLATE "C");
+        CREATE INDEX idx_quantity_value ON idx_quantity (practice, type, param, code, value);
+        CREATE INDEX idx_quantity_canonical ON idx_quantity (practice, type, param, canonical_code, canonical_value);
+        CREATE INDEX idx_quantity_owner ON idx_quantity (rid, param);
+        CREATE TABLE idx_reference (rid bigint NOT NULL, practice bigint NOT NULL, type text NOT NULL,
+            param text NOT NULL, grp bigint NOT NULL, target_type text, target_id text, url text COLLATE "C");
+        CREATE INDEX idx_reference_value ON idx_reference (practice, type, param, target_id, target_type);
+        CREATE INDEX idx_reference_owner ON idx_reference (rid, param);
+        CREATE TABLE idx_uri (rid bigint NOT NULL, practice bigint NOT NULL, type text NOT NULL,
+            param text NOT NULL, grp bigint NOT NULL, uri text COLLATE "C" NOT NULL);
+        CREATE INDEX idx_uri_value ON idx_uri (practice, type, param, uri);
+        CREATE INDEX idx_uri_owner ON idx_uri (rid, param);
+        UPDATE index_state SET version = 0, resume_version = NULL, after_type = NULL, after_id = NULL;"#,
+    },
 ];
 
 /// The migration adding `idx_text`: its transaction also indexes the

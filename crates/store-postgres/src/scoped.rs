@@ -216,9 +216,10 @@ impl ReadTx for Scoped<'_> {
         let rows = self
             .conn
             .query(
-                "SELECT target_type, target_id FROM idx_reference
-                 WHERE practice = $1 AND type = $2 AND id = ANY($3) AND param = $4
-                   AND target_type IS NOT NULL AND target_id IS NOT NULL",
+                "SELECT i.target_type, i.target_id FROM resource_current c
+                 JOIN idx_reference i ON i.rid = c.rid AND i.practice = $1 AND i.param = $4
+                 WHERE c.practice = $1 AND c.type = $2 AND c.id = ANY($3)
+                   AND i.target_type IS NOT NULL AND i.target_id IS NOT NULL",
                 &[&self.practice, &ty.as_str(), &ids, &code],
             )
             .map_err(db_err)?;
@@ -238,9 +239,10 @@ impl ReadTx for Scoped<'_> {
         let rows = self
             .conn
             .query(
-                "SELECT DISTINCT id FROM idx_reference
-                 WHERE practice = $1 AND target_type = $2 AND target_id = ANY($3)
-                   AND type = $4 AND param = $5",
+                "SELECT DISTINCT c.id FROM idx_reference i
+                 JOIN resource_current c ON c.practice = $1 AND c.rid = i.rid
+                 WHERE i.practice = $1 AND i.target_type = $2 AND i.target_id = ANY($3)
+                   AND i.type = $4 AND i.param = $5",
                 &[
                     &self.practice,
                     &target_type.as_str(),

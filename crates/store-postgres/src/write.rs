@@ -70,7 +70,8 @@ const UPSERT_CURRENT: &str = "INSERT INTO resource_current
      ON CONFLICT (practice, type, id) DO UPDATE SET
        version = excluded.version, seq = excluded.seq,
        last_updated = excluded.last_updated, deleted = excluded.deleted,
-       restricted = excluded.restricted";
+       restricted = excluded.restricted
+     RETURNING type, id, rid";
 
 impl<'c> ScopedWrite<'c> {
     pub fn new(read: Scoped<'c>, author: &'c str, counter: &'c mut Counter) -> Self {
@@ -145,9 +146,12 @@ impl<'c> ScopedWrite<'c> {
             .iter()
             .map(|&i| pending[i].restricted.as_deref())
             .collect();
-        self.read
+        // Each resource's `rid`: given from the sequence when it is first
+        // stored, kept after.
+        let rids: std::collections::HashMap<(String, String), i64> = self
+            .read
             .conn
-            .execute(
+            .query(
                 UPSERT_CURRENT,
                 &[
                     &practice,
@@ -160,16 +164,27 @@ impl<'c> ScopedWrite<'c> {
                     &c_restricted,
                 ],
             )
+            .map_err(db_err)?
+            .iter()
+            .map(|r| Ok(((r.try_get(0)?, r.try_get(1)?), r.try_get(2)?)))
+            .collect::<Result<_, postgres::Error>>()
             .map_err(db_err)?;
         let current: Vec<index::Current<'_>> = last
             .iter()
-            .map(|&i| index::Current {
-                ty: pending[i].ty,
-                id: &pending[i].id,
-                replaces: pending[i].version > 1,
-                entries: &pending[i].index,
+            .map(|&i| {
+                let p = &pending[i];
+                let rid = rids.get(&(p.ty.to_owned(), p.id.clone())).copied();
+                Ok(index::Current {
+                    ty: p.ty,
+                    id: &p.id,
+                    rid: rid.ok_or_else(|| {
+                        StoreError::Backend(format!("{}/{} was stored without a rid", p.ty, p.id))
+                    })?,
+                    replaces: p.version > 1,
+                    entries: &p.index,
+                })
             })
-            .collect();
+            .collect::<Result<_, StoreError>>()?;
         index::replace(self.read.conn, practice, &current)
     }
 }
@@ -307,11 +322,11 @@ impl WriteTx for ScopedWrite<'_> {
         let ids: Vec<&str> = rows.iter().map(|r| r.id.as_str()).collect();
         let versions: Vec<i64> = rows.iter().map(|r| r.version as i64).collect();
         // Those still current at the version their entries came from.
-        let still: HashSet<(String, String)> = self
+        let still: std::collections::HashMap<(String, String), i64> = self
             .read
             .conn
             .query(
-                "SELECT c.type, c.id FROM resource_current c
+                "SELECT c.type, c.id, c.rid FROM resource_current c
                  JOIN unnest($2::text[], $3::text[], $4::int8[]) AS r(type, id, version)
                    ON c.type = r.type AND c.id = r.id AND c.version = r.version
                  WHERE c.practice = $1 AND NOT c.deleted",
@@ -319,15 +334,19 @@ impl WriteTx for ScopedWrite<'_> {
             )
             .map_err(db_err)?
             .iter()
-            .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
+            .map(|r| Ok(((r.try_get(0)?, r.try_get(1)?), r.try_get(2)?)))
             .collect::<Result<_, postgres::Error>>()
             .map_err(db_err)?;
         let current: Vec<index::Current<'_>> = rows
             .iter()
-            .filter(|r| still.contains(&(r.resource_type.as_str().to_owned(), r.id.clone())))
-            .map(|r| index::Current {
+            .filter_map(|r| {
+                let rid = still.get(&(r.resource_type.as_str().to_owned(), r.id.clone()))?;
+                Some((r, *rid))
+            })
+            .map(|(r, rid)| index::Current {
                 ty: r.resource_type.as_str(),
                 id: &r.id,
+                rid,
                 replaces: true,
                 entries: &r.index,
             })

@@ -3,6 +3,10 @@
 //! `EXISTS` over an index table; chains and `_has` nest the same conditions
 //! on other rows. Every statement binds the practice as the first argument
 //! and every table it reads, index subqueries included, is filtered by it.
+//! Index rows are keyed by their resource's `rid` (`resource_current.rid`,
+//! given once, never another resource's in any practice): they are read
+//! by owner (`i.rid = c.rid`, from a current row of the practice) or by
+//! value and then joined to a current row of the practice by `rid`.
 //!
 //! The two stores share the schema of the search tables (`resource_current`,
 //! `idx_*`, with the same index names); a [`Dialect`] covers the rest:
@@ -38,6 +42,16 @@ impl Dialect {
         match self {
             Dialect::Sqlite => format!("INDEXED BY {index}"),
             Dialect::Postgres => String::new(),
+        }
+    }
+
+    /// Reads index rows by their owner, the primary key `(rid, param, n)`
+    /// of SQLite's `WITHOUT ROWID` index tables (a value index would
+    /// otherwise often be chosen); PostgreSQL has `{table}_owner`.
+    fn owner(self) -> &'static str {
+        match self {
+            Dialect::Sqlite => "NOT INDEXED",
+            Dialect::Postgres => "",
         }
     }
 
@@ -135,13 +149,13 @@ impl<'s> Args<'s> {
         match self.sees {
             Sees::All => String::new(),
             Sees::Online => {
-                let (pr, hint) = (self.practice(), self.hint("idx_token_owner"));
+                let (pr, hint) = (self.practice(), self.dialect.owner());
                 let (system, code) = (
                     self.bind(gp_store::access::ONLINE_ACCESS.to_owned()),
                     self.bind(gp_store::access::HIDDEN_ONLINE.to_owned()),
                 );
                 format!(
-                    " AND {alias}.restricted IS NULL AND NOT EXISTS (SELECT 1 FROM idx_token o {hint} WHERE o.practice = {pr} AND o.type = {alias}.type AND o.id = {alias}.id AND o.param = '_tag' AND o.system = {system} AND o.code = {code})"
+                    " AND {alias}.restricted IS NULL AND NOT EXISTS (SELECT 1 FROM idx_token o {hint} WHERE o.rid = {alias}.rid AND o.practice = {pr} AND o.param = '_tag' AND o.system = {system} AND o.code = {code})"
                 )
             }
             Sees::Unrestricted { holder: None, .. } => format!(" AND {alias}.restricted IS NULL"),
@@ -443,19 +457,14 @@ fn number_sql(
     }
 }
 
-/// Index rows of parameter `code` belonging to the row `alias`. The owner
-/// index is forced: probing one resource's few rows beats scanning every
-/// row with the value, which SQLite would otherwise often choose.
+/// Index rows of parameter `code` belonging to the row `alias` (a current
+/// row, or an index row: anything with the resource's `rid`), read by
+/// owner: one seek to the resource's few rows of the parameter. The row
+/// `alias` carries the practice; a `rid` is never another practice's.
 fn owned(a: &mut Args<'_>, table: &str, i: &str, alias: &str, code: &str) -> String {
-    let hint = a.hint(&format!("{table}_owner"));
-    owned_by(a, table, i, alias, code, &hint)
-}
-
-/// As [`owned`], with the index left to SQLite (`""`) or forced.
-fn owned_by(a: &mut Args<'_>, table: &str, i: &str, alias: &str, code: &str, hint: &str) -> String {
-    let pr = a.practice();
+    let (pr, hint) = (a.practice(), a.dialect.owner());
     format!(
-        "{table} {i} {hint} WHERE {i}.practice = {pr} AND {i}.type = {alias}.type AND {i}.id = {alias}.id AND {i}.param = {}",
+        "{table} {i} {hint} WHERE {i}.rid = {alias}.rid AND {i}.practice = {pr} AND {i}.param = {}",
         a.bind(code.to_owned())
     )
 }
@@ -468,7 +477,7 @@ fn param_ors(
     modifier: Modifier,
     values: &[ParamValue],
 ) -> Result<String, StoreError> {
-    let (pr, hint) = (a.practice(), a.hint("idx_token_owner"));
+    let (pr, hint) = (a.practice(), a.dialect.owner());
     let ors = values
         .iter()
         .map(|v| match v {
@@ -478,7 +487,7 @@ fn param_ors(
             ParamValue::OfType { system, code, value } => {
                 // search.html#modifiers: the identifier's type and value.
                 let (s, c, v) = (a.bind(system.clone()), a.bind(code.clone()), a.bind(value.clone()));
-                Ok(format!("({i}.code = {v} AND EXISTS (SELECT 1 FROM idx_token t2 {hint} WHERE t2.practice = {pr} AND t2.type = {i}.type AND t2.id = {i}.id AND t2.param = {i}.param || ':type' AND t2.grp = {i}.grp AND t2.system = {s} AND t2.code = {c}))"))
+                Ok(format!("({i}.code = {v} AND EXISTS (SELECT 1 FROM idx_token t2 {hint} WHERE t2.rid = {i}.rid AND t2.practice = {pr} AND t2.param = {i}.param || ':type' AND t2.grp = {i}.grp AND t2.system = {s} AND t2.code = {c}))"))
             }
             other => value_sql(a, i, kind, modifier, other),
         })
@@ -562,13 +571,14 @@ fn is_seek(c: &Criterion) -> bool {
 /// open for more conditions on `d`.
 fn list_items(a: &mut Args<'_>, ids: &[gp_fhir::Id]) -> String {
     let pr = a.practice();
-    let owner = a.hint("idx_reference_owner");
+    let owner = a.dialect.owner();
     let ids: Vec<String> = ids.iter().map(|id| a.bind(id.to_string())).collect();
     let visible = a.visible("l");
     format!(
-        "idx_reference d {owner} JOIN resource_current l ON l.practice = {pr} AND l.type = 'List' AND l.id = d.id AND NOT l.deleted{visible}
-         WHERE d.practice = {pr} AND d.type = 'List' AND d.id IN ({}) AND d.param = 'item'
-           AND NOT EXISTS (SELECT 1 FROM idx_reference x {owner} WHERE x.practice = {pr} AND x.type = 'List' AND x.id = d.id AND x.param = 'item:deleted' AND x.target_type = d.target_type AND x.target_id = d.target_id)",
+        "resource_current l CROSS JOIN idx_reference d {owner}
+         WHERE l.practice = {pr} AND l.type = 'List' AND l.id IN ({}) AND NOT l.deleted{visible}
+           AND d.rid = l.rid AND d.practice = {pr} AND d.param = 'item'
+           AND NOT EXISTS (SELECT 1 FROM idx_reference x {owner} WHERE x.rid = d.rid AND x.practice = {pr} AND x.param = 'item:deleted' AND x.target_type = d.target_type AND x.target_id = d.target_id)",
         ids.join(", ")
     )
 }
@@ -588,7 +598,7 @@ fn driver_sql(
 ) -> Result<Option<String>, StoreError> {
     let seeks: String = seeks.iter().map(|s| format!(" AND {s}")).collect();
     let tyarg = a.bind(ty.as_str().to_owned());
-    let (pr, target) = (a.practice(), a.hint("idx_reference_target"));
+    let (pr, target) = (a.practice(), a.hint("idx_reference_value"));
     Ok(match c {
         Criterion::Param {
             code,
@@ -607,7 +617,7 @@ fn driver_sql(
             let p = a.bind(code);
             let ors = param_ors(a, "d", kind, *modifier, values)?;
             Some(format!(
-                "c.id IN (SELECT d.id FROM {t} d WHERE d.practice = {pr} AND d.type = {tyarg} AND d.param = {p} AND ({ors}){seeks})"
+                "c.rid IN (SELECT d.rid FROM {t} d WHERE d.practice = {pr} AND d.type = {tyarg} AND d.param = {p} AND ({ors}){seeks})"
             ))
         }
         Criterion::List(lists) => {
@@ -632,7 +642,7 @@ fn driver_sql(
             }
             let (ct, cid) = (a.bind(compartment.as_str().to_owned()), a.bind(id.clone()));
             Some(format!(
-                "c.id IN (SELECT d.id FROM idx_reference d {target} WHERE d.practice = {pr} AND d.target_type = {ct} AND d.target_id = {cid} AND d.type = {tyarg} AND d.param IN ({}){seeks})",
+                "c.rid IN (SELECT d.rid FROM idx_reference d {target} WHERE d.practice = {pr} AND d.type = {tyarg} AND d.param IN ({}) AND d.target_id = {cid} AND d.target_type = {ct}{seeks})",
                 codes.join(", ")
             ))
         }
@@ -741,7 +751,8 @@ pub(crate) fn criterion_sql(
                 None => {
                     // A composite is present when its first component is.
                     format!(
-                        "EXISTS (SELECT 1 FROM idx_token {i} WHERE {i}.practice = {pr} AND {i}.type = {alias}.type AND {i}.id = {alias}.id AND {i}.param LIKE {})",
+                        "EXISTS (SELECT 1 FROM idx_token {i} {} WHERE {i}.rid = {alias}.rid AND {i}.practice = {pr} AND {i}.param LIKE {})",
+                        a.dialect.owner(),
                         a.bind(format!("{code}$%"))
                     )
                 }
@@ -784,22 +795,7 @@ pub(crate) fn criterion_sql(
             } else {
                 *kind
             };
-            // A code or a target id with the candidate's id is one seek in
-            // the value index; other values probe the candidate's own rows.
-            let exact = match kind {
-                ParamKind::Token => values
-                    .iter()
-                    .all(|v| matches!(v, ParamValue::Token { code: Some(_), .. })),
-                ParamKind::Reference => values
-                    .iter()
-                    .all(|v| matches!(v, ParamValue::Reference { id: Some(_), .. })),
-                _ => false,
-            };
-            let rows = if exact {
-                owned_by(a, t, &i, alias, &code, "")
-            } else {
-                owned(a, t, &i, alias, &code)
-            };
+            let rows = owned(a, t, &i, alias, &code);
             let ors = param_ors(a, &i, kind, *modifier, values)?;
             let matching = format!("EXISTS (SELECT 1 FROM {rows} AND ({ors}))");
             // search.html#modifiers: `:not` matches resources with no such
@@ -839,7 +835,7 @@ pub(crate) fn criterion_sql(
             inner,
         } => {
             let s = format!("s{depth}");
-            let target = a.hint("idx_reference_target");
+            let target = a.hint("idx_reference_value");
             let inner_sql = criterion_sql(a, &s, Some(*source), inner, depth + 1)?;
             let (src, code) = (
                 a.bind(source.as_str().to_owned()),
@@ -847,7 +843,7 @@ pub(crate) fn criterion_sql(
             );
             let visible = a.visible(&s);
             format!(
-                "EXISTS (SELECT 1 FROM idx_reference {i} {target} JOIN resource_current {s} ON {s}.practice = {pr} AND {s}.type = {i}.type AND {s}.id = {i}.id AND NOT {s}.deleted{visible}
+                "EXISTS (SELECT 1 FROM idx_reference {i} {target} JOIN resource_current {s} ON {s}.practice = {pr} AND {s}.rid = {i}.rid AND NOT {s}.deleted{visible}
                  WHERE {i}.practice = {pr} AND {i}.type = {src} AND {i}.param = {code} AND {i}.target_type = {alias}.type AND {i}.target_id = {alias}.id AND {inner_sql})"
             )
         }
@@ -857,13 +853,13 @@ pub(crate) fn criterion_sql(
             members,
         } => {
             let (ct, cid) = (a.bind(compartment.as_str().to_owned()), a.bind(id.clone()));
-            let owner = a.hint("idx_reference_owner");
+            let owner = a.dialect.owner();
             // The compartment's own resource is in it.
             let mut ors = vec![format!("({alias}.type = {ct} AND {alias}.id = {cid})")];
             for (t, codes) in members.iter().filter(|(_, codes)| !codes.is_empty()) {
                 let list: Vec<String> = codes.iter().map(|c| a.bind((*c).to_owned())).collect();
                 ors.push(format!(
-                    "({alias}.type = {} AND EXISTS (SELECT 1 FROM idx_reference {i} {owner} WHERE {i}.practice = {pr} AND {i}.type = {alias}.type AND {i}.id = {alias}.id AND {i}.param IN ({}) AND {i}.target_type = {ct} AND {i}.target_id = {cid}))",
+                    "({alias}.type = {} AND EXISTS (SELECT 1 FROM idx_reference {i} {owner} WHERE {i}.rid = {alias}.rid AND {i}.practice = {pr} AND {i}.param IN ({}) AND {i}.target_type = {ct} AND {i}.target_id = {cid}))",
                     a.bind(t.as_str().to_owned()),
                     list.join(", ")
                 ));
@@ -895,7 +891,7 @@ fn composite_sql(
     };
     let p = registry::param(ty, code).ok_or_else(|| unsupported(format!("'{code}'")))?;
     let mut joins = Vec::new();
-    let pr = a.practice();
+    let (pr, owner) = (a.practice(), a.dialect.owner());
     for (n, (part, (url, _))) in parts.iter().zip(&p.components).enumerate() {
         let kind = registry::by_url(ty, url).map_or(ParamKind::Token, |c| c.kind);
         let t = table(kind).ok_or_else(|| unsupported(format!("the component {url}")))?;
@@ -907,7 +903,7 @@ fn composite_sql(
         } else {
             format!(" AND {i}.grp = c{depth}_0.grp")
         };
-        joins.push((format!("{t} {i}"), format!("{i}.practice = {pr} AND {i}.type = {alias}.type AND {i}.id = {alias}.id AND {i}.param = {param}{same_group} AND {cond}")));
+        joins.push((format!("{t} {i} {owner}"), format!("{i}.rid = {alias}.rid AND {i}.practice = {pr} AND {i}.param = {param}{same_group} AND {cond}")));
     }
     let from: Vec<String> = joins.iter().map(|(f, _)| f.clone()).collect();
     let wh: Vec<String> = joins.iter().map(|(_, w)| w.clone()).collect();
@@ -945,12 +941,12 @@ fn sort_keys(a: &mut Args<'_>, code: &str, kind: ParamKind, desc: bool) -> Vec<(
         return Vec::new();
     };
     let p = a.bind(code.to_owned());
-    let (pr, hint) = (a.practice(), a.hint(&format!("{t}_owner")));
+    let (pr, hint) = (a.practice(), a.dialect.owner());
     cols.iter()
         .map(|(col, agg, follows)| {
             (
                 format!(
-                    "(SELECT {agg}({col}) FROM {t} s {hint} WHERE s.practice = {pr} AND s.type = c.type AND s.id = c.id AND s.param = {p})"
+                    "(SELECT {agg}({col}) FROM {t} s {hint} WHERE s.rid = c.rid AND s.practice = {pr} AND s.param = {p})"
                 ),
                 *follows,
             )

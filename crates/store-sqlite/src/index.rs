@@ -29,12 +29,13 @@ pub(crate) struct Rows {
     pub replaced: Option<Option<i64>>,
 }
 
-/// Replaces the index rows of `ty/id` in `practice` with `entries`.
+/// Replaces the index rows of the resource `rid` (`ty` in `practice`)
+/// with `entries`.
 pub(crate) fn replace(
     conn: &Connection,
     practice: i64,
     ty: &str,
-    id: &str,
+    rid: i64,
     entries: &[IndexEntry],
     rows: Rows,
 ) -> Result<(), StoreError> {
@@ -51,36 +52,42 @@ pub(crate) fn replace(
             .map_err(db_err)?;
     }
     for table in TABLES.iter().filter(|_| !first) {
-        conn.prepare_cached(&format!(
-            "DELETE FROM {table} WHERE practice = ?1 AND type = ?2 AND id = ?3"
-        ))
-        .and_then(|mut s| s.execute(params![practice, ty, id]))
-        .map_err(db_err)?;
+        conn.prepare_cached(&format!("DELETE FROM {table} WHERE rid = ?1"))
+            .and_then(|mut s| s.execute(params![rid]))
+            .map_err(db_err)?;
     }
-    for e in entries {
-        let base = (practice, ty, id, e.code.as_str(), i64::from(e.group));
+    for (n, e) in entries.iter().enumerate() {
+        // `n` tells a resource's rows of one parameter apart.
+        let base = (
+            rid,
+            e.code.as_str(),
+            n as i64,
+            practice,
+            ty,
+            i64::from(e.group),
+        );
         let result = match &e.value {
             IndexValue::String { norm, exact } => conn
-                .prepare_cached("INSERT INTO idx_string (practice, type, id, param, grp, norm, exact) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)")
-                .and_then(|mut s| s.execute(params![base.0, base.1, base.2, base.3, base.4, norm, exact])),
+                .prepare_cached("INSERT INTO idx_string (rid, param, n, practice, type, grp, norm, exact) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)")
+                .and_then(|mut s| s.execute(params![base.0, base.1, base.2, base.3, base.4, base.5, norm, exact])),
             IndexValue::Token { system, code, text } => conn
-                .prepare_cached("INSERT INTO idx_token (practice, type, id, param, grp, system, code, text) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)")
-                .and_then(|mut s| s.execute(params![base.0, base.1, base.2, base.3, base.4, system, code, text])),
+                .prepare_cached("INSERT INTO idx_token (rid, param, n, practice, type, grp, system, code, text) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)")
+                .and_then(|mut s| s.execute(params![base.0, base.1, base.2, base.3, base.4, base.5, system, code, text])),
             IndexValue::Date { low, high } => conn
-                .prepare_cached("INSERT INTO idx_date (practice, type, id, param, grp, low, high) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)")
-                .and_then(|mut s| s.execute(params![base.0, base.1, base.2, base.3, base.4, low, high])),
+                .prepare_cached("INSERT INTO idx_date (rid, param, n, practice, type, grp, low, high) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)")
+                .and_then(|mut s| s.execute(params![base.0, base.1, base.2, base.3, base.4, base.5, low, high])),
             IndexValue::Number { value } => conn
-                .prepare_cached("INSERT INTO idx_number (practice, type, id, param, grp, value) VALUES (?1, ?2, ?3, ?4, ?5, ?6)")
-                .and_then(|mut s| s.execute(params![base.0, base.1, base.2, base.3, base.4, value])),
+                .prepare_cached("INSERT INTO idx_number (rid, param, n, practice, type, grp, value) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)")
+                .and_then(|mut s| s.execute(params![base.0, base.1, base.2, base.3, base.4, base.5, value])),
             IndexValue::Quantity { value, system, code, canonical } => conn
-                .prepare_cached("INSERT INTO idx_quantity (practice, type, id, param, grp, value, system, code, canonical_value, canonical_code) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)")
-                .and_then(|mut s| s.execute(params![base.0, base.1, base.2, base.3, base.4, value, system, code, canonical.as_ref().map(|c| c.0), canonical.as_ref().map(|c| c.1.as_str())])),
+                .prepare_cached("INSERT INTO idx_quantity (rid, param, n, practice, type, grp, value, system, code, canonical_value, canonical_code) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)")
+                .and_then(|mut s| s.execute(params![base.0, base.1, base.2, base.3, base.4, base.5, value, system, code, canonical.as_ref().map(|c| c.0), canonical.as_ref().map(|c| c.1.as_str())])),
             IndexValue::Reference { target_type, target_id, url } => conn
-                .prepare_cached("INSERT INTO idx_reference (practice, type, id, param, grp, target_type, target_id, url) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)")
-                .and_then(|mut s| s.execute(params![base.0, base.1, base.2, base.3, base.4, target_type, target_id, url])),
+                .prepare_cached("INSERT INTO idx_reference (rid, param, n, practice, type, grp, target_type, target_id, url) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)")
+                .and_then(|mut s| s.execute(params![base.0, base.1, base.2, base.3, base.4, base.5, target_type, target_id, url])),
             IndexValue::Uri(uri) => conn
-                .prepare_cached("INSERT INTO idx_uri (practice, type, id, param, grp, uri) VALUES (?1, ?2, ?3, ?4, ?5, ?6)")
-                .and_then(|mut s| s.execute(params![base.0, base.1, base.2, base.3, base.4, uri])),
+                .prepare_cached("INSERT INTO idx_uri (rid, param, n, practice, type, grp, uri) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)")
+                .and_then(|mut s| s.execute(params![base.0, base.1, base.2, base.3, base.4, base.5, uri])),
             IndexValue::Text(_) => Ok(0),
         };
         result.map_err(db_err)?;
@@ -98,22 +105,24 @@ pub(crate) fn reindex(
     let mut replaced = 0;
     for r in rows {
         let ty = r.resource_type.as_str();
-        let vrow: Option<i64> = conn
+        let rows: Option<(i64, i64)> = conn
             .prepare_cached(
-                "SELECT vrow FROM resource_current
+                "SELECT vrow, rid FROM resource_current
                  WHERE practice = ?1 AND type = ?2 AND id = ?3 AND version = ?4 AND NOT deleted",
             )
             .and_then(|mut s| {
-                s.query_row(params![practice, ty, r.id, r.version as i64], |r| r.get(0))
-                    .optional()
+                s.query_row(params![practice, ty, r.id, r.version as i64], |r| {
+                    Ok((r.get(0)?, r.get(1)?))
+                })
+                .optional()
             })
             .map_err(db_err)?;
-        let Some(vrow) = vrow else { continue };
+        let Some((vrow, rid)) = rows else { continue };
         replace(
             conn,
             practice,
             ty,
-            &r.id,
+            rid,
             &r.index,
             Rows {
                 vrow,

@@ -163,7 +163,57 @@ const MIGRATIONS: &[&str] = &[
     // 19: where a user-facing SMART app is opened from a patient's record
     // (EHR launch); NULL: it is not launched from the record.
     "ALTER TABLE smart_app ADD COLUMN launch_url TEXT;",
+    // 20: index rows keyed by resource. Each resource has a `rid`, given
+    // when it is first stored (the rowid of that first version, so never
+    // another resource's) and kept through its versions; the index tables
+    // are `WITHOUT ROWID`, each row stored once in its owner's order
+    // (`rid, param, n`: `n` numbers a resource's rows), with one value
+    // index (practice, type and parameter, then the value) instead of a
+    // table, an owner index and one or two value indexes repeating the
+    // practice, type and id. The rows are written again from the bodies
+    // when the server starts (reindex.rs in gp-store: version 0 is older
+    // than any).
+    "ALTER TABLE resource_current ADD COLUMN rid INTEGER;
+    UPDATE resource_current SET rid = vrow;
+    CREATE UNIQUE INDEX resource_current_rid ON resource_current (rid);
+    DROP TABLE idx_string; DROP TABLE idx_token; DROP TABLE idx_date; DROP TABLE idx_number;
+    DROP TABLE idx_quantity; DROP TABLE idx_reference; DROP TABLE idx_uri;
+    CREATE TABLE idx_string (rid INTEGER NOT NULL, param TEXT NOT NULL, n INTEGER NOT NULL,
+        practice INTEGER NOT NULL, type TEXT NOT NULL, grp INTEGER NOT NULL,
+        norm TEXT NOT NULL, exact TEXT NOT NULL, PRIMARY KEY (rid, param, n)) WITHOUT ROWID;
+    CREATE INDEX idx_string_value ON idx_string (practice, type, param, norm);
+    CREATE TABLE idx_token (rid INTEGER NOT NULL, param TEXT NOT NULL, n INTEGER NOT NULL,
+        practice INTEGER NOT NULL, type TEXT NOT NULL, grp INTEGER NOT NULL,
+        system TEXT, code TEXT, text TEXT, PRIMARY KEY (rid, param, n)) WITHOUT ROWID;
+    CREATE INDEX idx_token_value ON idx_token (practice, type, param, code, system);
+    CREATE TABLE idx_date (rid INTEGER NOT NULL, param TEXT NOT NULL, n INTEGER NOT NULL,
+        practice INTEGER NOT NULL, type TEXT NOT NULL, grp INTEGER NOT NULL,
+        low INTEGER NOT NULL, high INTEGER NOT NULL, PRIMARY KEY (rid, param, n)) WITHOUT ROWID;
+    CREATE INDEX idx_date_value ON idx_date (practice, type, param, low, high);
+    CREATE TABLE idx_number (rid INTEGER NOT NULL, param TEXT NOT NULL, n INTEGER NOT NULL,
+        practice INTEGER NOT NULL, type TEXT NOT NULL, grp INTEGER NOT NULL,
+        value REAL NOT NULL, PRIMARY KEY (rid, param, n)) WITHOUT ROWID;
+    CREATE INDEX idx_number_value ON idx_number (practice, type, param, value);
+    CREATE TABLE idx_quantity (rid INTEGER NOT NULL, param TEXT NOT NULL, n INTEGER NOT NULL,
+        practice INTEGER NOT NULL, type TEXT NOT NULL, grp INTEGER NOT NULL,
+        value REAL NOT NULL, system TEXT, code TEXT, canonical_value REAL, canonical_code TEXT,
+        PRIMARY KEY (rid, param, n)) WITHOUT ROWID;
+    CREATE INDEX idx_quantity_value ON idx_quantity (practice, type, param, code, value);
+    CREATE INDEX idx_quantity_canonical ON idx_quantity (practice, type, param, canonical_code, canonical_value);
+    CREATE TABLE idx_reference (rid INTEGER NOT NULL, param TEXT NOT NULL, n INTEGER NOT NULL,
+        practice INTEGER NOT NULL, type TEXT NOT NULL, grp INTEGER NOT NULL,
+        target_type TEXT, target_id TEXT, url TEXT, PRIMARY KEY (rid, param, n)) WITHOUT ROWID;
+    CREATE INDEX idx_reference_value ON idx_reference (practice, type, param, target_id, target_type);
+    CREATE TABLE idx_uri (rid INTEGER NOT NULL, param TEXT NOT NULL, n INTEGER NOT NULL,
+        practice INTEGER NOT NULL, type TEXT NOT NULL, grp INTEGER NOT NULL,
+        uri TEXT NOT NULL, PRIMARY KEY (rid, param, n)) WITHOUT ROWID;
+    CREATE INDEX idx_uri_value ON idx_uri (practice, type, param, uri);
+    UPDATE index_state SET version = 0, resume_version = NULL, after_type = NULL, after_id = NULL;",
 ];
+
+/// The migration keying index rows by resource (`resource_current.rid`).
+#[cfg(test)]
+const RID_AT: usize = 20;
 
 /// The migration adding `idx_text`, after which the current versions stored
 /// before it are indexed in Rust.
@@ -212,6 +262,39 @@ fn migrate_to(conn: &Connection, target: usize) -> Result<(), StoreError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A database from before index rows were keyed by resource (schema
+    /// 19): each current resource gets its current version's rowid as its
+    /// `rid`, the old rows are gone and every practice's index is marked
+    /// as needing the rebuild the server runs at start.
+    #[test]
+    fn upgrading_keys_resources_and_asks_for_a_reindex() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let conn = Connection::open(dir.path().join("opengp.db")).unwrap_or_else(|e| panic!("{e}"));
+        configure(&conn, false).unwrap_or_else(|e| panic!("{e}"));
+        migrate_to(&conn, RID_AT - 1).unwrap_or_else(|e| panic!("{e}"));
+        conn.execute_batch(
+            "INSERT INTO practice (key, ods, name, created_at, created_by) VALUES (1, 'A81001', 'Old', 0, 'system');
+             INSERT INTO index_state (practice, version) VALUES (1, 7);
+             INSERT INTO resource_version (rowid, practice, type, id, version, last_updated, deleted, author, body)
+               VALUES (1, 1, 'Patient', 'p1', 1, 1, 0, 'u', X''), (2, 1, 'Patient', 'p1', 2, 2, 0, 'u', X''),
+                      (3, 1, 'Patient', 'p2', 1, 3, 0, 'u', X'');
+             INSERT INTO resource_current (practice, type, id, version, last_updated, deleted, vrow)
+               VALUES (1, 'Patient', 'p1', 2, 2, 0, 2), (1, 'Patient', 'p2', 1, 3, 0, 3);
+             INSERT INTO idx_token (practice, type, id, param, grp, system, code)
+               VALUES (1, 'Patient', 'p1', 'gender', 0, NULL, 'female');",
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        migrate(&conn).unwrap_or_else(|e| panic!("{e}"));
+        let one = |sql: &str| -> i64 {
+            conn.query_row(sql, [], |r| r.get(0))
+                .unwrap_or_else(|e| panic!("{sql}: {e}"))
+        };
+        assert_eq!(one("SELECT rid FROM resource_current WHERE id = 'p1'"), 2);
+        assert_eq!(one("SELECT rid FROM resource_current WHERE id = 'p2'"), 3);
+        assert_eq!(one("SELECT count(*) FROM idx_token"), 0);
+        assert_eq!(one("SELECT version FROM index_state WHERE practice = 1"), 0);
+    }
 
     /// A database written by an OpenGP from before full-text search (schema
     /// 11) gains the words of its current versions when opened, and only

@@ -189,8 +189,10 @@ impl ReadTx for Scoped<'_> {
         let mut s = self
             .conn
             .prepare_cached(
-                "SELECT target_type, target_id FROM idx_reference INDEXED BY idx_reference_owner
-                 WHERE practice = ?1 AND type = ?2 AND id = ?3 AND param = ?4 AND target_id IS NOT NULL",
+                "SELECT i.target_type, i.target_id FROM resource_current c
+                 CROSS JOIN idx_reference i NOT INDEXED
+                 WHERE c.practice = ?1 AND c.type = ?2 AND c.id = ?3
+                   AND i.rid = c.rid AND i.practice = ?1 AND i.param = ?4 AND i.target_id IS NOT NULL",
             )
             .map_err(db_err)?;
         for id in ids {
@@ -220,8 +222,9 @@ impl ReadTx for Scoped<'_> {
         let mut s = self
             .conn
             .prepare_cached(
-                "SELECT DISTINCT id FROM idx_reference INDEXED BY idx_reference_target
-                 WHERE practice = ?1 AND target_type = ?2 AND target_id = ?3 AND type = ?4 AND param = ?5",
+                "SELECT DISTINCT c.id FROM idx_reference i INDEXED BY idx_reference_value
+                 JOIN resource_current c ON c.practice = ?1 AND c.rid = i.rid
+                 WHERE i.practice = ?1 AND i.type = ?4 AND i.param = ?5 AND i.target_id = ?3 AND i.target_type = ?2",
             )
             .map_err(db_err)?;
         for target in target_ids {
@@ -537,20 +540,22 @@ impl WriteTx for ScopedWrite<'_> {
             })
             .map_err(db_err)?
             };
-        conn.prepare_cached(
-            "INSERT INTO resource_current (practice, type, id, version, last_updated, deleted, vrow, restricted)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
+        // A new resource's `rid` is its first version's rowid, kept after.
+        let rid: i64 = conn.prepare_cached(
+            "INSERT INTO resource_current (practice, type, id, version, last_updated, deleted, vrow, restricted, rid)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?7)
              ON CONFLICT (practice, type, id) DO UPDATE SET
                version = excluded.version, last_updated = excluded.last_updated,
-               deleted = excluded.deleted, vrow = excluded.vrow, restricted = excluded.restricted",
+               deleted = excluded.deleted, vrow = excluded.vrow, restricted = excluded.restricted
+             RETURNING rid",
         )
-        .and_then(|mut s| s.execute(params![practice, v.resource_type.as_str(), v.id, v.version as i64, v.last_updated.millis(), v.deleted as i64, vrow, v.restricted]))
+        .and_then(|mut s| s.query_row(params![practice, v.resource_type.as_str(), v.id, v.version as i64, v.last_updated.millis(), v.deleted as i64, vrow, v.restricted], |r| r.get(0)))
         .map_err(db_err)?;
         crate::index::replace(
             conn,
             practice,
             v.resource_type.as_str(),
-            &v.id,
+            rid,
             &v.index,
             crate::index::Rows {
                 vrow,
