@@ -49,11 +49,11 @@ fn exports(st: &AppState) -> Result<Arc<Exports>, ApiError> {
 }
 
 async fn system(State(st): State<AppState>, call: Call) -> Res {
-    kick_off(&st, &call, Level::System)
+    kick_off(&st, &call, Level::System).await
 }
 
 async fn patient(State(st): State<AppState>, call: Call) -> Res {
-    kick_off(&st, &call, Level::Patient)
+    kick_off(&st, &call, Level::Patient).await
 }
 
 async fn group(State(st): State<AppState>, call: Call) -> Res {
@@ -68,12 +68,12 @@ async fn group(State(st): State<AppState>, call: Call) -> Res {
         .read(&call.ctx, group_type, gid)
         .await
         .map_err(crate::store_err)?;
-    kick_off(&st, &call, Level::Group(id))
+    kick_off(&st, &call, Level::Group(id)).await
 }
 
 /// export.html#bulk-data-kick-off-request: checks the request, starts the
 /// job, answers 202 with where to poll.
-fn kick_off(st: &AppState, call: &Call, level: Level) -> Res {
+async fn kick_off(st: &AppState, call: &Call, level: Level) -> Res {
     let exports = exports(st)?;
     let prefer = call.header("prefer").unwrap_or_default();
     if !prefer
@@ -154,6 +154,7 @@ fn kick_off(st: &AppState, call: &Call, level: Level) -> Res {
     st.store.audit(&call.ctx, event);
     let job = exports
         .start(st.store.clone(), call.ctx.clone(), request)
+        .await
         .map_err(|e| {
             ApiError::new(
                 StatusCode::INTERNAL_SERVER_ERROR,

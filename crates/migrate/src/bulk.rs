@@ -412,9 +412,12 @@ impl Exports {
     }
 
     /// Records a job (its folder and `job.json`, before the kick-off is
-    /// answered) and starts it in the background.
-    pub fn start(&self, store: Store, ctx: Ctx, request: ExportRequest) -> Result<Arc<Job>> {
+    /// answered) and starts it in the background. Its `transactionTime` is
+    /// an instant the store's writer agrees on ([`Store::mark`]), so that
+    /// the files hold every version stamped by then and none stamped after.
+    pub async fn start(&self, store: Store, ctx: Ctx, request: ExportRequest) -> Result<Arc<Job>> {
         self.sweep();
+        let transaction_time = store.mark(&ctx).await?;
         let id = uuid::Uuid::new_v4().simple().to_string();
         let job = Arc::new(Job {
             id: id.clone(),
@@ -430,7 +433,7 @@ impl Exports {
                 .map(|u| u.session.clone())
                 .filter(|s| !s.is_empty() && !s.starts_with("app:")),
             request,
-            transaction_time: Instant::now(),
+            transaction_time,
             status: Mutex::new(Status::Running {
                 resources: 0,
                 types_done: 0,

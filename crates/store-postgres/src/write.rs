@@ -393,6 +393,12 @@ impl WriteTx for ScopedWrite<'_> {
         Instant::from_millis(now)
     }
 
+    fn mark(&mut self) -> Instant {
+        let at = self.now();
+        self.counter.stamped = at.millis() + 1;
+        at
+    }
+
     fn insert(&mut self, v: &NewVersion) -> Result<(), StoreError> {
         let practice = self.read.practice;
         let body = self.read.bodies.encode(self.read.conn, practice, &v.body)?;

@@ -508,6 +508,12 @@ impl WriteTx for ScopedWrite<'_> {
         Instant::from_millis(now)
     }
 
+    fn mark(&mut self) -> Instant {
+        let at = self.now();
+        *self.clock = at.millis() + 1;
+        at
+    }
+
     fn insert(&mut self, v: &NewVersion) -> Result<(), StoreError> {
         let conn = self.read.conn;
         let practice = self.read.practice;

@@ -313,6 +313,11 @@ pub trait WriteTx: ReadTx + AccountsWrite + OnceWrite {
     /// The instant to stamp on versions written now; never earlier than any
     /// instant this store has stamped before.
     fn now(&mut self) -> Instant;
+    /// An instant the writer agrees on, for reading the practice as of it
+    /// (a Bulk Data export's `transactionTime`): every version stamped at
+    /// or before it was written before this call (so it is committed once
+    /// this job is), and every version written after is stamped later.
+    fn mark(&mut self) -> Instant;
     /// Appends a version and makes it the current one.
     fn insert(&mut self, version: &NewVersion) -> Result<(), StoreError>;
     /// The last link of the practice's audit chain: its number and hash.

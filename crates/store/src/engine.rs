@@ -369,6 +369,16 @@ impl Store {
             .unwrap_or(Err(StoreError::Unavailable))
     }
 
+    /// An instant the practice's writer agrees on ([`WriteTx::mark`]):
+    /// every version stamped at or before it is committed and visible to
+    /// reads once this returns, and every later write is stamped after it.
+    /// A frozen practice gives one too (its final export).
+    pub async fn mark(&self, ctx: &Ctx) -> Result<gp_fhir::Instant, StoreError> {
+        self.submit_unchecked(ctx, |tx| Ok(tx.mark()))
+            .await
+            .unwrap_or(Err(StoreError::Unavailable))
+    }
+
     /// Whether the practice is frozen, and why.
     pub async fn frozen(&self, ctx: &Ctx) -> Result<Option<String>, StoreError> {
         self.read_with(ctx, |tx| tx.frozen()).await

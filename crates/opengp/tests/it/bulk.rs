@@ -3,7 +3,8 @@
 //! the three levels, `_type`, `_since`, `_typeFilter`, cancelling, and
 //! errors; jobs and their files surviving a restart, a job interrupted by
 //! a stop or a crash run again to completion, and finished jobs expiring;
-//! an export's files hold the resources as of its `transactionTime`.
+//! an export's files hold the resources as of its `transactionTime`, which
+//! the writer agrees on, so that no write racing a kick-off is lost.
 
 use std::time::Duration;
 
@@ -14,7 +15,8 @@ use crate::support::{App, assert_outcome, authorised_client};
 crate::on_both_backends!(
     bulk_export,
     bulk_export_survives_a_restart,
-    an_export_holds_the_resources_as_of_its_transaction_time
+    an_export_holds_the_resources_as_of_its_transaction_time,
+    writes_racing_a_kick_off_are_in_the_export_or_stamped_after_it
 );
 
 /// Kicks off an export; returns the status URL.
@@ -772,5 +774,111 @@ async fn an_export_holds_the_resources_as_of_its_transaction_time(app: App) {
         assert_eq!(again["transactionTime"], manifest["transactionTime"]);
         assert_eq!(&bodies(&app.client, &again).await, files, "{again}");
     }
+    app.stop().await;
+}
+
+/// export.html#response---complete-status ("transactionTime ... the
+/// server's time when the query is run. The response SHOULD NOT include any
+/// resources modified after this instant, and SHALL include any matching
+/// resources modified up to and including this instant"): batches of
+/// creates are written without pause while exports are kicked off; each
+/// created patient is in an export whose `transactionTime` is at or after
+/// its `lastUpdated`, and in none whose `transactionTime` is before it.
+/// (A batch is stamped before it commits, so a `transactionTime` read from
+/// the clock at kick-off could fall between a batch's stamps and its
+/// commit, and the job read the practice without it.)
+async fn writes_racing_a_kick_off_are_in_the_export_or_stamped_after_it(app: App) {
+    const WRITERS: usize = 3;
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut writers = Vec::new();
+    for w in 0..WRITERS {
+        let (client, url, stop) = (app.client.clone(), app.url(""), stop.clone());
+        writers.push(tokio::spawn(async move {
+            // id -> lastUpdated of every patient created.
+            let mut written: Vec<(String, gp_fhir::Instant)> = Vec::new();
+            let mut batch = 0;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let entries: Vec<Value> = (0..200)
+                    .map(|n| {
+                        let id = format!("w{w}b{batch}n{n}");
+                        json!({ "resource": { "resourceType": "Patient", "id": id,
+                                "name": [{ "family": format!("Racing{n}") }] },
+                                "request": { "method": "PUT", "url": format!("Patient/{id}") } })
+                    })
+                    .collect();
+                let res: Value = client
+                    .post(&url)
+                    .json(&json!({ "resourceType": "Bundle", "type": "batch", "entry": entries }))
+                    .send()
+                    .await
+                    .unwrap_or_else(|e| panic!("{e}"))
+                    .json()
+                    .await
+                    .unwrap_or_else(|e| panic!("{e}"));
+                for (n, e) in res["entry"].as_array().into_iter().flatten().enumerate() {
+                    assert!(
+                        e["response"]["status"]
+                            .as_str()
+                            .is_some_and(|s| s.starts_with("201")),
+                        "{e}"
+                    );
+                    let at = e["response"]["lastModified"]
+                        .as_str()
+                        .and_then(|t| gp_fhir::DateRange::parse(t).ok())
+                        .map(|r| r.low)
+                        .unwrap_or_else(|| panic!("no lastModified: {e}"));
+                    written.push((format!("w{w}b{batch}n{n}"), at));
+                }
+                batch += 1;
+            }
+            written
+        }));
+    }
+    let mut jobs = Vec::new();
+    for _ in 0..8 {
+        tokio::time::sleep(Duration::from_millis(150)).await;
+        jobs.push(kick_off(&app.client, &app.url("$export?_type=Patient")).await);
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let mut written = Vec::new();
+    for w in writers {
+        written.extend(w.await.unwrap_or_else(|e| panic!("{e}")));
+    }
+    assert!(written.len() >= 8 * 200, "only {} writes", written.len());
+    let mut cut = 0;
+    for status in &jobs {
+        let m = finished(&app.client, status).await;
+        let at = m["transactionTime"]
+            .as_str()
+            .and_then(|t| gp_fhir::DateRange::parse(t).ok())
+            .map(|r| r.low)
+            .unwrap_or_else(|| panic!("no transactionTime: {m}"));
+        let exported: std::collections::HashSet<String> = contents(&app.client, &m)
+            .await
+            .into_iter()
+            .flat_map(|(_, ids)| ids)
+            .collect();
+        for (id, stamped) in &written {
+            if *stamped <= at {
+                assert!(
+                    exported.contains(id),
+                    "Patient/{id}, stamped {stamped} before transactionTime {at}, is not in the export"
+                );
+            } else {
+                assert!(
+                    !exported.contains(id),
+                    "Patient/{id}, stamped {stamped} after transactionTime {at}, is in the export"
+                );
+            }
+        }
+        // Some exports fall in the middle of the writes.
+        if written.iter().any(|(_, s)| *s <= at) && written.iter().any(|(_, s)| *s > at) {
+            cut += 1;
+        }
+    }
+    assert!(
+        cut >= 4,
+        "only {cut} exports were kicked off during the writes"
+    );
     app.stop().await;
 }
