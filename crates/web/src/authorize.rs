@@ -195,13 +195,62 @@ async fn render(
     Ok(res)
 }
 
+/// Whether a request is a navigation from another site that came without
+/// the session cookie (Fetch Metadata's `Sec-Fetch-Site: cross-site`): the
+/// browser withholds the `SameSite=Strict` cookie from it, whether or not
+/// the user is signed in.
+fn cross_site_without_session(headers: &HeaderMap) -> bool {
+    crate::session::cookie(headers, crate::session::COOKIE).is_none()
+        && headers
+            .get("sec-fetch-site")
+            .is_some_and(|v| v.as_bytes() == b"cross-site")
+}
+
+/// The EHR launch comes back from the app's site: a page that sends the
+/// browser on to the same authorization request at once (`http-equiv`
+/// refresh, no script), a navigation this site starts, which carries the
+/// `SameSite=Strict` session cookie. The session cookie stays `Strict`:
+/// the approval page this opens is a GET that changes nothing, and the
+/// decision is a POST with the session's CSRF token, as before; a second,
+/// `Lax` cookie for this path would have been a second credential to keep
+/// in step with every sign-in, role change and sign-out.
+fn same_site_again(q: &HashMap<String, String>) -> Response {
+    let mut params: Vec<(&String, &String)> = q.iter().collect();
+    params.sort();
+    let target = format!(
+        "/app/smart/authorize?{}",
+        serde_urlencoded::to_string(params).unwrap_or_default()
+    );
+    let body = html! {
+        (maud::DOCTYPE)
+        html lang="en-GB" {
+            head {
+                meta charset="utf-8";
+                meta http-equiv="refresh" content={ "0;url=" (target) };
+                title { "Continuing to OpenGP" }
+            }
+            body {
+                main {
+                    p { a href=(target) { "Continue to OpenGP" } }
+                }
+            }
+        }
+    };
+    axum::response::Html(body.into_string()).into_response()
+}
+
 /// `GET /app/smart/authorize`: the authorization endpoint.
 pub async fn form(
-    web: Web,
+    web: Result<Web, Response>,
     uri: Uri,
     headers: HeaderMap,
     Query(q): Query<HashMap<String, String>>,
 ) -> Page {
+    let web = match web {
+        Ok(web) => web,
+        Err(_) if cross_site_without_session(&headers) => return Ok(same_site_again(&q)),
+        Err(to_sign_in) => return Ok(to_sign_in),
+    };
     let req = match checked(&web, &uri, &headers, &q).await {
         Ok(r) => r,
         Err(res) => return Ok(res),

@@ -1009,7 +1009,7 @@ const THIRD_PARTY_SCOPE: &str = "launch patient/Patient.rs patient/Observation.r
 impl ThirdPartyApp {
     async fn start() -> ThirdPartyApp {
         use axum::extract::{Query, State};
-        use axum::response::{Html, IntoResponse, Redirect};
+        use axum::response::{Html, IntoResponse};
         use std::collections::HashMap;
         type Seen = std::sync::Arc<std::sync::Mutex<Launched>>;
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
@@ -1018,7 +1018,9 @@ impl ThirdPartyApp {
         let addr = listener
             .local_addr()
             .unwrap_or_else(|e| panic!("the app's address: {e}"));
-        let base = format!("http://{addr}");
+        // Another site than OpenGP's (127.0.0.1): `localhost`, on the
+        // same loopback address.
+        let base = format!("http://localhost:{}", addr.port());
         let seen: Seen = std::sync::Arc::default();
         let redirect_uri = format!("{base}/callback");
         let callback_uri = redirect_uri.clone();
@@ -1061,7 +1063,15 @@ impl ThirdPartyApp {
             let authorize = config["authorization_endpoint"]
                 .as_str()
                 .unwrap_or_default();
-            Redirect::to(&format!("{authorize}?{query}")).into_response()
+            // The app's own page sends the browser on, as a script of a
+            // browser-based app would: a navigation from the app's site.
+            let to = format!("{authorize}?{query}").replace('&', "&amp;");
+            Html(format!(
+                "<!doctype html><html lang=\"en\"><head><title>Growth charts</title>\
+                 <meta http-equiv=\"refresh\" content=\"0;url={to}\"></head>\
+                 <body><main><h1>Growth charts</h1><p>Connecting to the record</p></main></body></html>"
+            ))
+            .into_response()
         };
         let callback = move |State(seen): State<Seen>, Query(q): Query<HashMap<String, String>>| async move {
             let Some(s) = seen.lock().ok().map(|s| s.clone()) else {
@@ -1117,11 +1127,15 @@ impl Drop for ThirdPartyApp {
 /// EHR launch from the record (SMART App Launch 2.x): a practice manager
 /// registered an app with its launch URL; a GP opens a patient's record,
 /// presses "Launch Growth charts" from the keyboard and lands on the app
-/// (a loopback server the test runs) with `iss` and `launch`. The app
-/// discovers the server at `iss` and asks for authorization with the
-/// launch, the GP allows it, and the app's code, exchanged at the token
-/// endpoint, brings a token naming that patient, which reads their
-/// Observation and is refused another patient's.
+/// (a loopback server the test runs, on another site: `localhost`, where
+/// OpenGP is `127.0.0.1`) with `iss` and `launch`. The app discovers the
+/// server at `iss` and its page sends the browser to authorize with the
+/// launch: a navigation from another site, which the browser makes without
+/// the `SameSite=Strict` session cookie, and OpenGP's page sends on
+/// within its own site, so the GP is not asked to sign in again. The GP
+/// allows it, and the app's code, exchanged at the token endpoint, brings
+/// a token naming that patient, which reads their Observation and is
+/// refused another patient's.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_gp_launches_an_app_from_the_record() {
     let app = practice().await;

@@ -2360,7 +2360,10 @@ async fn page_at(cookie: &str, url: &str) -> String {
 /// scope, the page names the launched patient and offers no choice, and
 /// the token names them. The reverse ("Standalone apps": `launch/patient`
 /// without `launch=`): the page offers a patient search and the token
-/// names the patient chosen.
+/// names the patient chosen. Coming back from an app on another site
+/// (`Sec-Fetch-Site: cross-site`, no session cookie, as the browser
+/// withholds a `SameSite=Strict` one), the request is repeated from this
+/// site by a refresh page (browser.rs shows it in Chromium).
 async fn an_ehr_launch_asks_for_the_launch_scope(app: App) {
     let (a, b, _, _) = two_patients(&app).await;
     add_user(&app, "gp", &["R8000"]).await;
@@ -2396,6 +2399,55 @@ async fn an_ehr_launch_asks_for_the_launch_scope(app: App) {
         .to_owned();
     let cookie = web_sign_in(&app, "gp").await;
     let (verifier, challenge) = pkce();
+    // Back from an app on another site, the browser withholds the
+    // SameSite=Strict session cookie: a page sends it on within this site
+    // (a refresh, no script), to the same request; a request without the
+    // cookie from this site, or with a stale one, goes to the sign-in page.
+    let url = format!(
+        "{}&launch={launch}",
+        authorize_url(&app, &launching, "launch patient/*.rs", &challenge)
+    );
+    let res = agent()
+        .get(&url)
+        .header("sec-fetch-site", "cross-site")
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(res.status(), 200);
+    let csp = res
+        .headers()
+        .get("content-security-policy")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_owned();
+    assert!(!csp.contains("unsafe-inline"), "{csp}");
+    let html = res.text().await.unwrap_or_default();
+    let refresh = html
+        .split("http-equiv=\"refresh\" content=\"0;url=")
+        .nth(1)
+        .and_then(|r| r.split('"').next())
+        .unwrap_or_else(|| panic!("no refresh: {html}"))
+        .replace("&amp;", "&");
+    assert!(refresh.starts_with("/app/smart/authorize?"), "{refresh}");
+    assert_eq!(query_of(&refresh), query_of(&url), "the same request");
+    assert!(!html.contains("<script"), "{html}");
+    for (site, cookie) in [
+        ("same-origin", None),
+        ("cross-site", Some("opengp_session=stale")),
+    ] {
+        let mut req = agent().get(&url).header("sec-fetch-site", site);
+        if let Some(c) = cookie {
+            req = req.header("cookie", c);
+        }
+        let res = req.send().await.unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(res.status(), 303, "{site}");
+        let to = res
+            .headers()
+            .get("location")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default();
+        assert!(to.starts_with("/app/login?next="), "{site}: {to}");
+    }
     let with_launch = |client_id: &str, scope: &str| {
         format!(
             "{}&launch={launch}",
