@@ -1,6 +1,8 @@
 //! Opening a registered SMART app from a patient's record (SMART App
-//! Launch 2.x, EHR launch): the record's "Launch <app>" buttons, one for
-//! each app the user may open ([`gp_store::Store::launchable_apps`]), and
+//! Launch 2.x, EHR launch): the "Launch <app>" buttons of every record page
+//! (summary, journal, entry history, or the details a role without the
+//! clinical record sees), one for each app the user may open
+//! ([`gp_store::Store::launchable_apps`]), and
 //! the form they send, which mints a launch context for the patient
 //! ([`gp_api::smart::mint_launch`], an audited read of the patient) and
 //! sends the browser to the app's launch URL with `iss` and `launch`. The
@@ -19,7 +21,7 @@ use crate::session::Web;
 use crate::ui::{Page, WebError};
 
 /// The apps the user may open from a record.
-pub async fn apps(web: &Web) -> Result<Vec<AppRecord>, WebError> {
+async fn apps(web: &Web) -> Result<Vec<AppRecord>, WebError> {
     web.state
         .store
         .launchable_apps(&web.ctx)
@@ -27,28 +29,31 @@ pub async fn apps(web: &Web) -> Result<Vec<AppRecord>, WebError> {
         .map_err(|e| WebError::store(e, web.htmx))
 }
 
-/// The launch URLs of `apps`, whose origins the page's forms may go on to
-/// (the launch answers with a redirect there).
-pub fn urls(apps: &[AppRecord]) -> Vec<&str> {
-    apps.iter()
-        .filter_map(|a| a.launch_url.as_deref())
-        .collect()
+/// The "Apps" of every page of a patient's record: the apps the user may
+/// open from it, read once per page.
+pub struct Launchers(Vec<AppRecord>);
+
+/// The apps the user may open from a record page.
+pub async fn launchers(web: &Web) -> Result<Launchers, WebError> {
+    apps(web).await.map(Launchers)
 }
 
-/// A button for each app, each a form of its own.
-pub fn buttons(web: &Web, patient: &str, apps: &[AppRecord]) -> Markup {
-    html! {
-        @if !apps.is_empty() {
-            section aria-labelledby="apps" {
-                h2 id="apps" class="nhsuk-heading-s" { "Apps" }
-                ul class="og-list" {
-                    @for a in apps {
-                        li {
-                            form class="nhsuk-u-margin-bottom-0" method="post" action={ "/app/patients/" (patient) "/launch" } {
-                                input type="hidden" name="_csrf" value=(web.csrf());
-                                input type="hidden" name="client_id" value=(a.client_id);
-                                button class="nhsuk-button nhsuk-button--secondary nhsuk-button--small nhsuk-u-margin-bottom-0" type="submit" {
-                                    "Launch " (a.name)
+impl Launchers {
+    /// A button for each app, each a form of its own.
+    pub fn buttons(&self, web: &Web, patient: &str) -> Markup {
+        html! {
+            @if !self.0.is_empty() {
+                section aria-labelledby="apps" {
+                    h2 id="apps" class="nhsuk-heading-s" { "Apps" }
+                    ul class="og-list" {
+                        @for a in &self.0 {
+                            li {
+                                form class="nhsuk-u-margin-bottom-0" method="post" action={ "/app/patients/" (patient) "/launch" } {
+                                    input type="hidden" name="_csrf" value=(web.csrf());
+                                    input type="hidden" name="client_id" value=(a.client_id);
+                                    button class="nhsuk-button nhsuk-button--secondary nhsuk-button--small nhsuk-u-margin-bottom-0" type="submit" {
+                                        "Launch " (a.name)
+                                    }
                                 }
                             }
                         }
@@ -56,6 +61,25 @@ pub fn buttons(web: &Web, patient: &str, apps: &[AppRecord]) -> Markup {
                 }
             }
         }
+    }
+
+    /// The page with a Content-Security-Policy that lets the buttons'
+    /// forms go on to the apps' launch URLs (the launch answers with a
+    /// redirect there, which browsers check against `form-action`).
+    pub fn allow(&self, page: Page) -> Page {
+        let mut res = page?;
+        let urls: Vec<&str> = self
+            .0
+            .iter()
+            .filter_map(|a| a.launch_url.as_deref())
+            .collect();
+        if !urls.is_empty()
+            && let Some(v) = crate::csp_to(&urls)
+        {
+            res.headers_mut()
+                .insert(axum::http::header::CONTENT_SECURITY_POLICY, v);
+        }
+        Ok(res)
     }
 }
 

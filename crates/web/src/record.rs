@@ -269,7 +269,7 @@ fn readings(obs: &[Value], code: &str, component: Option<&str>) -> Vec<(String, 
 /// The patient page of a user who may not see the clinical record (a
 /// receptionist): demographics and contact details.
 async fn demographics(web: &Web, id: &str) -> Page {
-    let b = banner_data(web, id).await?;
+    let (b, apps) = tokio::try_join!(banner_data(web, id), crate::launch::launchers(web))?;
     let p = &b.patient;
     let address = p
         .get("address")
@@ -295,6 +295,7 @@ async fn demographics(web: &Web, id: &str) -> Page {
     let body = html! {
         (banner(&b))
         h1 class="nhsuk-heading-l" { "Patient details" }
+        (apps.buttons(web, id))
         dl class="nhsuk-summary-list" {
             div class="nhsuk-summary-list__row" { dt class="nhsuk-summary-list__key" { "Address" } dd class="nhsuk-summary-list__value" { (address) } }
             div class="nhsuk-summary-list__row" { dt class="nhsuk-summary-list__key" { "Phone" } dd class="nhsuk-summary-list__value" { (phone) } }
@@ -302,7 +303,12 @@ async fn demographics(web: &Web, id: &str) -> Page {
         p class="og-muted" { "Your role does not include the clinical record." }
         (crate::admin::online_account_form(web, id))
     };
-    ok(page(&patient_name(p), Some(web), &[("Home", "/app")], body))
+    apps.allow(ok(page(
+        &patient_name(p),
+        Some(web),
+        &[("Home", "/app")],
+        body,
+    )))
 }
 
 /// `GET /app/patients/{id}`: the record summary (or, for a role without
@@ -316,7 +322,7 @@ pub async fn summary(web: Web, Path(id): Path<String>) -> Page {
     let (b, glass, apps, problems, meds, encounters, observations, letters) = tokio::try_join!(
         banner_data(&web, &id),
         crate::glass::status(&web, &id),
-        crate::launch::apps(&web),
+        crate::launch::launchers(&web),
         web.search(
             "Condition",
             vec![p("patient", subject.clone()), p("_count", "500".into())]
@@ -407,7 +413,7 @@ pub async fn summary(web: Web, Path(id): Path<String>) -> Page {
         (patient_nav(&id, "summary"))
         h1 class="nhsuk-u-visually-hidden" { "Summary" }
         (crate::glass::notice(&id, &glass))
-        (crate::launch::buttons(&web, &id, &apps))
+        (apps.buttons(&web, &id))
         div class="og-grid" {
             section aria-labelledby="problems" {
                 h2 id="problems" { "Problems" }
@@ -508,15 +514,7 @@ pub async fn summary(web: Web, Path(id): Path<String>) -> Page {
         }
     };
     let title = format!("{} – summary", patient_name(&b.patient));
-    let mut res = ok(page(&title, Some(&web), &[("Home", "/app")], body))?;
-    // A launch button's answer redirects to the app's launch URL.
-    if !apps.is_empty()
-        && let Some(v) = crate::csp_to(&crate::launch::urls(&apps))
-    {
-        res.headers_mut()
-            .insert(axum::http::header::CONTENT_SECURITY_POLICY, v);
-    }
-    Ok(res)
+    apps.allow(ok(page(&title, Some(&web), &[("Home", "/app")], body)))
 }
 
 #[derive(Deserialize, Default)]
@@ -535,8 +533,9 @@ pub async fn journal(web: Web, Path(id): Path<String>, Query(f): Query<JournalFi
     };
     let want = |k: &str| show == "all" || show == k;
     let empty = || async { Ok::<_, WebError>((Vec::new(), Vec::new())) };
-    let (b, encounters, meds, letters) = tokio::try_join!(
+    let (b, apps, encounters, meds, letters) = tokio::try_join!(
         banner_data(&web, &id),
+        crate::launch::launchers(&web),
         async {
             if want("consultations") {
                 web.search(
@@ -688,6 +687,7 @@ pub async fn journal(web: Web, Path(id): Path<String>, Query(f): Query<JournalFi
         (banner(&b))
         (patient_nav(&id, "journal"))
         h1 class="nhsuk-heading-l" { "Journal" }
+        (apps.buttons(&web, &id))
         form method="get" action={ "/app/patients/" (id) "/journal" } class="nhsuk-u-margin-bottom-4"
             hx-get={ "/app/patients/" (id) "/journal" } hx-trigger="change" hx-target="main" hx-select="main" hx-swap="outerHTML" hx-push-url="true" {
             div class="nhsuk-form-group" {
@@ -703,7 +703,7 @@ pub async fn journal(web: Web, Path(id): Path<String>, Query(f): Query<JournalFi
         @for (_, m) in &items { (m) }
     };
     let title = format!("{} – journal", patient_name(&b.patient));
-    ok(page(&title, Some(&web), &[("Home", "/app")], body))
+    apps.allow(ok(page(&title, Some(&web), &[("Home", "/app")], body)))
 }
 
 fn entry_kind(ty: &str) -> &str {
@@ -878,8 +878,9 @@ fn recorded_by(r: &Value) -> Option<String> {
 
 /// `GET /app/patients/{id}/history/{type}/{eid}`: every version of an entry.
 pub async fn history(web: Web, Path((id, ty, eid)): Path<(String, String, String)>) -> Page {
-    let (b, versions, authors) = tokio::try_join!(
+    let (b, apps, versions, authors) = tokio::try_join!(
         banner_data(&web, &id),
+        crate::launch::launchers(&web),
         web.versions(&ty, &eid),
         web.authors(&ty, &eid)
     )?;
@@ -909,6 +910,7 @@ pub async fn history(web: Web, Path((id, ty, eid)): Path<(String, String, String
         (patient_nav(&id, ""))
         h1 class="nhsuk-heading-l" { "History of this entry" }
         p class="og-muted" { (entry_kind(&ty)) " " (eid) }
+        (apps.buttons(&web, &id))
         ol class="og-list" reversed {
             @for (i, (version, at, deleted, r)) in bodies.iter().enumerate() {
                 li {
@@ -938,5 +940,10 @@ pub async fn history(web: Web, Path((id, ty, eid)): Path<(String, String, String
             }
         }
     };
-    ok(page("Entry history", Some(&web), &[("Home", "/app")], body))
+    apps.allow(ok(page(
+        "Entry history",
+        Some(&web),
+        &[("Home", "/app")],
+        body,
+    )))
 }

@@ -1983,8 +1983,10 @@ fn console(
 /// launch URL is registered through the API or `opengp app add|update
 /// --launch-url` (https, or http on this machine only: anything else is a
 /// 400 OperationOutcome or a refused command) and kept by the store
-/// across a restart; a GP's record summary offers "Launch <app>" for each
-/// enabled user-facing app with one and the `launch` scope, and its form
+/// across a restart; every page of a record (a GP's summary, journal and
+/// entry history, a receptionist's details-only page) offers "Launch
+/// <app>" for each enabled user-facing app with one, the `launch` scope
+/// and a scope the user's role can use, and its form
 /// (CSRF) sends the browser (303) to the launch URL with `iss` and
 /// `launch`, which the app exchanges through authorize and token for a
 /// token naming that patient and reaching no other.
@@ -2126,40 +2128,68 @@ async fn an_app_is_launched_from_the_record(app: App) {
     assert_eq!(by_name("Console chart")["launch_url"], Value::Null);
     assert_eq!(by_name("Unlaunched")["launch_url"], Value::Null);
 
-    // The record's summary offers the one app a GP may launch.
+    // Every page of the record offers the one app a GP may launch (the
+    // summary, the journal, an entry's history), and a receptionist's
+    // details-only page offers it too (its scopes read the Patient, which
+    // their role may): the same buttons, the page's CSP letting their
+    // forms go on to the app's launch URL.
     let cookie = web_sign_in(&app, "gp").await;
+    add_user(&app, "desk", &["R8009"]).await;
+    let desk = web_sign_in(&app, "desk").await;
     let summary = format!("{}/app/patients/{a}", root(&app));
-    let res = agent()
-        .get(&summary)
-        .header("cookie", &cookie)
-        .send()
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
-    assert_eq!(res.status(), 200);
-    let csp = res
-        .headers()
-        .get("content-security-policy")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or_default()
-        .to_owned();
-    assert!(
-        csp.contains("form-action 'self' http://127.0.0.1:9;"),
-        "{csp}"
-    );
-    assert!(!csp.contains("unsafe-inline"), "{csp}");
-    let html = res.text().await.unwrap_or_default();
-    let offered: Vec<&str> = html
-        .split(">Launch ")
-        .skip(1)
-        .filter_map(|r| r.split('<').next())
-        .collect();
-    assert_eq!(offered, vec!["Chart"], "{html}");
-    let csrf = html
-        .split("name=\"_csrf\" value=\"")
-        .nth(1)
-        .and_then(|r| r.split('"').next())
-        .unwrap_or_else(|| panic!("no CSRF token on the page"))
-        .to_owned();
+    let mut csrf = String::new();
+    for (who, page) in [
+        (&cookie, summary.clone()),
+        (&cookie, format!("{summary}/journal")),
+        (&cookie, format!("{summary}/history/Observation/{oa}")),
+        (&desk, summary.clone()),
+    ] {
+        let res = agent()
+            .get(&page)
+            .header("cookie", who)
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(res.status(), 200, "{page}");
+        let csp = res
+            .headers()
+            .get("content-security-policy")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_owned();
+        assert!(
+            csp.contains("form-action 'self' http://127.0.0.1:9;"),
+            "{page}: {csp}"
+        );
+        assert!(!csp.contains("unsafe-inline"), "{csp}");
+        let html = res.text().await.unwrap_or_default();
+        let offered: Vec<&str> = html
+            .split(">Launch ")
+            .skip(1)
+            .filter_map(|r| r.split('<').next())
+            .collect();
+        assert_eq!(offered, vec!["Chart"], "{page}: {html}");
+        let token = html
+            .split(&format!("action=\"/app/patients/{a}/launch\""))
+            .nth(1)
+            .and_then(|r| r.split("name=\"_csrf\" value=\"").nth(1))
+            .and_then(|r| r.split('"').next())
+            .unwrap_or_else(|| panic!("no CSRF token in the launch form: {html}"))
+            .to_owned();
+        if who == &desk {
+            assert!(html.contains("Patient details"), "details only: {html}");
+            let res = agent()
+                .post(format!("{summary}/launch"))
+                .header("cookie", who)
+                .form(&[("_csrf", token.as_str()), ("client_id", client_id.as_str())])
+                .send()
+                .await
+                .unwrap_or_else(|e| panic!("{e}"));
+            assert_eq!(res.status(), 303, "launched from the details page");
+        } else {
+            csrf = token;
+        }
+    }
     let launch_url = format!("{summary}/launch");
     let post = |form: Vec<(&'static str, String)>| {
         let req = agent()
