@@ -45,6 +45,16 @@ impl Dialect {
         }
     }
 
+    /// Makes SQLite find current rows by `rid` when a value index drives
+    /// (`c.rid IN (SELECT d.rid ...)`): it would otherwise read every
+    /// current row of the type and test each against the list.
+    fn by_rid(self) -> &'static str {
+        match self {
+            Dialect::Sqlite => "INDEXED BY resource_current_rid",
+            Dialect::Postgres => "",
+        }
+    }
+
     /// Reads index rows by their owner, the primary key `(rid, param, n)`
     /// of SQLite's `WITHOUT ROWID` index tables (a value index would
     /// otherwise often be chosen); PostgreSQL has `{table}_owner`.
@@ -155,7 +165,7 @@ impl<'s> Args<'s> {
                     self.bind(gp_store::access::HIDDEN_ONLINE.to_owned()),
                 );
                 format!(
-                    " AND {alias}.restricted IS NULL AND NOT EXISTS (SELECT 1 FROM idx_token o {hint} WHERE o.rid = {alias}.rid AND o.practice = {pr} AND o.param = '_tag' AND o.system = {system} AND o.code = {code})"
+                    " AND {alias}.restricted IS NULL AND NOT EXISTS (SELECT 1 FROM idx_token o {hint} WHERE o.rid = {alias}.rid AND +o.practice = {pr} AND o.param = '_tag' AND o.system = {system} AND o.code = {code})"
                 )
             }
             Sees::Unrestricted { holder: None, .. } => format!(" AND {alias}.restricted IS NULL"),
@@ -464,7 +474,7 @@ fn number_sql(
 fn owned(a: &mut Args<'_>, table: &str, i: &str, alias: &str, code: &str) -> String {
     let (pr, hint) = (a.practice(), a.dialect.owner());
     format!(
-        "{table} {i} {hint} WHERE {i}.rid = {alias}.rid AND {i}.practice = {pr} AND {i}.param = {}",
+        "{table} {i} {hint} WHERE {i}.rid = {alias}.rid AND +{i}.practice = {pr} AND {i}.param = {}",
         a.bind(code.to_owned())
     )
 }
@@ -487,7 +497,7 @@ fn param_ors(
             ParamValue::OfType { system, code, value } => {
                 // search.html#modifiers: the identifier's type and value.
                 let (s, c, v) = (a.bind(system.clone()), a.bind(code.clone()), a.bind(value.clone()));
-                Ok(format!("({i}.code = {v} AND EXISTS (SELECT 1 FROM idx_token t2 {hint} WHERE t2.rid = {i}.rid AND t2.practice = {pr} AND t2.param = {i}.param || ':type' AND t2.grp = {i}.grp AND t2.system = {s} AND t2.code = {c}))"))
+                Ok(format!("({i}.code = {v} AND EXISTS (SELECT 1 FROM idx_token t2 {hint} WHERE t2.rid = {i}.rid AND +t2.practice = {pr} AND t2.param = {i}.param || ':type' AND t2.grp = {i}.grp AND t2.system = {s} AND t2.code = {c}))"))
             }
             other => value_sql(a, i, kind, modifier, other),
         })
@@ -577,8 +587,8 @@ fn list_items(a: &mut Args<'_>, ids: &[gp_fhir::Id]) -> String {
     format!(
         "resource_current l CROSS JOIN idx_reference d {owner}
          WHERE l.practice = {pr} AND l.type = 'List' AND l.id IN ({}) AND NOT l.deleted{visible}
-           AND d.rid = l.rid AND d.practice = {pr} AND d.param = 'item'
-           AND NOT EXISTS (SELECT 1 FROM idx_reference x {owner} WHERE x.rid = d.rid AND x.practice = {pr} AND x.param = 'item:deleted' AND x.target_type = d.target_type AND x.target_id = d.target_id)",
+           AND d.rid = l.rid AND +d.practice = {pr} AND d.param = 'item'
+           AND NOT EXISTS (SELECT 1 FROM idx_reference x {owner} WHERE x.rid = d.rid AND +x.practice = {pr} AND x.param = 'item:deleted' AND x.target_type = d.target_type AND x.target_id = d.target_id)",
         ids.join(", ")
     )
 }
@@ -751,7 +761,7 @@ pub(crate) fn criterion_sql(
                 None => {
                     // A composite is present when its first component is.
                     format!(
-                        "EXISTS (SELECT 1 FROM idx_token {i} {} WHERE {i}.rid = {alias}.rid AND {i}.practice = {pr} AND {i}.param LIKE {})",
+                        "EXISTS (SELECT 1 FROM idx_token {i} {} WHERE {i}.rid = {alias}.rid AND +{i}.practice = {pr} AND {i}.param LIKE {})",
                         a.dialect.owner(),
                         a.bind(format!("{code}$%"))
                     )
@@ -859,7 +869,7 @@ pub(crate) fn criterion_sql(
             for (t, codes) in members.iter().filter(|(_, codes)| !codes.is_empty()) {
                 let list: Vec<String> = codes.iter().map(|c| a.bind((*c).to_owned())).collect();
                 ors.push(format!(
-                    "({alias}.type = {} AND EXISTS (SELECT 1 FROM idx_reference {i} {owner} WHERE {i}.rid = {alias}.rid AND {i}.practice = {pr} AND {i}.param IN ({}) AND {i}.target_type = {ct} AND {i}.target_id = {cid}))",
+                    "({alias}.type = {} AND EXISTS (SELECT 1 FROM idx_reference {i} {owner} WHERE {i}.rid = {alias}.rid AND +{i}.practice = {pr} AND {i}.param IN ({}) AND {i}.target_type = {ct} AND {i}.target_id = {cid}))",
                     a.bind(t.as_str().to_owned()),
                     list.join(", ")
                 ));
@@ -903,7 +913,7 @@ fn composite_sql(
         } else {
             format!(" AND {i}.grp = c{depth}_0.grp")
         };
-        joins.push((format!("{t} {i} {owner}"), format!("{i}.rid = {alias}.rid AND {i}.practice = {pr} AND {i}.param = {param}{same_group} AND {cond}")));
+        joins.push((format!("{t} {i} {owner}"), format!("{i}.rid = {alias}.rid AND +{i}.practice = {pr} AND {i}.param = {param}{same_group} AND {cond}")));
     }
     let from: Vec<String> = joins.iter().map(|(f, _)| f.clone()).collect();
     let wh: Vec<String> = joins.iter().map(|(_, w)| w.clone()).collect();
@@ -946,7 +956,7 @@ fn sort_keys(a: &mut Args<'_>, code: &str, kind: ParamKind, desc: bool) -> Vec<(
         .map(|(col, agg, follows)| {
             (
                 format!(
-                    "(SELECT {agg}({col}) FROM {t} s {hint} WHERE s.rid = c.rid AND s.practice = {pr} AND s.param = {p})"
+                    "(SELECT {agg}({col}) FROM {t} s {hint} WHERE s.rid = c.rid AND +s.practice = {pr} AND s.param = {p})"
                 ),
                 *follows,
             )
@@ -1039,10 +1049,6 @@ pub fn search(
         }
     };
     wh.insert(0, format!("c.practice = {pr}"));
-    let counted = match q.as_of {
-        None => "resource_current c".to_owned(),
-        Some(_) => format!("resource_current c {join}"),
-    };
     match ty {
         Some(t) => wh.push(format!("c.type = {}", a.bind(t.as_str().to_owned()))),
         // A search across types covers the record, not its audit trail,
@@ -1067,6 +1073,8 @@ pub fn search(
             .collect(),
         _ => Vec::new(),
     };
+    // Whether a value index drives by `rid`.
+    let mut by_rid = false;
     let seeks = pushed
         .iter()
         .map(|&n| criterion_sql(&mut a, "d", ty, &q.criteria[n], 0))
@@ -1077,7 +1085,10 @@ pub fn search(
         }
         let sql = match (driver == Some(n), ty) {
             (true, Some(t)) => match driver_sql(&mut a, t, c, &seeks)? {
-                Some(d) => d,
+                Some(d) => {
+                    by_rid = d.starts_with("c.rid IN");
+                    d
+                }
                 None => {
                     // Not driving after all: the seeks stay outside.
                     wh.extend(seeks.iter().cloned());
@@ -1089,6 +1100,15 @@ pub fn search(
         wh.push(sql);
     }
     let where_sql = wh.join(" AND ");
+    let current = if by_rid {
+        format!("resource_current c {}", dialect.by_rid())
+    } else {
+        "resource_current c".to_owned()
+    };
+    let counted = match q.as_of {
+        None => current.clone(),
+        Some(_) => format!("{current} {join}"),
+    };
     let total = (q.total != Total::None).then(|| {
         let sql = format!("SELECT count(*) FROM {counted} WHERE {where_sql}");
         compact(&sql, &a.values, dialect)
@@ -1143,7 +1163,7 @@ pub fn search(
     });
     let sql = format!(
         "SELECT c.type, c.id, v.version, v.last_updated, v.deleted, v.body
-         FROM resource_current c {join}
+         FROM {current} {join}
          WHERE {page_where} ORDER BY {} LIMIT {limit} OFFSET {offset}",
         order.join(", ")
     );

@@ -192,7 +192,7 @@ impl ReadTx for Scoped<'_> {
                 "SELECT i.target_type, i.target_id FROM resource_current c
                  CROSS JOIN idx_reference i NOT INDEXED
                  WHERE c.practice = ?1 AND c.type = ?2 AND c.id = ?3
-                   AND i.rid = c.rid AND i.practice = ?1 AND i.param = ?4 AND i.target_id IS NOT NULL",
+                   AND i.rid = c.rid AND +i.practice = ?1 AND i.param = ?4 AND i.target_id IS NOT NULL",
             )
             .map_err(db_err)?;
         for id in ids {
