@@ -134,8 +134,19 @@ async fn kick_off(st: &AppState, call: &Call, level: Level) -> Res {
                 })?;
                 let params = search::parse_query_string(q);
                 // Checked now, so that a bad filter is a 400, not a failed job.
-                search::parse(Some(ty), &params, true)
+                let parsed = search::parse(Some(ty), &params, true)
                     .map_err(|o| ApiError::with_outcome(StatusCode::BAD_REQUEST, o))?;
+                // A resource changed since the transactionTime is filtered
+                // by the version exported, on its own index entries.
+                if let Some(what) = gp_migrate::filter::undecidable(&parsed.criteria) {
+                    return Err(ApiError::new(
+                        StatusCode::BAD_REQUEST,
+                        IssueType::NotSupported,
+                        format!(
+                            "_typeFilter '{v}': {what} is not supported in an export's filter, which is decided on each resource as it was at the transactionTime"
+                        ),
+                    ));
+                }
                 request.type_filters.push((ty, params));
             }
             "includeAssociatedData" | "patient" | "_elements" => {

@@ -773,11 +773,32 @@ async fn run(store: &Store, ctx: &Ctx, job: &Job, dir: &Path) -> Result<Vec<Outp
             .filter(|(t, _)| t == ty)
             .map(|(_, q)| q)
             .collect();
-        let queries: Vec<Vec<(String, String)>> = if filters.is_empty() {
-            vec![Vec::new()]
-        } else {
-            filters.into_iter().cloned().collect()
-        };
+        // The index holds the current versions: a filter is decided by it
+        // for the resources unchanged since the transactionTime (current
+        // `_lastUpdated` by then), and for those changed since (usually
+        // few), on the exported version's own index entries (filter.rs).
+        let at = job.transaction_time;
+        let (queries, changed): (Vec<Vec<(String, String)>>, Vec<SearchQuery>) =
+            if filters.is_empty() {
+                (vec![Vec::new()], Vec::new())
+            } else {
+                let mut queries: Vec<Vec<(String, String)>> = filters
+                    .iter()
+                    .map(|f| {
+                        let mut q = (*f).clone();
+                        q.push(("_lastUpdated".into(), format!("le{at}")));
+                        q
+                    })
+                    .collect();
+                let decided = filters
+                    .iter()
+                    .map(|f| search::parse(Some(*ty), f, true))
+                    .collect::<Result<Vec<_>, _>>()
+                    .map_err(|o| anyhow::anyhow!("_typeFilter for {ty}: {}", o.to_json()))?;
+                queries.push(vec![("_lastUpdated".into(), format!("gt{at}"))]);
+                (queries, decided)
+            };
+        let last = queries.len() - 1;
         let file = format!("{ty}.ndjson");
         let mut out: Option<std::io::BufWriter<std::fs::File>> = None;
         let mut count = 0u64;
@@ -786,8 +807,9 @@ async fn run(store: &Store, ctx: &Ctx, job: &Job, dir: &Path) -> Result<Vec<Outp
         let several = queries.len() > 1;
         let mut written: HashSet<String> = HashSet::new();
         let params = members.get(ty).cloned().unwrap_or_default();
-        for filter in queries {
-            let mut q_params = filter.clone();
+        for (n, filter) in queries.into_iter().enumerate() {
+            let decide = !changed.is_empty() && n == last;
+            let mut q_params = filter;
             if let Some(since) = req.since {
                 q_params.push(("_lastUpdated".into(), format!("ge{since}")));
             }
@@ -815,6 +837,16 @@ async fn run(store: &Store, ctx: &Ctx, job: &Job, dir: &Path) -> Result<Vec<Outp
                     // transactionTime may be older.
                     if req.since.is_some_and(|since| v.last_updated < since) {
                         continue;
+                    }
+                    if decide {
+                        let entries = serde_json::from_slice::<serde_json::Value>(&v.body)
+                            .map(|json| gp_search::extract_json(*ty, &json))
+                            .unwrap_or_default();
+                        if !changed.iter().any(|f| {
+                            crate::filter::matches(&f.criteria, &v.id, v.last_updated, &entries)
+                        }) {
+                            continue;
+                        }
                     }
                     if let Some(g) = &group {
                         if !patients_of(*ty, &v.id, &v.body, &params)

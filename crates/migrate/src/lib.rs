@@ -23,6 +23,7 @@
 mod accounts;
 pub mod bulk;
 mod export;
+pub mod filter;
 mod foreign;
 mod import;
 mod trail;
