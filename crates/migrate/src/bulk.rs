@@ -12,9 +12,9 @@
 //! its files are still served to whoever asked; a job the server stopped
 //! (or crashed) in the middle of is found at the next start and run again
 //! from its start, with the same id and `transactionTime` (so the same
-//! snapshot), at once with its owner's session if that is still valid,
-//! else when its owner next polls it (the job runs with the requester's
-//! context, which only their session or request brings). Finished jobs and
+//! snapshot), at once with the context of the session or app token that
+//! started it, even one that has since ended, as long as its owner may
+//! still export (else it fails, saying why). Finished jobs and
 //! their files are deleted by `DELETE` or once the retention period has
 //! passed.
 
@@ -97,9 +97,10 @@ pub struct Job {
     /// The practice and the user who asked: nobody else sees it.
     pub practice: i64,
     pub owner: String,
-    /// The owner's session at kick-off (the hash of its token, as the
-    /// store keeps it), for running the job again at the next start
-    /// while the session lasts; none for an app's token.
+    /// The owner's session or SMART app access token at kick-off (the
+    /// hash of its token, as the store keeps it), for running the job
+    /// again at the next start with the owner's authority
+    /// (`Store::resolve_owner`).
     session: Option<String>,
     pub request: ExportRequest,
     pub transaction_time: Instant,
@@ -423,15 +424,13 @@ impl Exports {
             id: id.clone(),
             practice: ctx.practice.key,
             owner: ctx.actor.id().to_owned(),
-            // An app's context (its scopes narrowing the user's role) is
-            // not a session's: only its requests bring it.
-            session: ctx
-                .access
-                .user
-                .as_ref()
-                .filter(|_| ctx.grant.is_none())
-                .map(|u| u.session.clone())
-                .filter(|s| !s.is_empty() && !s.starts_with("app:")),
+            // An app's context (its scopes narrowing the user's role) comes
+            // from its access token, a user's from their session.
+            session: match &ctx.grant {
+                Some(g) => Some(g.token_hash.clone()),
+                None => ctx.access.user.as_ref().map(|u| u.session.clone()),
+            }
+            .filter(|s| !s.is_empty() && !s.starts_with("app:")),
             request,
             transaction_time,
             status: Mutex::new(Status::Running {
@@ -467,10 +466,13 @@ impl Exports {
     }
 
     /// Starts the jobs the server stopped in the middle of again, in the
-    /// background, each with its owner's session if that is still valid
-    /// (`Store::resolve_session`: not ended, expired, disabled or its role
-    /// taken away); the others wait for their owner's next poll, which
-    /// brings a context.
+    /// background, each with the context of whoever started it, by the
+    /// session or app token it was started with (`Store::resolve_owner`:
+    /// one since ended or expired still stands for its owner); one whose
+    /// owner may no longer act (the account disabled or its role taken
+    /// away, the app disabled or its token revoked) fails with the reason
+    /// instead. A job that names neither (recorded by an older server)
+    /// waits for its owner's next poll, which brings a context.
     pub fn resume_in_background(self: &Arc<Self>, store: Store) {
         let stopped: Vec<Arc<Job>> = self
             .jobs
@@ -492,25 +494,52 @@ impl Exports {
                 .await
                 .unwrap_or_default();
             for job in stopped {
-                let ctx = match (
-                    &job.session,
-                    practices.iter().find(|p| p.key == job.practice),
-                ) {
+                let practice = practices.iter().find(|p| p.key == job.practice);
+                let owner = match (&job.session, practice) {
                     (Some(session), Some(practice)) => {
-                        store.resolve_session(practice, session).await.ok()
+                        Some(store.resolve_owner(practice, session).await)
                     }
                     _ => None,
                 };
-                match ctx {
-                    Some(ctx) if ctx.actor.id() == job.owner => {
+                match owner {
+                    Some(Ok(ctx)) if ctx.actor.id() == job.owner => {
                         exports.resume(&job, &store, &ctx);
                     }
-                    _ => {
-                        tracing::info!(job = %job.id, "a bulk export the server stopped in the middle of runs again when its owner next polls it: the session that started it is not recorded or has ended")
+                    Some(Ok(_)) => exports.refuse(&job, "its session now stands for another user"),
+                    Some(Err(
+                        e @ (gp_store::StoreError::Unauthorized(_)
+                        | gp_store::StoreError::Forbidden(_)),
+                    )) => exports.refuse(&job, &e.to_string()),
+                    Some(Err(e)) => {
+                        tracing::warn!(job = %job.id, error = %e, "a bulk export the server stopped in the middle of runs again when its owner next polls it: its owner could not be checked")
+                    }
+                    None => {
+                        tracing::info!(job = %job.id, "a bulk export the server stopped in the middle of runs again when its owner next polls it: the session or token that started it is not recorded")
                     }
                 }
             }
         });
+    }
+
+    /// Ends a job the server stopped in the middle of, without running it
+    /// again: its owner may no longer export (`why`). Its partial files are
+    /// deleted; the failure is kept (and answered to a poll) as any other.
+    fn refuse(&self, job: &Arc<Job>, why: &str) {
+        if job.stopped.lock().ok().and_then(|mut s| s.take()).is_none() {
+            return;
+        }
+        tracing::warn!(job = %job.id, why, "a bulk export the server stopped in the middle of is not run again: its owner may no longer export");
+        let dir = self.dir.join(&job.id);
+        let _ = clear(&dir);
+        job.set(Status::Failed {
+            why: format!(
+                "not run again after the server restarted: its owner may no longer export ({why})"
+            ),
+            expires: later(Instant::now(), self.retention),
+        });
+        if let Err(e) = save(&dir, job) {
+            tracing::warn!(job = %job.id, error = %format!("{e:#}"), "recording the end of a bulk export");
+        }
     }
 
     /// Starts a job the server stopped in the middle of again, from its

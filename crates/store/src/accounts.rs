@@ -812,6 +812,32 @@ impl Store {
         practice: &Practice,
         session: &str,
     ) -> Result<Ctx, StoreError> {
+        self.resolve_stored(practice, session, false).await
+    }
+
+    /// The context of whoever started work the server carries on after a
+    /// restart (a Bulk Data export), by the hash of the session or app
+    /// token the work was started with: as [`Store::resolve_session`], but
+    /// a session that has since ended or expired, or an app's access token
+    /// that has expired, still stands for its owner, whose authority is
+    /// checked as it is now: refused once the account is disabled or gone,
+    /// the role taken away, the app disabled or removed, or its token
+    /// revoked.
+    pub async fn resolve_owner(
+        &self,
+        practice: &Practice,
+        session: &str,
+    ) -> Result<Ctx, StoreError> {
+        self.resolve_stored(practice, session, true).await
+    }
+
+    /// [`Store::resolve_session`], or with `ended` [`Store::resolve_owner`].
+    async fn resolve_stored(
+        &self,
+        practice: &Practice,
+        session: &str,
+        ended: bool,
+    ) -> Result<Ctx, StoreError> {
         let expired = || StoreError::Unauthorized("the session is not valid; sign in again".into());
         let system = Ctx::new(practice.clone(), Actor::system());
         let hash = session.to_owned();
@@ -829,11 +855,11 @@ impl Store {
         let Some((session, user, policy)) = found else {
             // Not a staff session: perhaps an app's access token.
             return self
-                .resolve_app_token(practice, app_hash)
+                .resolve_app_token(practice, app_hash, ended)
                 .await?
                 .ok_or_else(expired);
         };
-        if session.revoked || session.expires <= Instant::now() || user.disabled {
+        if user.disabled || (!ended && (session.revoked || session.expires <= Instant::now())) {
             return Err(expired());
         }
         if let Some(patient) = crate::online::role_patient(&session.role).map(str::to_owned) {

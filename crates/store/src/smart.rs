@@ -373,6 +373,10 @@ pub struct AppGrant {
     pub scope: String,
     pub patient: Option<String>,
     pub expires: Instant,
+    /// The hash of the access token the context came from (as the store
+    /// keeps it), for work it started that outlives a restart; empty when
+    /// the grant is not a token's.
+    pub token_hash: String,
     rules: Vec<Rule>,
 }
 
@@ -390,6 +394,7 @@ impl AppGrant {
             scope: scope.to_owned(),
             patient,
             expires,
+            token_hash: String::new(),
             rules: scope.split_whitespace().filter_map(Rule::parse).collect(),
         }
     }
@@ -1028,12 +1033,16 @@ impl Store {
     /// The context an app's access token stands for (`None` if it is not
     /// one): the user's role narrowed by the scopes, or for a backend
     /// service the scopes alone.
+    /// The context of an app's access token by its hash; with `expired`
+    /// one past its expiry too (for work it started, [`Store::resolve_owner`]).
     pub(crate) async fn resolve_app_token(
         &self,
         practice: &Practice,
         hash: String,
+        expired: bool,
     ) -> Result<Option<Ctx>, StoreError> {
         let system = Ctx::new(practice.clone(), Actor::system());
+        let token_hash = hash.clone();
         let found = self
             .read_in(&system, move |tx| {
                 let Some(t) = tx.token(&hash)? else {
@@ -1044,8 +1053,8 @@ impl Store {
                 }
                 let user = match &t.user_id {
                     Some(id) => match tx.user_by_id(id)? {
-                        Some(u) => Some(u),
-                        None => return Ok(None),
+                        Some(u) if !u.disabled => Some(u),
+                        _ => return Ok(None),
                     },
                     None => None,
                 };
@@ -1055,10 +1064,11 @@ impl Store {
         let Some((t, user, policy)) = found else {
             return Ok(None);
         };
-        if t.kind != TokenKind::Access || t.revoked || t.expires <= Instant::now() {
+        if t.kind != TokenKind::Access || t.revoked || (!expired && t.expires <= Instant::now()) {
             return Ok(None);
         }
-        let grant = AppGrant::new(&t.client_id, &t.grant_id, &t.scope, t.patient, t.expires);
+        let mut grant = AppGrant::new(&t.client_id, &t.grant_id, &t.scope, t.patient, t.expires);
+        grant.token_hash = token_hash;
         let scoped = grant.activities();
         let ctx = match (user, t.role) {
             (Some(u), Some(role)) => {

@@ -4,7 +4,9 @@
 //! errors; jobs and their files surviving a restart, a job interrupted by
 //! a stop or a crash run again to completion, and finished jobs expiring;
 //! an export's files hold the resources as of its `transactionTime`, which
-//! the writer agrees on, so that no write racing a kick-off is lost.
+//! the writer agrees on, so that no write racing a kick-off is lost;
+//! exports of apps and of ended sessions run again at the start, unless
+//! their owner may no longer export.
 
 use std::time::Duration;
 
@@ -450,22 +452,7 @@ async fn an_export_interrupted_by_a_crash_completes_after_the_restart() {
     crate::child::add_account(&data);
     let mut server = crate::child::Server::start(&data, &log).await;
     let client = authorised_client(&server.token);
-    for chunk in 0..PATIENTS / 1000 {
-        let entries: Vec<Value> = (chunk * 1000..(chunk + 1) * 1000)
-            .map(|n| {
-                json!({ "resource": { "resourceType": "Patient", "id": format!("p{n}"),
-                        "name": [{ "family": format!("Family{n}") }] },
-                        "request": { "method": "PUT", "url": format!("Patient/p{n}") } })
-            })
-            .collect();
-        let res = client
-            .post(&server.base)
-            .json(&json!({ "resourceType": "Bundle", "type": "batch", "entry": entries }))
-            .send()
-            .await
-            .unwrap_or_else(|e| panic!("{e}"));
-        assert_eq!(res.status(), 200);
-    }
+    add_patients(&client, &server.base, PATIENTS).await;
     let status = kick_off(&client, &format!("{}/$export?_type=Patient", server.base)).await;
     // Killed once the job is writing its file.
     loop {
@@ -521,6 +508,26 @@ async fn an_export_interrupted_by_a_crash_completes_after_the_restart() {
     assert_eq!(files, vec![("Patient".to_owned(), expected)]);
     let exit = server.stop(&log).await;
     assert!(exit.success(), "{exit}\n{}", crate::child::log_tail(&log));
+}
+
+/// Patients `p0`.. `p{count-1}`, by batches of a thousand.
+async fn add_patients(client: &reqwest::Client, base: &str, count: usize) {
+    for chunk in 0..count.div_ceil(1000) {
+        let entries: Vec<Value> = (chunk * 1000..((chunk + 1) * 1000).min(count))
+            .map(|n| {
+                json!({ "resource": { "resourceType": "Patient", "id": format!("p{n}"),
+                        "name": [{ "family": format!("Family{n}") }] },
+                        "request": { "method": "PUT", "url": format!("Patient/p{n}") } })
+            })
+            .collect();
+        let res = client
+            .post(base)
+            .json(&json!({ "resourceType": "Bundle", "type": "batch", "entry": entries }))
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(res.status(), 200);
+    }
 }
 
 /// The body of every line of a manifest's files, by type, downloaded.
@@ -972,4 +979,228 @@ async fn a_filtered_export_filters_the_resources_as_of_its_transaction_time(app:
         .unwrap_or_else(|e| panic!("{e}"));
     assert_outcome(res, 400, "not-supported").await;
     app.stop().await;
+}
+
+/// `opengp app add` of a backend service reading everything; its client id
+/// and private key.
+fn add_backend_app(data: &std::path::Path, name: &str) -> (String, String) {
+    let key = data.with_file_name(format!("{name}.pem"));
+    let out = std::process::Command::new(crate::support::opengp_bin())
+        .args(["app", "add", "--practice", crate::child::PRACTICE, "--data"])
+        .arg(data)
+        .args(["--name", name, "--scope", "system/*.rs", "--key-out"])
+        .arg(&key)
+        .output()
+        .unwrap_or_else(|e| panic!("opengp app add: {e}"));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+    let client_id = stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("client_id="))
+        .unwrap_or_else(|| panic!("{stdout}"))
+        .to_owned();
+    let pem = std::fs::read_to_string(&key).unwrap_or_else(|e| panic!("{e}"));
+    (client_id, pem)
+}
+
+/// A backend service's access token (SMART client credentials, RFC 7523
+/// assertion) from the child server at `base`.
+async fn app_token(base: &str, (client_id, pem): &(String, String), jti: &str) -> String {
+    let token_url = base.replace("/fhir", "/smart/token");
+    let jwt = crate::smart::assertion(pem, client_id, &token_url, 120, jti);
+    let res = reqwest::Client::new()
+        .post(&token_url)
+        .form(&[
+            ("grant_type", "client_credentials"),
+            ("scope", "system/*.rs"),
+            (
+                "client_assertion_type",
+                "urn:ietf:params:oauth:client-assertion-type:jwt-bearer",
+            ),
+            ("client_assertion", jwt.as_str()),
+        ])
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(res.status(), 200);
+    let t: Value = res.json().await.unwrap_or_else(|e| panic!("{e}"));
+    t["access_token"].as_str().unwrap_or_default().to_owned()
+}
+
+/// Exports started by a SMART backend service's token, and by a staff
+/// session that has since ended (signed out), are run again at the next
+/// start after a SIGKILL, without waiting for a poll, with the authority
+/// of whoever started them as it is now: a job of an app disabled while
+/// the server was down is not run but fails, and its poll answers an
+/// OperationOutcome saying why (export.html#bulk-data-status-request,
+/// error status). The app then polls with a new token (the job's owner is
+/// the app, not the token) and finds the same job, `transactionTime` and
+/// every patient once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn exports_of_apps_and_ended_sessions_run_again_at_the_start() {
+    const PATIENTS: usize = 10_000;
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let (data, log) = (dir.path().join("data"), dir.path().join("server.log"));
+    crate::child::add_account(&data);
+    let running_app = add_backend_app(&data, "Nightly extract");
+    let disabled_app = add_backend_app(&data, "Retired extract");
+    let mut server = crate::child::Server::start(&data, &log).await;
+    let staff = authorised_client(&server.token);
+    add_patients(&staff, &server.base, PATIENTS).await;
+    let export = format!("{}/$export?_type=Patient", server.base);
+    // Finished ones, marked as running once the server is down, as if the
+    // crash had come in their middle.
+    let by_staff = kick_off(&staff, &export).await;
+    finished(&staff, &by_staff).await;
+    let retired = authorised_client(&app_token(&server.base, &disabled_app, "retired-1").await);
+    let by_retired = kick_off(&retired, &export).await;
+    finished(&retired, &by_retired).await;
+    let res = staff
+        .post(server.base.replace(
+            &format!("/practices/{}/fhir", crate::child::PRACTICE),
+            "/auth/logout",
+        ))
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(res.status().is_success(), "logout: {}", res.status());
+    assert_eq!(
+        get(&staff, &by_staff).await.status(),
+        401,
+        "the session did not end"
+    );
+    // Killed in the middle of the app's export.
+    let nightly = authorised_client(&app_token(&server.base, &running_app, "nightly-1").await);
+    let by_app = kick_off(&nightly, &export).await;
+    loop {
+        let res = get(&nightly, &by_app).await;
+        assert_eq!(
+            res.status(),
+            202,
+            "the export ended before it could be interrupted"
+        );
+        let progress = res
+            .headers()
+            .get("x-progress")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_owned();
+        if !progress.starts_with("0 ") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    server.kill().await;
+    let job = |status: &str| job_dir(&data, status);
+    let recorded_app = recorded(&job(&by_app));
+    assert_eq!(recorded_app["state"], "running", "{recorded_app}");
+    mark_running(&job(&by_staff), true);
+    mark_running(&job(&by_retired), true);
+    let out = std::process::Command::new(crate::support::opengp_bin())
+        .args([
+            "app",
+            "update",
+            "--practice",
+            crate::child::PRACTICE,
+            "--data",
+        ])
+        .arg(&data)
+        .args(["--client-id", &disabled_app.0, "--disable"])
+        .output()
+        .unwrap_or_else(|e| panic!("opengp app update: {e}"));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    let server = crate::child::Server::start(&data, &log).await;
+    for status in [&by_app, &by_staff] {
+        let done = ended_without_a_poll(&job(status)).await;
+        assert_eq!(
+            done["state"],
+            "done",
+            "{done}\n{}",
+            crate::child::log_tail(&log)
+        );
+    }
+    let refused = ended_without_a_poll(&job(&by_retired)).await;
+    assert_eq!(refused["state"], "failed", "{refused}");
+    assert!(
+        refused["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("may no longer export")),
+        "{refused}"
+    );
+    assert!(
+        !job(&by_retired).join("Patient.ndjson").exists(),
+        "a refused job kept its files"
+    );
+    let moved = |status: &str| {
+        format!(
+            "{}/$export-poll-status/{}",
+            server.base,
+            status.rsplit('/').next().unwrap_or_default()
+        )
+    };
+    let mut expected: Vec<String> = (0..PATIENTS).map(|n| format!("p{n}")).collect();
+    expected.sort();
+    let nightly = authorised_client(&app_token(&server.base, &running_app, "nightly-2").await);
+    let staff = authorised_client(&server.token);
+    for (client, status) in [(&nightly, &by_app), (&staff, &by_staff)] {
+        let manifest = finished(client, &moved(status)).await;
+        assert_eq!(
+            manifest["transactionTime"],
+            recorded(&job(status))["transactionTime"]
+        );
+        assert_eq!(
+            contents(client, &manifest).await,
+            vec![("Patient".to_owned(), expected.clone())]
+        );
+    }
+    assert_eq!(
+        recorded_app["transactionTime"],
+        recorded(&job(&by_app))["transactionTime"]
+    );
+    // The disabled app can no longer ask. Enabled again (the server
+    // stopped for it), it finds its job failed: an OperationOutcome saying
+    // why.
+    assert_outcome(get(&retired, &moved(&by_retired)).await, 401, "login").await;
+    let exit = server.stop(&log).await;
+    assert!(exit.success(), "{exit}\n{}", crate::child::log_tail(&log));
+    let out = std::process::Command::new(crate::support::opengp_bin())
+        .args([
+            "app",
+            "update",
+            "--practice",
+            crate::child::PRACTICE,
+            "--data",
+        ])
+        .arg(&data)
+        .args(["--client-id", &disabled_app.0, "--enable"])
+        .output()
+        .unwrap_or_else(|e| panic!("opengp app update: {e}"));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let server = crate::child::Server::start(&data, &log).await;
+    let retired = authorised_client(&app_token(&server.base, &disabled_app, "retired-2").await);
+    let status = format!(
+        "{}/$export-poll-status/{}",
+        server.base,
+        by_retired.rsplit('/').next().unwrap_or_default()
+    );
+    let outcome = assert_outcome(get(&retired, &status).await, 500, "exception").await;
+    assert!(
+        outcome.to_string().contains("may no longer export"),
+        "{outcome}"
+    );
+    let exit = server.stop(&log).await;
+    assert!(exit.success(), "{exit}\n{}", crate::child::log_tail(&log));
 }

@@ -558,7 +558,7 @@ async fn app_json(client: &reqwest::Client, url: &str) -> Value {
 }
 
 /// A client assertion (RFC 7523) signed with `pem`.
-fn assertion(pem: &str, client_id: &str, aud: &str, exp_in: i64, jti: &str) -> String {
+pub(crate) fn assertion(pem: &str, client_id: &str, aud: &str, exp_in: i64, jti: &str) -> String {
     let key =
         jsonwebtoken::EncodingKey::from_ec_pem(pem.as_bytes()).unwrap_or_else(|e| panic!("{e}"));
     let now = std::time::SystemTime::now()
