@@ -88,29 +88,11 @@ impl Bodies {
         for (practice, n) in versions {
             self.codec.counted(practice, n);
         }
-        for (practice, versions) in self.codec.start_training() {
-            let me = self.clone();
-            let spawned = std::thread::Builder::new()
-                .name("pg-dict".into())
-                .spawn(move || {
-                    let started = std::time::Instant::now();
-                    match me.train_and_store(practice, versions) {
-                        Ok(bytes) => tracing::info!(
-                            practice,
-                            versions,
-                            bytes,
-                            ms = started.elapsed().as_millis() as u64,
-                            "trained a dictionary for resource bodies"
-                        ),
-                        Err(e) => tracing::warn!(error = %e, "training a dictionary"),
-                    }
-                    me.codec.trained(practice, versions);
-                });
-            if let Err(e) = spawned {
-                tracing::warn!(error = %e, "starting the dictionary training");
-                self.codec.trained(practice, versions);
-            }
-        }
+        let me = self.clone();
+        self.codec
+            .spawn_training("pg-dict", move |practice, versions| {
+                me.train_and_store(practice, versions)
+            });
     }
 
     /// Samples the practice's newest versions, trains, stores the
@@ -133,8 +115,7 @@ impl Bodies {
                     .to_vec(),
             );
         }
-        let dict = train(&samples)
-            .ok_or_else(|| StoreError::Backend("too few samples to train on".into()))?;
+        let dict = train(&samples)?;
         let id = gp_store_sql::body::dict_id(&dict)
             .ok_or_else(|| StoreError::Backend("zstd trained no dictionary".into()))?;
         conn.execute(

@@ -143,6 +143,40 @@ impl Codec {
         due_now
     }
 
+    /// Starts a thread named `thread` for each practice due to train
+    /// ([`Codec::start_training`]). `work(practice, versions)` samples,
+    /// trains and has the dictionary stored before anything is written
+    /// with it, answering its size; this logs how it went and marks the
+    /// training ended on every path.
+    pub fn spawn_training<W>(self: &Arc<Self>, thread: &str, work: W)
+    where
+        W: Fn(i64, i64) -> Result<usize, StoreError> + Clone + Send + 'static,
+    {
+        for (practice, versions) in self.start_training() {
+            let (codec, work) = (self.clone(), work.clone());
+            let spawned = std::thread::Builder::new()
+                .name(thread.into())
+                .spawn(move || {
+                    let started = std::time::Instant::now();
+                    match work(practice, versions) {
+                        Ok(bytes) => tracing::info!(
+                            practice,
+                            versions,
+                            bytes,
+                            ms = started.elapsed().as_millis() as u64,
+                            "trained a dictionary for resource bodies"
+                        ),
+                        Err(e) => tracing::warn!(error = %e, practice, "training a dictionary"),
+                    }
+                    codec.trained(practice, versions);
+                });
+            if let Err(e) = spawned {
+                tracing::warn!(error = %e, "starting the dictionary training");
+                self.trained(practice, versions);
+            }
+        }
+    }
+
     /// A training of `practice` at `versions` ended; with a dictionary it
     /// was [`Codec::add`]ed first. Either way the next waits for the
     /// practice to grow.
@@ -246,13 +280,21 @@ fn due(versions: i64, trained_at: Option<i64>) -> bool {
     }
 }
 
-/// A dictionary trained on `samples` (version bodies as JSON), or `None`
+/// A dictionary trained on `samples` (version bodies as JSON); an error
 /// when they are too few or too alike for zstd to build one.
-pub fn train(samples: &[Vec<u8>]) -> Option<Vec<u8>> {
+pub fn train(samples: &[Vec<u8>]) -> Result<Vec<u8>, StoreError> {
     let total: usize = samples.iter().map(Vec::len).sum();
     // zstd wants about a hundred times the dictionary's size in samples.
     let size = DICT_BYTES.min(total / 100).max(1024);
-    zstd::dict::from_samples(samples, size).ok()
+    zstd::dict::from_samples(samples, size)
+        .ok()
+        .filter(|d| dict_id(d).is_some())
+        .ok_or_else(|| {
+            StoreError::Backend(format!(
+                "no dictionary from {} samples ({total} bytes)",
+                samples.len()
+            ))
+        })
 }
 
 #[cfg(test)]
@@ -286,7 +328,7 @@ mod tests {
     #[test]
     fn frames_round_trip_and_name_their_practice_s_dictionary() {
         let all = samples(3000);
-        let dict = train(&all).unwrap_or_else(|| panic!("no dictionary"));
+        let dict = train(&all).unwrap_or_else(|e| panic!("{e}"));
         let codec = Codec::default();
         let id = codec
             .add(1, &dict, 3000, true)

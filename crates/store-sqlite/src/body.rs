@@ -62,13 +62,15 @@ pub(crate) fn decode(
 
 /// Counts the versions of the practices that wrote in this process for the
 /// first time (once per practice), then starts training for those that
-/// have grown enough; each dictionary comes back as `done(...)`.
+/// have grown enough, each on a read-only connection of its own; each
+/// dictionary goes to the writer as `done(...)`, which stores it before
+/// anything is compressed with it.
 pub(crate) fn maybe_train<M: Send + 'static>(
     conn: &Connection,
     path: &std::path::Path,
     codec: &Arc<Codec>,
     reply: &Sender<M>,
-    done: impl Fn(i64, i64, Option<Vec<u8>>) -> M + Send + Clone + 'static,
+    done: impl Fn(i64, i64, Vec<u8>) -> M + Send + Clone + 'static,
 ) {
     for practice in codec.uncounted() {
         let n = conn
@@ -80,37 +82,15 @@ pub(crate) fn maybe_train<M: Send + 'static>(
             .unwrap_or(0);
         codec.counted(practice, n);
     }
-    for (practice, versions) in codec.start_training() {
-        let (path, mine, reply, done) = (
-            path.to_path_buf(),
-            codec.clone(),
-            reply.clone(),
-            done.clone(),
-        );
-        let spawned = std::thread::Builder::new()
-            .name("sqlite-dict".into())
-            .spawn(move || {
-                let started = std::time::Instant::now();
-                let dict = samples(&path, &mine, practice)
-                    .map_err(
-                        |e| tracing::warn!(error = %e, "reading samples to train a dictionary"),
-                    )
-                    .ok()
-                    .and_then(|s| train(&s));
-                tracing::info!(
-                    practice,
-                    versions,
-                    bytes = dict.as_ref().map_or(0, Vec::len),
-                    ms = started.elapsed().as_millis() as u64,
-                    "trained a dictionary for resource bodies"
-                );
-                let _ = reply.send(done(practice, versions, dict));
-            });
-        if let Err(e) = spawned {
-            tracing::warn!(error = %e, "starting the dictionary training");
-            codec.trained(practice, versions);
-        }
-    }
+    let (path, mine, reply) = (path.to_path_buf(), codec.clone(), reply.clone());
+    codec.spawn_training("sqlite-dict", move |practice, versions| {
+        let dict = train(&samples(&path, &mine, practice)?)?;
+        let bytes = dict.len();
+        reply
+            .send(done(practice, versions, dict))
+            .map_err(|_| StoreError::Unavailable)?;
+        Ok(bytes)
+    });
 }
 
 /// Stores a practice's trained dictionary; from the next write on, its

@@ -45,12 +45,11 @@ enum Msg {
         reply: Sender<Result<gp_store::DmdInfo, StoreError>>,
     },
     /// A dictionary trained off the writer thread (`body.rs`) on a
-    /// practice's versions when it held `versions`; `None` if training
-    /// found none.
+    /// practice's versions when it held `versions`.
     Dict {
         practice: i64,
         versions: i64,
-        dict: Option<Vec<u8>>,
+        dict: Vec<u8>,
     },
     /// A terminology load: the writer runs it to the end before anything else.
     Snomed {
@@ -221,13 +220,10 @@ impl Bodies {
 
     /// Stores a trained dictionary, before the jobs of the group it came
     /// in commit, so that no frame is ever stored without its dictionary.
-    fn trained(&self, conn: &Connection, practice: i64, versions: i64, dict: Option<Vec<u8>>) {
-        if let Some(dict) = dict
-            && let Err(e) = crate::body::store(conn, &self.codec, practice, &dict, versions)
-        {
+    fn trained(&self, conn: &Connection, practice: i64, versions: i64, dict: &[u8]) {
+        if let Err(e) = crate::body::store(conn, &self.codec, practice, dict, versions) {
             tracing::warn!(error = %e, "storing a trained dictionary");
         }
-        self.codec.trained(practice, versions);
     }
 }
 
@@ -271,7 +267,7 @@ fn run(conn: Connection, rx: Receiver<Msg>, counters: &Counters, bodies: Bodies)
                     practice,
                     versions,
                     dict,
-                } => bodies.trained(&conn, practice, versions, dict),
+                } => bodies.trained(&conn, practice, versions, &dict),
                 Msg::Snomed { name, actor, rx } => {
                     // Jobs queued before the load commit first.
                     if !jobs.is_empty() {

@@ -821,8 +821,8 @@ fn compartment_elements() -> &'static HashMap<ResourceType, Vec<Vec<&'static str
 /// The patients a stored resource belongs to: itself for a Patient, else the
 /// `Patient/...` references at its compartment elements' paths (such as
 /// Appointment's `participant.actor`, AuditEvent's `agent.who` and
-/// `entity.what`). Cheap enough for every read: one parse of the body, no
-/// FHIRPath.
+/// `entity.what`). Cheap enough for every read: one pass over the body,
+/// which builds only the members those paths start with, and no FHIRPath.
 pub fn patients_of(ty: ResourceType, id: &str, body: &[u8]) -> Vec<String> {
     if ty.as_str() == "Patient" {
         return vec![id.to_owned()];
@@ -833,9 +833,12 @@ pub fn patients_of(ty: ResourceType, id: &str, body: &[u8]) -> Vec<String> {
     if paths.is_empty() || body.is_empty() {
         return Vec::new();
     }
-    let Ok(root) = serde_json::from_slice::<Value>(body) else {
+    let firsts: Vec<&'static str> = paths.iter().filter_map(|p| p.first().copied()).collect();
+    let mut de = serde_json::Deserializer::from_slice(body);
+    let Ok(members) = serde::de::DeserializeSeed::deserialize(Members(&firsts), &mut de) else {
         return Vec::new();
     };
+    let root = Value::Object(members);
     let mut out = Vec::new();
     for path in paths {
         at_path(&root, path, &mut out);
@@ -843,6 +846,64 @@ pub fn patients_of(ty: ResourceType, id: &str, body: &[u8]) -> Vec<String> {
     out.sort();
     out.dedup();
     out
+}
+
+/// A JSON object's members named in `.0`, the others skipped without
+/// being built (most of a resource: its narrative, codes and values).
+struct Members<'k>(&'k [&'static str]);
+
+impl<'de> serde::de::DeserializeSeed<'de> for Members<'_> {
+    type Value = serde_json::Map<String, Value>;
+
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        d.deserialize_map(self)
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for Members<'_> {
+    type Value = serde_json::Map<String, Value>;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a JSON object")
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut m: A) -> Result<Self::Value, A::Error> {
+        let mut out = serde_json::Map::new();
+        while let Some(key) = m.next_key_seed(Member(self.0))? {
+            match key {
+                Some(k) => {
+                    out.insert(k.to_owned(), m.next_value::<Value>()?);
+                }
+                None => {
+                    m.next_value::<serde::de::IgnoredAny>()?;
+                }
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// A member's name: the wanted one it is, or `None`, without allocating.
+struct Member<'k>(&'k [&'static str]);
+
+impl<'de> serde::de::DeserializeSeed<'de> for Member<'_> {
+    type Value = Option<&'static str>;
+
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        d.deserialize_str(self)
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for Member<'_> {
+    type Value = Option<&'static str>;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a member name")
+    }
+
+    fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Self::Value, E> {
+        Ok(self.0.iter().find(|k| **k == v).copied())
+    }
 }
 
 /// Collects the patients referenced at `path` under `v` (arrays crossed).
@@ -1083,6 +1144,11 @@ mod tests {
     fn patients_come_from_compartment_references() {
         let obs = br#"{"resourceType":"Observation","subject":{"reference":"Patient/p1"},"performer":[{"reference":"Practitioner/d"},{"reference":"Patient/p2/_history/3"}],"focus":[{"reference":"Patient/not-a-member"}]}"#;
         assert_eq!(patients_of(t("Observation"), "o", obs), vec!["p1", "p2"]);
+        // Members skipped unbuilt (the narrative, components) are still
+        // read past correctly, and an escaped member name is still its name.
+        let skipped = br#"{"text":{"div":"<div>\"subject\": {\"reference\":\"Patient/no\"}</div>"},"component":[{"code":{"coding":[{"code":"x"}]},"valueQuantity":{"value":1e3}}],"subj\u0065ct":{"reference":"Patient/p3"}}"#;
+        assert_eq!(patients_of(t("Observation"), "o", skipped), vec!["p3"]);
+        assert!(patients_of(t("Observation"), "x", b"[1,2]").is_empty());
         assert_eq!(patients_of(t("Patient"), "p9", b"{}"), vec!["p9"]);
         let enc = br#"{"resourceType":"Encounter","subject":{"reference":"Patient/e1"}}"#;
         assert_eq!(patients_of(t("Encounter"), "e", enc), vec!["e1"]);
