@@ -1030,11 +1030,10 @@ impl Store {
         Ok(Some(record.grant_id))
     }
 
-    /// The context an app's access token stands for (`None` if it is not
-    /// one): the user's role narrowed by the scopes, or for a backend
-    /// service the scopes alone.
-    /// The context of an app's access token by its hash; with `expired`
-    /// one past its expiry too (for work it started, [`Store::resolve_owner`]).
+    /// The context an app's access token stands for, by its hash (`None`
+    /// if it is not one): the user's role narrowed by the scopes, or for a
+    /// backend service the scopes alone. With `expired`, a token past its
+    /// expiry still stands (for work it started, [`Store::resolve_owner`]).
     pub(crate) async fn resolve_app_token(
         &self,
         practice: &Practice,
